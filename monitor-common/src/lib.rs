@@ -1,0 +1,297 @@
+//! The contract between the kernel programs (`monitor-ebpf`) and the agent (`monitor`).
+//!
+//! Every record the kernel writes into the ring buffer starts with an [`EventHeader`];
+//! the header's `kind` says which fixed part follows, and the fixed part's length fields
+//! say how many bytes of variable data (paths, argv) follow it, in the order the
+//! record type documents. All structs are `#[repr(C)]` with explicit padding so the
+//! layout is the same on both sides and the compiler never inserts hidden bytes.
+//!
+//! Resolved paths travel as *reversed paths*: the components from the leaf up to the
+//! root, each followed by a NUL byte (`"/etc/passwd"` is `b"passwd\0etc\0"`, the root
+//! alone is empty). Walking leaf-first lets the kernel write forward into a bounded
+//! buffer, which is what the verifier can check.
+#![no_std]
+
+/// Stable numeric ids of event kinds. Index 0 is never used so that a zeroed record is
+/// always invalid.
+pub mod kind {
+    pub const EXEC: u16 = 1;
+    pub const FORK: u16 = 2;
+    pub const EXIT: u16 = 3;
+    pub const CONNECT: u16 = 4;
+    pub const OPEN: u16 = 5;
+    /// Size of per-kind arrays (config switches, counters).
+    pub const SLOTS: u32 = 8;
+}
+
+/// Which syscall produced an exec or open record.
+pub mod syscall {
+    pub const EXECVE: u16 = 1;
+    pub const EXECVEAT: u16 = 2;
+    pub const OPEN: u16 = 3;
+    pub const OPENAT: u16 = 4;
+    pub const OPENAT2: u16 = 5;
+    pub const CREAT: u16 = 6;
+}
+
+/// Bits of [`EventHeader::flags`].
+pub mod flags {
+    /// argv was longer than [`super::MAX_ARGS_BYTES`] or had more than [`super::MAX_ARGS`] entries.
+    pub const ARGS_TRUNCATED: u16 = 1;
+    /// The path as given by the caller was cut at [`super::MAX_PATH_BYTES`].
+    pub const PATH_TRUNCATED: u16 = 2;
+    /// The kernel-resolved path was deeper or longer than the walk allows.
+    pub const RESOLVED_TRUNCATED: u16 = 4;
+}
+
+/// Upper bound of the argv bytes copied per exec.
+pub const MAX_ARGS_BYTES: usize = 4096;
+/// Upper bound of argv entries copied from a failed exec (a successful one is copied as
+/// one block from the new image's argument area, bounded by bytes only).
+pub const MAX_ARGS: usize = 64;
+/// Upper bound of a path copied from user memory, and of a resolved path.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest single path component (NAME_MAX + NUL).
+pub const MAX_NAME_BYTES: usize = 256;
+/// Path components walked per resolved path (mount crossings included).
+pub const MAX_PATH_DEPTH: usize = 48;
+/// Longest unix socket path (`sizeof(sun_path)`).
+pub const MAX_UNIX_PATH: usize = 108;
+/// Default ring buffer size in bytes (a power of two multiple of the page size).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Common first part of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u16,
+    pub flags: u16,
+    /// Total bytes of the record, this header included.
+    pub size: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds when the event was recorded.
+    pub boot_ns: u64,
+    /// Thread group id (the process id user space sees).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+}
+
+/// Process credentials and lineage, read from the current task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskIdentity {
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// `u32::MAX` when unset or when the kernel has no audit login uid.
+    pub loginuid: u32,
+    /// `task->start_boottime` of the thread group leader, CLOCK_BOOTTIME nanoseconds.
+    pub start_boot_ns: u64,
+}
+
+/// `execve`/`execveat` completion. Followed by `exe_len` bytes of the resolved
+/// executable path (a reversed path), `filename_len` bytes of the file name as
+/// given (failed execs only: after a successful exec the caller's memory is gone) and
+/// `args_len` bytes of NUL-separated argv.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub header: EventHeader,
+    pub task: TaskIdentity,
+    /// 0 or `-errno`.
+    pub result: i64,
+    pub syscall: u16,
+    pub exe_len: u16,
+    pub filename_len: u16,
+    pub _pad0: u16,
+    pub args_len: u32,
+    /// `execveat`'s dirfd, or `AT_FDCWD` for `execve`.
+    pub dirfd: i32,
+    pub at_flags: u32,
+    pub _pad1: u32,
+}
+
+/// A new process (threads are not reported). The header describes the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkRecord {
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub child_tid: u32,
+    pub child_start_boot_ns: u64,
+    pub parent_ppid: u32,
+    pub _pad: u32,
+}
+
+/// The last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub header: EventHeader,
+    /// Raw `task->exit_code`: `status << 8` for a normal exit, the signal number (plus
+    /// 0x80 for a core dump) for a fatal signal.
+    pub exit_code: i32,
+    pub ppid: u32,
+    pub start_boot_ns: u64,
+}
+
+/// `connect` completion. Followed by `unix_path_len` raw bytes of `sun_path` for
+/// `AF_UNIX` (an abstract name starts with a NUL byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectRecord {
+    pub header: EventHeader,
+    pub fd: i32,
+    pub family: u16,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, ...; 0 when the fd was not a socket.
+    pub sock_type: u16,
+    /// 0, `-EINPROGRESS` (an attempt under way) or `-errno`.
+    pub result: i64,
+    /// Port in host byte order.
+    pub port: u16,
+    pub unix_path_len: u16,
+    pub uid: u32,
+    /// IPv4 in the first four bytes, or IPv6; network byte order.
+    pub addr: [u8; 16],
+}
+
+/// `open`/`openat`/`openat2`/`creat` completion. Followed by `path_len` bytes of the
+/// path as given and `resolved_len` bytes of the path of the opened file (a reversed
+/// path; empty when the open failed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenRecord {
+    pub header: EventHeader,
+    pub syscall: u16,
+    pub path_len: u16,
+    pub resolved_len: u16,
+    pub _pad0: u16,
+    pub dirfd: i32,
+    pub mode: u32,
+    pub flags: u64,
+    /// The new fd, or `-errno`.
+    pub result: i64,
+    pub uid: u32,
+    pub _pad1: u32,
+}
+
+/// Kernel struct member offsets, computed by the agent from the running kernel's BTF
+/// and handed to the programs as a load-time constant. `ABSENT` marks a member this
+/// kernel does not have (e.g. `loginuid` without `CONFIG_AUDIT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_cred: u32,
+    pub task_loginuid: u32,
+    pub task_mm: u32,
+    pub task_files: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub task_start_boottime: u32,
+    pub signal_live: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_f_path: u32,
+    pub file_private_data: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub socket_type: u32,
+}
+
+impl KernelOffsets {
+    pub const ABSENT: u32 = u32::MAX;
+    /// All members absent: what the programs see if the agent forgot to fill them in,
+    /// which makes every kernel read fail safely instead of reading a wrong field.
+    pub const UNSET: Self = Self {
+        task_pid: Self::ABSENT,
+        task_tgid: Self::ABSENT,
+        task_real_parent: Self::ABSENT,
+        task_group_leader: Self::ABSENT,
+        task_cred: Self::ABSENT,
+        task_loginuid: Self::ABSENT,
+        task_mm: Self::ABSENT,
+        task_files: Self::ABSENT,
+        task_signal: Self::ABSENT,
+        task_exit_code: Self::ABSENT,
+        task_start_boottime: Self::ABSENT,
+        signal_live: Self::ABSENT,
+        cred_uid: Self::ABSENT,
+        cred_gid: Self::ABSENT,
+        cred_euid: Self::ABSENT,
+        cred_egid: Self::ABSENT,
+        mm_arg_start: Self::ABSENT,
+        mm_arg_end: Self::ABSENT,
+        mm_exe_file: Self::ABSENT,
+        files_fdt: Self::ABSENT,
+        fdtable_max_fds: Self::ABSENT,
+        fdtable_fd: Self::ABSENT,
+        file_f_path: Self::ABSENT,
+        file_private_data: Self::ABSENT,
+        path_mnt: Self::ABSENT,
+        path_dentry: Self::ABSENT,
+        dentry_d_parent: Self::ABSENT,
+        dentry_d_name: Self::ABSENT,
+        qstr_name: Self::ABSENT,
+        vfsmount_mnt_root: Self::ABSENT,
+        mount_mnt: Self::ABSENT,
+        mount_mnt_parent: Self::ABSENT,
+        mount_mnt_mountpoint: Self::ABSENT,
+        socket_type: Self::ABSENT,
+    };
+}
+
+/// Index of a counter in the per-CPU statistics map: `kind * STAT_KINDS + stat`.
+pub mod stat {
+    /// Records written to the ring buffer.
+    pub const SENT: u32 = 0;
+    /// Records lost because the ring buffer had no room.
+    pub const DROPPED: u32 = 1;
+    /// Records not produced because a kernel read failed (e.g. a missing pending entry).
+    pub const ERRORS: u32 = 2;
+    pub const STATS_PER_KIND: u32 = 4;
+    pub const SLOTS: u32 = super::kind::SLOTS * STATS_PER_KIND;
+
+    pub const fn index(kind: u16, stat: u32) -> u32 {
+        kind as u32 * STATS_PER_KIND + stat
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for KernelOffsets {}
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<EventHeader>() == 48);
+    assert!(core::mem::size_of::<TaskIdentity>() == 32);
+    assert!(core::mem::size_of::<ExecRecord>() == 112);
+    assert!(core::mem::size_of::<ForkRecord>() == 72);
+    assert!(core::mem::size_of::<ExitRecord>() == 64);
+    assert!(core::mem::size_of::<ConnectRecord>() == 88);
+    assert!(core::mem::size_of::<OpenRecord>() == 88);
+    assert!(core::mem::size_of::<KernelOffsets>() == 34 * 4);
+};

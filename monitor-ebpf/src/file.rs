@@ -1,0 +1,161 @@
+//! File opens: entry saves the arguments, exit reports the path as given, the result
+//! and, for a successful open, the absolute path of the file the kernel opened.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
+
+use crate::{
+    kernel::{current_task, file_of_fd},
+    maps::{PENDING_OPEN, count, wanted},
+    path::append_file_path,
+    process::{syscall_arg, syscall_ret},
+    record::Record,
+};
+
+const AT_FDCWD: i32 = -100;
+const O_CREAT_WRONLY_TRUNC: u64 = 0o100 | 0o1 | 0o1000;
+
+#[derive(Clone, Copy)]
+pub struct PendingOpen {
+    path: u64,
+    flags: u64,
+    mode: u32,
+    dirfd: i32,
+    syscall: u16,
+}
+
+#[inline(always)]
+fn save_open(pending: PendingOpen) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
+        return;
+    }
+    if PENDING_OPEN.insert(&pid_tgid, &pending, 0).is_err() {
+        count(kind::OPEN, stat::ERRORS);
+    }
+}
+
+#[tracepoint]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    save_open(PendingOpen {
+        path: syscall_arg(&ctx, 0),
+        flags: syscall_arg(&ctx, 1) as u32 as u64,
+        mode: syscall_arg(&ctx, 2) as u32,
+        dirfd: AT_FDCWD,
+        syscall: syscall::OPEN,
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    save_open(PendingOpen {
+        dirfd: syscall_arg(&ctx, 0) as i32,
+        path: syscall_arg(&ctx, 1),
+        flags: syscall_arg(&ctx, 2) as u32 as u64,
+        mode: syscall_arg(&ctx, 3) as u32,
+        syscall: syscall::OPENAT,
+    });
+    0
+}
+
+/// `openat2(dirfd, path, struct open_how *how, size)`: flags and mode live in `how`.
+#[tracepoint]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let how = syscall_arg(&ctx, 2);
+    let how_flags = unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0);
+    let how_mode = unsafe { bpf_probe_read_user((how + 8) as *const u64) }.unwrap_or(0);
+    save_open(PendingOpen {
+        dirfd: syscall_arg(&ctx, 0) as i32,
+        path: syscall_arg(&ctx, 1),
+        flags: how_flags,
+        mode: how_mode as u32,
+        syscall: syscall::OPENAT2,
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
+    save_open(PendingOpen {
+        path: syscall_arg(&ctx, 0),
+        flags: O_CREAT_WRONLY_TRUNC,
+        mode: syscall_arg(&ctx, 1) as u32,
+        dirfd: AT_FDCWD,
+        syscall: syscall::CREAT,
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[inline(always)]
+fn exit_open(ctx: &TracePointContext) -> u32 {
+    if emit_open(ctx).is_err() {
+        count(kind::OPEN, stat::ERRORS);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(pending) = (unsafe { PENDING_OPEN.get(&pid_tgid) }).copied() else {
+        return Ok(());
+    };
+    let _ = PENDING_OPEN.remove(&pid_tgid);
+    let result = syscall_ret(ctx);
+    let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
+    let mut header_flags = 0u16;
+
+    let (path_len, cut) = record.user_str(pending.path, MAX_PATH_BYTES);
+    if cut {
+        header_flags |= flags::PATH_TRUNCATED;
+    }
+    let mut resolved_len = 0usize;
+    if let Ok(file) = file_of_fd(current_task(), result) {
+        let (len, cut) = append_file_path(&record, file);
+        resolved_len = len;
+        if cut {
+            header_flags |= flags::RESOLVED_TRUNCATED;
+        }
+    }
+
+    let fixed = OpenRecord {
+        header: record.header(header_flags),
+        syscall: pending.syscall,
+        path_len: path_len as u16,
+        resolved_len: resolved_len as u16,
+        _pad0: 0,
+        dirfd: pending.dirfd,
+        mode: pending.mode,
+        flags: pending.flags,
+        result,
+        uid: bpf_get_current_uid_gid() as u32,
+        _pad1: 0,
+    };
+    unsafe { record.fixed::<OpenRecord>().write(fixed) };
+    record.submit();
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! monitor's kernel programs. One module per hook family; shared maps in `maps`.
+//!
+//! Every entry point is thin: it calls a fallible inner function and, when that fails,
+//! the failure is counted in `STATS` (never a panic, which the verifier would refuse).
+#![no_std]
+#![no_main]
+
+mod file;
+mod kernel;
+mod maps;
+mod network;
+mod path;
+mod process;
+mod record;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible: `bpf_probe_read_kernel` and friends are GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,63 @@
+//! Maps and load-time constants shared by all programs.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, kind, stat};
+
+use crate::record::Scratch;
+
+/// Records for the agent. Its size is set by the agent at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 0);
+
+/// Per-kind enable switches (index = kind id, non-zero = on), written by the agent.
+#[map]
+pub static KIND_ENABLED: Array<u32> = Array::with_max_entries(kind::SLOTS, 0);
+
+/// Per-kind, per-CPU counters: sent, dropped, errors (see `monitor_common::stat`).
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::SLOTS, 0);
+
+/// Where a record is assembled before it is copied into the ring buffer: records are
+/// variable-sized and too large for the 512-byte BPF stack.
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Syscall arguments saved at entry, consumed at exit.
+#[map]
+pub static PENDING_EXEC: LruHashMap<u32, crate::process::PendingExec> =
+    LruHashMap::with_max_entries(8192, 0);
+#[map]
+pub static PENDING_OPEN: LruHashMap<u64, crate::file::PendingOpen> =
+    LruHashMap::with_max_entries(16384, 0);
+#[map]
+pub static PENDING_CONNECT: LruHashMap<u64, crate::network::PendingConnect> =
+    LruHashMap::with_max_entries(8192, 0);
+
+/// The agent's own thread group id: its syscalls are not reported (they would feed
+/// back into the agent's own event stream).
+#[unsafe(no_mangle)]
+static AGENT_TGID: u32 = 0;
+
+/// Kernel struct offsets for the running kernel, computed by the agent from BTF.
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets::UNSET;
+
+/// Is `kind` switched on and is `tgid` someone other than the agent?
+#[inline(always)]
+pub fn wanted(kind: u16, tgid: u32) -> bool {
+    // Volatile: the value is patched at load time, the compiler must not fold it.
+    let agent = unsafe { core::ptr::read_volatile(&AGENT_TGID) };
+    if tgid == agent {
+        return false;
+    }
+    matches!(KIND_ENABLED.get(kind as u32), Some(on) if *on != 0)
+}
+
+#[inline(always)]
+pub fn count(kind: u16, which: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(stat::index(kind, which)) {
+        unsafe { *counter += 1 };
+    }
+}

@@ -1,0 +1,73 @@
+//! Absolute paths of open files, computed from the kernel's own dentry and mount
+//! structures (Falco's `fd.name`): no user-space `/proc` lookup, so no race with the
+//! process changing directory or renaming the file afterwards.
+use monitor_common::{MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH};
+
+use crate::{
+    kernel::{offset, read},
+    record::Record,
+};
+
+/// Appends the reversed path of `file` (see `monitor_common`); returns its length and
+/// whether it was cut short.
+#[inline(always)]
+pub fn append_file_path(record: &Record, file: u64) -> (usize, bool) {
+    let f_path = file + offset!(file_f_path) as u64;
+    let (Ok(vfsmount), Ok(dentry)) = (
+        read::<u64>(f_path, offset!(path_mnt)),
+        read::<u64>(f_path, offset!(path_dentry)),
+    ) else {
+        return (0, false);
+    };
+    append_path(record, vfsmount, dentry)
+}
+
+#[inline(always)]
+fn append_path(record: &Record, vfsmount: u64, mut dentry: u64) -> (usize, bool) {
+    // `struct mount` embeds the `struct vfsmount` the path points to.
+    let mount_mnt = offset!(mount_mnt) as u64;
+    let mut mount = vfsmount.wrapping_sub(mount_mnt);
+    let start = record.len();
+    for _ in 0..MAX_PATH_DEPTH {
+        // Recomputed from the record each step, never carried in a register (see
+        // `record`): it keeps the verifier's work linear in the depth.
+        let written = record.len().wrapping_sub(start);
+        let Ok(mnt_root) = read::<u64>(mount + mount_mnt, offset!(vfsmount_mnt_root)) else {
+            return (written, false);
+        };
+        if dentry == mnt_root {
+            // At the root of this mount: continue from where it is mounted, or stop
+            // at the root of the mount namespace (a mount that is its own parent).
+            let Ok(parent) = read::<u64>(mount, offset!(mount_mnt_parent)) else {
+                return (written, false);
+            };
+            if parent == mount {
+                return (written, false);
+            }
+            let Ok(mountpoint) = read::<u64>(mount, offset!(mount_mnt_mountpoint)) else {
+                return (written, false);
+            };
+            dentry = mountpoint;
+            mount = parent;
+            continue;
+        }
+        let Ok(parent) = read::<u64>(dentry, offset!(dentry_d_parent)) else {
+            return (written, false);
+        };
+        if parent == dentry {
+            return (written, false);
+        }
+        if written > MAX_PATH_BYTES - MAX_NAME_BYTES {
+            return (written, true);
+        }
+        let d_name = dentry + offset!(dentry_d_name) as u64;
+        let Ok(name) = read::<u64>(d_name, offset!(qstr_name)) else {
+            return (written, false);
+        };
+        if record.kernel_str_with_nul(name, MAX_NAME_BYTES) == 0 {
+            return (written, false);
+        }
+        dentry = parent;
+    }
+    (record.len().wrapping_sub(start), true)
+}

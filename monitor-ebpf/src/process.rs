@@ -1,0 +1,256 @@
+//! Process lifecycle: exec (syscall tracepoints), fork (raw tracepoint), exit (sched
+//! tracepoint).
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use monitor_common::{
+    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_PATH_BYTES, flags, kind,
+    stat, syscall,
+};
+
+use crate::{
+    kernel::{current_task, identity, offset, parent_tgid, process_start, read},
+    maps::{PENDING_EXEC, count, wanted},
+    path::append_file_path,
+    record::Record,
+};
+
+const AT_FDCWD: i32 = -100;
+
+#[derive(Clone, Copy)]
+pub struct PendingExec {
+    filename: u64,
+    argv: u64,
+    dirfd: i32,
+    at_flags: u32,
+    syscall: u16,
+}
+
+/// Argument `n` of a syscall entry tracepoint (they start at byte 16, 8 bytes each).
+#[inline(always)]
+pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
+    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+}
+
+/// Return value of a syscall exit tracepoint.
+#[inline(always)]
+pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
+    unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0)
+}
+
+#[tracepoint]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    save_exec(PendingExec {
+        filename: syscall_arg(&ctx, 0),
+        argv: syscall_arg(&ctx, 1),
+        dirfd: AT_FDCWD,
+        at_flags: 0,
+        syscall: syscall::EXECVE,
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    save_exec(PendingExec {
+        dirfd: syscall_arg(&ctx, 0) as i32,
+        filename: syscall_arg(&ctx, 1),
+        argv: syscall_arg(&ctx, 2),
+        at_flags: syscall_arg(&ctx, 4) as u32,
+        syscall: syscall::EXECVEAT,
+    });
+    0
+}
+
+/// Keyed by thread group id: a successful exec from a non-leader thread returns in
+/// the leader's pid, so the thread id would not find the entry again.
+#[inline(always)]
+fn save_exec(pending: PendingExec) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !wanted(kind::EXEC, tgid) {
+        return;
+    }
+    if PENDING_EXEC.insert(&tgid, &pending, 0).is_err() {
+        count(kind::EXEC, stat::ERRORS);
+    }
+}
+
+#[tracepoint]
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    if emit_exec(&ctx).is_err() {
+        count(kind::EXEC, stat::ERRORS);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    if emit_exec(&ctx).is_err() {
+        count(kind::EXEC, stat::ERRORS);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(pending) = (unsafe { PENDING_EXEC.get(&tgid) }).copied() else {
+        // Not saved at entry: the kind is off, or this is the agent.
+        return Ok(());
+    };
+    let _ = PENDING_EXEC.remove(&tgid);
+    let result = syscall_ret(ctx);
+    let task = current_task();
+    let record = Record::start::<ExecRecord>(kind::EXEC).ok_or(-1i64)?;
+    let mut header_flags = 0u16;
+
+    let mut exe_len = 0usize;
+    let mut filename_len = 0usize;
+    let args_len;
+    if result == 0 {
+        // The caller's memory is gone; the new image tells its file and argv.
+        let mm = read::<u64>(task, offset!(task_mm))?;
+        if let Ok(exe_file) = read::<u64>(mm, offset!(mm_exe_file)) {
+            let (len, cut) = append_file_path(&record, exe_file);
+            exe_len = len;
+            if cut {
+                header_flags |= flags::RESOLVED_TRUNCATED;
+            }
+        }
+        let start = read::<u64>(mm, offset!(mm_arg_start)).unwrap_or(0);
+        let end = read::<u64>(mm, offset!(mm_arg_end)).unwrap_or(0);
+        let mut len = end.saturating_sub(start) as usize;
+        if len > MAX_ARGS_BYTES {
+            len = MAX_ARGS_BYTES;
+            header_flags |= flags::ARGS_TRUNCATED;
+        }
+        args_len = record.user_bytes(start, len);
+    } else {
+        let (len, cut) = record.user_str(pending.filename, MAX_PATH_BYTES);
+        filename_len = len;
+        if cut {
+            header_flags |= flags::PATH_TRUNCATED;
+        }
+        let (len, cut) = append_argv(&record, pending.argv);
+        args_len = len;
+        if cut {
+            header_flags |= flags::ARGS_TRUNCATED;
+        }
+    }
+
+    let fixed = ExecRecord {
+        header: record.header(header_flags),
+        task: identity(task),
+        result,
+        syscall: pending.syscall,
+        exe_len: exe_len as u16,
+        filename_len: filename_len as u16,
+        _pad0: 0,
+        args_len: args_len as u32,
+        dirfd: pending.dirfd,
+        at_flags: pending.at_flags,
+        _pad1: 0,
+    };
+    unsafe { record.fixed::<ExecRecord>().write(fixed) };
+    record.submit();
+    Ok(())
+}
+
+/// Copies a user `argv` array (NULL-terminated pointers to strings) as NUL-separated
+/// bytes; returns the length and whether entries or bytes were cut.
+#[inline(always)]
+fn append_argv(record: &Record, argv: u64) -> (usize, bool) {
+    if argv == 0 {
+        return (0, false);
+    }
+    let start = record.len();
+    for i in 0..MAX_ARGS {
+        let written = record.len().wrapping_sub(start);
+        let Ok(arg) = (unsafe { bpf_probe_read_user((argv + 8 * i as u64) as *const u64) }) else {
+            return (written, false);
+        };
+        if arg == 0 {
+            return (written, false);
+        }
+        let remaining = MAX_ARGS_BYTES.saturating_sub(written);
+        if remaining == 0 {
+            return (written, true);
+        }
+        if record.user_str_with_nul(arg, remaining) == 0 {
+            return (written, false);
+        }
+    }
+    (record.len().wrapping_sub(start), true)
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    if emit_fork(&ctx).is_err() {
+        count(kind::FORK, stat::ERRORS);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let parent: u64 = ctx.arg(0);
+    let child: u64 = ctx.arg(1);
+    let parent_pid = read::<u32>(parent, offset!(task_tgid))?;
+    if !wanted(kind::FORK, parent_pid) {
+        return Ok(());
+    }
+    let child_tid = read::<u32>(child, offset!(task_pid))?;
+    let child_pid = read::<u32>(child, offset!(task_tgid))?;
+    if child_pid != child_tid {
+        // A new thread, not a new process.
+        return Ok(());
+    }
+    let record = Record::start::<ForkRecord>(kind::FORK).ok_or(-1i64)?;
+    let fixed = ForkRecord {
+        header: record.header(0),
+        child_pid,
+        child_tid,
+        child_start_boot_ns: read::<u64>(child, offset!(task_start_boottime)).unwrap_or(0),
+        parent_ppid: parent_tgid(parent),
+        _pad: 0,
+    };
+    unsafe { record.fixed::<ForkRecord>().write(fixed) };
+    record.submit();
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    if emit_exit().is_err() {
+        count(kind::EXIT, stat::ERRORS);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_exit() -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !wanted(kind::EXIT, tgid) {
+        return Ok(());
+    }
+    let task = current_task();
+    // Report the process, not each thread: only the last thread out sees no live ones.
+    let signal = read::<u64>(task, offset!(task_signal))?;
+    let live = read::<i32>(signal, offset!(signal_live))?;
+    if live != 0 {
+        return Ok(());
+    }
+    let record = Record::start::<ExitRecord>(kind::EXIT).ok_or(-1i64)?;
+    let fixed = ExitRecord {
+        header: record.header(0),
+        exit_code: read::<i32>(task, offset!(task_exit_code)).unwrap_or(0),
+        ppid: parent_tgid(task),
+        start_boot_ns: process_start(task),
+    };
+    unsafe { record.fixed::<ExitRecord>().write(fixed) };
+    record.submit();
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Assembling a variable-sized record in per-CPU scratch memory and handing it to the
+//! ring buffer.
+//!
+//! The verifier must be able to prove every write stays inside the scratch buffer, so
+//! write positions are masked with `CURSOR_MASK` and lengths with `LEN_MASK`, and the
+//! buffer is large enough for the worst case of both. The masks never change a value
+//! in practice: a record's fixed part plus its bounded variable parts stays below
+//! `CURSOR_MASK`.
+//!
+//! The write position lives in the scratch map value, not in a register, and is
+//! re-read on every use. The verifier does not track values loaded from map memory, so
+//! two paths through a loop that wrote different amounts look alike to it and it can
+//! prune one of them; with the position in a register, every path of a 48-step path
+//! walk had to be verified separately (more than the 1M-instruction budget).
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid,
+    generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
+    },
+};
+use monitor_common::{EventHeader, stat};
+
+use crate::maps::{EVENTS, SCRATCH, count};
+
+const CURSOR_MASK: usize = 0x3FFF;
+const LEN_MASK: usize = 0x1FFF;
+const SCRATCH_BYTES: usize = CURSOR_MASK + 1 + LEN_MASK + 1;
+
+#[repr(C, align(8))]
+pub struct Scratch {
+    cursor: u64,
+    bytes: [u8; SCRATCH_BYTES],
+}
+
+pub struct Record {
+    scratch: *mut Scratch,
+    base: *mut u8,
+    kind: u16,
+}
+
+impl Record {
+    /// Starts a record whose fixed part is a `T`; variable data is appended after it.
+    #[inline(always)]
+    pub fn start<T>(kind: u16) -> Option<Self> {
+        let scratch = SCRATCH.get_ptr_mut(0)?;
+        let record = Self {
+            scratch,
+            base: unsafe { (*scratch).bytes.as_mut_ptr() },
+            kind,
+        };
+        record.set_cursor(core::mem::size_of::<T>());
+        Some(record)
+    }
+
+    /// Bytes written so far, fixed part included.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        unsafe { core::ptr::read_volatile(&(*self.scratch).cursor) as usize }
+    }
+
+    #[inline(always)]
+    fn set_cursor(&self, cursor: usize) {
+        unsafe { core::ptr::write_volatile(&mut (*self.scratch).cursor, cursor as u64) };
+    }
+
+    #[inline(always)]
+    fn advance(&self, n: usize) {
+        self.set_cursor(self.len() + n);
+    }
+
+    /// The fixed part, to be filled in completely by the caller (scratch memory holds
+    /// the previous record's bytes).
+    #[inline(always)]
+    pub fn fixed<T>(&self) -> *mut T {
+        self.base as *mut T
+    }
+
+    #[inline(always)]
+    fn tail(&self) -> *mut c_void {
+        unsafe { self.base.add(self.len() & CURSOR_MASK) as *mut c_void }
+    }
+
+    /// Appends a NUL-terminated user string without its NUL; returns its length and
+    /// whether it filled `max` (and so may have been cut).
+    #[inline(always)]
+    pub fn user_str(&self, src: u64, max: usize) -> (usize, bool) {
+        let n = unsafe {
+            bpf_probe_read_user_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
+        };
+        if n <= 1 {
+            return (0, false);
+        }
+        let len = (n - 1) as usize;
+        self.advance(len);
+        (len, n as usize >= max)
+    }
+
+    /// Appends a NUL-terminated user string with its NUL (argv entries keep their
+    /// separators); returns the bytes appended.
+    #[inline(always)]
+    pub fn user_str_with_nul(&self, src: u64, max: usize) -> usize {
+        let n = unsafe {
+            bpf_probe_read_user_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
+        };
+        if n <= 0 {
+            return 0;
+        }
+        self.advance(n as usize);
+        n as usize
+    }
+
+    /// Appends a NUL-terminated kernel string with its NUL; returns the bytes appended.
+    #[inline(always)]
+    pub fn kernel_str_with_nul(&self, src: u64, max: usize) -> usize {
+        let n = unsafe {
+            bpf_probe_read_kernel_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
+        };
+        if n <= 0 {
+            return 0;
+        }
+        self.advance(n as usize);
+        n as usize
+    }
+
+    /// Appends `len` raw bytes of user memory; returns the bytes appended.
+    #[inline(always)]
+    pub fn user_bytes(&self, src: u64, len: usize) -> usize {
+        let len = len & LEN_MASK;
+        if len == 0 {
+            return 0;
+        }
+        let ret = unsafe { bpf_probe_read_user(self.tail(), len as u32, src as *const c_void) };
+        if ret < 0 {
+            return 0;
+        }
+        self.advance(len);
+        len
+    }
+
+    /// The common header for an event of the current task.
+    #[inline(always)]
+    pub fn header(&self, flags: u16) -> EventHeader {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let mut header = EventHeader {
+            kind: self.kind,
+            flags,
+            size: self.len() as u32,
+            boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+            pid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            comm: [0; 16],
+        };
+        unsafe { bpf_get_current_comm(header.comm.as_mut_ptr() as *mut c_void, 16) };
+        header
+    }
+
+    /// Copies the record into the ring buffer, counting it as sent or dropped.
+    #[inline(always)]
+    pub fn submit(self) {
+        let size = self.len() & CURSOR_MASK;
+        let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, size) };
+        match EVENTS.output::<[u8]>(bytes, 0) {
+            Ok(()) => count(self.kind, stat::SENT),
+            Err(_) => count(self.kind, stat::DROPPED),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! `monitor probes`: what the probe table chose on this kernel.
+use anyhow::Result;
+
+use crate::{
+    cli::ProbesArgs,
+    sensor::{Sensor, SensorConfig},
+};
+
+pub fn run(args: ProbesArgs) -> Result<()> {
+    let sensor = Sensor::start(&SensorConfig::default())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(sensor.probes())?);
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<9} {:<9} {:<22} hooks / reason",
+        "kind", "source", "required", "chosen"
+    );
+    for report in sensor.probes() {
+        let detail = if report.chosen.is_some() {
+            report.hooks.join(", ")
+        } else {
+            report.refused.join("; ")
+        };
+        println!(
+            "{:<8} {:<9} {:<9} {:<22} {}",
+            report.kind,
+            report.source,
+            if report.required { "yes" } else { "no" },
+            report.chosen.unwrap_or("(skipped)"),
+            detail
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! The decoded, owned event: what the sensor hands to the rest of the pipeline.
+//!
+//! Strings that come from the watched processes (paths, argv, comm) stay bytes here:
+//! they are attacker-controlled, may be any bytes, and are only turned into text,
+//! escaped, by an output format.
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use monitor_common::kind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    Exec,
+    Fork,
+    Exit,
+    Connect,
+    Open,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Connect,
+        EventKind::Open,
+    ];
+
+    pub fn id(self) -> u16 {
+        match self {
+            EventKind::Exec => kind::EXEC,
+            EventKind::Fork => kind::FORK,
+            EventKind::Exit => kind::EXIT,
+            EventKind::Connect => kind::CONNECT,
+            EventKind::Open => kind::OPEN,
+        }
+    }
+
+    pub fn from_id(id: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::Fork => "fork",
+            EventKind::Exit => "exit",
+            EventKind::Connect => "connect",
+            EventKind::Open => "open",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown event kind `{s}` (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// A set of event kinds (the `--kinds` filter, the kernel's enable switches).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindSet(u8);
+
+impl KindSet {
+    pub fn all() -> Self {
+        EventKind::ALL.into_iter().collect()
+    }
+    pub fn contains(self, kind: EventKind) -> bool {
+        self.0 & (1 << kind.id()) != 0
+    }
+    pub fn insert(&mut self, kind: EventKind) {
+        self.0 |= 1 << kind.id();
+    }
+    pub fn iter(self) -> impl Iterator<Item = EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .filter(move |k| self.contains(*k))
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<EventKind> for KindSet {
+    fn from_iter<I: IntoIterator<Item = EventKind>>(iter: I) -> Self {
+        let mut set = KindSet::default();
+        for kind in iter {
+            set.insert(kind);
+        }
+        set
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_BOOTTIME nanoseconds.
+    pub boot_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub cgroup_id: u64,
+    pub comm: Vec<u8>,
+    pub detail: Detail,
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self.detail {
+            Detail::Exec(_) => EventKind::Exec,
+            Detail::Fork(_) => EventKind::Fork,
+            Detail::Exit(_) => EventKind::Exit,
+            Detail::Connect(_) => EventKind::Connect,
+            Detail::Open(_) => EventKind::Open,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detail {
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
+    Connect(Connect),
+    Open(Open),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// `None` when unset (`(uid_t)-1`) or not provided by the kernel.
+    pub loginuid: Option<u32>,
+    pub process_start_boot_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exec {
+    pub credentials: Credentials,
+    pub syscall: Syscall,
+    /// 0 or `-errno`.
+    pub result: i64,
+    /// Absolute path of the new executable (successful execs).
+    pub exe: Option<Vec<u8>>,
+    pub exe_truncated: bool,
+    /// The file name as the caller gave it (failed execs).
+    pub filename: Option<Vec<u8>>,
+    pub filename_truncated: bool,
+    pub args: Vec<Vec<u8>>,
+    pub args_truncated: bool,
+    pub dirfd: i32,
+    pub at_flags: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub child_pid: u32,
+    pub child_tid: u32,
+    pub child_start_boot_ns: u64,
+    pub parent_ppid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// `exit()` status, when the process exited normally.
+    pub exit_code: Option<u8>,
+    /// Fatal signal, when a signal ended the process.
+    pub signal: Option<u8>,
+    pub core_dumped: bool,
+    pub ppid: u32,
+    pub process_start_boot_ns: u64,
+}
+
+impl Exit {
+    /// Splits the kernel's raw `exit_code` the way `waitpid` does.
+    pub fn from_raw(raw: i32, ppid: u32, process_start_boot_ns: u64) -> Self {
+        let signal = (raw & 0x7f) as u8;
+        Self {
+            exit_code: (signal == 0).then_some(((raw >> 8) & 0xff) as u8),
+            signal: (signal != 0).then_some(signal),
+            core_dumped: raw & 0x80 != 0,
+            ppid,
+            process_start_boot_ns,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connect {
+    pub fd: i32,
+    pub family: SocketFamily,
+    pub sock_type: u16,
+    /// 0, `-EINPROGRESS` (non-blocking attempt under way) or `-errno`.
+    pub result: i64,
+    pub address: Option<IpAddr>,
+    pub port: u16,
+    /// `sun_path` bytes; an abstract socket name starts with a NUL byte.
+    pub unix_path: Option<Vec<u8>>,
+    pub uid: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketFamily {
+    Unix,
+    Inet,
+    Inet6,
+    Other(u16),
+}
+
+impl SocketFamily {
+    pub fn from_raw(raw: u16) -> Self {
+        match raw {
+            1 => SocketFamily::Unix,
+            2 => SocketFamily::Inet,
+            10 => SocketFamily::Inet6,
+            other => SocketFamily::Other(other),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Open {
+    pub syscall: Syscall,
+    /// The path as the caller gave it.
+    pub path: Vec<u8>,
+    pub path_truncated: bool,
+    /// Absolute path of the opened file, from the kernel (successful opens).
+    pub resolved: Option<Vec<u8>>,
+    pub resolved_truncated: bool,
+    pub dirfd: i32,
+    pub flags: u64,
+    pub mode: u32,
+    /// The new fd, or `-errno`.
+    pub result: i64,
+    pub uid: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    Execve,
+    Execveat,
+    Open,
+    Openat,
+    Openat2,
+    Creat,
+}
+
+impl Syscall {
+    pub fn from_raw(raw: u16) -> Option<Self> {
+        use monitor_common::syscall as s;
+        Some(match raw {
+            s::EXECVE => Syscall::Execve,
+            s::EXECVEAT => Syscall::Execveat,
+            s::OPEN => Syscall::Open,
+            s::OPENAT => Syscall::Openat,
+            s::OPENAT2 => Syscall::Openat2,
+            s::CREAT => Syscall::Creat,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Syscall::Execve => "execve",
+            Syscall::Execveat => "execveat",
+            Syscall::Open => "open",
+            Syscall::Openat => "openat",
+            Syscall::Openat2 => "openat2",
+            Syscall::Creat => "creat",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_split_like_waitpid() {
+        let normal = Exit::from_raw(7 << 8, 1, 0);
+        assert_eq!(
+            (normal.exit_code, normal.signal, normal.core_dumped),
+            (Some(7), None, false)
+        );
+        let killed = Exit::from_raw(9, 1, 0);
+        assert_eq!(
+            (killed.exit_code, killed.signal, killed.core_dumped),
+            (None, Some(9), false)
+        );
+        let dumped = Exit::from_raw(11 | 0x80, 1, 0);
+        assert_eq!(
+            (dumped.exit_code, dumped.signal, dumped.core_dumped),
+            (None, Some(11), true)
+        );
+    }
+
+    #[test]
+    fn kinds_parse_and_reject_unknown() {
+        assert_eq!("connect".parse::<EventKind>(), Ok(EventKind::Connect));
+        let err = "opne".parse::<EventKind>().unwrap_err();
+        assert_eq!(
+            err,
+            "unknown event kind `opne` (known: exec, fork, exit, connect, open)"
+        );
+        let set: KindSet = [EventKind::Open, EventKind::Exec].into_iter().collect();
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![EventKind::Exec, EventKind::Open]
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! `monitor events` output: one JSON object per line. The field names are the
+//! documented schema (README, "Event JSON").
+use serde::{
+    Serialize, Serializer,
+    ser::{SerializeMap, SerializeSeq},
+};
+
+use super::escape::bytes_to_text;
+use crate::{
+    clock::BootClock,
+    event::{Connect, Detail, Event, Exec, Exit, Fork, Open, SocketFamily},
+};
+
+/// An event as JSON, with its wall-clock time.
+pub struct EventJson<'a> {
+    pub event: &'a Event,
+    pub clock: &'a BootClock,
+}
+
+/// Bytes from the watched system, as escaped text.
+struct Text<'a>(&'a [u8]);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&bytes_to_text(self.0))
+    }
+}
+
+struct TextList<'a>(&'a [Vec<u8>]);
+
+impl Serialize for TextList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&Text(item))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for EventJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("kind", e.kind().name())?;
+        let time = humantime::format_rfc3339_nanos(self.clock.wall_time(e.boot_ns));
+        map.serialize_entry("time", &time.to_string())?;
+        map.serialize_entry("boot_ns", &e.boot_ns)?;
+        map.serialize_entry("pid", &e.pid)?;
+        map.serialize_entry("tid", &e.tid)?;
+        map.serialize_entry("comm", &Text(&e.comm))?;
+        map.serialize_entry("cgroup_id", &e.cgroup_id)?;
+        match &e.detail {
+            Detail::Exec(x) => exec_fields(&mut map, x)?,
+            Detail::Fork(x) => fork_fields(&mut map, x)?,
+            Detail::Exit(x) => exit_fields(&mut map, x)?,
+            Detail::Connect(x) => connect_fields(&mut map, x)?,
+            Detail::Open(x) => open_fields(&mut map, x)?,
+        }
+        map.end()
+    }
+}
+
+fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
+    let c = &x.credentials;
+    map.serialize_entry("ppid", &c.ppid)?;
+    map.serialize_entry("uid", &c.uid)?;
+    map.serialize_entry("gid", &c.gid)?;
+    map.serialize_entry("euid", &c.euid)?;
+    map.serialize_entry("egid", &c.egid)?;
+    map.serialize_entry("loginuid", &c.loginuid)?;
+    map.serialize_entry("process_start_boot_ns", &c.process_start_boot_ns)?;
+    map.serialize_entry("syscall", x.syscall.name())?;
+    map.serialize_entry("result", &x.result)?;
+    map.serialize_entry("error", &errno_name(x.result))?;
+    map.serialize_entry("exe", &x.exe.as_deref().map(Text))?;
+    map.serialize_entry("exe_truncated", &x.exe_truncated)?;
+    map.serialize_entry("filename", &x.filename.as_deref().map(Text))?;
+    map.serialize_entry("filename_truncated", &x.filename_truncated)?;
+    map.serialize_entry("args", &TextList(&x.args))?;
+    map.serialize_entry("args_truncated", &x.args_truncated)?;
+    map.serialize_entry("dirfd", &x.dirfd)?;
+    map.serialize_entry("at_flags", &x.at_flags)
+}
+
+fn fork_fields<M: SerializeMap>(map: &mut M, x: &Fork) -> Result<(), M::Error> {
+    map.serialize_entry("child_pid", &x.child_pid)?;
+    map.serialize_entry("child_tid", &x.child_tid)?;
+    map.serialize_entry("child_start_boot_ns", &x.child_start_boot_ns)?;
+    map.serialize_entry("ppid", &x.parent_ppid)
+}
+
+fn exit_fields<M: SerializeMap>(map: &mut M, x: &Exit) -> Result<(), M::Error> {
+    map.serialize_entry("exit_code", &x.exit_code)?;
+    map.serialize_entry("signal", &x.signal)?;
+    map.serialize_entry("core_dumped", &x.core_dumped)?;
+    map.serialize_entry("ppid", &x.ppid)?;
+    map.serialize_entry("process_start_boot_ns", &x.process_start_boot_ns)
+}
+
+fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Error> {
+    map.serialize_entry("fd", &x.fd)?;
+    match x.family {
+        SocketFamily::Unix => map.serialize_entry("family", "unix")?,
+        SocketFamily::Inet => map.serialize_entry("family", "inet")?,
+        SocketFamily::Inet6 => map.serialize_entry("family", "inet6")?,
+        SocketFamily::Other(n) => map.serialize_entry("family", &n)?,
+    }
+    map.serialize_entry("sock_type", &sock_type_name(x.sock_type))?;
+    map.serialize_entry("address", &x.address.map(|a| a.to_string()))?;
+    map.serialize_entry("port", &x.port)?;
+    map.serialize_entry("unix_path", &x.unix_path.as_deref().map(Text))?;
+    map.serialize_entry("result", &x.result)?;
+    map.serialize_entry("error", &errno_name(x.result))?;
+    map.serialize_entry("uid", &x.uid)
+}
+
+fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
+    map.serialize_entry("syscall", x.syscall.name())?;
+    map.serialize_entry("path", &Text(&x.path))?;
+    map.serialize_entry("path_truncated", &x.path_truncated)?;
+    map.serialize_entry("resolved_path", &x.resolved.as_deref().map(Text))?;
+    map.serialize_entry("resolved_truncated", &x.resolved_truncated)?;
+    map.serialize_entry("dirfd", &x.dirfd)?;
+    map.serialize_entry("flags", &x.flags)?;
+    map.serialize_entry("mode", &x.mode)?;
+    map.serialize_entry("result", &x.result)?;
+    map.serialize_entry("fd", &(x.result >= 0).then_some(x.result))?;
+    map.serialize_entry("error", &errno_name(x.result))?;
+    map.serialize_entry("uid", &x.uid)
+}
+
+/// The symbolic name of a `-errno` result, for the errors security rules look at.
+pub fn errno_name(result: i64) -> Option<&'static str> {
+    if result >= 0 {
+        return None;
+    }
+    Some(match -result as i32 {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::E2BIG => "E2BIG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EROFS => "EROFS",
+        libc::ELOOP => "ELOOP",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EISCONN => "EISCONN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EALREADY => "EALREADY",
+        libc::EINPROGRESS => "EINPROGRESS",
+        _ => return None,
+    })
+}
+
+fn sock_type_name(raw: u16) -> Option<&'static str> {
+    match raw as i32 {
+        libc::SOCK_STREAM => Some("stream"),
+        libc::SOCK_DGRAM => Some("dgram"),
+        libc::SOCK_RAW => Some("raw"),
+        libc::SOCK_SEQPACKET => Some("seqpacket"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Detail, Open, Syscall};
+
+    fn open_event(path: &[u8]) -> Event {
+        Event {
+            boot_ns: 1,
+            pid: 2,
+            tid: 3,
+            cgroup_id: 4,
+            comm: b"evil\n\x1b[31m".to_vec(),
+            detail: Detail::Open(Open {
+                syscall: Syscall::Openat,
+                path: path.to_vec(),
+                path_truncated: false,
+                resolved: None,
+                resolved_truncated: false,
+                dirfd: -100,
+                flags: 0,
+                mode: 0,
+                result: -2,
+                uid: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_stay_one_valid_json_line() {
+        let clock = BootClock::new();
+        let event = open_event(b"/tmp/\xff\"quote\"\nnewline");
+        let line = serde_json::to_string(&EventJson {
+            event: &event,
+            clock: &clock,
+        })
+        .unwrap();
+        assert!(!line.contains('\n'), "raw newline in {line}");
+        assert!(!line.contains('\x1b'), "raw escape in {line}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["path"], "/tmp/\\xff\"quote\"\nnewline");
+        assert_eq!(value["comm"], "evil\n\u{1b}[31m");
+        assert_eq!(value["error"], "ENOENT");
+        assert_eq!(value["fd"], serde_json::Value::Null);
+        assert_eq!(value["resolved_path"], serde_json::Value::Null);
+    }
+}

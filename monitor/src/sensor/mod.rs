@@ -1,0 +1,193 @@
+//! Loading the kernel programs, attaching them, and reading what they produce.
+pub mod btf;
+pub mod decode;
+pub mod probes;
+pub mod reader;
+pub mod tracefs;
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, stat};
+use serde::Serialize;
+
+use crate::event::{EventKind, KindSet};
+pub use probes::ProbeReport;
+pub use reader::EventReader;
+
+/// The kernel programs, built by `build.rs` from `monitor-ebpf`.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+#[derive(Clone, Debug)]
+pub struct SensorConfig {
+    pub kinds: KindSet,
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            kinds: KindSet::all(),
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+        }
+    }
+}
+
+pub struct Sensor {
+    ebpf: Ebpf,
+    probes: Vec<ProbeReport>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+/// Kernel-side counters of one event kind, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounters {
+    pub sent: u64,
+    pub dropped: u64,
+    pub errors: u64,
+}
+
+impl Sensor {
+    /// Checks the prerequisites, loads the programs with this kernel's offsets and
+    /// attaches the sources of the requested kinds.
+    pub fn start(config: &SensorConfig) -> Result<Self> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(anyhow!(
+                "monitor must run as root: loading eBPF programs needs CAP_BPF, CAP_PERFMON \
+                 and CAP_SYS_ADMIN (try `sudo monitor ...`)"
+            ));
+        }
+        validate_ring_buffer_size(config.ring_buffer_bytes)?;
+        raise_memlock_limit();
+        let offsets = btf::KernelLayout::open(Path::new(btf::VMLINUX_BTF))?.offsets()?;
+        let tracefs = tracefs::ensure_mounted()?;
+        let agent_tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("AGENT_TGID", &agent_tgid, true)
+            .map_max_entries("EVENTS", config.ring_buffer_bytes)
+            .load(PROGRAMS)
+            .context("loading the eBPF object")?;
+
+        let mut switches: Array<_, u32> = Array::try_from(
+            ebpf.map_mut("KIND_ENABLED")
+                .context("map KIND_ENABLED missing")?,
+        )?;
+        for kind in EventKind::ALL {
+            let on = u32::from(config.kinds.contains(kind));
+            switches.set(kind.id() as u32, on, 0)?;
+        }
+
+        let mut reports = Vec::new();
+        for source in probes::SOURCES
+            .iter()
+            .filter(|s| config.kinds.contains(s.kind))
+        {
+            let report = probes::attach_source(&mut ebpf, &tracefs, source)?;
+            match report.chosen {
+                Some(chosen) => tracing::info!(
+                    kind = report.kind,
+                    source = report.source,
+                    "attached {chosen}: {}",
+                    report.hooks.join(", ")
+                ),
+                None => tracing::warn!(
+                    kind = report.kind,
+                    source = report.source,
+                    "optional source skipped: {}",
+                    report.refused.join("; ")
+                ),
+            }
+            reports.push(report);
+        }
+        let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS missing")?)?;
+        Ok(Self {
+            ebpf,
+            probes: reports,
+            stats,
+        })
+    }
+
+    pub fn probes(&self) -> &[ProbeReport] {
+        &self.probes
+    }
+
+    /// The ring buffer reader; can be taken once.
+    pub fn take_reader(&mut self) -> Result<EventReader> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .context("the event reader was already taken")?;
+        EventReader::new(RingBuf::try_from(map)?)
+    }
+
+    /// Kernel counters per kind, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
+        let mut out = Vec::new();
+        for kind in EventKind::ALL {
+            let sum = |which: u32| -> Result<u64> {
+                let per_cpu = self.stats.get(&stat::index(kind.id(), which), 0)?;
+                Ok(per_cpu.iter().sum())
+            };
+            out.push((
+                kind,
+                KindCounters {
+                    sent: sum(stat::SENT)?,
+                    dropped: sum(stat::DROPPED)?,
+                    errors: sum(stat::ERRORS)?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Detaches every program so no new records arrive; what is already in the ring
+    /// buffer can still be drained.
+    pub fn detach(&mut self) {
+        let names: Vec<String> = self.ebpf.programs().map(|(n, _)| n.to_string()).collect();
+        for name in names {
+            if let Some(program) = self.ebpf.program_mut(&name) {
+                let _ = match program {
+                    aya::programs::Program::TracePoint(p) => p.unload(),
+                    aya::programs::Program::RawTracePoint(p) => p.unload(),
+                    _ => Ok(()),
+                };
+            }
+        }
+    }
+}
+
+fn validate_ring_buffer_size(bytes: u32) -> Result<()> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
+    if bytes < page || !bytes.is_power_of_two() {
+        return Err(anyhow!(
+            "ring buffer size {bytes} is invalid: it must be a power of two and at least one \
+             page ({page} bytes), e.g. 16777216"
+        ));
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones charge the
+/// cgroup, and some hosts (these CI machines among them) forbid raising the limit, so
+/// a failure is only worth a warning.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit pointer for the call's duration.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}
