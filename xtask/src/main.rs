@@ -1,1 +1,65 @@
-fn main() {}
+//! Developer automation for monitor. `cargo xtask --help` lists the commands; the
+//! README's two commands are `cargo xtask run` and `cargo xtask test`.
+mod bench;
+mod setup;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Set up, build, run, test and benchmark monitor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make this machine ready to build and test (idempotent): the nightly's rust-src,
+    /// bpf-linker built against the nightly's LLVM, and the packages and services the
+    /// tests use (docker.io, rsyslog, busybox-static, a running dockerd).
+    Setup,
+    /// Set up, then build the agent and its kernel programs (release).
+    Build,
+    /// Set up, build, then run the agent as root. Arguments after `--` go to
+    /// `monitor` (default: `events`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, then run the whole test suite (unit, kernel and end-to-end
+    /// tests; needs root). Arguments after `--` go to `cargo test`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then measure the sensor's overhead and throughput (needs root).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run(),
+        Command::Build => setup::run().and_then(|()| util::build_release()),
+        Command::Run { args } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| util::run_monitor(&args)),
+        Command::Test { args } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| util::run_tests(&args)),
+        Command::Bench(args) => util::build_release().and_then(|()| bench::run(&args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

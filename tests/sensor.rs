@@ -1,0 +1,428 @@
+//! The kernel sensor end to end: real syscalls in, exact JSON fields out.
+//!
+//! Each test starts the real `monitor events` (real eBPF programs on the running
+//! kernel), performs syscalls with known arguments, and finds the matching events by
+//! pid/tid or by a unique path.
+mod support;
+
+use std::{
+    ffi::CString,
+    fs,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    os::{
+        fd::AsRawFd,
+        unix::{ffi::OsStrExt, process::CommandExt},
+    },
+    path::PathBuf,
+    process::Command,
+};
+
+use serde_json::{Value, json};
+use support::{Monitor, gettid, serial, str_of};
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("monitor-test-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    fs::write(dir.join("sub/file"), b"data").unwrap();
+    dir
+}
+
+fn is_open_of(e: &Value, pid: u32, path: &str) -> bool {
+    e["kind"] == "open" && e["pid"] == pid && e["path"] == path
+}
+
+#[test]
+fn exec_of_a_known_binary_with_known_arguments() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let child = Command::new("/bin/echo")
+        .args(["hello", "monitor test"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let exec = monitor.wait_for("exec of /bin/echo", |e| {
+        e["kind"] == "exec" && e["pid"] == pid
+    });
+    monitor.stop();
+
+    assert_eq!(exec["tid"], pid);
+    assert_eq!(exec["ppid"], std::process::id());
+    assert_eq!(exec["syscall"], "execve");
+    assert_eq!(exec["result"], 0);
+    assert_eq!(exec["error"], Value::Null);
+    // /bin is a symlink to /usr/bin on Debian: the kernel reports the real file.
+    let expected_exe = fs::canonicalize("/bin/echo").unwrap();
+    assert_eq!(str_of(&exec, "exe"), expected_exe.to_str().unwrap());
+    assert_eq!(exec["args"], json!(["/bin/echo", "hello", "monitor test"]));
+    assert_eq!(exec["args_truncated"], false);
+    assert_eq!(exec["comm"], "echo");
+    assert_eq!(exec["uid"], 0);
+    assert_eq!(exec["euid"], 0);
+    assert_eq!(exec["filename"], Value::Null);
+    assert!(exec["process_start_boot_ns"].as_u64().unwrap() > 0);
+    assert!(exec["cgroup_id"].as_u64().unwrap() > 0);
+    assert!(str_of(&exec, "time").ends_with('Z'));
+}
+
+#[test]
+fn failed_exec_is_an_event_with_its_error() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let missing = format!("/nonexistent-{}/tool", std::process::id());
+    let err = Command::new(&missing).arg("--flag").spawn().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let exec = monitor.wait_for("failed exec", |e| {
+        e["kind"] == "exec" && e["filename"] == missing
+    });
+    monitor.stop();
+
+    assert_eq!(exec["result"], -libc::ENOENT);
+    assert_eq!(exec["error"], "ENOENT");
+    assert_eq!(exec["exe"], Value::Null);
+    assert_eq!(exec["args"], json!([missing, "--flag"]));
+    assert_eq!(exec["ppid"], std::process::id());
+}
+
+#[test]
+fn exec_arguments_with_hostile_bytes_stay_one_valid_json_line() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let hostile = std::ffi::OsStr::from_bytes(b"line1\nline2\x1b[31m\xff\"");
+    let child = Command::new("/bin/true").arg(hostile).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    // The support reader parses every stdout line as JSON and fails on anything else.
+    let exec = monitor.wait_for("exec with hostile argv", |e| {
+        e["kind"] == "exec" && e["pid"] == pid
+    });
+    monitor.stop();
+    assert_eq!(exec["args"][1], "line1\nline2\u{1b}[31m\\xff\"");
+}
+
+#[test]
+fn fork_and_exit_with_a_known_code() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "fork,exit"]);
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "exit 7"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let sleeper_pid = sleeper.id();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+
+    let fork = monitor.wait_for("fork of sh", |e| {
+        e["kind"] == "fork" && e["child_pid"] == pid
+    });
+    let exit = monitor.wait_for("exit of sh", |e| e["kind"] == "exit" && e["pid"] == pid);
+    let killed = monitor.wait_for("exit of sleep", |e| {
+        e["kind"] == "exit" && e["pid"] == sleeper_pid
+    });
+    monitor.stop();
+
+    assert_eq!(fork["pid"], std::process::id());
+    assert_eq!(fork["child_tid"], pid);
+    assert!(fork["child_start_boot_ns"].as_u64().unwrap() > 0);
+    assert_eq!(exit["exit_code"], 7);
+    assert_eq!(exit["signal"], Value::Null);
+    assert_eq!(exit["ppid"], std::process::id());
+    assert_eq!(exit["comm"], "sh");
+    assert_eq!(exit["process_start_boot_ns"], fork["child_start_boot_ns"]);
+    assert_eq!(killed["exit_code"], Value::Null);
+    assert_eq!(killed["signal"], libc::SIGKILL);
+    assert_eq!(killed["core_dumped"], false);
+}
+
+fn connect_event(monitor: &Monitor, tid: u32, port: u16) -> Value {
+    monitor.wait_for("connect", |e| {
+        e["kind"] == "connect" && e["tid"] == tid && e["port"] == port
+    })
+}
+
+#[test]
+fn tcp_connect_to_loopback_v4_and_v6() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "connect"]);
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+    let v4_port = v4.local_addr().unwrap().port();
+    let v6_port = v6.local_addr().unwrap().port();
+    let s4 = TcpStream::connect(v4.local_addr().unwrap()).unwrap();
+    let s6 = TcpStream::connect(v6.local_addr().unwrap()).unwrap();
+    let tid = gettid();
+
+    let e4 = connect_event(&monitor, tid, v4_port);
+    let e6 = connect_event(&monitor, tid, v6_port);
+    monitor.stop();
+
+    assert_eq!(e4["pid"], std::process::id());
+    assert_eq!(e4["fd"], s4.as_raw_fd());
+    assert_eq!(e4["family"], "inet");
+    assert_eq!(e4["sock_type"], "stream");
+    assert_eq!(e4["address"], "127.0.0.1");
+    assert_eq!(e4["result"], 0);
+    assert_eq!(e4["error"], Value::Null);
+    assert_eq!(e6["fd"], s6.as_raw_fd());
+    assert_eq!(e6["family"], "inet6");
+    assert_eq!(e6["sock_type"], "stream");
+    assert_eq!(e6["address"], "::1");
+    assert_eq!(e6["result"], 0);
+}
+
+#[test]
+fn refused_connect_reports_econnrefused() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "connect"]);
+    let closed: SocketAddr = {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.local_addr().unwrap()
+    };
+    let err = TcpStream::connect(closed).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let event = connect_event(&monitor, gettid(), closed.port());
+    monitor.stop();
+    assert_eq!(event["result"], -libc::ECONNREFUSED);
+    assert_eq!(event["error"], "ECONNREFUSED");
+    assert_eq!(event["address"], "127.0.0.1");
+}
+
+#[test]
+fn unix_socket_connect_reports_the_path() {
+    let _serial = serial();
+    let dir = test_dir("unix");
+    let socket_path = dir.join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    let monitor = Monitor::start(&["--kinds", "connect"]);
+    let _stream = std::os::unix::net::UnixStream::connect(&socket_path).unwrap();
+    let tid = gettid();
+    let event = monitor.wait_for("unix connect", |e| {
+        e["kind"] == "connect" && e["tid"] == tid && e["family"] == "unix"
+    });
+    monitor.stop();
+    assert_eq!(event["unix_path"], socket_path.to_str().unwrap());
+    assert_eq!(event["sock_type"], "stream");
+    assert_eq!(event["address"], Value::Null);
+    assert_eq!(event["result"], 0);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn open_of_a_relative_path_through_a_dirfd() {
+    let _serial = serial();
+    let dir = test_dir("dirfd");
+    let monitor = Monitor::start(&["--kinds", "open"]);
+    let dirfd = fs::File::open(&dir).unwrap();
+    let rel = CString::new("sub/file").unwrap();
+    // SAFETY: valid fd and NUL-terminated path.
+    let fd = unsafe { libc::openat(dirfd.as_raw_fd(), rel.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0);
+    let pid = std::process::id();
+    let event = monitor.wait_for("openat via dirfd", |e| is_open_of(e, pid, "sub/file"));
+    monitor.stop();
+    // SAFETY: closing the fd this test opened.
+    unsafe { libc::close(fd) };
+
+    assert_eq!(event["syscall"], "openat");
+    assert_eq!(event["dirfd"], dirfd.as_raw_fd());
+    assert_eq!(event["result"], fd);
+    assert_eq!(event["fd"], fd);
+    assert_eq!(event["tid"], gettid());
+    let expected = fs::canonicalize(dir.join("sub/file")).unwrap();
+    assert_eq!(str_of(&event, "resolved_path"), expected.to_str().unwrap());
+    assert_eq!(event["flags"], libc::O_RDONLY);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn open_of_a_relative_path_through_the_cwd() {
+    let _serial = serial();
+    let dir = test_dir("cwd");
+    let monitor = Monitor::start(&["--kinds", "open"]);
+    let child = Command::new("/bin/cat")
+        .arg("sub/file")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let event = monitor.wait_for("cat sub/file", |e| is_open_of(e, pid, "sub/file"));
+    monitor.stop();
+
+    assert_eq!(event["dirfd"], libc::AT_FDCWD);
+    assert_eq!(event["comm"], "cat");
+    let expected = fs::canonicalize(dir.join("sub/file")).unwrap();
+    assert_eq!(str_of(&event, "resolved_path"), expected.to_str().unwrap());
+    assert!(event["fd"].as_i64().unwrap() >= 0);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn openat2_with_its_flags() {
+    let _serial = serial();
+    let dir = test_dir("openat2");
+    let path = dir.join("sub/file");
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let monitor = Monitor::start(&["--kinds", "open"]);
+    /// `struct open_how` (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: valid path and open_how for the call's duration.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    assert!(fd >= 0, "openat2: {}", std::io::Error::last_os_error());
+    let pid = std::process::id();
+    let event = monitor.wait_for("openat2", |e| is_open_of(e, pid, path.to_str().unwrap()));
+    monitor.stop();
+    // SAFETY: closing the fd this test opened.
+    unsafe { libc::close(fd as i32) };
+
+    assert_eq!(event["syscall"], "openat2");
+    assert_eq!(event["flags"], (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
+    assert_eq!(event["fd"], fd);
+    let expected = fs::canonicalize(&path).unwrap();
+    assert_eq!(str_of(&event, "resolved_path"), expected.to_str().unwrap());
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn open_that_fails_with_enoent() {
+    let _serial = serial();
+    let missing = format!("/nonexistent-{}/file", std::process::id());
+    let monitor = Monitor::start(&["--kinds", "open"]);
+    let err = fs::File::open(&missing).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let pid = std::process::id();
+    let event = monitor.wait_for("failed open", |e| is_open_of(e, pid, &missing));
+    monitor.stop();
+
+    assert_eq!(event["result"], -libc::ENOENT);
+    assert_eq!(event["error"], "ENOENT");
+    assert_eq!(event["fd"], Value::Null);
+    assert_eq!(event["resolved_path"], Value::Null);
+    assert_eq!(event["flags"], libc::O_RDONLY | libc::O_CLOEXEC);
+}
+
+#[test]
+fn kinds_filter_switches_other_kinds_off_in_the_kernel() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "connect"]);
+    let _ = fs::read("/etc/hostname");
+    Command::new("/bin/true").status().unwrap();
+    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _ = TcpStream::connect(closed);
+    connect_event(&monitor, gettid(), closed.port());
+    let (events, totals) = monitor.stop();
+    assert!(events.iter().all(|e| e["kind"] == "connect"));
+    for kind in ["exec", "fork", "exit", "open"] {
+        assert_eq!(
+            totals["kinds"][kind]["sent"], 0,
+            "{kind} was not switched off"
+        );
+    }
+}
+
+/// With the default ring buffer, a burst of opens arrives completely, and the
+/// kernel's sent counter equals what user space received.
+#[test]
+fn burst_of_opens_arrives_completely() {
+    let _serial = serial();
+    const BURST: usize = 50_000;
+    let dir = test_dir("burst");
+    let path = dir.join("sub/file");
+    let monitor = Monitor::start(&["--kinds", "open"]);
+    for _ in 0..BURST {
+        drop(fs::File::open(&path).unwrap());
+    }
+    let path = path.to_str().unwrap().to_string();
+    let (events, totals) = monitor.stop();
+    let pid = std::process::id();
+    let seen = events.iter().filter(|e| is_open_of(e, pid, &path)).count();
+    let open = &totals["kinds"]["open"];
+    assert_eq!(open["dropped"], 0, "totals: {totals}");
+    assert_eq!(seen, BURST, "totals: {totals}");
+    assert_eq!(open["sent"], open["received"]);
+    assert_eq!(totals["malformed"], json!({}));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// With a ring buffer far too small for the burst, the events that did not arrive are
+/// exactly the ones the kernel counted as dropped. Connects are used because nothing
+/// else on a test machine makes them, so every drop belongs to the burst.
+#[test]
+fn burst_into_a_tiny_ring_buffer_counts_every_drop() {
+    let _serial = serial();
+    const BURST: usize = 20_000;
+    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let monitor = Monitor::start(&["--kinds", "connect", "--ring-buffer-bytes", "8192"]);
+    for _ in 0..BURST {
+        assert!(TcpStream::connect(closed).is_err());
+    }
+    let (events, totals) = monitor.stop();
+    let tid = gettid();
+    let seen = events
+        .iter()
+        .filter(|e| e["kind"] == "connect" && e["tid"] == tid && e["port"] == closed.port())
+        .count() as u64;
+    let connect = &totals["kinds"]["connect"];
+    let dropped = connect["dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "an 8 KiB buffer should overflow: {totals}");
+    assert_eq!(seen + dropped, BURST as u64, "totals: {totals}");
+    assert_eq!(connect["sent"], connect["received"]);
+}
+
+#[test]
+fn not_root_or_bad_ring_size_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["events", "--ring-buffer-bytes", "1000"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ring buffer size 1000 is invalid: it must be a power of two"),
+        "{stderr}"
+    );
+    // Drop to an unprivileged uid in the child only.
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("events")
+        .uid(65534)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("monitor must run as root"), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one-line error expected: {stderr}"
+    );
+}

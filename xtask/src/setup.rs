@@ -1,0 +1,151 @@
+//! `cargo xtask setup`: everything a fresh machine needs, each step skipped when it is
+//! already done.
+use std::{path::Path, process::Command, thread, time::Duration};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{is_root, run_cmd, step, succeeds};
+
+/// The LLVM major version of the pinned nightly; bpf-linker must link the same one.
+const LLVM_MAJOR: &str = "22";
+const APT_PACKAGES: [&str; 3] = ["docker.io", "rsyslog", "busybox-static"];
+
+pub fn run() -> Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    apt_packages()?;
+    dockerd()?;
+    step("setup complete");
+    Ok(())
+}
+
+fn rust_src() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup is needed to build the eBPF programs (https://rustup.rs)")?;
+    if !installed.status.success() {
+        bail!(
+            "no nightly toolchain: install it with `rustup toolchain install nightly` \
+             (the eBPF programs build with -Z build-std)"
+        );
+    }
+    if String::from_utf8_lossy(&installed.stdout).contains("rust-src") {
+        step("nightly rust-src: present");
+        return Ok(());
+    }
+    step("nightly rust-src: installing");
+    run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker() -> Result<()> {
+    let sysroot = Command::new("rustc")
+        .args(["+nightly", "--print", "sysroot"])
+        .output()
+        .context("running rustc +nightly")?;
+    let sysroot = String::from_utf8(sysroot.stdout)?.trim().to_string();
+    let lib_dir = Path::new(&sysroot).join("lib");
+    // bpf-linker loads the nightly's libLLVM at run time; cargo +nightly puts that
+    // directory on the library path when it runs the linker, so check it the same way.
+    let works = Command::new("bpf-linker")
+        .arg("--version")
+        .env("LD_LIBRARY_PATH", &lib_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        step("bpf-linker: present");
+        return Ok(());
+    }
+    step(&format!(
+        "bpf-linker: building against the nightly's LLVM {LLVM_MAJOR} (about 3 minutes)"
+    ));
+    let llvm = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("reading {}", lib_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("libLLVM.so.{LLVM_MAJOR}")))
+        })
+        .with_context(|| {
+            format!(
+                "the nightly toolchain in {} ships no libLLVM.so.{LLVM_MAJOR}*: bpf-linker \
+                 needs the nightly's LLVM",
+                lib_dir.display()
+            )
+        })?;
+    // bpf-linker's build looks for `lib/libLLVM.so` under LLVM_PREFIX.
+    let prefix = Path::new("/opt/rust-llvm");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let link = prefix.join("lib/libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&llvm, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), llvm.display()))?;
+    run_cmd(
+        Command::new("cargo")
+            .env("LLVM_PREFIX", prefix)
+            .args(["install", "bpf-linker", "--force", "--version", "0.13.0"])
+            .arg("--no-default-features")
+            .args(["--features", &format!("llvm-{LLVM_MAJOR}")]),
+    )
+}
+
+fn apt_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !succeeds("dpkg", &["-s", p]))
+        .collect();
+    if missing.is_empty() {
+        step("packages (docker.io, rsyslog, busybox-static): present");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "packages {} are missing; install them as root: apt-get install -y {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    step(&format!(
+        "installing {} from Debian's packages",
+        missing.join(", ")
+    ));
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing),
+    )
+}
+
+/// Container tests need a running engine; start one when none answers.
+fn dockerd() -> Result<()> {
+    if succeeds("docker", &["info"]) {
+        step("dockerd: running");
+        return Ok(());
+    }
+    if !is_root() {
+        step("dockerd: not running (start it as root for the container tests)");
+        return Ok(());
+    }
+    step("dockerd: starting (log in /var/log/dockerd.log)");
+    let log = std::fs::File::create("/var/log/dockerd.log")?;
+    Command::new("dockerd")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting dockerd")?;
+    for _ in 0..60 {
+        if succeeds("docker", &["info"]) {
+            step("dockerd: ready");
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    bail!("dockerd did not become ready within 30 s; see /var/log/dockerd.log")
+}

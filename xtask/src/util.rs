@@ -1,0 +1,92 @@
+//! Running commands with a progress line and a clear error.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn step(message: &str) {
+    eprintln!("==> {message}");
+}
+
+/// Runs `cmd`, failing with its command line when it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Does `program args` run and exit 0 (output discarded)?
+pub fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn monitor_binary() -> PathBuf {
+    workspace_root().join("target/release/monitor")
+}
+
+pub fn build_release() -> Result<()> {
+    step("building monitor and its kernel programs (release)");
+    run_cmd(Command::new("cargo").current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "--package",
+        "monitor",
+    ]))
+}
+
+pub fn run_monitor(args: &[String]) -> Result<()> {
+    let args: Vec<String> = if args.is_empty() {
+        vec!["events".into()]
+    } else {
+        args.to_vec()
+    };
+    step(&format!("running monitor {}", args.join(" ")));
+    let mut cmd = if is_root() {
+        Command::new(monitor_binary())
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg(monitor_binary());
+        sudo
+    };
+    run_cmd(cmd.args(&args))
+}
+
+pub fn run_tests(args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the test suite loads eBPF programs and drives dockerd: run it as root \
+             (sudo -E cargo xtask test)"
+        );
+    }
+    step("running the test suite");
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(workspace_root())
+            .args(["test", "--release"])
+            .args(args),
+    )
+}
