@@ -426,3 +426,44 @@ fn not_root_or_bad_ring_size_is_a_clear_error() {
         "one-line error expected: {stderr}"
     );
 }
+
+/// Fresh nodes boot without tracefs mounted; the agent mounts it itself.
+#[test]
+fn tracefs_is_mounted_when_missing() {
+    let _serial = serial();
+    support::require_root();
+    while Command::new("umount")
+        .arg("/sys/kernel/tracing")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {}
+    assert!(!std::path::Path::new("/sys/kernel/tracing/events").exists());
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let child = Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    monitor.wait_for("exec after mounting tracefs", |e| e["pid"] == pid);
+    let log = monitor.stderr_lines().join("\n");
+    monitor.stop();
+    assert!(
+        log.contains("mounted tracefs at /sys/kernel/tracing"),
+        "{log}"
+    );
+}
+
+#[test]
+fn missing_btf_is_a_one_line_error_that_says_what_to_do() {
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["events", "--btf", "/nonexistent/vmlinux"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "monitor: error: kernel BTF not found at /nonexistent/vmlinux: monitor needs a kernel \
+         >= 5.8 built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are)"
+    );
+}

@@ -1,10 +1,14 @@
 //! Command-line interface.
-use std::process::ExitCode;
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use monitor_common::DEFAULT_RING_BUFFER_BYTES;
 
-use crate::{commands, event::EventKind};
+use crate::{
+    commands,
+    event::EventKind,
+    sensor::{SensorConfig, btf::VMLINUX_BTF},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,8 +53,23 @@ pub struct SensorArgs {
 
     /// Size of the kernel ring buffer in bytes: a power of two, at least one page.
     /// Larger absorbs longer bursts; drops are counted and reported either way.
-    #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES)]
+    #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = DEFAULT_RING_BUFFER_BYTES)]
     pub ring_buffer_bytes: u32,
+
+    /// Kernel BTF to compute struct offsets from. The default is the running kernel's
+    /// own; point it at an external BTF file for kernels built without one.
+    #[arg(long, env = "MONITOR_BTF", default_value = VMLINUX_BTF)]
+    pub btf: PathBuf,
+}
+
+impl SensorArgs {
+    pub fn config(&self) -> SensorConfig {
+        SensorConfig {
+            kinds: self.kinds.iter().copied().collect(),
+            ring_buffer_bytes: self.ring_buffer_bytes,
+            btf: self.btf.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +84,9 @@ pub struct EventsArgs {
 
 #[derive(Args, Debug)]
 pub struct ProbesArgs {
+    #[command(flatten)]
+    pub sensor: SensorArgs,
+
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -77,6 +99,7 @@ fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

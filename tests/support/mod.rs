@@ -92,6 +92,11 @@ impl Monitor {
         }
     }
 
+    /// What the agent has logged so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// The first event matching `pred`, waiting up to 10 s for it.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::EventsArgs,
     clock::BootClock,
-    event::{EventKind, KindSet},
+    event::EventKind,
     output::event_json::EventJson,
     sensor::{Sensor, SensorConfig, decode::decode},
 };
@@ -80,10 +80,7 @@ enum Step {
 }
 
 pub fn run(args: EventsArgs) -> Result<()> {
-    let config = SensorConfig {
-        kinds: args.sensor.kinds.iter().copied().collect::<KindSet>(),
-        ring_buffer_bytes: args.sensor.ring_buffer_bytes,
-    };
+    let config = args.sensor.config();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

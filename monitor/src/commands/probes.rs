@@ -1,13 +1,10 @@
 //! `monitor probes`: what the probe table chose on this kernel.
 use anyhow::Result;
 
-use crate::{
-    cli::ProbesArgs,
-    sensor::{Sensor, SensorConfig},
-};
+use crate::{cli::ProbesArgs, sensor::Sensor};
 
 pub fn run(args: ProbesArgs) -> Result<()> {
-    let sensor = Sensor::start(&SensorConfig::default())?;
+    let sensor = Sensor::start(&args.sensor.config())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(sensor.probes())?);
         return Ok(());

@@ -85,7 +85,7 @@ impl KernelLayout {
     pub fn offsets(&self) -> Result<KernelOffsets> {
         let required = |s: &str, m: &str| {
             self.member_offset(s, m)
-                .with_context(|| format!("reading struct offsets from {VMLINUX_BTF}"))
+                .context("reading kernel struct offsets from BTF")
         };
         let optional = |s: &str, m: &str| match self.member_offset(s, m) {
             Ok(offset) => offset,

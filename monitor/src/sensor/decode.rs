@@ -71,10 +71,7 @@ fn read_fixed<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
 
 /// Splits the bytes after a fixed part into the announced variable parts, which must
 /// cover them exactly.
-fn split_tail<'a, const N: usize>(
-    tail: &'a [u8],
-    lens: [usize; N],
-) -> Result<[&'a [u8]; N], DecodeError> {
+fn split_tail<const N: usize>(tail: &[u8], lens: [usize; N]) -> Result<[&[u8]; N], DecodeError> {
     let declared: usize = lens.iter().sum();
     if declared != tail.len() {
         return Err(DecodeError::BadLengths {

@@ -5,14 +5,14 @@ pub mod probes;
 pub mod reader;
 pub mod tracefs;
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, stat};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, stat};
 use serde::Serialize;
 
 use crate::event::{EventKind, KindSet};
@@ -27,6 +27,8 @@ pub struct SensorConfig {
     pub kinds: KindSet,
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
+    /// Kernel BTF to take struct offsets from.
+    pub btf: PathBuf,
 }
 
 impl Default for SensorConfig {
@@ -34,6 +36,7 @@ impl Default for SensorConfig {
         Self {
             kinds: KindSet::all(),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            btf: PathBuf::from(btf::VMLINUX_BTF),
         }
     }
 }
@@ -65,15 +68,9 @@ impl Sensor {
         }
         validate_ring_buffer_size(config.ring_buffer_bytes)?;
         raise_memlock_limit();
-        let offsets = btf::KernelLayout::open(Path::new(btf::VMLINUX_BTF))?.offsets()?;
+        let offsets = btf::KernelLayout::open(&config.btf)?.offsets()?;
         let tracefs = tracefs::ensure_mounted()?;
-        let agent_tgid = std::process::id();
-        let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("AGENT_TGID", &agent_tgid, true)
-            .map_max_entries("EVENTS", config.ring_buffer_bytes)
-            .load(PROGRAMS)
-            .context("loading the eBPF object")?;
+        let mut ebpf = load_object(&offsets, config.ring_buffer_bytes)?;
 
         let mut switches: Array<_, u32> = Array::try_from(
             ebpf.map_mut("KIND_ENABLED")
@@ -161,6 +158,18 @@ impl Sensor {
             }
         }
     }
+}
+
+/// Creates the maps and prepares (but does not load) the programs, with this
+/// kernel's offsets and the agent's pid patched in.
+fn load_object(offsets: &KernelOffsets, ring_buffer_bytes: u32) -> Result<Ebpf> {
+    let agent_tgid = std::process::id();
+    EbpfLoader::new()
+        .override_global("OFFSETS", offsets, true)
+        .override_global("AGENT_TGID", &agent_tgid, true)
+        .map_max_entries("EVENTS", ring_buffer_bytes)
+        .load(PROGRAMS)
+        .context("loading the eBPF object")
 }
 
 fn validate_ring_buffer_size(bytes: u32) -> Result<()> {

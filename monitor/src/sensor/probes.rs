@@ -261,3 +261,52 @@ fn describe_error(err: &ProgramError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensor::{btf::KernelLayout, load_object};
+
+    /// A tracefs without any events stands in for a kernel that lacks them; the
+    /// programs and maps are the real ones (this needs root, like the daemon).
+    fn object_and_empty_tracefs() -> (Ebpf, std::path::PathBuf) {
+        let offsets = KernelLayout::open(Path::new(crate::sensor::btf::VMLINUX_BTF))
+            .and_then(|layout| layout.offsets())
+            .expect("kernel BTF");
+        let ebpf = load_object(&offsets, 4096).expect("load object (run tests as root)");
+        let tracefs =
+            std::env::temp_dir().join(format!("monitor-fake-tracefs-{}", std::process::id()));
+        std::fs::create_dir_all(tracefs.join("events")).unwrap();
+        (ebpf, tracefs)
+    }
+
+    fn source(name: &str) -> &'static Source {
+        SOURCES.iter().find(|s| s.name == name).expect("source")
+    }
+
+    #[test]
+    fn a_missing_required_tracepoint_is_a_clear_error() {
+        let (mut ebpf, tracefs) = object_and_empty_tracefs();
+        let err = attach_source(&mut ebpf, &tracefs, source("execve")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot observe `execve` (exec events): syscall tracepoints: \
+             tracepoint/syscalls/sys_enter_execve does not exist on this kernel; monitor \
+             needs syscall and sched tracepoints (CONFIG_FTRACE_SYSCALLS) and BPF ring \
+             buffers (kernel >= 5.8)"
+        );
+    }
+
+    #[test]
+    fn a_missing_optional_tracepoint_is_skipped_with_the_reason() {
+        let (mut ebpf, tracefs) = object_and_empty_tracefs();
+        let report = attach_source(&mut ebpf, &tracefs, source("openat2")).unwrap();
+        assert_eq!(report.chosen, None);
+        assert_eq!(
+            report.refused,
+            vec![
+                "syscall tracepoints: tracepoint/syscalls/sys_enter_openat2 does not exist on this kernel"
+            ]
+        );
+    }
+}
