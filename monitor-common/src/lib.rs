@@ -57,6 +57,8 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_PATH_DEPTH: usize = 48;
 /// Longest unix socket path (`sizeof(sun_path)`).
 pub const MAX_UNIX_PATH: usize = 108;
+/// Longest cgroup directory name copied (`cri-containerd-<64 hex>.scope` is 85).
+pub const MAX_CGROUP_NAME: usize = 128;
 /// Default ring buffer size in bytes (a power of two multiple of the page size).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 
@@ -91,12 +93,18 @@ pub struct TaskIdentity {
     pub loginuid: u32,
     /// `task->start_boottime` of the thread group leader, CLOCK_BOOTTIME nanoseconds.
     pub start_boot_ns: u64,
+    /// The process id as seen in the task's own pid namespace (1 for a container's
+    /// first process); 0 when unknown.
+    pub vpid: u32,
+    pub _pad: u32,
 }
 
 /// `execve`/`execveat` completion. Followed by `exe_len` bytes of the resolved
 /// executable path (a reversed path), `filename_len` bytes of the file name as
-/// given (failed execs only: after a successful exec the caller's memory is gone) and
-/// `args_len` bytes of NUL-separated argv.
+/// given (failed execs only: after a successful exec the caller's memory is gone),
+/// `args_len` bytes of NUL-separated argv and `cgroup_name_len` bytes of the name of
+/// the task's cgroup v2 directory (which names the container: reading it in the kernel
+/// works even when the container is gone before user space looks).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecRecord {
@@ -107,7 +115,7 @@ pub struct ExecRecord {
     pub syscall: u16,
     pub exe_len: u16,
     pub filename_len: u16,
-    pub _pad0: u16,
+    pub cgroup_name_len: u16,
     pub args_len: u32,
     /// `execveat`'s dirfd, or `AT_FDCWD` for `execve`.
     pub dirfd: i32,
@@ -124,7 +132,8 @@ pub struct ForkRecord {
     pub child_tid: u32,
     pub child_start_boot_ns: u64,
     pub parent_ppid: u32,
-    pub _pad: u32,
+    /// The child's pid in its own pid namespace; 0 when unknown.
+    pub child_vpid: u32,
 }
 
 /// The last thread of a process exited.
@@ -219,6 +228,15 @@ pub struct KernelOffsets {
     pub mount_mnt_parent: u32,
     pub mount_mnt_mountpoint: u32,
     pub socket_type: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_name: u32,
+    pub task_thread_pid: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`: the stride of `pid.numbers`.
+    pub upid_size: u32,
 }
 
 impl KernelOffsets {
@@ -260,6 +278,14 @@ impl KernelOffsets {
         mount_mnt_parent: Self::ABSENT,
         mount_mnt_mountpoint: Self::ABSENT,
         socket_type: Self::ABSENT,
+        task_cgroups: Self::ABSENT,
+        css_set_dfl_cgrp: Self::ABSENT,
+        cgroup_kn: Self::ABSENT,
+        kernfs_node_name: Self::ABSENT,
+        task_thread_pid: Self::ABSENT,
+        pid_level: Self::ABSENT,
+        pid_numbers: Self::ABSENT,
+        upid_size: Self::ABSENT,
     };
 }
 
@@ -287,11 +313,11 @@ mod pod {
 
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 48);
-    assert!(core::mem::size_of::<TaskIdentity>() == 32);
-    assert!(core::mem::size_of::<ExecRecord>() == 112);
+    assert!(core::mem::size_of::<TaskIdentity>() == 40);
+    assert!(core::mem::size_of::<ExecRecord>() == 120);
     assert!(core::mem::size_of::<ForkRecord>() == 72);
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 88);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 34 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
 };

@@ -2,7 +2,9 @@
 use aya_ebpf::helpers::{
     bpf_get_current_uid_gid, bpf_probe_read_kernel, generated::bpf_get_current_task,
 };
-use monitor_common::{KernelOffsets, TaskIdentity};
+use monitor_common::{KernelOffsets, MAX_CGROUP_NAME, TaskIdentity};
+
+use crate::record::Record;
 
 /// The offset of a member, as patched in by the agent.
 macro_rules! offset {
@@ -44,6 +46,21 @@ pub fn process_start(task: u64) -> u64 {
         .unwrap_or(0)
 }
 
+/// The task's pid in its own (innermost) pid namespace.
+#[inline(always)]
+pub fn vpid(task: u64) -> u32 {
+    let Ok(pid) = read::<u64>(task, offset!(task_thread_pid)) else {
+        return 0;
+    };
+    let Ok(level) = read::<u32>(pid, offset!(pid_level)) else {
+        return 0;
+    };
+    // Pid namespaces nest at most 32 deep.
+    let level = level & 31;
+    let upid = offset!(pid_numbers) as u64 + level as u64 * offset!(upid_size) as u64;
+    read::<u32>(pid, upid as u32).unwrap_or(0)
+}
+
 /// Credentials and lineage of the current task.
 #[inline(always)]
 pub fn identity(task: u64) -> TaskIdentity {
@@ -57,6 +74,8 @@ pub fn identity(task: u64) -> TaskIdentity {
         egid: read::<u32>(cred, offset!(cred_egid)).unwrap_or(u32::MAX),
         loginuid: read::<u32>(task, offset!(task_loginuid)).unwrap_or(u32::MAX),
         start_boot_ns: process_start(task),
+        vpid: vpid(task),
+        _pad: 0,
     }
 }
 
@@ -75,4 +94,18 @@ pub fn file_of_fd(task: u64, fd: i64) -> Result<u64, i64> {
     let fd_array = read::<u64>(fdt, offset!(fdtable_fd))?;
     let file = read::<u64>(fd_array, (fd as u32) * 8)?;
     if file == 0 { Err(-1) } else { Ok(file) }
+}
+
+/// Appends the name of the task's cgroup v2 directory (e.g. a container id); returns
+/// its length.
+#[inline(always)]
+pub fn append_cgroup_name(record: &Record, task: u64) -> usize {
+    let name = read::<u64>(task, offset!(task_cgroups))
+        .and_then(|css_set| read::<u64>(css_set, offset!(css_set_dfl_cgrp)))
+        .and_then(|cgroup| read::<u64>(cgroup, offset!(cgroup_kn)))
+        .and_then(|kn| read::<u64>(kn, offset!(kernfs_node_name)));
+    match name {
+        Ok(name) => record.kernel_str(name, MAX_CGROUP_NAME),
+        Err(_) => 0,
+    }
 }

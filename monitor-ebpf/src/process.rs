@@ -11,7 +11,9 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{current_task, identity, offset, parent_tgid, process_start, read},
+    kernel::{
+        append_cgroup_name, current_task, identity, offset, parent_tgid, process_start, read, vpid,
+    },
     maps::{PENDING_EXEC, count, wanted},
     path::append_file_path,
     record::Record,
@@ -140,6 +142,8 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
 
+    let cgroup_name_len = append_cgroup_name(&record, task);
+
     let fixed = ExecRecord {
         header: record.header(header_flags),
         task: identity(task),
@@ -147,7 +151,7 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         syscall: pending.syscall,
         exe_len: exe_len as u16,
         filename_len: filename_len as u16,
-        _pad0: 0,
+        cgroup_name_len: cgroup_name_len as u16,
         args_len: args_len as u32,
         dirfd: pending.dirfd,
         at_flags: pending.at_flags,
@@ -215,7 +219,7 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         child_tid,
         child_start_boot_ns: read::<u64>(child, offset!(task_start_boottime)).unwrap_or(0),
         parent_ppid: parent_tgid(parent),
-        _pad: 0,
+        child_vpid: vpid(child),
     };
     unsafe { record.fixed::<ForkRecord>().write(fixed) };
     record.submit();

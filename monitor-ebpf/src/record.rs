@@ -112,6 +112,19 @@ impl Record {
         n as usize
     }
 
+    /// Appends a NUL-terminated kernel string without its NUL; returns its length.
+    #[inline(always)]
+    pub fn kernel_str(&self, src: u64, max: usize) -> usize {
+        let n = unsafe {
+            bpf_probe_read_kernel_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
+        };
+        if n <= 1 {
+            return 0;
+        }
+        self.advance((n - 1) as usize);
+        (n - 1) as usize
+    }
+
     /// Appends a NUL-terminated kernel string with its NUL; returns the bytes appended.
     #[inline(always)]
     pub fn kernel_str_with_nul(&self, src: u64, max: usize) -> usize {

@@ -1,11 +1,12 @@
 //! Command-line interface.
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use monitor_common::DEFAULT_RING_BUFFER_BYTES;
 
 use crate::{
     commands,
+    context::ContextConfig,
     event::EventKind,
     sensor::{SensorConfig, btf::VMLINUX_BTF},
 };
@@ -72,10 +73,87 @@ impl SensorArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ContextArgs {
+    /// Print the sensor's events as they are, without process and container context
+    /// (exec, fork and exit are then only captured when asked for).
+    #[arg(long)]
+    pub no_context: bool,
+
+    /// Where the host's root filesystem is mounted: /proc, cgroupfs, passwd files and
+    /// the Docker socket are read below it (`/host` in a DaemonSet pod).
+    #[arg(long, env = "MONITOR_HOST_ROOT", default_value = "/")]
+    pub host_root: PathBuf,
+
+    /// Docker API socket (a path, or `unix://PATH` as in DOCKER_HOST).
+    #[arg(long, env = "DOCKER_HOST", default_value = "/var/run/docker.sock")]
+    pub docker_socket: String,
+
+    /// Do not ask the Docker API for container metadata (ids are still reported).
+    #[arg(long)]
+    pub no_docker: bool,
+
+    /// Most processes tracked at once; beyond it the oldest exited, then the oldest
+    /// live ones are evicted (and counted).
+    #[arg(long, default_value_t = 65_536)]
+    pub process_cap: usize,
+
+    /// Seconds an exited process stays known, so late events still find it.
+    #[arg(long, default_value_t = 30)]
+    pub exited_grace_secs: u64,
+
+    /// Ancestors reported per event.
+    #[arg(long, default_value_t = 8)]
+    pub ancestry_depth: usize,
+
+    /// Longest an event waits for a new container's metadata, in milliseconds; a
+    /// container not resolved by then gets its id now and its metadata on later events.
+    #[arg(long, default_value_t = 200)]
+    pub metadata_wait_ms: u64,
+
+    /// Do not compute SHA-256 hashes of executed files.
+    #[arg(long)]
+    pub no_exe_hash: bool,
+}
+
+impl ContextArgs {
+    /// `None` when context is switched off.
+    pub fn config(&self) -> anyhow::Result<Option<ContextConfig>> {
+        if self.no_context {
+            return Ok(None);
+        }
+        let docker_socket = if self.no_docker {
+            None
+        } else if let Some(path) = self.docker_socket.strip_prefix("unix://") {
+            Some(path.to_string())
+        } else if self.docker_socket.contains("://") {
+            anyhow::bail!(
+                "docker socket `{}`: only unix sockets are supported (unix:///var/run/docker.sock); \
+                 use --no-docker to run without container metadata",
+                self.docker_socket
+            );
+        } else {
+            Some(self.docker_socket.clone())
+        };
+        Ok(Some(ContextConfig {
+            host_root: self.host_root.clone(),
+            docker_socket,
+            process_cap: self.process_cap,
+            exited_grace: Duration::from_secs(self.exited_grace_secs),
+            ancestry_depth: self.ancestry_depth,
+            metadata_wait: Duration::from_millis(self.metadata_wait_ms),
+            exe_hash: !self.no_exe_hash,
+        }))
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EventsArgs {
     #[command(flatten)]
     pub sensor: SensorArgs,
+
+    #[command(flatten)]
+    pub context: ContextArgs,
 
     /// Seconds between drop reports on stderr (only printed when events were dropped).
     #[arg(long, default_value_t = 10)]

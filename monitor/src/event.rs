@@ -145,6 +145,8 @@ pub struct Credentials {
     /// `None` when unset (`(uid_t)-1`) or not provided by the kernel.
     pub loginuid: Option<u32>,
     pub process_start_boot_ns: u64,
+    /// Pid inside the process's own pid namespace (`None` when the kernel did not say).
+    pub vpid: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +165,8 @@ pub struct Exec {
     pub args_truncated: bool,
     pub dirfd: i32,
     pub at_flags: u32,
+    /// Name of the task's cgroup v2 directory, read in the kernel at exec time.
+    pub cgroup_name: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +175,7 @@ pub struct Fork {
     pub child_tid: u32,
     pub child_start_boot_ns: u64,
     pub parent_ppid: u32,
+    pub child_vpid: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! Running the real `monitor` binary against the real kernel, for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -99,7 +101,21 @@ impl Monitor {
 
     /// The first event matching `pred`, waiting up to 10 s for it.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_within(what, Duration::from_secs(10), pred)
+    }
+
+    /// Every event seen so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn wait_for_within(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(found) = self.events.lock().unwrap().iter().find(|e| pred(e)) {
                 return found.clone();
@@ -152,4 +168,15 @@ pub fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
     value[field]
         .as_str()
         .unwrap_or_else(|| panic!("`{field}` is not a string in {value}"))
+}
+
+/// CLOCK_BOOTTIME now, in the events' `boot_ns` scale.
+pub fn boot_ns_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

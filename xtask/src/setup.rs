@@ -133,13 +133,18 @@ fn dockerd() -> Result<()> {
         step("dockerd: not running (start it as root for the container tests)");
         return Ok(());
     }
-    step("dockerd: starting (log in /var/log/dockerd.log)");
+    step("dockerd: starting with --live-restore (log in /var/log/dockerd.log)");
     let log = std::fs::File::create("/var/log/dockerd.log")?;
-    Command::new("dockerd")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting dockerd")?;
+    // Live restore keeps containers running while dockerd is down, which the
+    // context tests rely on to show that events keep flowing without it.
+    // `setsid -f` forks dockerd into its own session and returns at once.
+    run_cmd(
+        Command::new("setsid")
+            .args(["-f", "dockerd", "--live-restore"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )?;
     for _ in 0..60 {
         if succeeds("docker", &["info"]) {
             step("dockerd: ready");

@@ -8,12 +8,19 @@ use serde::{
 use super::escape::bytes_to_text;
 use crate::{
     clock::BootClock,
+    context::{ContainerContext, EnrichedEvent, process::ProcessInfo},
     event::{Connect, Detail, Event, Exec, Exit, Fork, Open, SocketFamily},
 };
 
 /// An event as JSON, with its wall-clock time.
 pub struct EventJson<'a> {
     pub event: &'a Event,
+    pub clock: &'a BootClock,
+}
+
+/// An event with its process, ancestry and container context as JSON.
+pub struct EnrichedJson<'a> {
+    pub enriched: &'a EnrichedEvent,
     pub clock: &'a BootClock,
 }
 
@@ -40,24 +47,143 @@ impl Serialize for TextList<'_> {
 
 impl Serialize for EventJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = self.event;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("kind", e.kind().name())?;
-        let time = humantime::format_rfc3339_nanos(self.clock.wall_time(e.boot_ns));
-        map.serialize_entry("time", &time.to_string())?;
-        map.serialize_entry("boot_ns", &e.boot_ns)?;
-        map.serialize_entry("pid", &e.pid)?;
-        map.serialize_entry("tid", &e.tid)?;
-        map.serialize_entry("comm", &Text(&e.comm))?;
-        map.serialize_entry("cgroup_id", &e.cgroup_id)?;
-        match &e.detail {
-            Detail::Exec(x) => exec_fields(&mut map, x)?,
-            Detail::Fork(x) => fork_fields(&mut map, x)?,
-            Detail::Exit(x) => exit_fields(&mut map, x)?,
-            Detail::Connect(x) => connect_fields(&mut map, x)?,
-            Detail::Open(x) => open_fields(&mut map, x)?,
-        }
+        event_fields(&mut map, self.event, self.clock)?;
         map.end()
+    }
+}
+
+impl Serialize for EnrichedJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.enriched;
+        let mut map = s.serialize_map(None)?;
+        event_fields(&mut map, &e.event, self.clock)?;
+        map.serialize_entry(
+            "process",
+            &e.process.as_deref().map(|p| ProcessJson {
+                process: p,
+                exe_sha256: e.exe_sha256.as_deref(),
+            }),
+        )?;
+        let ancestors: Vec<AncestorJson> = e.ancestors.iter().map(|p| AncestorJson(p)).collect();
+        map.serialize_entry("ancestors", &ancestors)?;
+        map.serialize_entry("container", &ContainerJson(&e.container))?;
+        map.end()
+    }
+}
+
+/// Falco's `proc.cmdline`: the process name followed by its arguments.
+fn cmdline(p: &ProcessInfo) -> Vec<u8> {
+    let mut line = p.name.clone();
+    for arg in &p.args {
+        line.push(b' ');
+        line.extend_from_slice(arg);
+    }
+    line
+}
+
+struct ProcessJson<'a> {
+    process: &'a ProcessInfo,
+    exe_sha256: Option<&'a str>,
+}
+
+impl Serialize for ProcessJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.process;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("pid", &p.pid)?;
+        map.serialize_entry("ppid", &p.ppid)?;
+        map.serialize_entry("name", &Text(&p.name))?;
+        map.serialize_entry("exe", &Text(&p.exe))?;
+        map.serialize_entry("exepath", &Text(&p.exepath))?;
+        map.serialize_entry("args", &TextList(&p.args))?;
+        map.serialize_entry("cmdline", &Text(&cmdline(p)))?;
+        map.serialize_entry("cwd", &p.cwd.as_deref().map(Text))?;
+        map.serialize_entry("tty", &p.tty)?;
+        map.serialize_entry("sid", &p.sid)?;
+        map.serialize_entry("vpid", &p.vpid)?;
+        map.serialize_entry("uid", &p.uid)?;
+        map.serialize_entry("user", &p.user.as_deref())?;
+        map.serialize_entry("gid", &p.gid)?;
+        map.serialize_entry("group", &p.group.as_deref())?;
+        map.serialize_entry("euid", &p.euid)?;
+        map.serialize_entry("loginuid", &p.loginuid)?;
+        map.serialize_entry("exec_id", &*p.exec_id)?;
+        map.serialize_entry("parent_exec_id", &p.parent_exec_id.as_deref())?;
+        map.serialize_entry("start_boot_ns", &p.start_boot_ns)?;
+        map.serialize_entry("exe_sha256", &self.exe_sha256)?;
+        map.end()
+    }
+}
+
+struct AncestorJson<'a>(&'a ProcessInfo);
+
+impl Serialize for AncestorJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut map = s.serialize_map(Some(6))?;
+        map.serialize_entry("pid", &p.pid)?;
+        map.serialize_entry("name", &Text(&p.name))?;
+        map.serialize_entry("exe", &Text(&p.exe))?;
+        map.serialize_entry("exepath", &Text(&p.exepath))?;
+        map.serialize_entry("cmdline", &Text(&cmdline(p)))?;
+        map.serialize_entry("exec_id", &*p.exec_id)?;
+        map.end()
+    }
+}
+
+struct ContainerJson<'a>(&'a ContainerContext);
+
+impl Serialize for ContainerJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", &*c.id)?;
+        if c.is_host() {
+            map.serialize_entry("name", "host")?;
+            return map.end();
+        }
+        map.serialize_entry("short_id", &c.id.get(..12))?;
+        map.serialize_entry("runtime", &c.runtime.map(|r| r.name()))?;
+        let Some(m) = c.meta.as_deref() else {
+            map.serialize_entry("name", &None::<&str>)?;
+            return map.end();
+        };
+        map.serialize_entry("name", &m.name)?;
+        map.serialize_entry("image", &m.image)?;
+        map.serialize_entry("image_repository", &m.image_repository)?;
+        map.serialize_entry("image_tag", &m.image_tag)?;
+        map.serialize_entry("image_digest", &m.image_digest)?;
+        map.serialize_entry("image_id", &m.image_id)?;
+        map.serialize_entry("labels", &m.labels)?;
+        map.serialize_entry("privileged", &m.privileged)?;
+        map.serialize_entry("network_mode", &m.network_mode)?;
+        map.serialize_entry("mounts", &m.mounts)?;
+        map.serialize_entry("started_at", &m.started_at)?;
+        map.serialize_entry("pod", &m.pod)?;
+        map.end()
+    }
+}
+
+fn event_fields<M: SerializeMap>(
+    map: &mut M,
+    e: &Event,
+    clock: &BootClock,
+) -> Result<(), M::Error> {
+    map.serialize_entry("kind", e.kind().name())?;
+    let time = humantime::format_rfc3339_nanos(clock.wall_time(e.boot_ns));
+    map.serialize_entry("time", &time.to_string())?;
+    map.serialize_entry("boot_ns", &e.boot_ns)?;
+    map.serialize_entry("pid", &e.pid)?;
+    map.serialize_entry("tid", &e.tid)?;
+    map.serialize_entry("comm", &Text(&e.comm))?;
+    map.serialize_entry("cgroup_id", &e.cgroup_id)?;
+    match &e.detail {
+        Detail::Exec(x) => exec_fields(map, x),
+        Detail::Fork(x) => fork_fields(map, x),
+        Detail::Exit(x) => exit_fields(map, x),
+        Detail::Connect(x) => connect_fields(map, x),
+        Detail::Open(x) => open_fields(map, x),
     }
 }
 
@@ -70,6 +196,7 @@ fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
     map.serialize_entry("egid", &c.egid)?;
     map.serialize_entry("loginuid", &c.loginuid)?;
     map.serialize_entry("process_start_boot_ns", &c.process_start_boot_ns)?;
+    map.serialize_entry("vpid", &c.vpid)?;
     map.serialize_entry("syscall", x.syscall.name())?;
     map.serialize_entry("result", &x.result)?;
     map.serialize_entry("error", &errno_name(x.result))?;
@@ -80,13 +207,15 @@ fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
     map.serialize_entry("args", &TextList(&x.args))?;
     map.serialize_entry("args_truncated", &x.args_truncated)?;
     map.serialize_entry("dirfd", &x.dirfd)?;
-    map.serialize_entry("at_flags", &x.at_flags)
+    map.serialize_entry("at_flags", &x.at_flags)?;
+    map.serialize_entry("cgroup_name", &Text(&x.cgroup_name))
 }
 
 fn fork_fields<M: SerializeMap>(map: &mut M, x: &Fork) -> Result<(), M::Error> {
     map.serialize_entry("child_pid", &x.child_pid)?;
     map.serialize_entry("child_tid", &x.child_tid)?;
     map.serialize_entry("child_start_boot_ns", &x.child_start_boot_ns)?;
+    map.serialize_entry("child_vpid", &x.child_vpid)?;
     map.serialize_entry("ppid", &x.parent_ppid)
 }
 

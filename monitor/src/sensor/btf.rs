@@ -46,6 +46,21 @@ impl KernelLayout {
             .ok_or_else(|| anyhow!("kernel struct `{name}` has no member `{member}`"))
     }
 
+    /// Size in bytes of `struct name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|err| anyhow!("kernel BTF has no type `{name}`: {err}"))?;
+        types
+            .iter()
+            .find_map(|t| match t {
+                Type::Struct(s) if !s.members.is_empty() => Some(s.size() as u32),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("kernel BTF has no struct `{name}`"))
+    }
+
     fn find_member(&self, strukt: &btf_rs::Struct, wanted: &str) -> Result<Option<u32>> {
         for member in &strukt.members {
             let name = self.btf.resolve_name(member).unwrap_or_default();
@@ -129,6 +144,14 @@ impl KernelLayout {
             mount_mnt_parent: required("mount", "mnt_parent")?,
             mount_mnt_mountpoint: required("mount", "mnt_mountpoint")?,
             socket_type: required("socket", "type")?,
+            task_cgroups: required("task_struct", "cgroups")?,
+            css_set_dfl_cgrp: required("css_set", "dfl_cgrp")?,
+            cgroup_kn: required("cgroup", "kn")?,
+            kernfs_node_name: required("kernfs_node", "name")?,
+            task_thread_pid: required("task_struct", "thread_pid")?,
+            pid_level: required("pid", "level")?,
+            pid_numbers: required("pid", "numbers")?,
+            upid_size: self.struct_size("upid")?,
         })
     }
 }

@@ -106,6 +106,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 child_tid: r.child_tid,
                 child_start_boot_ns: r.child_start_boot_ns,
                 parent_ppid: r.parent_ppid,
+                child_vpid: (r.child_vpid != 0).then_some(r.child_vpid),
             })
         }
         kind::EXIT => {
@@ -129,12 +130,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: ExecRecord = read_fixed(bytes)?;
-    let [exe, filename, args] = split_tail(
+    let [exe, filename, args, cgroup_name] = split_tail(
         &bytes[size_of::<ExecRecord>()..],
         [
             r.exe_len as usize,
             r.filename_len as usize,
             r.args_len as usize,
+            r.cgroup_name_len as usize,
         ],
     )?;
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
@@ -148,6 +150,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
             egid: t.egid,
             loginuid: (t.loginuid != u32::MAX).then_some(t.loginuid),
             process_start_boot_ns: t.start_boot_ns,
+            vpid: (t.vpid != 0).then_some(t.vpid),
         },
         syscall,
         result: r.result,
@@ -159,6 +162,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         args_truncated: header.flags & flags::ARGS_TRUNCATED != 0,
         dirfd: r.dirfd,
         at_flags: r.at_flags,
+        cgroup_name: cgroup_name.to_vec(),
     }))
 }
 

@@ -19,12 +19,20 @@ impl EventReader {
         Ok(Self { ring })
     }
 
-    /// Waits for records and hands each to `handle`; returns how many were read.
-    pub async fn read_batch(&mut self, mut handle: impl FnMut(&[u8])) -> io::Result<usize> {
+    /// Waits for records and hands up to `max` of them to `handle`; returns how many
+    /// were read.
+    pub async fn read_batch(
+        &mut self,
+        max: usize,
+        mut handle: impl FnMut(&[u8]),
+    ) -> io::Result<usize> {
         loop {
             let mut guard = self.ring.readable_mut().await?;
-            let n = drain_ring(guard.get_inner_mut(), &mut handle);
-            guard.clear_ready();
+            let n = drain_ring(guard.get_inner_mut(), max, &mut handle);
+            if n < max {
+                // Only an emptied buffer may wait for the next wake-up.
+                guard.clear_ready();
+            }
             if n > 0 {
                 return Ok(n);
             }
@@ -33,13 +41,14 @@ impl EventReader {
 
     /// Reads whatever is in the buffer now, without waiting.
     pub fn drain(&mut self, mut handle: impl FnMut(&[u8])) -> usize {
-        drain_ring(self.ring.get_mut(), &mut handle)
+        drain_ring(self.ring.get_mut(), usize::MAX, &mut handle)
     }
 }
 
-fn drain_ring(ring: &mut RingBuf<MapData>, handle: &mut impl FnMut(&[u8])) -> usize {
+fn drain_ring(ring: &mut RingBuf<MapData>, max: usize, handle: &mut impl FnMut(&[u8])) -> usize {
     let mut n = 0;
-    while let Some(item) = ring.next() {
+    while n < max {
+        let Some(item) = ring.next() else { break };
         handle(&item);
         n += 1;
     }

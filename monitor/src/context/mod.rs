@@ -1,0 +1,378 @@
+//! Process and container context for every event: who ran it (process, ancestry,
+//! user), and in which container (id, name, image, labels, pod).
+pub mod cgroup;
+pub mod docker;
+pub mod hash;
+pub mod host;
+pub mod process;
+pub mod procfs;
+pub mod users;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use serde::Serialize;
+
+use crate::event::{Detail, Event, Exec, Fork};
+use cgroup::{CgroupPaths, Runtime, container_of};
+use docker::{ContainerMeta, DockerMetadata};
+use hash::{ExeHasher, FileKey};
+use host::HostRoot;
+use process::{ProcessInfo, ProcessTable, exec_id};
+use users::{RootFs, UserDb};
+
+#[derive(Clone, Debug)]
+pub struct ContextConfig {
+    pub host_root: PathBuf,
+    /// Docker API socket; `None` disables container metadata.
+    pub docker_socket: Option<String>,
+    pub process_cap: usize,
+    pub exited_grace: Duration,
+    pub ancestry_depth: usize,
+    /// Longest an event waits for a new container's metadata.
+    pub metadata_wait: Duration,
+    pub exe_hash: bool,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            host_root: PathBuf::from("/"),
+            docker_socket: Some("/var/run/docker.sock".into()),
+            process_cap: 65_536,
+            exited_grace: Duration::from_secs(30),
+            ancestry_depth: 8,
+            metadata_wait: Duration::from_millis(200),
+            exe_hash: true,
+        }
+    }
+}
+
+/// Where an event happened: the host, or a container.
+#[derive(Clone, Debug)]
+pub struct ContainerContext {
+    /// `host`, or the full container id.
+    pub id: Arc<str>,
+    pub runtime: Option<Runtime>,
+    /// `None` while the runtime has not told (yet), or for the host.
+    pub meta: Option<Arc<ContainerMeta>>,
+}
+
+impl ContainerContext {
+    pub fn is_host(&self) -> bool {
+        self.runtime.is_none()
+    }
+}
+
+/// An event with everything known about its process and container.
+#[derive(Clone, Debug)]
+pub struct EnrichedEvent {
+    pub event: Event,
+    /// `None` only when the process was gone before the agent could learn anything.
+    pub process: Option<Arc<ProcessInfo>>,
+    /// Parent first.
+    pub ancestors: Vec<Arc<ProcessInfo>>,
+    pub container: ContainerContext,
+    pub exe_sha256: Option<Arc<str>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ContextStats {
+    pub processes: process::TableStats,
+    /// Events whose container metadata was not there in time.
+    pub metadata_missing: u64,
+    pub bootstrapped: usize,
+}
+
+pub struct Context {
+    config: ContextConfig,
+    host: HostRoot,
+    boot_id: String,
+    /// Nanoseconds per clock tick of /proc start times.
+    ns_per_tick: u64,
+    processes: ProcessTable,
+    cgroups: CgroupPaths,
+    users: UserDb,
+    hasher: Option<ExeHasher>,
+    docker: Option<DockerMetadata>,
+    host_container: ContainerContext,
+    metadata_missing: u64,
+    bootstrapped: usize,
+}
+
+impl Context {
+    /// Builds the context and seeds the process table from /proc. Call within a
+    /// tokio runtime: the Docker client runs as a task.
+    pub fn new(config: ContextConfig) -> Self {
+        let host = HostRoot::new(&config.host_root);
+        let boot_id = std::fs::read_to_string(host.path("/proc/sys/kernel/random/boot_id"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let mut context = Self {
+            ns_per_tick: 1_000_000_000 / procfs::ticks_per_second(),
+            processes: ProcessTable::new(config.process_cap, config.exited_grace),
+            cgroups: CgroupPaths::new(&host),
+            users: UserDb::new(host.clone()),
+            hasher: config.exe_hash.then(ExeHasher::start),
+            docker: config.docker_socket.clone().map(|socket| {
+                DockerMetadata::start(host.path(&socket).to_string_lossy().into_owned())
+            }),
+            host_container: ContainerContext {
+                id: Arc::from("host"),
+                runtime: None,
+                meta: None,
+            },
+            metadata_missing: 0,
+            bootstrapped: 0,
+            boot_id,
+            host,
+            config,
+        };
+        context.bootstrap();
+        context
+    }
+
+    pub fn stats(&self) -> ContextStats {
+        ContextStats {
+            processes: self.processes.stats,
+            metadata_missing: self.metadata_missing,
+            bootstrapped: self.bootstrapped,
+        }
+    }
+
+    /// Waits (bounded) for the runtime metadata of the containers that exist now, so
+    /// the first events already carry it.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        if let Some(docker) = &self.docker {
+            docker.wait_synced(timeout).await;
+        }
+    }
+
+    pub fn docker_stats(&self) -> Option<&docker::DockerStats> {
+        self.docker.as_ref().map(|d| &*d.stats)
+    }
+
+    /// Seeds the table with every process that exists now, so processes older than the
+    /// agent have the same context (and the same exec ids) as new ones.
+    fn bootstrap(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.host.path("/proc")) else {
+            tracing::warn!("cannot read /proc: processes older than the agent lack context");
+            return;
+        };
+        let mut snapshots: Vec<procfs::ProcSnapshot> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| procfs::snapshot(&self.host, pid))
+            .collect();
+        // Parents before children, so each finds its parent's exec id.
+        snapshots.sort_by_key(|s| s.start_ticks);
+        for snapshot in snapshots {
+            self.insert_snapshot(snapshot);
+            self.bootstrapped += 1;
+        }
+        tracing::info!(
+            "process table seeded with {} processes from /proc",
+            self.bootstrapped
+        );
+    }
+
+    fn insert_snapshot(&mut self, s: procfs::ProcSnapshot) -> Arc<ProcessInfo> {
+        let exepath = s.exepath.clone().unwrap_or_default();
+        let container = s.cgroup_v2_path.as_deref().and_then(container_of);
+        let root = root_fs(&container);
+        let (user, group) = self.users.names(&root, s.pid, s.uid, s.gid);
+        let parent_exec_id = self.processes.get(s.ppid).map(|p| p.exec_id.clone());
+        let mut argv = s.argv.into_iter();
+        let info = ProcessInfo {
+            pid: s.pid,
+            ppid: s.ppid,
+            name: s.comm,
+            exe: argv.next().unwrap_or_default(),
+            args: argv.collect(),
+            exec_id: exec_id(&self.boot_id, s.pid, s.start_ticks, &exepath),
+            exe_key: FileKey::of(&self.host.proc(s.pid, "exe")),
+            exepath,
+            cwd: s.cwd,
+            tty: s.tty,
+            sid: s.sid,
+            vpid: s.vpid,
+            uid: s.uid,
+            gid: s.gid,
+            euid: s.euid,
+            user,
+            group,
+            loginuid: s.loginuid,
+            start_boot_ns: s.start_ticks * self.ns_per_tick,
+            cgroup_id: 0,
+            container,
+            parent_exec_id,
+        };
+        self.processes.insert(info)
+    }
+
+    fn ticks(&self, boot_ns: u64) -> u64 {
+        boot_ns / self.ns_per_tick
+    }
+
+    /// Adds process and container context to `event`, updating the process table
+    /// with what the event says. Waits at most `metadata_wait` for a new container.
+    pub async fn enrich(&mut self, event: Event) -> EnrichedEvent {
+        let process = match &event.detail {
+            Detail::Exec(exec) if exec.result == 0 => Some(self.on_exec(&event, exec)),
+            Detail::Fork(fork) => {
+                self.on_fork(&event, fork);
+                self.process_of(&event)
+            }
+            _ => self.process_of(&event),
+        };
+        if matches!(event.detail, Detail::Exit(_)) {
+            self.processes.mark_exited(event.pid);
+        }
+        let ancestors = process
+            .as_ref()
+            .map(|p| self.processes.ancestors(p, self.config.ancestry_depth))
+            .unwrap_or_default();
+        let container = self.container_of(&event, process.as_deref()).await;
+        let exe_sha256 = match (&mut self.hasher, process.as_ref().and_then(|p| p.exe_key)) {
+            (Some(hasher), Some(key)) => {
+                hasher.get_or_request(key, self.host.proc(event.pid, "exe"))
+            }
+            _ => None,
+        };
+        EnrichedEvent {
+            event,
+            process,
+            ancestors,
+            container,
+            exe_sha256,
+        }
+    }
+
+    /// The table's entry for the event's process; on a miss, /proc; failing that, none
+    /// (the event still carries its own fields).
+    fn process_of(&mut self, event: &Event) -> Option<Arc<ProcessInfo>> {
+        if let Some(found) = self.processes.get(event.pid) {
+            // A process may rename itself after exec (busybox applets run through
+            // /proc/self/exe do); the main thread's current name is the one to report.
+            if event.tid == event.pid && found.name != event.comm {
+                let mut renamed = (**found).clone();
+                renamed.name = event.comm.clone();
+                return Some(self.processes.replace(renamed));
+            }
+            return Some(found.clone());
+        }
+        self.processes.record_miss();
+        let snapshot = procfs::snapshot(&self.host, event.pid)?;
+        Some(self.insert_snapshot(snapshot))
+    }
+
+    fn on_exec(&mut self, event: &Event, exec: &Exec) -> Arc<ProcessInfo> {
+        let pid = event.pid;
+        let previous = self.processes.get(pid).cloned();
+        let c = &exec.credentials;
+        let exepath = exec.exe.clone().unwrap_or_default();
+        let container = container_of_cgroup_name(&exec.cgroup_name)
+            .or_else(|| previous.as_ref().and_then(|p| p.container.clone()));
+        let root = root_fs(&container);
+        let (user, group) = self.users.names(&root, pid, c.uid, c.gid);
+        let parent = self.processes.get(c.ppid).cloned();
+        // Exec keeps the session and terminal: a fork copied them from the parent.
+        let (sid, tty) = previous.as_ref().map_or((0, 0), |p| (p.sid, p.tty));
+        let vpid = c
+            .vpid
+            .unwrap_or_else(|| previous.as_ref().map_or(pid, |p| p.vpid));
+        let mut argv = exec.args.iter().cloned();
+        let info = ProcessInfo {
+            pid,
+            ppid: c.ppid,
+            name: event.comm.clone(),
+            exe: argv.next().unwrap_or_default(),
+            args: argv.collect(),
+            exec_id: exec_id(
+                &self.boot_id,
+                pid,
+                self.ticks(c.process_start_boot_ns),
+                &exepath,
+            ),
+            exe_key: FileKey::of(&self.host.proc(pid, "exe")),
+            exepath,
+            cwd: procfs::read_link(&self.host, pid, "cwd")
+                .or_else(|| previous.as_ref().and_then(|p| p.cwd.clone())),
+            tty,
+            sid,
+            vpid,
+            uid: c.uid,
+            gid: c.gid,
+            euid: c.euid,
+            user,
+            group,
+            loginuid: c.loginuid,
+            start_boot_ns: c.process_start_boot_ns,
+            cgroup_id: event.cgroup_id,
+            container,
+            parent_exec_id: parent.map(|p| p.exec_id.clone()),
+        };
+        self.processes.insert(info)
+    }
+
+    /// A new process starts as a copy of its parent (same image, same cwd, same
+    /// container), with its own pid and exec id.
+    fn on_fork(&mut self, event: &Event, fork: &Fork) {
+        let Some(parent) = self.process_of(event) else {
+            return;
+        };
+        let mut child = (*parent).clone();
+        child.pid = fork.child_pid;
+        child.ppid = parent.pid;
+        child.start_boot_ns = fork.child_start_boot_ns;
+        child.exec_id = exec_id(
+            &self.boot_id,
+            fork.child_pid,
+            self.ticks(fork.child_start_boot_ns),
+            &parent.exepath,
+        );
+        child.parent_exec_id = Some(parent.exec_id.clone());
+        child.vpid = fork.child_vpid.unwrap_or(fork.child_pid);
+        self.processes.insert(child);
+    }
+
+    async fn container_of(
+        &mut self,
+        event: &Event,
+        process: Option<&ProcessInfo>,
+    ) -> ContainerContext {
+        let found = match process {
+            Some(p) => p.container.clone(),
+            None => self.cgroups.path_of(event.cgroup_id).and_then(container_of),
+        };
+        let Some(cgroup::ContainerRef { id, runtime }) = found else {
+            return self.host_container.clone();
+        };
+        let meta = match &self.docker {
+            Some(docker) if runtime == Runtime::Docker => {
+                docker.resolve(&id, self.config.metadata_wait).await
+            }
+            _ => None,
+        };
+        if meta.is_none() {
+            self.metadata_missing += 1;
+        }
+        ContainerContext {
+            id,
+            runtime: Some(runtime),
+            meta,
+        }
+    }
+}
+
+fn root_fs(container: &Option<cgroup::ContainerRef>) -> RootFs {
+    match container {
+        Some(c) => RootFs::Container(c.id.clone()),
+        None => RootFs::Host,
+    }
+}
+
+/// The cgroup directory name the kernel reported at exec: the leaf of the path.
+fn container_of_cgroup_name(name: &[u8]) -> Option<cgroup::ContainerRef> {
+    let name = std::str::from_utf8(name).ok()?;
+    container_of(&format!("/{name}"))
+}
