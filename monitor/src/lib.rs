@@ -7,4 +7,5 @@ pub mod clock;
 pub mod commands;
 pub mod event;
 pub mod output;
+pub mod rules;
 pub mod sensor;
