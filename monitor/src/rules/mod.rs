@@ -88,6 +88,11 @@ impl CompiledRule {
         self.condition.eval(src, scratch)
     }
 
+    /// The compiled condition (for inspection and tests).
+    pub fn condition_node(&self) -> &Node {
+        &self.condition
+    }
+
     /// Formats the rule's output for an event: the text and the output fields.
     pub fn format<S: FieldSource + ?Sized>(
         &self,

@@ -242,17 +242,8 @@ pub fn locate(
     };
     match style {
         Style::SingleQuoted | Style::DoubleQuoted => advance(&mut pos, &mut line, &mut col),
-        Style::Literal | Style::Folded => {
-            // Skip the header line, then the indentation of the first content line.
-            while pos < chars.len() && chars[pos] != '\n' {
-                advance(&mut pos, &mut line, &mut col);
-            }
-            advance(&mut pos, &mut line, &mut col);
-            while pos < chars.len() && (chars[pos] == ' ' || chars[pos] == '\n') {
-                advance(&mut pos, &mut line, &mut col);
-            }
-        }
-        Style::Plain => {}
+        // yaml-rust2 marks a block scalar at its first content character.
+        Style::Literal | Style::Folded | Style::Plain => {}
     }
     for c in value.chars().take(offset) {
         if pos >= chars.len() {
