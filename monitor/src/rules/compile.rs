@@ -339,7 +339,8 @@ impl<'a> Compiler<'a> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or(s).trim().to_string()
+    let line = s.lines().last().unwrap_or(s).trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
 
 /// Resolves a field expression against the catalog; returns the field, the

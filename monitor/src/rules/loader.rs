@@ -316,9 +316,8 @@ impl Definitions {
                     ctx.err(n, format!("{what} name must be a non-empty string"));
                     return;
                 }
-                if bad {
-                    return;
-                }
+                // Unknown keys are reported; the rest of the item is still checked.
+                let _ = bad;
                 let entries: Vec<(&str, &Node)> = entries
                     .iter()
                     .map(|(k, v)| (k.as_str().unwrap_or(""), v))
@@ -414,10 +413,15 @@ impl Definitions {
                 ctx.err(item, "list is missing 'items'");
                 return;
             }
+            let name_node = entries
+                .iter()
+                .find(|(k, _)| *k == "list")
+                .map(|(_, v)| *v)
+                .unwrap_or(item);
             let def = ListDef {
                 name: ctx.name.clone(),
                 items,
-                loc: Loc::of(ctx.file, item),
+                loc: Loc::of(ctx.file, name_node),
             };
             match self.list_index.get(&ctx.name) {
                 Some(&i) => self.lists[i] = def,

@@ -177,13 +177,18 @@ impl MarkedEventReceiver for Receiver {
                     },
                     anchor,
                 ),
-                Some(Building::Map(entries, _, m, anchor)) => self.push_node(
-                    Node {
-                        kind: Kind::Map(entries),
-                        mark: m,
-                    },
-                    anchor,
-                ),
+                Some(Building::Map(entries, _, m, anchor)) => {
+                    // A block mapping's start event is not marked at its first key:
+                    // use the key's position, which is what people look for.
+                    let mark = entries.first().map(|(k, _)| k.mark).unwrap_or(m);
+                    self.push_node(
+                        Node {
+                            kind: Kind::Map(entries),
+                            mark,
+                        },
+                        anchor,
+                    )
+                }
                 None => {}
             },
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
