@@ -12,7 +12,7 @@ fn load(files: &[(&str, &str)]) -> Result<Engine, Vec<String>> {
 }
 
 fn errors(files: &[(&str, &str)]) -> Vec<String> {
-    load(files).err().expect("expected errors")
+    load(files).expect_err("expected errors")
 }
 
 fn fires(engine: &Engine, name: &str, ev: serde_json::Value) -> bool {
