@@ -424,3 +424,31 @@ fn hostile_inputs_do_not_panic() {
         let _ = load(&[("h.yaml", text)]);
     }
 }
+
+#[test]
+fn default_ruleset_fixtures_pass() {
+    use crate::rules::fixtures;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let engine = Engine::load_paths(std::slice::from_ref(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    let fx = fixtures::parse_file(&dir.join("monitor_rules.fixtures.yaml")).unwrap();
+    assert_eq!(fx.len(), 4);
+    let results = fixtures::run(&engine, &fx);
+    for r in &results {
+        assert!(r.failures.is_empty(), "{}: {:?}", r.name, r.failures);
+    }
+    assert_eq!(results[0].fired, vec!["Shell in container"]);
+    // A fixture expecting the wrong outcome fails with a message.
+    let bad = fixtures::parse(
+        "f.yaml",
+        "- name: wrong\n  event: {kind: exec, time: t, pid: 1, tid: 1, comm: ls, result: 0, args: [ls]}\n  fires: [Shell in container, Nope]\n",
+    )
+    .unwrap();
+    let r = &fixtures::run(&engine, &bad)[0];
+    assert_eq!(
+        r.failures,
+        vec![
+            "rule 'Nope' is not loaded (or not active)",
+            "expected rule 'Shell in container' to fire, it did not",
+        ]
+    );
+}
