@@ -39,6 +39,13 @@ pub enum Command {
     /// Load the kernel programs, report which hook serves each event source on this
     /// kernel (and why any was refused), then exit.
     Probes(ProbesArgs),
+    /// Validate, list and test rule files (Falco's rule format).
+    Rules(commands::rules::RulesArgs),
+    /// Evaluate a JSON-lines file of events against rules offline; print the alerts as
+    /// JSON lines (rule, priority, output, output_fields, tags, time).
+    Replay(commands::rules::ReplayArgs),
+    /// Print the fields rules can use: name, type, description.
+    Fields(commands::rules::FieldsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -187,6 +194,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Events(args) => commands::events::run(args),
         Command::Probes(args) => commands::probes::run(args),
+        Command::Rules(args) => commands::rules::run(args),
+        Command::Replay(args) => commands::rules::replay(args),
+        Command::Fields(args) => commands::rules::fields_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

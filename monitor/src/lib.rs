@@ -9,4 +9,5 @@ pub mod commands;
 pub mod context;
 pub mod event;
 pub mod output;
+pub mod rules;
 pub mod sensor;

@@ -1,3 +1,4 @@
 //! One module per subcommand.
 pub mod events;
 pub mod probes;
+pub mod rules;

@@ -1,0 +1,259 @@
+//! `monitor rules validate|list|test`, `monitor replay` and `monitor fields`.
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures};
+
+/// Default rules location when none is given.
+const DEFAULT_RULES: &str = "rules";
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Load rule files and folders; print every error as `file:line:col: rule 'NAME':
+    /// message` and exit non-zero when there is any.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print every rule: active (with its event types), disabled, or skipped and why.
+    List {
+        #[arg(env = "MONITOR_RULES", default_value = DEFAULT_RULES)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the rule test fixtures (`*.fixtures.yaml`) beside the given rule files or in
+    /// the given folders; exit non-zero when one fails.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// JSON-lines file of events (`-` for stdin), as `monitor events` prints them.
+    pub file: PathBuf,
+    /// Rule files or folders.
+    #[arg(long, required = true, num_args = 1..)]
+    pub rules: Vec<PathBuf>,
+    /// `all`: every matching rule alerts; `first`: only the first in load order.
+    #[arg(long, default_value = "all", value_parser = ["all", "first"])]
+    pub rule_matching: String,
+}
+
+#[derive(Args, Debug)]
+pub struct FieldsArgs {
+    /// Print the catalog as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn load(paths: &[PathBuf]) -> Result<Engine> {
+    match Engine::load_paths(paths) {
+        Ok(e) => Ok(e),
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            bail!("{} error(s) in the rules", errors.0.len())
+        }
+    }
+}
+
+pub fn run(args: RulesArgs) -> Result<()> {
+    match args.command {
+        RulesCommand::Validate { paths } => {
+            let engine = load(&paths)?;
+            let active = engine.rules().len();
+            println!("ok: {} rules ({active} active)", engine.summaries().len());
+            Ok(())
+        }
+        RulesCommand::List { paths } => {
+            let engine = load(&paths)?;
+            let mut out = std::io::stdout().lock();
+            for s in engine.summaries() {
+                let status = match &s.status {
+                    RuleStatus::Active { event_types } => format!(
+                        "active    ({})",
+                        event_types
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    RuleStatus::Disabled => "disabled".to_string(),
+                    RuleStatus::Skipped { reason } => format!("skipped   {reason}"),
+                };
+                writeln!(out, "{:<13} {:<60} {status}", s.priority.as_str(), s.name)?;
+            }
+            Ok(())
+        }
+        RulesCommand::Test { paths } => test(&paths),
+    }
+}
+
+/// Splits the arguments into rule files and fixture files.
+fn rule_and_fixture_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let is_fixture = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".fixtures.yaml"))
+    };
+    let mut rules = Vec::new();
+    let mut fixtures = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| is_fixture(f))
+                .collect();
+            entries.sort();
+            fixtures.extend(entries);
+            rules.push(p.clone());
+        } else if is_fixture(p) {
+            fixtures.push(p.clone());
+        } else {
+            rules.push(p.clone());
+            let beside = p.with_extension("fixtures.yaml");
+            if beside.is_file() && !fixtures.contains(&beside) {
+                fixtures.push(beside);
+            }
+        }
+    }
+    Ok((rules, fixtures))
+}
+
+fn test(paths: &[PathBuf]) -> Result<()> {
+    let (rule_paths, fixture_paths) = rule_and_fixture_files(paths)?;
+    let engine = load(&rule_paths)?;
+    if fixture_paths.is_empty() {
+        bail!("no fixtures (*.fixtures.yaml) found beside the rules");
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for f in &fixture_paths {
+        match fixtures::parse_file(f) {
+            Ok(mut v) => all.append(&mut v),
+            Err(es) => {
+                for e in es {
+                    eprintln!("{e}");
+                    errors += 1;
+                }
+            }
+        }
+    }
+    if errors > 0 {
+        bail!("{errors} error(s) in the fixtures");
+    }
+    let results = fixtures::run(&engine, &all);
+    let mut failed = 0;
+    for r in &results {
+        if r.failures.is_empty() {
+            println!("ok   {}:{}: {}", r.file, r.line, r.name);
+        } else {
+            failed += 1;
+            println!("FAIL {}:{}: {}", r.file, r.line, r.name);
+            for f in &r.failures {
+                println!("       {f}");
+            }
+            println!("       fired: [{}]", r.fired.join(", "));
+        }
+    }
+    println!(
+        "{} fixtures, {} passed, {failed} failed",
+        results.len(),
+        results.len() - failed
+    );
+    if failed > 0 {
+        bail!("{failed} fixture(s) failed");
+    }
+    Ok(())
+}
+
+pub fn replay(args: ReplayArgs) -> Result<()> {
+    let mut engine = load(&args.rules)?;
+    if args.rule_matching == "first" {
+        engine.set_rule_matching(RuleMatching::First);
+    }
+    let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(&args.file)
+                .with_context(|| format!("opening {}", args.file.display()))?,
+        ))
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut scratch = Scratch::default();
+    let mut matched = Vec::new();
+    let (mut events, mut alerts, mut bad) = (0u64, 0u64, 0u64);
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.context("reading events")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("{}:{}: invalid JSON: {e}", args.file.display(), i + 1);
+                bad += 1;
+                continue;
+            }
+        };
+        let ev = match JsonEvent::new(&value) {
+            Ok(ev) => ev,
+            Err(e) => {
+                eprintln!("{}:{}: {e}", args.file.display(), i + 1);
+                bad += 1;
+                continue;
+            }
+        };
+        events += 1;
+        engine.evaluate(&ev, &mut scratch, &mut matched);
+        for rule in &matched {
+            let alert = engine.alert(rule, &ev);
+            serde_json::to_writer(&mut out, &alert)?;
+            out.write_all(b"\n")?;
+            alerts += 1;
+        }
+    }
+    out.flush()?;
+    eprintln!("monitor: replayed {events} events, {alerts} alerts, {bad} lines skipped");
+    Ok(())
+}
+
+pub fn fields_cmd(args: FieldsArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let list: Vec<_> = fields::catalog()
+            .iter()
+            .map(|f| {
+                serde_json::json!({"name": f.name, "type": f.ty.as_str(),
+                    "available": f.available, "description": f.description})
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
+    for f in fields::catalog() {
+        let name = match f.arg {
+            fields::ArgKind::None => f.name.to_string(),
+            fields::ArgKind::AncestorIndex => format!("{}[N]", f.name),
+            fields::ArgKind::Key => format!("{}[KEY]", f.name),
+            fields::ArgKind::EventArg => format!("{}.NAME", f.name),
+        };
+        writeln!(out, "{name:<42} {:<7} {}", f.ty.as_str(), f.description)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The field catalog: every field a condition or an output may name, with its type,
+//! the argument it takes and what it means for this agent's events.
+use std::fmt;
+
+use super::source::FieldArg;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    Str,
+    /// A filesystem path (a string; `pmatch` and `glob` are the natural operators).
+    Path,
+    U64,
+    I64,
+    Bool,
+    IpAddr,
+    /// An IP address compared against networks (`fd.net = 10.0.0.0/8`).
+    IpNet,
+    /// Several strings (the any-ancestor forms); `in`/`intersects` test each.
+    StrList,
+}
+
+impl FieldType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Str => "string",
+            FieldType::Path => "path",
+            FieldType::U64 => "u64",
+            FieldType::I64 => "i64",
+            FieldType::Bool => "bool",
+            FieldType::IpAddr => "ipaddr",
+            FieldType::IpNet => "ipnet",
+            FieldType::StrList => "list",
+        }
+    }
+
+    pub fn is_string(self) -> bool {
+        matches!(self, FieldType::Str | FieldType::Path | FieldType::StrList)
+    }
+
+    pub fn is_number(self) -> bool {
+        matches!(self, FieldType::U64 | FieldType::I64)
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The argument a field takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// No argument.
+    None,
+    /// `[N]`, an ancestor depth; without it the field matches any ancestor.
+    AncestorIndex,
+    /// `[key]` or `.key`, required.
+    Key,
+    /// `.name` or `[N]` (event arguments).
+    EventArg,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FieldInfo {
+    pub id: FieldId,
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub arg: ArgKind,
+    /// Whether events of this agent can carry a value for it (false: always no value,
+    /// kept so that Falco rules naming it still load).
+    pub available: bool,
+    pub description: &'static str,
+}
+
+macro_rules! catalog {
+    ($( $id:ident => $name:literal, $ty:ident, $arg:ident, $avail:literal, $desc:literal; )*) => {
+        /// Identifies a catalog field.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum FieldId { $($id,)* }
+
+        /// Every field, in display order.
+        pub static CATALOG: &[FieldInfo] = &[
+            $( FieldInfo { id: FieldId::$id, name: $name, ty: FieldType::$ty, arg: ArgKind::$arg, available: $avail, description: $desc }, )*
+        ];
+    };
+}
+
+catalog! {
+    EvtType => "evt.type", Str, None, true, "Syscall name of the event: execve, execveat, clone (clone3, fork, vfork), procexit, connect, open, openat, openat2, creat.";
+    EvtDir => "evt.dir", Str, None, true, "Direction; always `<` here, every event is a completed syscall.";
+    EvtRes => "evt.res", Str, None, true, "Result as text: SUCCESS for a non-negative return, else the errno name (ENOENT, EACCES, ...).";
+    EvtRawRes => "evt.rawres", I64, None, true, "Raw return value of the syscall (negative errno on failure).";
+    EvtFailed => "evt.failed", Bool, None, true, "True when the syscall returned an error.";
+    EvtTime => "evt.time", Str, None, true, "Wall-clock time of the event, RFC 3339 with nanoseconds.";
+    EvtRawTime => "evt.rawtime", U64, None, true, "Wall-clock time of the event in nanoseconds since the epoch.";
+    EvtNum => "evt.num", U64, None, true, "Sequence number of the event, when the producer numbers events.";
+    EvtHostname => "evt.hostname", Str, None, true, "Host name of the machine the event happened on.";
+    EvtIsOpenRead => "evt.is_open_read", Bool, None, true, "For opens: the file was opened for reading (O_RDONLY or O_RDWR).";
+    EvtIsOpenWrite => "evt.is_open_write", Bool, None, true, "For opens: the file was opened for writing (O_WRONLY or O_RDWR).";
+    EvtIsOpenExec => "evt.is_open_exec", Bool, None, true, "For opens: a file was created (O_CREAT or creat) with an execute bit in its mode.";
+    EvtIsOpenCreate => "evt.is_open_create", Bool, None, true, "For opens: O_CREAT was passed (or the syscall is creat).";
+    EvtArg => "evt.arg", Str, EventArg, true, "One syscall argument as text, by name (evt.arg.flags) or position (evt.arg[1]). open: fd, name, flags, mode, dirfd; exec: res, exe, args, filename, dirfd, flags; connect: res, fd, addr, tuple; clone: res; procexit: status, sig.";
+    EvtArgs => "evt.args", Str, None, true, "All syscall arguments as `name=value` pairs separated by spaces.";
+
+    ProcName => "proc.name", Str, None, true, "Name of the process (the executable's base name as the kernel keeps it, 16 bytes at most).";
+    ProcExe => "proc.exe", Str, None, true, "First command-line argument (argv[0]), usually the executable as it was invoked.";
+    ProcExePath => "proc.exepath", Path, None, true, "Absolute path of the executable file.";
+    ProcCmdline => "proc.cmdline", Str, None, true, "proc.name followed by the arguments, separated by spaces.";
+    ProcArgs => "proc.args", Str, None, true, "Command-line arguments after argv[0], joined by spaces.";
+    ProcPname => "proc.pname", Str, None, true, "proc.name of the parent process.";
+    ProcPexe => "proc.pexe", Str, None, true, "proc.exe of the parent process.";
+    ProcPexePath => "proc.pexepath", Path, None, true, "proc.exepath of the parent process.";
+    ProcPcmdline => "proc.pcmdline", Str, None, true, "proc.cmdline of the parent process.";
+    ProcAname => "proc.aname", Str, AncestorIndex, true, "proc.name of an ancestor: [0] the process, [1] its parent, [2] the grandparent, ...; without an index (conditions only) true when any ancestor (from the parent up) matches.";
+    ProcAexePath => "proc.aexepath", Path, AncestorIndex, true, "proc.exepath of an ancestor, indexed like proc.aname.";
+    ProcApid => "proc.apid", I64, AncestorIndex, true, "Pid of an ancestor, indexed like proc.aname.";
+    ProcPid => "proc.pid", I64, None, true, "Process id (thread group id).";
+    ProcPpid => "proc.ppid", I64, None, true, "Pid of the parent process.";
+    ProcTty => "proc.tty", I64, None, true, "Controlling terminal device number; 0 when the process has none.";
+    ProcCwd => "proc.cwd", Path, None, true, "Current working directory of the process.";
+    ProcSid => "proc.sid", I64, None, true, "Session id of the process.";
+    ProcSname => "proc.sname", Str, None, true, "proc.name of the session leader (the process or ancestor whose pid is proc.sid).";
+    ProcVpid => "proc.vpid", I64, None, true, "Process id as seen inside its pid namespace.";
+    ProcIsExeUpperLayer => "proc.is_exe_upper_layer", Bool, None, true, "The executable lives in the writable upper layer of an overlay filesystem (written after the container started).";
+    ProcIsExeFromMemfd => "proc.is_exe_from_memfd", Bool, None, true, "The executable is a memfd (an anonymous in-memory file).";
+    ProcExeSha256 => "proc.exe_sha256", Str, None, true, "SHA-256 of the executable file, hex.";
+    ProcDuration => "proc.duration", U64, None, true, "Nanoseconds since the process started.";
+    ProcExeInoCtime => "proc.exe_ino.ctime", U64, None, false, "Change time of the executable's inode (not collected by this agent).";
+    ProcExeInoMtime => "proc.exe_ino.mtime", U64, None, false, "Modification time of the executable's inode (not collected by this agent).";
+    ProcExeInoCtimeDurationProcStart => "proc.exe_ino.ctime_duration_proc_start", U64, None, false, "Nanoseconds between the executable inode's change time and the process start (not collected by this agent).";
+
+    ThreadTid => "thread.tid", I64, None, true, "Id of the thread that made the syscall.";
+    ThreadCapEffective => "thread.cap_effective", Str, None, true, "Effective capabilities of the thread, names separated by spaces (CAP_SYS_ADMIN ...).";
+
+    UserName => "user.name", Str, None, true, "Name of the process's user.";
+    UserUid => "user.uid", U64, None, true, "User id of the process.";
+    UserLoginUid => "user.loginuid", I64, None, true, "Audit login uid; -1 when unset.";
+    UserLoginName => "user.loginname", Str, None, true, "Name of the audit login user.";
+    GroupName => "group.name", Str, None, true, "Name of the process's group.";
+    GroupGid => "group.gid", U64, None, true, "Group id of the process.";
+
+    FdName => "fd.name", Str, None, true, "The file descriptor's name: the absolute path for files (made absolute from the cwd when the open failed), the destination `ip:port` for IP sockets, the path for unix sockets.";
+    FdNameRaw => "fd.nameraw", Str, None, true, "For files, the path exactly as the process passed it.";
+    FdDirectory => "fd.directory", Path, None, true, "For files, the directory part of fd.name.";
+    FdFilename => "fd.filename", Str, None, true, "For files, the last component of fd.name.";
+    FdTypeChar => "fd.typechar", Str, None, true, "Kind of descriptor as one character: f file, d directory, 4 IPv4 socket, 6 IPv6 socket, u unix socket.";
+    FdType => "fd.type", Str, None, true, "Kind of descriptor: file, directory, ipv4, ipv6, unix.";
+    FdNum => "fd.num", I64, None, true, "Descriptor number; -1 for a failed open.";
+    FdSip => "fd.sip", IpAddr, None, true, "Server IP: for an outbound connect, the destination address.";
+    FdSport => "fd.sport", U64, None, true, "Server port: for an outbound connect, the destination port.";
+    FdCip => "fd.cip", IpAddr, None, false, "Client IP (the local side of a connect; not known to this agent).";
+    FdCport => "fd.cport", U64, None, false, "Client port (not known to this agent).";
+    FdRip => "fd.rip", IpAddr, None, true, "Remote IP: the destination of a connect.";
+    FdRport => "fd.rport", U64, None, true, "Remote port: the destination port of a connect.";
+    FdLip => "fd.lip", IpAddr, None, false, "Local IP (not known for a connect).";
+    FdLport => "fd.lport", U64, None, false, "Local port (not known for a connect).";
+    FdL4proto => "fd.l4proto", Str, None, true, "Transport protocol of an IP socket: tcp, udp or raw.";
+    FdNet => "fd.net", IpNet, None, true, "Matches when either endpoint's IP is inside the given network.";
+    FdSnet => "fd.snet", IpNet, None, true, "Matches when the server IP is inside the given network.";
+    FdCnet => "fd.cnet", IpNet, None, false, "Matches when the client IP is inside the given network (not known for a connect).";
+    FdRnet => "fd.rnet", IpNet, None, true, "Matches when the remote IP is inside the given network.";
+    FdLnet => "fd.lnet", IpNet, None, false, "Matches when the local IP is inside the given network (not known for a connect).";
+    FdSockfamily => "fd.sockfamily", Str, None, true, "Socket family: ip or unix.";
+    FdIp => "fd.ip", IpAddr, None, true, "Matches either endpoint's IP (here: the destination of a connect).";
+    FdPort => "fd.port", U64, None, true, "Matches either endpoint's port (here: the destination port).";
+    FdConnected => "fd.connected", Bool, None, true, "For sockets: the connect completed (false while EINPROGRESS or after a failure).";
+    FdNameChanged => "fd.name_changed", Bool, None, false, "The event changed the descriptor's name (datagram sockets; not tracked by this agent).";
+    FdSipName => "fd.sip.name", Str, None, true, "DNS name the server IP was resolved from, when the producer knows it.";
+    FdRipName => "fd.rip.name", Str, None, true, "DNS name of the remote IP, when the producer knows it.";
+    FdCipName => "fd.cip.name", Str, None, false, "DNS name of the client IP (not known to this agent).";
+    FdLipName => "fd.lip.name", Str, None, false, "DNS name of the local IP (not known to this agent).";
+
+    ContainerId => "container.id", Str, None, true, "Container id (64 hex digits), or `host` for processes outside containers.";
+    ContainerName => "container.name", Str, None, true, "Container name (`host` outside containers).";
+    ContainerImage => "container.image", Str, None, true, "Image as the container was created from (repository:tag).";
+    ContainerImageRepository => "container.image.repository", Str, None, true, "Repository part of the image (nginx, docker.io/library/nginx).";
+    ContainerImageTag => "container.image.tag", Str, None, true, "Tag part of the image.";
+    ContainerImageDigest => "container.image.digest", Str, None, true, "Registry digest of the image (sha256:...).";
+    ContainerImageId => "container.image.id", Str, None, true, "Image id.";
+    ContainerType => "container.type", Str, None, true, "Container runtime (docker, containerd, cri-o, podman).";
+    ContainerPrivileged => "container.privileged", Bool, None, true, "The container runs privileged.";
+    ContainerLabel => "container.label", Str, Key, true, "One container label: container.label[app] or container.label.app.";
+    ContainerStartTs => "container.start_ts", U64, None, true, "Container start time, nanoseconds since the epoch.";
+
+    K8sPodName => "k8s.pod.name", Str, None, true, "Kubernetes pod name.";
+    K8sPodUid => "k8s.pod.uid", Str, None, true, "Kubernetes pod uid.";
+    K8sPodId => "k8s.pod.id", Str, None, true, "Kubernetes pod uid (older name).";
+    K8sNsName => "k8s.ns.name", Str, None, true, "Kubernetes namespace of the pod.";
+    K8sPodLabel => "k8s.pod.label", Str, Key, true, "One pod label: k8s.pod.label[app] or k8s.pod.label.app.";
+}
+
+impl FieldId {
+    pub fn info(self) -> &'static FieldInfo {
+        // The catalog is declared in enum order.
+        &CATALOG[self as usize]
+    }
+}
+
+/// The catalog, for `monitor fields`.
+pub fn catalog() -> &'static [FieldInfo] {
+    CATALOG
+}
+
+/// Resolves a field name (with the text of its `[...]` argument, if any) to a catalog
+/// entry and argument. Returns the error message on failure.
+pub fn resolve(
+    name: &str,
+    bracket: Option<&str>,
+) -> Result<(&'static FieldInfo, FieldArg), String> {
+    if let Some(info) = CATALOG.iter().find(|f| f.name == name) {
+        let arg = match (info.arg, bracket) {
+            (ArgKind::None, None) => FieldArg::None,
+            (ArgKind::None, Some(_)) => {
+                return Err(format!("field '{name}' takes no argument"));
+            }
+            (ArgKind::AncestorIndex, None) => FieldArg::None,
+            (ArgKind::AncestorIndex, Some(b)) => match b.trim().parse::<usize>() {
+                Ok(n) => FieldArg::Index(n),
+                Err(_) => {
+                    return Err(format!("field '{name}' needs a numeric index, got '{b}'"));
+                }
+            },
+            (ArgKind::Key, Some(b)) if !b.is_empty() => FieldArg::Key(b.into()),
+            (ArgKind::Key, _) => return Err(format!("field '{name}' needs a key: {name}[key]")),
+            (ArgKind::EventArg, Some(b)) => match b.trim().parse::<usize>() {
+                Ok(n) => FieldArg::Index(n),
+                Err(_) => FieldArg::Key(b.into()),
+            },
+            (ArgKind::EventArg, None) => {
+                return Err(format!(
+                    "field '{name}' needs an argument: {name}.NAME or {name}[N]"
+                ));
+            }
+        };
+        return Ok((info, arg));
+    }
+    // `prefix.key` forms: evt.arg.flags, container.label.app, k8s.pod.label.app.
+    for info in CATALOG
+        .iter()
+        .filter(|f| matches!(f.arg, ArgKind::Key | ArgKind::EventArg))
+    {
+        if let Some(rest) = name
+            .strip_prefix(info.name)
+            .and_then(|r| r.strip_prefix('.'))
+            && !rest.is_empty()
+        {
+            if bracket.is_some() {
+                return Err(format!("field '{name}' takes no further argument"));
+            }
+            return Ok((info, FieldArg::Key(rest.into())));
+        }
+    }
+    Err(format!("unknown field '{name}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_is_in_enum_order_and_unique() {
+        for (i, f) in CATALOG.iter().enumerate() {
+            assert_eq!(f.id as usize, i, "{}", f.name);
+            assert!(!f.description.is_empty());
+        }
+        let mut names: Vec<_> = CATALOG.iter().map(|f| f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len());
+    }
+
+    #[test]
+    fn resolves_arguments() {
+        let (f, a) = resolve("proc.aname", Some("2")).unwrap();
+        assert_eq!((f.id, a), (FieldId::ProcAname, FieldArg::Index(2)));
+        let (f, a) = resolve("proc.aname", None).unwrap();
+        assert_eq!((f.id, a), (FieldId::ProcAname, FieldArg::None));
+        let (f, a) = resolve("evt.arg.flags", None).unwrap();
+        assert_eq!((f.id, a), (FieldId::EvtArg, FieldArg::Key("flags".into())));
+        let (f, a) = resolve("evt.arg", Some("1")).unwrap();
+        assert_eq!((f.id, a), (FieldId::EvtArg, FieldArg::Index(1)));
+        let (f, a) = resolve("container.label", Some("app")).unwrap();
+        assert_eq!(
+            (f.id, a),
+            (FieldId::ContainerLabel, FieldArg::Key("app".into()))
+        );
+        let (f, a) = resolve("k8s.pod.label.tier", None).unwrap();
+        assert_eq!(
+            (f.id, a),
+            (FieldId::K8sPodLabel, FieldArg::Key("tier".into()))
+        );
+        assert_eq!(
+            resolve("proc.nope", None).unwrap_err(),
+            "unknown field 'proc.nope'"
+        );
+        assert!(resolve("proc.name", Some("1")).is_err());
+        assert!(resolve("proc.aname", Some("x")).is_err());
+        assert!(resolve("container.label", None).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The boundary between the engine and the rest of the agent: what an event must be able
+//! to answer for rules to run on it.
+use std::{borrow::Cow, fmt, net::IpAddr};
+
+use super::fields::FieldId;
+use crate::event::EventKind;
+
+/// The `evt.type` values our sensor produces, with Falco's syscall names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    Execve,
+    Execveat,
+    Clone,
+    Clone3,
+    Fork,
+    Vfork,
+    Procexit,
+    Connect,
+    Open,
+    Openat,
+    Openat2,
+    Creat,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 12] = [
+        EventType::Execve,
+        EventType::Execveat,
+        EventType::Clone,
+        EventType::Clone3,
+        EventType::Fork,
+        EventType::Vfork,
+        EventType::Procexit,
+        EventType::Connect,
+        EventType::Open,
+        EventType::Openat,
+        EventType::Openat2,
+        EventType::Creat,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Execve => "execve",
+            EventType::Execveat => "execveat",
+            EventType::Clone => "clone",
+            EventType::Clone3 => "clone3",
+            EventType::Fork => "fork",
+            EventType::Vfork => "vfork",
+            EventType::Procexit => "procexit",
+            EventType::Connect => "connect",
+            EventType::Open => "open",
+            EventType::Openat => "openat",
+            EventType::Openat2 => "openat2",
+            EventType::Creat => "creat",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// The sensor event kind that produces this event type.
+    pub fn kind(self) -> EventKind {
+        match self {
+            EventType::Execve | EventType::Execveat => EventKind::Exec,
+            EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork => {
+                EventKind::Fork
+            }
+            EventType::Procexit => EventKind::Exit,
+            EventType::Connect => EventKind::Connect,
+            EventType::Open | EventType::Openat | EventType::Openat2 | EventType::Creat => {
+                EventKind::Open
+            }
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The argument of a field: `proc.aname[2]`, `container.label[app]`, `evt.arg.flags`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FieldArg {
+    None,
+    Index(usize),
+    Key(Box<str>),
+}
+
+/// A field the engine asks an event for, resolved against the catalog at load time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedField {
+    pub id: FieldId,
+    pub arg: FieldArg,
+}
+
+/// A field's value for one event. Implementations should borrow (`Cow::Borrowed`) on the
+/// hot path; owned strings are for values that must be computed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue<'a> {
+    /// The event cannot provide this field: every comparison with it is false.
+    None,
+    Str(Cow<'a, str>),
+    U64(u64),
+    I64(i64),
+    Bool(bool),
+    Ip(IpAddr),
+}
+
+impl FieldValue<'_> {
+    pub fn is_none(&self) -> bool {
+        matches!(self, FieldValue::None)
+    }
+
+    /// The value as JSON, for an alert's `output_fields` (`null` when absent).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            FieldValue::None => serde_json::Value::Null,
+            FieldValue::Str(s) => serde_json::Value::String(s.to_string()),
+            FieldValue::U64(n) => (*n).into(),
+            FieldValue::I64(n) => (*n).into(),
+            FieldValue::Bool(b) => (*b).into(),
+            FieldValue::Ip(ip) => ip.to_string().into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldValue::None => f.write_str("<NA>"),
+            FieldValue::Str(s) => f.write_str(s),
+            FieldValue::U64(n) => write!(f, "{n}"),
+            FieldValue::I64(n) => write!(f, "{n}"),
+            FieldValue::Bool(b) => write!(f, "{b}"),
+            FieldValue::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// What the engine evaluates rules against: one event with its context.
+pub trait FieldSource {
+    /// The event's `evt.type`.
+    fn event_type(&self) -> EventType;
+    /// The value of one field. For ancestor fields (`proc.aname`, `proc.apid`,
+    /// `proc.aexepath`) the engine asks with `FieldArg::Index(n)`: 0 is the process
+    /// itself, 1 its parent, and so on; `FieldValue::None` past the last ancestor.
+    fn field(&self, field: &ResolvedField) -> FieldValue<'_>;
+}

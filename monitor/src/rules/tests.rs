@@ -1,0 +1,4 @@
+//! Unit tests of the engine: parser, loader, evaluation, output.
+mod falco;
+mod lang;
+mod load;

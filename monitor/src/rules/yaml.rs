@@ -1,0 +1,345 @@
+//! A small YAML tree with the position of every node, built on yaml-rust2's event
+//! parser (so that every loader error can point at `line:col`).
+use std::collections::HashMap;
+
+use yaml_rust2::{
+    parser::{Event, MarkedEventReceiver, Parser},
+    scanner::{Marker, TScalarStyle},
+};
+
+/// Where a node starts: 1-based line and column, and the character index in the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub line: usize,
+    pub col: usize,
+    pub index: usize,
+}
+
+impl Mark {
+    fn from_marker(m: Marker) -> Mark {
+        Mark {
+            line: m.line(),
+            col: m.col() + 1,
+            index: m.index(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
+}
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Scalar(String, Style),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub kind: Kind,
+    pub mark: Mark,
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar(s, _) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A plain `null`/`~`/empty scalar.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, Kind::Scalar(s, Style::Plain) if s.is_empty() || s == "~" || s == "null")
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match &self.kind {
+            Kind::Scalar(s, Style::Plain) => match s.as_str() {
+                "true" | "True" | "TRUE" => Some(true),
+                "false" | "False" | "FALSE" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self.kind {
+            Kind::Scalar(..) => "a scalar",
+            Kind::Seq(_) => "a sequence",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// A YAML syntax error.
+#[derive(Clone, Debug)]
+pub struct YamlError {
+    pub mark: Mark,
+    pub message: String,
+}
+
+enum Building {
+    Seq(Vec<Node>, Mark, usize),
+    Map(Vec<(Node, Node)>, Option<Node>, Mark, usize),
+}
+
+#[derive(Default)]
+struct Receiver {
+    stack: Vec<Building>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    error: Option<YamlError>,
+    depth_exceeded: bool,
+}
+
+const MAX_DEPTH: usize = 256;
+
+impl Receiver {
+    fn push_node(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Building::Seq(items, ..)) => items.push(node),
+            Some(Building::Map(entries, key, ..)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Receiver {
+    fn on_event(&mut self, ev: Event, marker: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let mark = Mark::from_marker(marker);
+        match ev {
+            Event::Scalar(value, style, anchor, _tag) => {
+                let style = match style {
+                    TScalarStyle::SingleQuoted => Style::SingleQuoted,
+                    TScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+                    TScalarStyle::Literal => Style::Literal,
+                    TScalarStyle::Folded => Style::Folded,
+                    _ => Style::Plain,
+                };
+                self.push_node(
+                    Node {
+                        kind: Kind::Scalar(value, style),
+                        mark,
+                    },
+                    anchor,
+                );
+            }
+            Event::SequenceStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.depth_exceeded = true;
+                    self.error = Some(YamlError {
+                        mark,
+                        message: "nesting too deep".into(),
+                    });
+                    return;
+                }
+                self.stack.push(Building::Seq(Vec::new(), mark, anchor));
+            }
+            Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.depth_exceeded = true;
+                    self.error = Some(YamlError {
+                        mark,
+                        message: "nesting too deep".into(),
+                    });
+                    return;
+                }
+                self.stack
+                    .push(Building::Map(Vec::new(), None, mark, anchor));
+            }
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Building::Seq(items, m, anchor)) => self.push_node(
+                    Node {
+                        kind: Kind::Seq(items),
+                        mark: m,
+                    },
+                    anchor,
+                ),
+                Some(Building::Map(entries, _, m, anchor)) => {
+                    // A block mapping's start event is not marked at its first key:
+                    // use the key's position, which is what people look for.
+                    let mark = entries.first().map(|(k, _)| k.mark).unwrap_or(m);
+                    self.push_node(
+                        Node {
+                            kind: Kind::Map(entries),
+                            mark,
+                        },
+                        anchor,
+                    )
+                }
+                None => {}
+            },
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(node) => self.push_node(node, 0),
+                None => {
+                    self.error = Some(YamlError {
+                        mark,
+                        message: "alias to an unknown anchor".into(),
+                    })
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Parses one YAML document. An empty document gives `Ok(None)`.
+pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    let mut receiver = Receiver::default();
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut receiver, false) {
+        return Err(YamlError {
+            mark: Mark::from_marker(*e.marker()),
+            message: e.info().to_string(),
+        });
+    }
+    if let Some(e) = receiver.error {
+        return Err(e);
+    }
+    Ok(receiver.root)
+}
+
+/// Maps a character offset inside a scalar's value back to the file's `line:col`,
+/// following the folding of plain, quoted and block scalars.
+pub fn locate(
+    text: &str,
+    node_mark: Mark,
+    style: Style,
+    value: &str,
+    offset: usize,
+) -> (usize, usize) {
+    let chars: Vec<char> = text.chars().collect();
+    let mut pos = node_mark.index.min(chars.len());
+    let mut line = node_mark.line;
+    let mut col = node_mark.col;
+    let advance = |pos: &mut usize, line: &mut usize, col: &mut usize| {
+        if *pos < chars.len() {
+            if chars[*pos] == '\n' {
+                *line += 1;
+                *col = 1;
+            } else {
+                *col += 1;
+            }
+            *pos += 1;
+        }
+    };
+    match style {
+        Style::SingleQuoted | Style::DoubleQuoted => advance(&mut pos, &mut line, &mut col),
+        // yaml-rust2 marks a block scalar at its first content character.
+        Style::Literal | Style::Folded | Style::Plain => {}
+    }
+    for c in value.chars().take(offset) {
+        if pos >= chars.len() {
+            break;
+        }
+        if chars[pos] == c {
+            advance(&mut pos, &mut line, &mut col);
+        } else if c.is_whitespace() && chars[pos].is_whitespace() {
+            // A folded line break: skip the break and the next line's indentation.
+            advance(&mut pos, &mut line, &mut col);
+            while pos < chars.len() && (chars[pos] == ' ' || chars[pos] == '\t') {
+                advance(&mut pos, &mut line, &mut col);
+            }
+        } else {
+            // An escape sequence in a quoted scalar: step over it.
+            advance(&mut pos, &mut line, &mut col);
+            if matches!(style, Style::DoubleQuoted | Style::SingleQuoted)
+                && pos < chars.len()
+                && (chars[pos - 1] == '\\' || chars[pos - 1] == '\'')
+            {
+                advance(&mut pos, &mut line, &mut col);
+            }
+        }
+    }
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_value(text: &str) -> Node {
+        let root = parse(text).unwrap().unwrap();
+        let Kind::Map(entries) = root.kind else {
+            panic!("not a map")
+        };
+        entries[0].1.clone()
+    }
+
+    #[test]
+    fn marks_are_one_based() {
+        let root = parse("a: b\nc:\n  - d\n").unwrap().unwrap();
+        let Kind::Map(entries) = &root.kind else {
+            panic!()
+        };
+        assert_eq!((entries[0].0.mark.line, entries[0].0.mark.col), (1, 1));
+        assert_eq!((entries[0].1.mark.line, entries[0].1.mark.col), (1, 4));
+        let Kind::Seq(items) = &entries[1].1.kind else {
+            panic!()
+        };
+        assert_eq!((items[0].mark.line, items[0].mark.col), (3, 5));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("a: [b, c\nd: e\n").unwrap_err();
+        assert!(err.mark.line >= 1);
+        assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn locate_plain_and_folded() {
+        let text = "c: foo and bar\n";
+        let v = first_value(text);
+        let (Kind::Scalar(s, st), m) = (&v.kind, v.mark) else {
+            panic!()
+        };
+        assert_eq!(locate(text, m, *st, s, 8), (1, 12));
+
+        let text = "c: >\n  foo and\n  bar baz\n";
+        let v = first_value(text);
+        let (Kind::Scalar(s, st), m) = (&v.kind, v.mark) else {
+            panic!()
+        };
+        assert_eq!(s, "foo and bar baz\n");
+        assert_eq!(locate(text, m, *st, s, 0), (2, 3));
+        assert_eq!(locate(text, m, *st, s, 12), (3, 7));
+
+        let text = "c: (foo and\n     bar)\n";
+        let v = first_value(text);
+        let (Kind::Scalar(s, st), m) = (&v.kind, v.mark) else {
+            panic!()
+        };
+        assert_eq!(s, "(foo and bar)");
+        assert_eq!(locate(text, m, *st, s, 9), (2, 6));
+
+        let text = "c: \"x = 'a'\"\n";
+        let v = first_value(text);
+        let (Kind::Scalar(s, st), m) = (&v.kind, v.mark) else {
+            panic!()
+        };
+        assert_eq!(locate(text, m, *st, s, 4), (1, 9));
+    }
+}
