@@ -269,3 +269,52 @@ fn fork_storm_beyond_the_process_cap_stays_bounded() {
     assert!(processes["peak"].as_u64().unwrap() <= CAP + 1, "{totals}");
     assert!(processes["evictions"].as_u64().unwrap() >= 900, "{totals}");
 }
+
+/// The hash is computed off the event path: a later exec of the same file carries it.
+#[test]
+fn exec_events_carry_the_sha256_of_the_executable() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let run_true = || {
+        let child = Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        pid
+    };
+    run_true();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let hashed = loop {
+        let pid = run_true();
+        let exec = monitor.wait_for("exec of true", |e| e["kind"] == "exec" && e["pid"] == pid);
+        if !exec["process"]["exe_sha256"].is_null() {
+            break exec;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no hash arrived: {exec}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    monitor.stop();
+    let sha256sum = Command::new("sha256sum").arg("/bin/true").output().unwrap();
+    let expected = String::from_utf8(sha256sum.stdout).unwrap();
+    let expected = expected.split_whitespace().next().unwrap();
+    assert_eq!(hashed["process"]["exe_sha256"], expected);
+}
+
+#[test]
+fn exe_hashing_can_be_switched_off() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "exec", "--no-exe-hash"]);
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let child = Command::new("/bin/true").spawn().unwrap();
+        pids.push(child.id());
+        child.wait_with_output().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let last = *pids.last().unwrap();
+    let exec = monitor.wait_for("exec of true", |e| e["kind"] == "exec" && e["pid"] == last);
+    monitor.stop();
+    assert_eq!(exec["process"]["exe_sha256"], Value::Null);
+}

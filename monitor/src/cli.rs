@@ -33,6 +33,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: evaluate the rules on every event (with its process and
+    /// container context) and write alerts as Falco-compatible JSON lines on stdout.
+    Run(RunArgs),
     /// Stream kernel events as JSON lines on stdout (one object per event; schema in
     /// the README). Diagnostics and the final drop/receive totals go to stderr.
     Events(EventsArgs),
@@ -49,7 +52,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct SensorArgs {
+pub struct KindsArgs {
     /// Event kinds to capture, comma-separated: exec, fork, exit, connect, open.
     /// Kinds not listed are switched off in the kernel and cost nothing.
     #[arg(
@@ -58,7 +61,10 @@ pub struct SensorArgs {
         default_value = "exec,fork,exit,connect,open"
     )]
     pub kinds: Vec<EventKind>,
+}
 
+#[derive(Args, Debug, Clone)]
+pub struct SensorArgs {
     /// Size of the kernel ring buffer in bytes: a power of two, at least one page.
     /// Larger absorbs longer bursts; drops are counted and reported either way.
     #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = DEFAULT_RING_BUFFER_BYTES)]
@@ -71,9 +77,10 @@ pub struct SensorArgs {
 }
 
 impl SensorArgs {
+    /// The sensor settings, with every kind switched on.
     pub fn config(&self) -> SensorConfig {
         SensorConfig {
-            kinds: self.kinds.iter().copied().collect(),
+            kinds: crate::event::KindSet::all(),
             ring_buffer_bytes: self.ring_buffer_bytes,
             btf: self.btf.clone(),
         }
@@ -157,6 +164,32 @@ impl ContextArgs {
 #[derive(Args, Debug)]
 pub struct EventsArgs {
     #[command(flatten)]
+    pub kinds: KindsArgs,
+
+    #[command(flatten)]
+    pub sensor: SensorArgs,
+
+    #[command(flatten)]
+    pub context: ContextArgs,
+
+    /// Seconds between drop reports on stderr (only printed when events were dropped).
+    #[arg(long, default_value_t = 10)]
+    pub stats_interval: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Rule files or folders, loaded in the order given (repeat the flag; a folder
+    /// loads its *.yaml files by name). Default: /etc/monitor/rules, else ./rules.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+
+    /// `all`: every matching rule raises an alert; `first`: only the first in load
+    /// order.
+    #[arg(long, default_value = "all", value_parser = ["all", "first"])]
+    pub rule_matching: String,
+
+    #[command(flatten)]
     pub sensor: SensorArgs,
 
     #[command(flatten)]
@@ -192,6 +225,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
+        Command::Run(args) => commands::run::run(args),
         Command::Events(args) => commands::events::run(args),
         Command::Probes(args) => commands::probes::run(args),
         Command::Rules(args) => commands::rules::run(args),

@@ -9,5 +9,6 @@ pub mod commands;
 pub mod context;
 pub mod event;
 pub mod output;
+pub mod pipeline;
 pub mod rules;
 pub mod sensor;

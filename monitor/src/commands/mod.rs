@@ -2,3 +2,4 @@
 pub mod events;
 pub mod probes;
 pub mod rules;
+pub mod run;

@@ -2,7 +2,7 @@
 //! reads a whole binary. Results are cached by the file's identity (device, inode,
 //! mtime, size): a rebuilt binary gets a new hash, a shared one is hashed once.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::File,
     io::Read,
     os::unix::fs::MetadataExt,
@@ -47,78 +47,81 @@ pub struct HashStats {
 
 pub struct ExeHasher {
     done: Arc<Mutex<HashMap<FileKey, Arc<str>>>>,
-    queued: HashMap<FileKey, ()>,
-    requests: SyncSender<(FileKey, PathBuf)>,
+    /// Files asked for and not finished; a failed one leaves it, so a later exec of
+    /// the same file asks again.
+    queued: Arc<Mutex<HashSet<FileKey>>>,
+    requests: SyncSender<(FileKey, Vec<PathBuf>)>,
     pub stats: Arc<HashStats>,
 }
 
 impl ExeHasher {
     pub fn start() -> Self {
-        let (requests, inbox) = sync_channel::<(FileKey, PathBuf)>(1024);
+        let (requests, inbox) = sync_channel::<(FileKey, Vec<PathBuf>)>(1024);
         let done: Arc<Mutex<HashMap<FileKey, Arc<str>>>> = Arc::default();
+        let queued: Arc<Mutex<HashSet<FileKey>>> = Arc::default();
         let stats = Arc::new(HashStats::default());
         {
             let done = done.clone();
+            let queued = queued.clone();
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("exe-hasher".into())
                 .spawn(move || {
-                    for (key, path) in inbox {
-                        match sha256_file(&path) {
+                    for (key, paths) in inbox {
+                        // The first path that still is the executed file (the process
+                        // may be gone, the file replaced).
+                        let hash = paths
+                            .iter()
+                            .filter(|p| FileKey::of(p) == Some(key))
+                            .find_map(|p| sha256_file(p));
+                        match hash {
                             Some(hex) => {
-                                done.lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .insert(key, Arc::from(hex));
+                                lock(&done).insert(key, Arc::from(hex));
                                 stats.computed.fetch_add(1, Ordering::Relaxed);
                             }
                             None => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
                             }
                         }
+                        lock(&queued).remove(&key);
                     }
                 })
                 .expect("spawn the exe hasher thread");
         }
         Self {
             done,
-            queued: HashMap::new(),
+            queued,
             requests,
             stats,
         }
     }
 
-    /// The hash if it is known; otherwise asks for it (reading `path`, typically
-    /// `/proc/<pid>/exe`, which reaches the file even inside a container).
-    pub fn get_or_request(&mut self, key: FileKey, path: PathBuf) -> Option<Arc<str>> {
-        if let Some(hash) = self
-            .done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+    /// The hash if it is known; otherwise asks for it, to be read from the first of
+    /// `paths` that is still the same file (`/proc/<pid>/exe` reaches it even inside a
+    /// container while the process lives).
+    pub fn get_or_request(&mut self, key: FileKey, paths: Vec<PathBuf>) -> Option<Arc<str>> {
+        if let Some(hash) = lock(&self.done).get(&key) {
             return Some(hash.clone());
         }
-        if self.queued.contains_key(&key) {
+        if !lock(&self.queued).insert(key) {
             return None;
         }
-        match self.requests.try_send((key, path)) {
-            Ok(()) => {
-                self.queued.insert(key, ());
-            }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.requests.try_send((key, paths))
+        {
+            lock(&self.queued).remove(&key);
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
         None
     }
 
     pub fn get(&self, key: &FileKey) -> Option<Arc<str>> {
-        self.done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        lock(&self.done).get(key).cloned()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn sha256_file(path: &std::path::Path) -> Option<String> {
@@ -151,7 +154,7 @@ mod tests {
         std::fs::write(&path, b"abc").unwrap();
         let key = FileKey::of(&path).unwrap();
         let mut hasher = ExeHasher::start();
-        assert_eq!(hasher.get_or_request(key, path.clone()), None);
+        assert_eq!(hasher.get_or_request(key, vec![path.clone()]), None);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let hash = loop {
             if let Some(hash) = hasher.get(&key) {

@@ -8,7 +8,7 @@ pub mod process;
 pub mod procfs;
 pub mod users;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{os::unix::ffi::OsStrExt, path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Serialize;
 
@@ -232,9 +232,15 @@ impl Context {
             .map(|p| self.processes.ancestors(p, self.config.ancestry_depth))
             .unwrap_or_default();
         let container = self.container_of(&event, process.as_deref()).await;
-        let exe_sha256 = match (&mut self.hasher, process.as_ref().and_then(|p| p.exe_key)) {
-            (Some(hasher), Some(key)) => {
-                hasher.get_or_request(key, self.host.proc(event.pid, "exe"))
+        let exe_sha256 = match (&mut self.hasher, &process) {
+            (Some(hasher), Some(p)) if p.exe_key.is_some() => {
+                let mut paths = vec![self.host.proc(p.pid, "exe")];
+                if p.container.is_none() && !p.exepath.is_empty() {
+                    // A short-lived host process is gone before the worker reads it;
+                    // its file usually is not.
+                    paths.push(self.host.path(std::ffi::OsStr::from_bytes(&p.exepath)));
+                }
+                hasher.get_or_request(p.exe_key.expect("checked"), paths)
             }
             _ => None,
         };

@@ -1,0 +1,169 @@
+//! `monitor run`: the daemon. Kernel events with their context go through the rules;
+//! what matches is written to stdout as Falco-compatible JSON alerts.
+use std::{
+    io::{self, BufWriter, StdoutLock, Write},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{Result, anyhow};
+use serde::Serialize;
+
+use crate::{
+    cli::RunArgs,
+    clock::BootClock,
+    context::host::HostRoot,
+    event::EventKind,
+    output::event_json::{EnrichedJson, EventJson},
+    pipeline::{self, Item, PipelineConfig, Sink},
+    rules::{Alert, Engine, JsonEvent, RuleMatching, RuleStatus, Scratch},
+};
+
+/// Where rules are looked for when `--rules` is not given: the installed location,
+/// then the source tree's default ruleset.
+const DEFAULT_RULE_PATHS: [&str; 2] = ["/etc/monitor/rules", "rules"];
+
+pub fn rule_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    DEFAULT_RULE_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .map(|p| vec![p])
+        .ok_or_else(|| {
+            anyhow!(
+                "no rules: none of {} exists; pass --rules PATH (files or folders)",
+                DEFAULT_RULE_PATHS.join(", ")
+            )
+        })
+}
+
+/// Loads rules, failing with every error (file:line:col) when any is invalid.
+pub fn load_engine(paths: &[PathBuf], matching: RuleMatching) -> Result<Engine> {
+    let mut engine = Engine::load_paths(paths).map_err(|errors| {
+        anyhow!(
+            "invalid rules, not starting:\n{}",
+            errors
+                .0
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    engine.set_rule_matching(matching);
+    Ok(engine)
+}
+
+/// Falco's alert JSON plus the host it came from.
+#[derive(Serialize)]
+struct AlertLine<'a> {
+    #[serde(flatten)]
+    alert: &'a Alert,
+    hostname: &'a str,
+}
+
+struct Alerts {
+    engine: Engine,
+    scratch: Scratch,
+    out: BufWriter<StdoutLock<'static>>,
+    clock: BootClock,
+    hostname: String,
+    alerts: u64,
+}
+
+impl Sink for Alerts {
+    fn accept(&mut self, item: Item) -> io::Result<()> {
+        // Rules see exactly the JSON that `monitor events` prints and that rule
+        // fixtures are written in, so a fixture that passes predicts the live result.
+        let value = match &item {
+            Item::Raw(event) => serde_json::to_value(EventJson {
+                event,
+                clock: &self.clock,
+            }),
+            Item::Enriched(enriched) => serde_json::to_value(EnrichedJson {
+                enriched,
+                clock: &self.clock,
+            }),
+        }?;
+        let Ok(event) = JsonEvent::new(&value) else {
+            return Ok(());
+        };
+        let mut matched = Vec::new();
+        self.engine
+            .evaluate(&event, &mut self.scratch, &mut matched);
+        for rule in matched {
+            let alert = self.engine.alert(rule, &event);
+            let line = AlertLine {
+                alert: &alert,
+                hostname: &self.hostname,
+            };
+            serde_json::to_writer(&mut self.out, &line)?;
+            self.out.write_all(b"\n")?;
+            self.alerts += 1;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let paths = rule_paths(&args.rules)?;
+    let matching = match args.rule_matching.as_str() {
+        "first" => RuleMatching::First,
+        _ => RuleMatching::All,
+    };
+    let engine = load_engine(&paths, matching)?;
+    let active = engine
+        .summaries()
+        .iter()
+        .filter(|s| matches!(s.status, RuleStatus::Active { .. }))
+        .count();
+    let mut sensor = args.sensor.config();
+    // Only what the rules need runs in the kernel (plus what the context lives on).
+    sensor.kinds = engine.kernel_interest().into_iter().collect();
+    let context = args.context.config()?;
+    if context.is_some() {
+        for kind in [EventKind::Exec, EventKind::Fork, EventKind::Exit] {
+            sensor.kinds.insert(kind);
+        }
+    }
+    let kinds: Vec<&str> = sensor.kinds.iter().map(EventKind::name).collect();
+    let hostname = std::fs::read_to_string(
+        HostRoot::new(&args.context.host_root).path("/proc/sys/kernel/hostname"),
+    )
+    .map(|h| h.trim().to_string())
+    .unwrap_or_default();
+    let config = PipelineConfig {
+        sensor,
+        context,
+        stats_interval: Duration::from_secs(args.stats_interval.max(1)),
+    };
+    let mut sink = Alerts {
+        engine,
+        scratch: Scratch::default(),
+        out: BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+        clock: BootClock::new(),
+        hostname,
+        alerts: 0,
+    };
+    let rules_from: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let ready = || {
+        tracing::info!(
+            "monitor running: {active} rules active from {} (kernel events: {})",
+            rules_from.join(", "),
+            kinds.join(",")
+        )
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(pipeline::run(config, ready, &mut sink));
+    tracing::info!("{} alerts raised", sink.alerts);
+    result
+}

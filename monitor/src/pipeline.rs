@@ -1,0 +1,218 @@
+//! The agent's main loop, shared by `monitor events` and `monitor run`: read the ring
+//! buffer, validate and decode each record, add context, hand the result to a sink;
+//! report drops while running; on SIGINT/SIGTERM detach, drain, flush and account for
+//! every record.
+use std::{collections::BTreeMap, io, time::Duration};
+
+use anyhow::{Context as _, Result, anyhow};
+use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    context::{Context, ContextConfig, ContextStats, EnrichedEvent},
+    event::{Event, EventKind},
+    sensor::{Sensor, SensorConfig, decode::decode},
+};
+
+/// Records handled per wake-up at most, so a burst is processed in bounded slices.
+const MAX_BATCH: usize = 4096;
+
+/// What the pipeline hands on: the bare event, or the event with its context.
+pub enum Item {
+    Raw(Event),
+    Enriched(EnrichedEvent),
+}
+
+impl Item {
+    pub fn event(&self) -> &Event {
+        match self {
+            Item::Raw(event) => event,
+            Item::Enriched(enriched) => &enriched.event,
+        }
+    }
+}
+
+/// Where the pipeline's items go. An error stops the pipeline (a closed stdout ends it
+/// quietly).
+pub trait Sink {
+    fn accept(&mut self, item: Item) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+pub struct PipelineConfig {
+    pub sensor: SensorConfig,
+    /// `None`: no process and container context.
+    pub context: Option<ContextConfig>,
+    pub stats_interval: Duration,
+}
+
+/// The line printed on stderr at exit: `monitor: totals {json}`.
+#[derive(Serialize)]
+pub struct Totals {
+    pub kinds: BTreeMap<&'static str, KindTotals>,
+    pub malformed: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextStats>,
+}
+
+#[derive(Serialize)]
+pub struct KindTotals {
+    pub sent: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub errors: u64,
+}
+
+enum Step {
+    Read(io::Result<usize>),
+    Tick,
+    Stop,
+}
+
+struct Counts {
+    received: BTreeMap<EventKind, u64>,
+    malformed: BTreeMap<String, u64>,
+}
+
+/// Runs until a signal (or the sink fails); prints the totals line.
+pub async fn run(config: PipelineConfig, ready: impl FnOnce(), sink: &mut impl Sink) -> Result<()> {
+    let mut sensor = Sensor::start(&config.sensor)?;
+    let mut reader = sensor.take_reader()?;
+    // Seeded after the programs are attached: a process started meanwhile is either in
+    // /proc or has its events waiting in the ring buffer.
+    let mut context = config.context.map(Context::new);
+    if let Some(context) = &context {
+        context.wait_ready(Duration::from_secs(5)).await;
+    }
+    let mut counts = Counts {
+        received: BTreeMap::new(),
+        malformed: BTreeMap::new(),
+    };
+    ready();
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut ticker = tokio::time::interval(config.stats_interval);
+    ticker.tick().await;
+    let mut last_dropped = 0u64;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut failure = None;
+    loop {
+        let step = tokio::select! {
+            read = reader.read_batch(MAX_BATCH, |bytes| batch.push(decode(bytes))) => Step::Read(read),
+            _ = ticker.tick() => Step::Tick,
+            _ = sigterm.recv() => Step::Stop,
+            _ = sigint.recv() => Step::Stop,
+        };
+        match step {
+            Step::Read(read) => {
+                read.context("reading the ring buffer")?;
+                let result = deliver(&mut batch, &mut counts, &mut context, sink).await;
+                // Flush per batch: readers see events promptly, and a burst still costs
+                // one write per batch rather than per event.
+                if let Err(err) = result.and_then(|()| sink.flush()) {
+                    failure = Some(err);
+                    break;
+                }
+            }
+            Step::Tick => last_dropped = report_drops(&sensor, last_dropped),
+            Step::Stop => break,
+        }
+    }
+
+    // Stop producing, then take everything still in the buffer so the totals add up.
+    sensor.detach();
+    reader.drain(|bytes| batch.push(decode(bytes)));
+    if failure.is_none()
+        && let Err(err) = deliver(&mut batch, &mut counts, &mut context, sink)
+            .await
+            .and_then(|()| sink.flush())
+    {
+        failure = Some(err);
+    }
+    report_drops(&sensor, last_dropped);
+    print_totals(&sensor, &counts, context.as_ref().map(Context::stats))?;
+    match failure {
+        Some(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+            tracing::info!("output closed; stopped");
+            Ok(())
+        }
+        Some(err) => Err(anyhow!("writing output: {err}")),
+        None => Ok(()),
+    }
+}
+
+async fn deliver(
+    batch: &mut Vec<Result<Event, crate::sensor::decode::DecodeError>>,
+    counts: &mut Counts,
+    context: &mut Option<Context>,
+    sink: &mut impl Sink,
+) -> io::Result<()> {
+    for record in batch.drain(..) {
+        let event = match record {
+            Ok(event) => event,
+            Err(err) => {
+                *counts.malformed.entry(err.to_string()).or_default() += 1;
+                tracing::debug!("skipped a malformed record: {err}");
+                continue;
+            }
+        };
+        *counts.received.entry(event.kind()).or_default() += 1;
+        let item = match context {
+            Some(context) => Item::Enriched(context.enrich(event).await),
+            None => Item::Raw(event),
+        };
+        sink.accept(item)?;
+    }
+    Ok(())
+}
+
+/// Logs kernel drops since the last report; returns the new total.
+fn report_drops(sensor: &Sensor, last: u64) -> u64 {
+    let Ok(counters) = sensor.counters() else {
+        return last;
+    };
+    let total: u64 = counters.iter().map(|(_, c)| c.dropped).sum();
+    if total > last {
+        let by_kind: Vec<String> = counters
+            .iter()
+            .filter(|(_, c)| c.dropped > 0)
+            .map(|(k, c)| format!("{k}={}", c.dropped))
+            .collect();
+        tracing::warn!(
+            "kernel dropped {} events since the last report (ring buffer full; totals: {}); \
+             raise --ring-buffer-bytes or narrow --kinds",
+            total - last,
+            by_kind.join(" ")
+        );
+    }
+    total
+}
+
+fn print_totals(sensor: &Sensor, counts: &Counts, context: Option<ContextStats>) -> Result<()> {
+    let mut kinds = BTreeMap::new();
+    for (kind, c) in sensor.counters()? {
+        let received = counts.received.get(&kind).copied().unwrap_or(0);
+        if received != c.sent {
+            tracing::error!(
+                "{kind}: the kernel sent {} records but {received} arrived",
+                c.sent
+            );
+        }
+        kinds.insert(
+            kind.name(),
+            KindTotals {
+                sent: c.sent,
+                received,
+                dropped: c.dropped,
+                errors: c.errors,
+            },
+        );
+    }
+    let totals = Totals {
+        kinds,
+        malformed: counts.malformed.clone(),
+        context,
+    };
+    eprintln!("monitor: totals {}", serde_json::to_string(&totals)?);
+    Ok(())
+}
