@@ -5,6 +5,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 
 use crate::{
@@ -28,37 +29,48 @@ pub struct PendingOpen {
 }
 
 #[inline(always)]
-fn save_open(pending: PendingOpen) {
+fn save_open(ctx: &TracePointContext, pending: PendingOpen) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
         return;
     }
     if PENDING_OPEN.insert(&pid_tgid, &pending, 0).is_err() {
         count(kind::OPEN, stat::ERRORS);
+        warn!(
+            ctx,
+            "open by {} not recorded: pending-open table full",
+            pid_tgid >> 32
+        );
     }
 }
 
 #[tracepoint]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    save_open(PendingOpen {
-        path: syscall_arg(&ctx, 0),
-        flags: syscall_arg(&ctx, 1) as u32 as u64,
-        mode: syscall_arg(&ctx, 2) as u32,
-        dirfd: AT_FDCWD,
-        syscall: syscall::OPEN,
-    });
+    save_open(
+        &ctx,
+        PendingOpen {
+            path: syscall_arg(&ctx, 0),
+            flags: syscall_arg(&ctx, 1) as u32 as u64,
+            mode: syscall_arg(&ctx, 2) as u32,
+            dirfd: AT_FDCWD,
+            syscall: syscall::OPEN,
+        },
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    save_open(PendingOpen {
-        dirfd: syscall_arg(&ctx, 0) as i32,
-        path: syscall_arg(&ctx, 1),
-        flags: syscall_arg(&ctx, 2) as u32 as u64,
-        mode: syscall_arg(&ctx, 3) as u32,
-        syscall: syscall::OPENAT,
-    });
+    save_open(
+        &ctx,
+        PendingOpen {
+            dirfd: syscall_arg(&ctx, 0) as i32,
+            path: syscall_arg(&ctx, 1),
+            flags: syscall_arg(&ctx, 2) as u32 as u64,
+            mode: syscall_arg(&ctx, 3) as u32,
+            syscall: syscall::OPENAT,
+        },
+    );
     0
 }
 
@@ -68,25 +80,31 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     let how = syscall_arg(&ctx, 2);
     let how_flags = unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0);
     let how_mode = unsafe { bpf_probe_read_user((how + 8) as *const u64) }.unwrap_or(0);
-    save_open(PendingOpen {
-        dirfd: syscall_arg(&ctx, 0) as i32,
-        path: syscall_arg(&ctx, 1),
-        flags: how_flags,
-        mode: how_mode as u32,
-        syscall: syscall::OPENAT2,
-    });
+    save_open(
+        &ctx,
+        PendingOpen {
+            dirfd: syscall_arg(&ctx, 0) as i32,
+            path: syscall_arg(&ctx, 1),
+            flags: how_flags,
+            mode: how_mode as u32,
+            syscall: syscall::OPENAT2,
+        },
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
-    save_open(PendingOpen {
-        path: syscall_arg(&ctx, 0),
-        flags: O_CREAT_WRONLY_TRUNC,
-        mode: syscall_arg(&ctx, 1) as u32,
-        dirfd: AT_FDCWD,
-        syscall: syscall::CREAT,
-    });
+    save_open(
+        &ctx,
+        PendingOpen {
+            path: syscall_arg(&ctx, 0),
+            flags: O_CREAT_WRONLY_TRUNC,
+            mode: syscall_arg(&ctx, 1) as u32,
+            dirfd: AT_FDCWD,
+            syscall: syscall::CREAT,
+        },
+    );
     0
 }
 

@@ -5,6 +5,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use monitor_common::{ConnectRecord, MAX_UNIX_PATH, kind, stat};
 
 use crate::{
@@ -40,6 +41,11 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     };
     if PENDING_CONNECT.insert(&pid_tgid, &pending, 0).is_err() {
         count(kind::CONNECT, stat::ERRORS);
+        warn!(
+            &ctx,
+            "connect by {} not recorded: pending-connect table full",
+            pid_tgid >> 32
+        );
     }
     0
 }

@@ -5,6 +5,7 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
+use aya_log_ebpf::warn;
 use monitor_common::{
     ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_PATH_BYTES, flags, kind,
     stat, syscall,
@@ -44,38 +45,48 @@ pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    save_exec(PendingExec {
-        filename: syscall_arg(&ctx, 0),
-        argv: syscall_arg(&ctx, 1),
-        dirfd: AT_FDCWD,
-        at_flags: 0,
-        syscall: syscall::EXECVE,
-    });
+    save_exec(
+        &ctx,
+        PendingExec {
+            filename: syscall_arg(&ctx, 0),
+            argv: syscall_arg(&ctx, 1),
+            dirfd: AT_FDCWD,
+            at_flags: 0,
+            syscall: syscall::EXECVE,
+        },
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    save_exec(PendingExec {
-        dirfd: syscall_arg(&ctx, 0) as i32,
-        filename: syscall_arg(&ctx, 1),
-        argv: syscall_arg(&ctx, 2),
-        at_flags: syscall_arg(&ctx, 4) as u32,
-        syscall: syscall::EXECVEAT,
-    });
+    save_exec(
+        &ctx,
+        PendingExec {
+            dirfd: syscall_arg(&ctx, 0) as i32,
+            filename: syscall_arg(&ctx, 1),
+            argv: syscall_arg(&ctx, 2),
+            at_flags: syscall_arg(&ctx, 4) as u32,
+            syscall: syscall::EXECVEAT,
+        },
+    );
     0
 }
 
 /// Keyed by thread group id: a successful exec from a non-leader thread returns in
 /// the leader's pid, so the thread id would not find the entry again.
 #[inline(always)]
-fn save_exec(pending: PendingExec) {
+fn save_exec(ctx: &TracePointContext, pending: PendingExec) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !wanted(kind::EXEC, tgid) {
         return;
     }
     if PENDING_EXEC.insert(&tgid, &pending, 0).is_err() {
         count(kind::EXEC, stat::ERRORS);
+        warn!(
+            ctx,
+            "exec by {} not recorded: pending-exec table full", tgid
+        );
     }
 }
 

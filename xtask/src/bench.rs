@@ -29,11 +29,15 @@ pub struct BenchArgs {
     /// Runs of each measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Extra sleeping processes for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    processes: u64,
 }
 
 struct Workload {
     name: &'static str,
-    kinds: &'static str,
+    /// `monitor events` arguments.
+    agent: &'static [&'static str],
     operations: u64,
     run: fn(u64) -> Result<()>,
 }
@@ -43,7 +47,17 @@ struct Measurement {
     monitored: Duration,
     received: u64,
     dropped: u64,
+    /// The agent's CPU time (user + system) for the whole run.
+    agent_cpu: Duration,
 }
+
+const ALL_KINDS: &[&str] = &["events", "--kinds", "exec,fork,exit,connect,open"];
+const ALL_KINDS_RAW: &[&str] = &[
+    "events",
+    "--kinds",
+    "exec,fork,exit,connect,open",
+    "--no-context",
+];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if !is_root() {
@@ -51,14 +65,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let workloads = [
         Workload {
-            name: "open/close storm",
-            kinds: "exec,fork,exit,connect,open",
+            name: "open/close storm, sensor only (`--no-context`)",
+            agent: ALL_KINDS_RAW,
             operations: args.opens,
             run: open_storm,
         },
         Workload {
-            name: "exec storm",
-            kinds: "exec,fork,exit,connect,open",
+            name: "open/close storm, with context",
+            agent: ALL_KINDS,
+            operations: args.opens,
+            run: open_storm,
+        },
+        Workload {
+            name: "exec storm, sensor only (`--no-context`)",
+            agent: ALL_KINDS_RAW,
+            operations: args.execs,
+            run: exec_storm,
+        },
+        Workload {
+            name: "exec storm, with context",
+            agent: ALL_KINDS,
             operations: args.execs,
             run: exec_storm,
         },
@@ -79,14 +105,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         runs.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
         rows.push((workload, runs.swap_remove(runs.len() / 2)));
     }
+    let memory = if args.processes > 0 {
+        step(&format!(
+            "agent memory with {} extra processes",
+            args.processes
+        ));
+        Some(measure_memory(args.processes)?)
+    } else {
+        None
+    };
     println!();
     println!(
-        "| workload | ops | baseline | with `monitor events` | slowdown | events received | events/s | dropped |"
+        "| workload | ops | baseline | with `monitor events` | slowdown | events received | events/s | dropped | agent CPU per event |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (workload, m) in rows {
         println!(
-            "| {} | {} | {:.3} s | {:.3} s | {:.2}x | {} | {:.0} | {} |",
+            "| {} | {} | {:.3} s | {:.3} s | {:.2}x | {} | {:.0} | {} | {:.2} µs |",
             workload.name,
             workload.operations,
             m.baseline.as_secs_f64(),
@@ -94,10 +129,58 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ratio(&m),
             m.received,
             m.received as f64 / m.monitored.as_secs_f64(),
-            m.dropped
+            m.dropped,
+            m.agent_cpu.as_secs_f64() * 1e6 / m.received.max(1) as f64
+        );
+    }
+    if let Some(((idle_rss, idle_tracked), rss, tracked)) = memory {
+        println!();
+        println!("| agent | processes tracked | VmRSS |");
+        println!("| --- | ---: | ---: |");
+        println!(
+            "| idle machine | {idle_tracked} | {:.1} MiB |",
+            idle_rss as f64 / 1024.0
+        );
+        println!(
+            "| with {} extra sleeping processes | {tracked} | {:.1} MiB |",
+            args.processes,
+            rss as f64 / 1024.0
+        );
+        println!(
+            "| difference per tracked process | | {:.2} KiB |",
+            (rss as f64 - idle_rss as f64) / tracked.saturating_sub(idle_tracked).max(1) as f64
         );
     }
     Ok(())
+}
+
+/// (VmRSS KiB, tracked) of an agent on the idle machine, VmRSS with `extra` more
+/// processes, and how many it then tracked.
+fn measure_memory(extra: u64) -> Result<((u64, u64), u64, u64)> {
+    let idle = Agent::start(ALL_KINDS)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss = idle.rss_kib()?;
+    let idle_tracked = idle.stop_totals()?["context"]["processes"]["tracked"]
+        .as_u64()
+        .unwrap_or(0);
+    let mut sleepers = Vec::new();
+    for _ in 0..extra {
+        sleepers.push(Command::new("/bin/sleep").arg("600").spawn()?);
+    }
+    let result = Agent::start(ALL_KINDS).and_then(|agent| {
+        std::thread::sleep(Duration::from_secs(1));
+        let rss = agent.rss_kib()?;
+        let tracked = agent.stop_totals()?["context"]["processes"]["tracked"]
+            .as_u64()
+            .unwrap_or(0);
+        Ok((rss, tracked))
+    });
+    for mut sleeper in sleepers {
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
+    let (rss, tracked) = result?;
+    Ok(((idle_rss, idle_tracked), rss, tracked))
 }
 
 fn ratio(m: &Measurement) -> f64 {
@@ -106,14 +189,22 @@ fn ratio(m: &Measurement) -> f64 {
 
 fn measure(workload: &Workload) -> Result<Measurement> {
     let baseline = time(workload)?;
-    let mut agent = Agent::start(workload.kinds)?;
+    let agent = Agent::start(workload.agent)?;
     let monitored = time(workload)?;
-    let (received, dropped) = agent.stop()?;
+    let agent_cpu = agent.cpu_time()?;
+    let totals = agent.stop_totals()?;
+    let sum = |field: &str| -> u64 {
+        totals["kinds"]
+            .as_object()
+            .map(|kinds| kinds.values().filter_map(|k| k[field].as_u64()).sum())
+            .unwrap_or(0)
+    };
     Ok(Measurement {
         baseline,
         monitored,
-        received,
-        dropped,
+        received: sum("received"),
+        dropped: sum("dropped"),
+        agent_cpu,
     })
 }
 
@@ -146,16 +237,16 @@ fn exec_storm(n: u64) -> Result<()> {
     Ok(())
 }
 
-/// `monitor events` with stdout to /dev/null, started and ready.
+/// `monitor` with stdout to /dev/null, started and ready.
 struct Agent {
     child: Child,
     stderr: BufReader<std::process::ChildStderr>,
 }
 
 impl Agent {
-    fn start(kinds: &str) -> Result<Self> {
+    fn start(args: &[&str]) -> Result<Self> {
         let mut child = Command::new(monitor_binary())
-            .args(["events", "--kinds", kinds])
+            .args(args)
             .stdout(File::create("/dev/null")?)
             .stderr(Stdio::piped())
             .spawn()
@@ -173,8 +264,36 @@ impl Agent {
         }
     }
 
-    /// Stops the agent; returns (received, dropped) from its totals line.
-    fn stop(&mut self) -> Result<(u64, u64)> {
+    fn proc_file(&self, name: &str) -> Result<String> {
+        Ok(std::fs::read_to_string(format!(
+            "/proc/{}/{name}",
+            self.child.id()
+        ))?)
+    }
+
+    /// User plus system CPU time so far.
+    fn cpu_time(&self) -> Result<Duration> {
+        let stat = self.proc_file("stat")?;
+        let after_comm = stat.rsplit_once(')').context("stat format")?.1;
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        // utime and stime are fields 14 and 15; `fields[0]` is field 3.
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let status = self.proc_file("status")?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no VmRSS")
+    }
+
+    /// Stops the agent; returns its totals line.
+    fn stop_totals(mut self) -> Result<serde_json::Value> {
         // SAFETY: signalling our own child, which has not been reaped yet.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let mut line = String::new();
@@ -187,13 +306,6 @@ impl Agent {
         }
         self.child.wait()?;
         let totals = totals.context("monitor printed no totals line")?;
-        let value: serde_json::Value = serde_json::from_str(&totals)?;
-        let sum = |field: &str| -> u64 {
-            value["kinds"]
-                .as_object()
-                .map(|kinds| kinds.values().filter_map(|k| k[field].as_u64()).sum())
-                .unwrap_or(0)
-        };
-        Ok((sum("received"), sum("dropped")))
+        Ok(serde_json::from_str(&totals)?)
     }
 }

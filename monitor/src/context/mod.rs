@@ -188,6 +188,7 @@ impl Context {
             name: s.comm,
             exe: argv.next().unwrap_or_default(),
             args: argv.collect(),
+            cmdline: Vec::new(),
             exec_id: exec_id(&self.boot_id, s.pid, s.start_ticks, &exepath),
             exe_key: FileKey::of(&self.host.proc(s.pid, "exe")),
             exepath,
@@ -232,7 +233,10 @@ impl Context {
             .map(|p| self.processes.ancestors(p, self.config.ancestry_depth))
             .unwrap_or_default();
         let container = self.container_of(&event, process.as_deref()).await;
+        let is_exec = matches!(&event.detail, Detail::Exec(exec) if exec.result == 0);
         let exe_sha256 = match (&mut self.hasher, &process) {
+            // Asked for once per exec; other events only look it up.
+            (Some(hasher), Some(p)) if !is_exec => p.exe_key.and_then(|key| hasher.get(&key)),
             (Some(hasher), Some(p)) if p.exe_key.is_some() => {
                 let mut paths = vec![self.host.proc(p.pid, "exe")];
                 if p.container.is_none() && !p.exepath.is_empty() {
@@ -293,6 +297,7 @@ impl Context {
             name: event.comm.clone(),
             exe: argv.next().unwrap_or_default(),
             args: argv.collect(),
+            cmdline: Vec::new(),
             exec_id: exec_id(
                 &self.boot_id,
                 pid,

@@ -42,6 +42,8 @@ pub struct ProcessInfo {
     pub exepath: Vec<u8>,
     /// argv[1..].
     pub args: Vec<Vec<u8>>,
+    /// Falco's `proc.cmdline`: `name` followed by `args`, kept current by the table.
+    pub cmdline: Vec<u8>,
     pub cwd: Option<Vec<u8>>,
     pub tty: u32,
     pub sid: u32,
@@ -59,6 +61,15 @@ pub struct ProcessInfo {
     pub exec_id: Arc<str>,
     pub parent_exec_id: Option<Arc<str>>,
     pub exe_key: Option<FileKey>,
+}
+
+fn cmdline(p: &ProcessInfo) -> Vec<u8> {
+    let mut line = p.name.clone();
+    for arg in &p.args {
+        line.push(b' ');
+        line.extend_from_slice(arg);
+    }
+    line
 }
 
 struct Entry {
@@ -113,8 +124,9 @@ impl ProcessTable {
         self.stats.misses += 1;
     }
 
-    pub fn insert(&mut self, info: ProcessInfo) -> Arc<ProcessInfo> {
+    pub fn insert(&mut self, mut info: ProcessInfo) -> Arc<ProcessInfo> {
         self.expire(Instant::now());
+        info.cmdline = cmdline(&info);
         let pid = info.pid;
         let info = Arc::new(info);
         self.next_seq += 1;
@@ -135,7 +147,8 @@ impl ProcessTable {
     }
 
     /// Updates a known process in place (same slot, same age).
-    pub fn replace(&mut self, info: ProcessInfo) -> Arc<ProcessInfo> {
+    pub fn replace(&mut self, mut info: ProcessInfo) -> Arc<ProcessInfo> {
+        info.cmdline = cmdline(&info);
         let info = Arc::new(info);
         match self.entries.get_mut(&info.pid) {
             Some(entry) => entry.info = info.clone(),
@@ -232,6 +245,7 @@ mod tests {
             exe: Vec::new(),
             exepath: Vec::new(),
             args: Vec::new(),
+            cmdline: Vec::new(),
             cwd: None,
             tty: 0,
             sid: 0,

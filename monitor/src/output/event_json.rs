@@ -72,16 +72,6 @@ impl Serialize for EnrichedJson<'_> {
     }
 }
 
-/// Falco's `proc.cmdline`: the process name followed by its arguments.
-fn cmdline(p: &ProcessInfo) -> Vec<u8> {
-    let mut line = p.name.clone();
-    for arg in &p.args {
-        line.push(b' ');
-        line.extend_from_slice(arg);
-    }
-    line
-}
-
 struct ProcessJson<'a> {
     process: &'a ProcessInfo,
     exe_sha256: Option<&'a str>,
@@ -97,7 +87,7 @@ impl Serialize for ProcessJson<'_> {
         map.serialize_entry("exe", &Text(&p.exe))?;
         map.serialize_entry("exepath", &Text(&p.exepath))?;
         map.serialize_entry("args", &TextList(&p.args))?;
-        map.serialize_entry("cmdline", &Text(&cmdline(p)))?;
+        map.serialize_entry("cmdline", &Text(&p.cmdline))?;
         map.serialize_entry("cwd", &p.cwd.as_deref().map(Text))?;
         map.serialize_entry("tty", &p.tty)?;
         map.serialize_entry("sid", &p.sid)?;
@@ -126,7 +116,7 @@ impl Serialize for AncestorJson<'_> {
         map.serialize_entry("name", &Text(&p.name))?;
         map.serialize_entry("exe", &Text(&p.exe))?;
         map.serialize_entry("exepath", &Text(&p.exepath))?;
-        map.serialize_entry("cmdline", &Text(&cmdline(p)))?;
+        map.serialize_entry("cmdline", &Text(&p.cmdline))?;
         map.serialize_entry("exec_id", &*p.exec_id)?;
         map.end()
     }

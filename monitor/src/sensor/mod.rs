@@ -69,8 +69,13 @@ impl Sensor {
         validate_ring_buffer_size(config.ring_buffer_bytes)?;
         raise_memlock_limit();
         let offsets = btf::KernelLayout::open(&config.btf)?.offsets()?;
+        // Parsing BTF takes tens of MiB that are free again now; hand them back so the
+        // daemon's resident size reflects what it keeps.
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe { libc::malloc_trim(0) };
         let tracefs = tracefs::ensure_mounted()?;
         let mut ebpf = load_object(&offsets, config.ring_buffer_bytes)?;
+        forward_kernel_logs(&mut ebpf);
 
         let mut switches: Array<_, u32> = Array::try_from(
             ebpf.map_mut("KIND_ENABLED")
@@ -158,6 +163,33 @@ impl Sensor {
             }
         }
     }
+}
+
+/// The programs' rare warnings (aya-log) go to our log. Needs a tokio runtime; without
+/// one (or without the log map) the warnings are only counted, as every error is.
+fn forward_kernel_logs(ebpf: &mut Ebpf) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(err) => {
+            tracing::debug!("kernel log forwarding unavailable: {err}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its map fd and keeps it open for its whole life.
+    let Ok(mut logger) = (unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    }) else {
+        return;
+    };
+    runtime.spawn(async move {
+        while let Ok(mut guard) = logger.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
 }
 
 /// Creates the maps and prepares (but does not load) the programs, with this
