@@ -24,7 +24,7 @@ fn assert_container(event: &Value, id: &str, name: &str, labels: Value) {
     assert_eq!(c["name"], name, "{event}");
     assert_eq!(c["image"], IMAGE);
     assert_eq!(c["image_repository"], "monitor-test/busybox");
-    assert_eq!(c["image_tag"], "v1");
+    assert_eq!(c["image_tag"], "v2");
     assert!(c["image_id"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(c["labels"], labels);
     assert_eq!(c["privileged"], false);
@@ -317,4 +317,64 @@ fn exe_hashing_can_be_switched_off() {
     let exec = monitor.wait_for("exec of true", |e| e["kind"] == "exec" && e["pid"] == last);
     monitor.stop();
     assert_eq!(exec["process"]["exe_sha256"], Value::Null);
+}
+
+/// The agent reads /proc, cgroupfs, passwd files and the Docker socket below
+/// `--host-root`, as in a DaemonSet pod with the host at /host. A stand-in root whose
+/// /etc/passwd names uid 0 differently shows the prefix is really used.
+#[test]
+fn host_root_prefixes_every_host_path() {
+    let _serial = serial();
+    docker::ensure_image();
+    let root = std::env::temp_dir().join(format!("monitor-hostroot-{}", std::process::id()));
+    let mounts = ["proc", "sys", "var/run"];
+    for dir in mounts.iter().chain(["etc"].iter()) {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "hostroot-admin:x:0:0::/root:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "hostroot-group:x:0:\n").unwrap();
+    struct Unmount(Vec<std::path::PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for target in self.0.iter().rev() {
+                let _ = Command::new("umount").arg("-l").arg(target).status();
+            }
+        }
+    }
+    let mut unmount = Unmount(Vec::new());
+    for dir in mounts {
+        let target = root.join(dir);
+        let status = Command::new("mount")
+            .args(["--rbind", &format!("/{dir}")])
+            .arg(&target)
+            .status()
+            .unwrap();
+        assert!(status.success(), "bind-mount /{dir}");
+        unmount.0.push(target);
+    }
+    let name = unique("hostroot");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let monitor = Monitor::start(&["--kinds", "exec", "--host-root", root.to_str().unwrap()]);
+    let host = Command::new("/bin/true").spawn().unwrap();
+    let host_pid = host.id();
+    host.wait_with_output().unwrap();
+    let id = docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "300"]);
+    let host_exec = monitor.wait_for("host exec", |e| e["kind"] == "exec" && e["pid"] == host_pid);
+    let container_exec = monitor.wait_for("container exec", |e| {
+        e["kind"] == "exec" && e["container"]["id"] == id.as_str()
+    });
+    monitor.stop();
+    assert_eq!(host_exec["process"]["user"], "hostroot-admin");
+    assert_eq!(host_exec["process"]["group"], "hostroot-group");
+    assert_eq!(container_exec["container"]["name"], name.as_str());
+    assert_eq!(
+        container_exec["process"]["user"], "root",
+        "from the container's own passwd"
+    );
+    drop(unmount);
+    let _ = std::fs::remove_dir_all(root);
 }

@@ -8,8 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// busybox plus a user (`appuser`, uid 4242) that only exists in this image.
-pub const IMAGE: &str = "monitor-test/busybox:v1";
+/// busybox plus a user (`appuser`, uid 4242) that only exists in this image, and a
+/// shadow file for the sensitive-read rules.
+pub const IMAGE: &str = "monitor-test/busybox:v2";
 
 pub fn docker(args: &[&str]) -> String {
     let output = Command::new("docker")
@@ -56,7 +57,7 @@ pub fn ensure_image() {
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))
         .expect("busybox-static is installed by `cargo xtask setup`");
-    for applet in ["sh", "cat", "nc", "sleep", "true", "read", "seq"] {
+    for applet in ["sh", "cat", "nc", "sleep", "true", "ls", "echo", "ip"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     std::fs::write(
@@ -65,6 +66,7 @@ pub fn ensure_image() {
     )
     .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nappgroup:x:4242:\n").unwrap();
+    std::fs::write(root.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(&root)

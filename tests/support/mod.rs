@@ -42,9 +42,18 @@ pub struct Monitor {
 impl Monitor {
     /// Starts `monitor events` with `args` and waits until the sensor is attached.
     pub fn start(args: &[&str]) -> Self {
+        Self::spawn("events", args)
+    }
+
+    /// Starts the daemon (`monitor run`); its stdout lines are alerts.
+    pub fn run(args: &[&str]) -> Self {
+        Self::spawn("run", args)
+    }
+
+    fn spawn(subcommand: &str, args: &[&str]) -> Self {
         require_root();
         let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .arg("events")
+            .arg(subcommand)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -72,7 +81,7 @@ impl Monitor {
             readers.push(thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let line = line.unwrap_or_default();
-                    if line.contains("sensor ready") {
+                    if line.contains("sensor ready") || line.contains("monitor running") {
                         let _ = ready_tx.send(());
                     }
                     lines.lock().unwrap().push(line);

@@ -285,8 +285,9 @@ impl Context {
         let root = root_fs(&container);
         let (user, group) = self.users.names(&root, pid, c.uid, c.gid);
         let parent = self.processes.get(c.ppid).cloned();
-        // Exec keeps the session and terminal: a fork copied them from the parent.
-        let (sid, tty) = previous.as_ref().map_or((0, 0), |p| (p.sid, p.tty));
+        // A process gone before we look keeps what its fork copied from the parent.
+        let (sid, tty) = procfs::session(&self.host, pid)
+            .unwrap_or_else(|| previous.as_ref().map_or((0, 0), |p| (p.sid, p.tty)));
         let vpid = c
             .vpid
             .unwrap_or_else(|| previous.as_ref().map_or(pid, |p| p.vpid));

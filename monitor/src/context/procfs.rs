@@ -34,6 +34,13 @@ pub fn read_link(host: &HostRoot, pid: u32, name: &str) -> Option<Vec<u8>> {
         .map(|p| p.as_os_str().as_bytes().to_vec())
 }
 
+/// Session and controlling terminal: set up between fork and exec (a container
+/// runtime calls setsid and takes a pty for `docker exec -it`), so read at exec.
+pub fn session(host: &HostRoot, pid: u32) -> Option<(u32, u32)> {
+    let stat = parse_stat(&fs::read(host.proc(pid, "stat")).ok()?)?;
+    Some((stat.sid, stat.tty))
+}
+
 pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
     let stat = fs::read(host.proc(pid, "stat")).ok()?;
     let stat = parse_stat(&stat)?;
