@@ -19,6 +19,8 @@ pub struct Fixture {
     pub event: Value,
     pub fires: Vec<String>,
     pub not_fires: Vec<String>,
+    /// No rule other than those in `fires` may fire (`exclusive: true`).
+    pub exclusive: bool,
 }
 
 /// One fixture's result: empty `failures` means it passed.
@@ -97,6 +99,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
         let mut event = None;
         let mut fires = Vec::new();
         let mut not_fires = Vec::new();
+        let mut exclusive = false;
         for (k, v) in entries {
             let key = k.as_str().unwrap_or("");
             let names = |v: &Node, errors: &mut Vec<RuleError>| -> Vec<String> {
@@ -120,6 +123,11 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
                 "event" => event = Some(to_json(v)),
                 "fires" => fires = names(v, &mut errors),
                 "not_fires" => not_fires = names(v, &mut errors),
+                "exclusive" => match v.as_bool() {
+                    Some(b) => exclusive = b,
+                    None => errors
+                        .push(Loc::of(&file, v).error(None, "'exclusive' must be true or false")),
+                },
                 other => errors.push(
                     Loc::of(&file, k).error(None, format!("unknown key '{other}' in fixture")),
                 ),
@@ -136,6 +144,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
             event,
             fires,
             not_fires,
+            exclusive,
         });
     }
     if errors.is_empty() {
@@ -182,6 +191,15 @@ pub fn run(engine: &Engine, fixtures: &[Fixture]) -> Vec<FixtureResult> {
                 for name in &f.not_fires {
                     if fired.contains(name) {
                         failures.push(format!("expected rule '{name}' not to fire, it did"));
+                    }
+                }
+                if f.exclusive {
+                    for name in &fired {
+                        if !f.fires.contains(name) && !f.not_fires.contains(name) {
+                            failures.push(format!(
+                                "expected no rule but those in 'fires' to fire, '{name}' did"
+                            ));
+                        }
                     }
                 }
             }

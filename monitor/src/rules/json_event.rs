@@ -22,6 +22,11 @@ const AT_FDCWD: i64 = -100;
 pub struct JsonEvent<'a> {
     v: &'a Map<String, Value>,
     etype: EventType,
+    // Looked up once here rather than per field: the rules ask for them constantly.
+    process: Option<&'a Map<String, Value>>,
+    container: Option<&'a Map<String, Value>>,
+    result: Option<i64>,
+    flags: Option<u64>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -53,7 +58,17 @@ impl<'a> JsonEvent<'a> {
             "open" => from(&[Open, Openat, Openat2, Creat], Openat)?,
             other => return Err(format!("unknown event kind '{other}'")),
         };
-        Ok(JsonEvent { v: obj, etype })
+        let mut ev = JsonEvent {
+            v: obj,
+            etype,
+            process: obj.get("process").and_then(Value::as_object),
+            container: obj.get("container").and_then(Value::as_object),
+            result: None,
+            flags: None,
+        };
+        ev.result = ev.compute_result();
+        ev.flags = ev.compute_open_flags();
+        Ok(ev)
     }
 
     fn get(&self, k: &str) -> Option<&'a Value> {
@@ -65,13 +80,11 @@ impl<'a> JsonEvent<'a> {
     }
 
     fn process(&self, k: &str) -> Option<&'a Value> {
-        self.obj("process")
-            .and_then(|p| p.get(k))
-            .filter(|v| !v.is_null())
+        self.process.and_then(|p| p.get(k)).filter(|v| !v.is_null())
     }
 
     fn container(&self, k: &str) -> Option<&'a Value> {
-        self.obj("container")
+        self.container
             .and_then(|p| p.get(k))
             .filter(|v| !v.is_null())
     }
@@ -96,6 +109,10 @@ impl<'a> JsonEvent<'a> {
     }
 
     fn result(&self) -> Option<i64> {
+        self.result
+    }
+
+    fn compute_result(&self) -> Option<i64> {
         match self.etype {
             EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork => {
                 self.num("child_pid")
@@ -110,6 +127,10 @@ impl<'a> JsonEvent<'a> {
     }
 
     fn open_flags(&self) -> Option<u64> {
+        self.flags
+    }
+
+    fn compute_open_flags(&self) -> Option<u64> {
         if !self.is_open() {
             return None;
         }

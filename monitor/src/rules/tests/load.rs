@@ -425,30 +425,159 @@ fn hostile_inputs_do_not_panic() {
     }
 }
 
+fn fixture_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".fixtures.yaml"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn run_fixture_files(engine: &Engine, files: &[std::path::PathBuf]) -> usize {
+    use crate::rules::fixtures;
+    let mut count = 0;
+    let mut failures = Vec::new();
+    for f in files {
+        let fx = fixtures::parse_file(f).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+        count += fx.len();
+        for r in fixtures::run(engine, &fx) {
+            if !r.failures.is_empty() {
+                failures.push(format!(
+                    "{}:{}: {}: {:?} (fired: {:?})",
+                    r.file, r.line, r.name, r.failures, r.fired
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    count
+}
+
 #[test]
 fn default_ruleset_fixtures_pass() {
     use crate::rules::fixtures;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
     let engine = Engine::load_paths(std::slice::from_ref(&dir)).unwrap_or_else(|e| panic!("{e}"));
-    let fx = fixtures::parse_file(&dir.join("monitor_rules.fixtures.yaml")).unwrap();
-    assert_eq!(fx.len(), 4);
-    let results = fixtures::run(&engine, &fx);
-    for r in &results {
-        assert!(r.failures.is_empty(), "{}: {:?}", r.name, r.failures);
+    // Every rule is active, and every rule has fixtures that make it fire.
+    for s in engine.summaries() {
+        assert!(
+            matches!(s.status, RuleStatus::Active { .. }),
+            "{}: {:?}",
+            s.name,
+            s.status
+        );
     }
-    assert_eq!(results[0].fired, vec!["Shell in container"]);
+    let files = fixture_files(&dir);
+    assert!(files.len() >= 5, "{files:?}");
+    let count = run_fixture_files(&engine, &files);
+    assert!(count >= 100, "only {count} fixtures");
+    let mut fired = std::collections::HashSet::new();
+    let mut negative = std::collections::HashSet::new();
+    for f in &files {
+        for fx in fixtures::parse_file(f).unwrap() {
+            fired.extend(fx.fires.iter().cloned());
+            negative.extend(fx.not_fires.iter().cloned());
+            if fx.exclusive && fx.fires.is_empty() {
+                negative.extend(engine.rules().iter().map(|r| r.name.clone()));
+            }
+        }
+    }
+    for r in engine.rules() {
+        assert!(
+            fired.contains(&r.name),
+            "no fixture makes '{}' fire",
+            r.name
+        );
+        assert!(
+            negative.contains(&r.name),
+            "no negative fixture for '{}'",
+            r.name
+        );
+        assert!(r.tags.iter().any(|t| t.starts_with("mitre_")), "{}", r.name);
+        assert!(r.tags.iter().any(|t| t.starts_with('T')), "{}", r.name);
+        assert!(!r.desc.is_empty(), "{}", r.name);
+    }
     // A fixture expecting the wrong outcome fails with a message.
     let bad = fixtures::parse(
         "f.yaml",
-        "- name: wrong\n  event: {kind: exec, time: t, pid: 1, tid: 1, comm: ls, result: 0, args: [ls]}\n  fires: [Shell in container, Nope]\n",
+        "- name: wrong\n  event: {kind: exec, time: t, pid: 1, tid: 1, comm: sh, result: 0, args: [sh], process: {tty: 1}, container: {id: abc}}\n  fires: [Nope]\n  exclusive: true\n",
     )
     .unwrap();
     let r = &fixtures::run(&engine, &bad)[0];
     assert_eq!(
         r.failures,
         vec![
-            "rule 'Nope' is not loaded (or not active)",
-            "expected rule 'Shell in container' to fire, it did not",
+            "rule 'Nope' is not loaded (or not active)".to_string(),
+            "expected no rule but those in 'fires' to fire, 'Interactive shell in container' did"
+                .to_string(),
         ]
     );
+}
+
+#[test]
+fn default_ruleset_outputs_name_the_context() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let engine = Engine::load_paths(std::slice::from_ref(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    let ev = serde_json::json!({
+        "kind": "exec", "time": "t", "pid": 5, "tid": 5, "comm": "sh", "result": 0,
+        "args": ["sh"],
+        "process": {"name": "sh", "cmdline": "sh", "tty": 34816, "user": "root"},
+        "container": {"id": "abc", "name": "web", "image": "nginx:1.25"}
+    });
+    let je = JsonEvent::new(&ev).unwrap();
+    let rule = engine.rule("Interactive shell in container").unwrap();
+    let alert = engine.alert(rule, &je);
+    for k in [
+        "container.name",
+        "container.image",
+        "container.id",
+        "proc.cmdline",
+        "user.name",
+    ] {
+        assert!(
+            alert.output_fields.contains_key(k),
+            "{k}: {:?}",
+            alert.output_fields
+        );
+    }
+    for r in engine.rules() {
+        let (_, fields) = r.format(&je);
+        for k in [
+            "container.name",
+            "container.image",
+            "container.id",
+            "proc.cmdline",
+            "user.name",
+        ] {
+            assert!(fields.contains_key(k), "rule '{}' output lacks {k}", r.name);
+        }
+    }
+}
+
+#[test]
+fn site_override_example_works() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let example = rules.join("examples/site_overrides.yaml");
+    let engine =
+        Engine::load_paths(&[rules.clone(), example.clone()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        engine
+            .rule("Interactive shell in container")
+            .unwrap()
+            .priority,
+        crate::rules::Priority::Critical
+    );
+    let count = run_fixture_files(
+        &engine,
+        &[rules.join("examples/site_overrides.fixtures.yaml")],
+    );
+    assert!(count >= 5);
+    // The default fixtures still pass with the site's tuning loaded.
+    run_fixture_files(&engine, &fixture_files(&rules));
 }

