@@ -18,8 +18,16 @@ fn unique(name: &str) -> String {
     format!("monitor-rules-{name}-{}", std::process::id())
 }
 
+/// The default ruleset plus a site file, as a user would tune it without editing the
+/// defaults: the locally built test image's namespace is an allowed registry.
 fn daemon() -> Monitor {
-    Monitor::run(&["--rules", DEFAULT_RULES])
+    let site = std::env::temp_dir().join(format!("monitor-site-{}.yaml", std::process::id()));
+    std::fs::write(
+        &site,
+        "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
+    )
+    .unwrap();
+    Monitor::run(&["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()])
 }
 
 fn alert_for(monitor: &Monitor, rule: &str, container: &str) -> Value {
@@ -119,11 +127,11 @@ fn connect_to_a_port_outside_the_allowlist_raises_an_alert() {
         &network,
         IMAGE,
         "nc",
-        "-lk",
+        "-ll",
         "-p",
         "8081",
         "-e",
-        "true",
+        "/bin/true",
     ]);
     let server_ip = docker(&[
         "inspect",
