@@ -312,8 +312,8 @@ fn hostile_alert_is_one_line_in_every_format() {
     let pid = std::process::id();
     let sd = r#"[monitor@32473 rule="Evil\\nrule\\x1b[2J" priority="Error" source="syscall" exec_id="exec-7"]"#;
     let mut want = vec![
-        format!("3|16|monitor|{pid}|Evil_rule__2J|{sd}|{text_line}"),
-        format!("3|16|monitor|{pid}|Evil_rule__2J|-|{text_line}"),
+        format!("3|16|monitor|{pid}|Evil_rule_[2J|{sd}|{text_line}"),
+        format!("3|16|monitor|{pid}|Evil_rule_[2J|-|{text_line}"),
     ];
     let mut got = got;
     got.sort();

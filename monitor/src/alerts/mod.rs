@@ -3,18 +3,21 @@
 //! limiting, and counters.
 //!
 //! ```text
-//! submit ─► rate limit ─► per sink: bounded channel ─► intake ─► memory queue ─► delivery ─► sink
-//!                                                       └──────► spool (disk) ──┘
+//! submit ─► rate limit ─► per sink: bounded channel ─► memory queue ─► sink task ─► sink
+//!                                                   └─► spool (disk) ─┘
 //! ```
 //!
-//! Each sink runs on its own thread (a small tokio runtime with an intake task and a
-//! delivery task), so a slow or dead sink never stalls the event pipeline nor the
-//! other sinks. The intake task only touches memory and the local disk, so it keeps
-//! the channel drained even while the sink is down. Delivery takes alerts in order:
+//! Each sink runs on its own thread (a small tokio runtime with one task), so a slow
+//! or dead sink never stalls the event pipeline nor the other sinks. `submit` only
+//! puts the alert in the sink's bounded channel. The sink task takes alerts in order:
 //! first the memory queue, then the spool. When the sink fails past its quick
 //! retries, the memory queue moves to the front of the spool and everything after
 //! it goes to the spool too, until the spool is delivered (order is kept; an alert
-//! leaves the spool only when the sink accepted it).
+//! leaves the spool only when the sink accepted it). When the channel is full (the
+//! task is busy sending), `submit` moves the channel's alerts into the memory queue
+//! or the spool itself, in order, instead of losing them; alerts are dropped (and
+//! counted) only when the spool is full, or, for a sink without a spool, when its
+//! memory queue is.
 pub mod config;
 pub mod http;
 pub mod model;
@@ -34,7 +37,7 @@ use std::{
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use config::{AlertsConfig, RateLimitConfig, RetryConfig, SinkConfig, SinkKind, SpoolConfig};
 pub use model::{Alert, Ancestor, Container, Format};
@@ -95,6 +98,11 @@ struct SinkHandle {
     kind: &'static str,
     min_priority: Priority,
     counters: Arc<SinkCounters>,
+    queue: Arc<Mutex<Queue>>,
+    /// Wakes the sink task: new alerts, or the channel closed.
+    wake: Arc<Notify>,
+    /// Interrupts the sink task's backoff at shutdown.
+    stop: Arc<Notify>,
 }
 
 struct Shared {
@@ -116,11 +124,31 @@ impl Shared {
             if alert.priority > sink.min_priority {
                 continue;
             }
-            if tx.try_send(alert.clone()).is_err() {
-                // The intake task only writes memory and disk; a full channel means
-                // the disk cannot keep up. Counted, never waited for.
-                sink.counters.dropped.fetch_add(1, Relaxed);
+            match tx.try_send(alert.clone()) {
+                Ok(()) => sink.wake.notify_one(),
+                Err(mpsc::error::TrySendError::Full(alert)) => {
+                    // The task is busy sending: take the channel's alerts (older) into
+                    // the memory queue or spool, then this one.
+                    let mut q = sink.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.drain_channel(&sink.counters);
+                    q.accept(alert, &sink.counters);
+                    drop(q);
+                    sink.wake.notify_one();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
+        }
+    }
+
+    /// Closes the channels and wakes every sink task so it flushes and stops.
+    fn close(&self) {
+        self.senders
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        for sink in &self.sinks {
+            sink.wake.notify_one();
+            sink.stop.notify_one();
         }
     }
 
@@ -210,17 +238,23 @@ impl Dispatcher {
             let queue_size = sink_config.queue_size.max(1);
             let (tx, rx) = mpsc::channel(queue_size);
             let (done_tx, done_rx) = oneshot::channel();
+            let queue = Arc::new(Mutex::new(Queue {
+                rx,
+                closed: false,
+                pending: VecDeque::new(),
+                queue_size,
+                spool,
+            }));
+            let wake = Arc::new(Notify::new());
+            let stop = Arc::new(Notify::new());
             starts.push(Worker {
                 name: name.clone(),
-                rx: Some(rx),
                 transport,
-                queue: Arc::new(Mutex::new(Queue {
-                    pending: VecDeque::new(),
-                    spool,
-                })),
-                queue_size,
+                queue: queue.clone(),
                 counters: counters.clone(),
                 retry: sink_config.retry.clone(),
+                wake: wake.clone(),
+                stop: stop.clone(),
                 done: Some(done_tx),
             });
             senders.push(tx);
@@ -231,6 +265,9 @@ impl Dispatcher {
                 kind,
                 min_priority: sink_config.min_priority,
                 counters,
+                queue,
+                wake,
+                stop,
             });
         }
         for worker in starts {
@@ -329,11 +366,7 @@ impl Dispatcher {
             let _ = handle.join();
         }
         self.shared.emit_summaries();
-        self.shared
-            .senders
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.shared.close();
         for done in self.done.drain(..) {
             let _ = done.await;
         }
@@ -347,21 +380,63 @@ impl Drop for Dispatcher {
             let _ = stop.send(());
         }
         // Closing the channels lets each sink flush or spool on its own thread.
-        self.shared
-            .senders
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.shared.close();
     }
 }
 
 struct Queue {
+    rx: mpsc::Receiver<Arc<Alert>>,
+    /// The channel is closed and empty.
+    closed: bool,
     /// Older than anything in the spool.
     pending: VecDeque<Arc<Alert>>,
+    queue_size: usize,
     spool: Option<Spool>,
 }
 
 impl Queue {
+    /// Moves everything waiting in the channel into the queue or spool, in order.
+    fn drain_channel(&mut self, counters: &SinkCounters) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(alert) => self.accept(alert, counters),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Memory queue while the spool is empty and the queue has room; else the spool.
+    fn accept(&mut self, alert: Arc<Alert>, counters: &SinkCounters) {
+        let to_spool =
+            self.spool.is_some() && (self.spool_busy() || self.pending.len() >= self.queue_size);
+        if to_spool {
+            let record = alert.to_json();
+            let spool = self.spool.as_mut().unwrap();
+            match spool.append(&[record.as_bytes()]) {
+                Ok(1) => {
+                    counters.spooled.fetch_add(1, Relaxed);
+                    counters.spool_pending.store(spool.pending(), Relaxed);
+                }
+                Ok(_) => {
+                    counters.dropped.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!("alert spool: {e}");
+                    counters.dropped.fetch_add(1, Relaxed);
+                }
+            }
+        } else if self.pending.len() >= self.queue_size {
+            counters.dropped.fetch_add(1, Relaxed);
+        } else {
+            self.pending.push_back(alert);
+            counters.queued.store(self.pending.len() as u64, Relaxed);
+        }
+    }
+
     fn spool_busy(&self) -> bool {
         self.spool.as_ref().is_some_and(|s| !s.is_empty())
     }
@@ -397,12 +472,12 @@ enum Work {
 
 struct Worker {
     name: String,
-    rx: Option<mpsc::Receiver<Arc<Alert>>>,
     transport: Transport,
     queue: Arc<Mutex<Queue>>,
-    queue_size: usize,
     counters: Arc<SinkCounters>,
     retry: RetryConfig,
+    wake: Arc<Notify>,
+    stop: Arc<Notify>,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -419,20 +494,7 @@ impl Worker {
             }
         };
         let done = self.done.take();
-        runtime.block_on(async move {
-            let notify = Arc::new(Notify::new());
-            let (closing_tx, closing_rx) = watch::channel(false);
-            let intake = tokio::spawn(intake(
-                self.rx.take().unwrap(),
-                self.queue.clone(),
-                self.queue_size,
-                self.counters.clone(),
-                notify.clone(),
-                closing_tx,
-            ));
-            self.deliver(notify, closing_rx).await;
-            let _ = intake.await;
-        });
+        runtime.block_on(self.deliver());
         if let Some(done) = done {
             let _ = done.send(());
         }
@@ -442,9 +504,17 @@ impl Worker {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn next_work(&self) -> Option<Work> {
-        let batch = self.transport.batch();
+    /// Takes in the channel's alerts, then the next batch to send (None: nothing to
+    /// do), and whether the channel is closed.
+    fn next_work(&self) -> (Option<Work>, bool) {
         let mut q = self.lock();
+        q.drain_channel(&self.counters);
+        let closed = q.closed;
+        (self.work(&mut q), closed)
+    }
+
+    fn work(&self, q: &mut Queue) -> Option<Work> {
+        let batch = self.transport.batch();
         if !q.pending.is_empty() {
             return Some(Work::Memory(
                 q.pending.iter().take(batch).cloned().collect(),
@@ -525,25 +595,22 @@ impl Worker {
         self.counters.spool_pending.store(pending, Relaxed);
     }
 
-    async fn deliver(&mut self, notify: Arc<Notify>, mut closing: watch::Receiver<bool>) {
+    async fn deliver(mut self) {
         let mut failures = 0u32;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            let is_closing = *closing.borrow();
+            let (work, is_closing) = self.next_work();
             if is_closing && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 break;
             }
-            let Some(work) = self.next_work() else {
+            let Some(work) = work else {
                 if is_closing {
                     break;
                 }
-                tokio::select! {
-                    _ = notify.notified() => {}
-                    _ = closing.changed() => {}
-                }
+                self.wake.notified().await;
                 continue;
             };
             let alerts = match &work {
@@ -599,52 +666,14 @@ impl Worker {
             }
             self.counters.retried.fetch_add(1, Relaxed);
             let wait = self.retry.backoff(failures);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = closing.changed() => {}
+            if !is_closing {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.stop.notified() => {}
+                }
             }
         }
         // Past the deadline with a working sink: the rest stays in the spool.
         self.spill();
     }
-}
-
-async fn intake(
-    mut rx: mpsc::Receiver<Arc<Alert>>,
-    queue: Arc<Mutex<Queue>>,
-    queue_size: usize,
-    counters: Arc<SinkCounters>,
-    notify: Arc<Notify>,
-    closing: watch::Sender<bool>,
-) {
-    while let Some(alert) = rx.recv().await {
-        {
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-            let to_spool = q.spool.is_some() && (q.spool_busy() || q.pending.len() >= queue_size);
-            if to_spool {
-                let record = alert.to_json();
-                let spool = q.spool.as_mut().unwrap();
-                match spool.append(&[record.as_bytes()]) {
-                    Ok(1) => {
-                        counters.spooled.fetch_add(1, Relaxed);
-                        counters.spool_pending.store(spool.pending(), Relaxed);
-                    }
-                    Ok(_) => {
-                        counters.dropped.fetch_add(1, Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::error!("alert spool: {e}");
-                        counters.dropped.fetch_add(1, Relaxed);
-                    }
-                }
-            } else if q.pending.len() >= queue_size {
-                counters.dropped.fetch_add(1, Relaxed);
-            } else {
-                q.pending.push_back(alert);
-                counters.queued.store(q.pending.len() as u64, Relaxed);
-            }
-        }
-        notify.notify_one();
-    }
-    let _ = closing.send(true);
 }
