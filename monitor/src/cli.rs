@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: evaluate the rules on every event (with its process and
     /// container context) and write alerts as Falco-compatible JSON lines on stdout.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Stream kernel events as JSON lines on stdout (one object per event; schema in
     /// the README). Diagnostics and the final drop/receive totals go to stderr.
     Events(EventsArgs),
@@ -323,7 +323,7 @@ impl AlertArgs {
             s.spool = spool("http");
             sinks.push(s);
         }
-        let rate_limit = (self.rate_limit > 0.0).then(|| RateLimitConfig {
+        let rate_limit = (self.rate_limit > 0.0).then_some(RateLimitConfig {
             per_rule_per_second: self.rate_limit,
             burst: self.rate_limit_burst,
             summary_interval_secs: 60,
@@ -357,7 +357,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args),
+        Command::Run(args) => commands::run::run(*args),
         Command::Events(args) => commands::events::run(args),
         Command::Probes(args) => commands::probes::run(args),
         Command::Rules(args) => commands::rules::run(args),
