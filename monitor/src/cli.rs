@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: evaluate the rules on every event (with its process and
     /// container context) and write alerts as Falco-compatible JSON lines on stdout.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Stream kernel events as JSON lines on stdout (one object per event; schema in
     /// the README). Diagnostics and the final drop/receive totals go to stderr.
     Events(EventsArgs),
@@ -195,9 +195,141 @@ pub struct RunArgs {
     #[command(flatten)]
     pub context: ContextArgs,
 
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+
     /// Seconds between drop reports on stderr (only printed when events were dropped).
     #[arg(long, default_value_t = 10)]
     pub stats_interval: u64,
+}
+
+/// Where `monitor run` sends alerts, besides stdout.
+#[derive(Args, Debug, Clone)]
+pub struct AlertArgs {
+    /// Format of alerts on stdout: json (one object per line), text (one line per
+    /// alert), or auto (colored text on a terminal, JSON otherwise).
+    #[arg(long, default_value = "json", value_parser = ["json", "text", "auto"])]
+    pub stdout_format: String,
+
+    /// Also append alerts (JSON lines) to this file, rotated by size.
+    #[arg(long, value_name = "PATH")]
+    pub alert_file: Option<PathBuf>,
+
+    /// Size past which the alert file is rotated (PATH.1, PATH.2, ...).
+    #[arg(long, default_value_t = 100 << 20)]
+    pub alert_file_max_bytes: u64,
+
+    /// Rotated alert files kept.
+    #[arg(long, default_value_t = 5)]
+    pub alert_file_keep: u32,
+
+    /// Also send alerts to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or
+    /// unix:///dev/log.
+    #[arg(long, value_name = "ADDRESS")]
+    pub syslog: Option<String>,
+
+    /// Syslog facility number (16 = local0).
+    #[arg(long, default_value_t = 16)]
+    pub syslog_facility: u8,
+
+    /// Also POST alerts as JSON to this URL (http:// or https://).
+    #[arg(long, value_name = "URL")]
+    pub http_url: Option<String>,
+
+    /// Header added to every HTTP request, as `Name: value` (repeat the flag).
+    #[arg(long, value_name = "HEADER")]
+    pub http_header: Vec<String>,
+
+    /// Alerts per HTTP request: 1 posts each alert as an object; more posts JSON
+    /// arrays of up to N.
+    #[arg(long, default_value_t = 1)]
+    pub http_batch: usize,
+
+    /// PEM CA certificates for https (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    pub http_ca_file: Option<PathBuf>,
+
+    /// Keep alerts a sink could not take in DIR/<sink> on disk, and deliver them when
+    /// it is back (also after a restart).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Most bytes each sink's spool holds; alerts past it are dropped and counted.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub spool_max_bytes: u64,
+
+    /// Alerts per second each rule may raise (with --rate-limit-burst); the rest are
+    /// counted and reported in a "monitor: alerts suppressed" alert. 0: no limit.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_limit: f64,
+
+    /// Alerts a rule may raise at once under --rate-limit.
+    #[arg(long, default_value_t = 20)]
+    pub rate_limit_burst: u32,
+}
+
+impl AlertArgs {
+    pub fn config(&self) -> anyhow::Result<crate::alerts::AlertsConfig> {
+        use crate::alerts::{
+            AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig,
+        };
+        let spool = |name: &str| {
+            self.spool_dir.as_ref().map(|dir| SpoolConfig {
+                dir: dir.join(name),
+                max_bytes: self.spool_max_bytes,
+            })
+        };
+        let mut stdout = SinkConfig::new(SinkKind::Stdout { color: None });
+        stdout.format = match self.stdout_format.as_str() {
+            "json" => Some(Format::Json),
+            "text" => Some(Format::Text),
+            _ => None,
+        };
+        let mut sinks = vec![stdout];
+        if let Some(path) = &self.alert_file {
+            let mut s = SinkConfig::new(SinkKind::File {
+                path: path.clone(),
+                max_bytes: self.alert_file_max_bytes,
+                keep: self.alert_file_keep,
+            });
+            s.spool = spool("file");
+            sinks.push(s);
+        }
+        if let Some(address) = &self.syslog {
+            let mut s = SinkConfig::new(SinkKind::Syslog {
+                address: address.clone(),
+                facility: self.syslog_facility,
+                structured_data: true,
+                max_message_bytes: 8192,
+            });
+            s.spool = spool("syslog");
+            sinks.push(s);
+        }
+        if let Some(url) = &self.http_url {
+            let mut headers = std::collections::BTreeMap::new();
+            for h in &self.http_header {
+                let (k, v) = h.split_once(':').ok_or_else(|| {
+                    anyhow::anyhow!("--http-header `{h}`: expected `Name: value`")
+                })?;
+                headers.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let mut s = SinkConfig::new(SinkKind::Http {
+                url: url.clone(),
+                headers,
+                batch: self.http_batch.max(1),
+                ca_file: self.http_ca_file.clone(),
+                timeout_ms: 5000,
+            });
+            s.spool = spool("http");
+            sinks.push(s);
+        }
+        let rate_limit = (self.rate_limit > 0.0).then_some(RateLimitConfig {
+            per_rule_per_second: self.rate_limit,
+            burst: self.rate_limit_burst,
+            summary_interval_secs: 60,
+        });
+        Ok(AlertsConfig { sinks, rate_limit })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -225,7 +357,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args),
+        Command::Run(args) => commands::run::run(*args),
         Command::Events(args) => commands::events::run(args),
         Command::Probes(args) => commands::probes::run(args),
         Command::Rules(args) => commands::rules::run(args),
@@ -238,5 +370,53 @@ pub fn main() -> ExitCode {
             eprintln!("monitor: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::SinkKind;
+
+    #[test]
+    fn alerts_cli_flags_make_sinks() {
+        let cli = Cli::try_parse_from([
+            "monitor",
+            "run",
+            "--alert-file",
+            "/var/log/a.log",
+            "--syslog",
+            "tcp://127.0.0.1:601",
+            "--http-url",
+            "https://127.0.0.1:2801/",
+            "--http-header",
+            "Authorization: Bearer x:y",
+            "--http-batch",
+            "50",
+            "--spool-dir",
+            "/var/spool/monitor",
+            "--rate-limit",
+            "5",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        let c = args.alerts.config().unwrap();
+        let kinds: Vec<&str> = c.sinks.iter().map(|s| s.type_name()).collect();
+        assert_eq!(kinds, ["stdout", "file", "syslog", "http"]);
+        assert_eq!(c.sinks[0].format, Some(crate::alerts::Format::Json));
+        assert!(c.sinks[0].spool.is_none());
+        assert_eq!(
+            c.sinks[3].spool.as_ref().unwrap().dir,
+            PathBuf::from("/var/spool/monitor/http")
+        );
+        let SinkKind::Http { headers, batch, .. } = &c.sinks[3].kind else {
+            panic!("not http");
+        };
+        assert_eq!(headers["Authorization"], "Bearer x:y");
+        assert_eq!(*batch, 50);
+        let r = c.rate_limit.unwrap();
+        assert_eq!((r.per_rule_per_second, r.burst), (5.0, 20));
     }
 }

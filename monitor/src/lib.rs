@@ -2,7 +2,9 @@
 //!
 //! Data flows one way: `sensor` (kernel programs, ring buffer, decoding) produces
 //! [`event::Event`]s; `context` adds the process and container they belong to;
-//! `output` turns them into text for people and machines.
+//! `output` turns them into text for people and machines; `rules` flags what matters
+//! and `alerts` delivers it to stdout, files, syslog and HTTP.
+pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -1,15 +1,12 @@
 //! `monitor run`: the daemon. Kernel events with their context go through the rules;
-//! what matches is written to stdout as Falco-compatible JSON alerts.
-use std::{
-    io::{self, BufWriter, StdoutLock, Write},
-    path::PathBuf,
-    time::Duration,
-};
+//! what matches goes to the alert sinks (stdout JSON by default; files, syslog, HTTP
+//! as configured) as Falco-compatible alerts.
+use std::{io, path::PathBuf, time::Duration};
 
 use anyhow::{Result, anyhow};
-use serde::Serialize;
 
 use crate::{
+    alerts::{self, Dispatcher},
     cli::RunArgs,
     clock::BootClock,
     context::host::HostRoot,
@@ -57,18 +54,10 @@ pub fn load_engine(paths: &[PathBuf], matching: RuleMatching) -> Result<Engine> 
     Ok(engine)
 }
 
-/// Falco's alert JSON plus the host it came from.
-#[derive(Serialize)]
-struct AlertLine<'a> {
-    #[serde(flatten)]
-    alert: &'a Alert,
-    hostname: &'a str,
-}
-
 struct Alerts {
     engine: Engine,
     scratch: Scratch,
-    out: BufWriter<StdoutLock<'static>>,
+    dispatcher: Dispatcher,
     clock: BootClock,
     hostname: String,
     alerts: u64,
@@ -95,20 +84,20 @@ impl Sink for Alerts {
         self.engine
             .evaluate(&event, &mut self.scratch, &mut matched);
         for rule in matched {
-            let alert = self.engine.alert(rule, &event);
-            let line = AlertLine {
-                alert: &alert,
-                hostname: &self.hostname,
-            };
-            serde_json::to_writer(&mut self.out, &line)?;
-            self.out.write_all(b"\n")?;
+            let alert: Alert = self.engine.alert(rule, &event);
+            self.dispatcher.submit(alerts::Alert::from_rule_alert(
+                alert,
+                &self.hostname,
+                &value,
+            ));
             self.alerts += 1;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        // Each sink delivers on its own thread.
+        Ok(())
     }
 }
 
@@ -144,10 +133,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         context,
         stats_interval: Duration::from_secs(args.stats_interval.max(1)),
     };
+    let dispatcher = Dispatcher::new(&args.alerts.config()?).map_err(|e| anyhow!(e))?;
     let mut sink = Alerts {
         engine,
         scratch: Scratch::default(),
-        out: BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+        dispatcher,
         clock: BootClock::new(),
         hostname,
         alerts: 0,
@@ -160,10 +150,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             kinds.join(",")
         )
     };
-    let result = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(pipeline::run(config, ready, &mut sink));
+        .build()?;
+    let result = runtime.block_on(pipeline::run(config, ready, &mut sink));
+    // Deliver what the sinks hold, or keep it in their spools for the next start.
+    let stats = runtime.block_on(sink.dispatcher.shutdown());
     tracing::info!("{} alerts raised", sink.alerts);
+    eprintln!("monitor: alerts {}", serde_json::to_string(&stats)?);
     result
 }

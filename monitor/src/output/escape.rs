@@ -20,9 +20,52 @@ pub fn bytes_to_text(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// Makes text safe for one line of a terminal or log: control characters (C0, DEL,
+/// C1), and the Unicode line and paragraph separators become visible escapes (`\n`,
+/// `\r`, `\t`, `\xNN`, `\u{NNNN}`), so an attacker's string can neither end the
+/// line (forging another record) nor send terminal escape sequences (`ESC [ 31 m`).
+/// Everything else, including backslashes already produced by [`bytes_to_text`], is
+/// kept as it is.
+pub fn escape_line(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && unsafe_char(c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_line_keeps_plain_text() {
+        assert!(matches!(
+            escape_line("a \\xff ü /tmp"),
+            Cow::Borrowed("a \\xff ü /tmp")
+        ));
+    }
+
+    #[test]
+    fn escape_line_escapes_controls() {
+        assert_eq!(
+            escape_line("a\nb\r\tc\x1b[31md\x7f\u{85}\u{2028}"),
+            "a\\nb\\r\\tc\\x1b[31md\\x7f\\u{0085}\\u{2028}"
+        );
+    }
 
     #[test]
     fn valid_utf8_is_unchanged() {

@@ -1,0 +1,736 @@
+//! Alert delivery against real receivers on loopback: a real rsyslogd (UDP, TCP and a
+//! unix socket, RFC 5424), an HTTP server that goes away and comes back, files.
+//! Drives `monitor::alerts::Dispatcher` in-process; needs no kernel sensor.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use monitor::{
+    alerts::{
+        Alert, AlertsConfig, Dispatcher, DispatcherStats, Format, RateLimitConfig, RetryConfig,
+        SUPPRESSED_RULE, SinkConfig, SinkKind, SpoolConfig,
+    },
+    output::escape::bytes_to_text,
+    rules::Priority,
+};
+use serde_json::{Map, Value, json};
+
+const TIME: &str = "2024-05-06T07:08:09.123456789Z";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("monitor-alerts-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn alert(rule: &str, priority: Priority, output: &str, n: u64) -> Alert {
+    let mut fields = Map::new();
+    fields.insert("n".into(), json!(n));
+    fields.insert("proc.name".into(), json!("sh"));
+    Alert {
+        time: TIME.into(),
+        rule: rule.into(),
+        priority,
+        source: "syscall".into(),
+        hostname: "node1".into(),
+        output: output.into(),
+        tags: vec!["container".into(), "shell".into()],
+        output_fields: fields,
+        exec_id: Some(format!("exec-{n}")),
+        ancestors: vec![],
+        container: None,
+    }
+}
+
+fn numbered(n: u64) -> Alert {
+    alert(
+        "Numbered",
+        Priority::Warning,
+        &format!("alert {n:04} from a test"),
+        n,
+    )
+}
+
+fn shutdown(d: Dispatcher) -> DispatcherStats {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(d.shutdown())
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn quick_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 1,
+        initial_backoff_ms: 10,
+        max_backoff_ms: 100,
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------- rsyslog
+
+struct Rsyslog {
+    dir: PathBuf,
+    child: Child,
+    udp: u16,
+    tcp: u16,
+    socket: PathBuf,
+    out: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Rsyslog {
+    fn start(name: &str) -> Rsyslog {
+        let dir = temp_dir(name);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let tcp = free_port();
+        let socket = dir.join("log.sock");
+        let out = dir.join("received.log");
+        let conf = format!(
+            r#"global(workDirectory="{dir}")
+module(load="imuxsock" SysSock.Use="off")
+module(load="imudp")
+module(load="imtcp")
+input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" RateLimit.Interval="0")
+input(type="imudp" address="127.0.0.1" port="{udp}")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")
+template(name="fields" type="string" string="%syslogseverity%|%syslogfacility%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\n")
+*.* action(type="omfile" file="{out}" template="fields")
+"#,
+            dir = dir.display(),
+            socket = socket.display(),
+            out = out.display(),
+        );
+        let conf_path = dir.join("rsyslog.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("rsyslogd.stderr")).unwrap())
+            .spawn()
+            .expect("rsyslogd (apt-get install rsyslog)");
+        let r = Rsyslog {
+            dir,
+            child,
+            udp,
+            tcp,
+            socket,
+            out,
+        };
+        wait_until("rsyslogd to listen", Duration::from_secs(15), || {
+            r.socket.exists() && TcpStream::connect(("127.0.0.1", r.tcp)).is_ok()
+        });
+        r
+    }
+
+    fn received(&self) -> Vec<String> {
+        lines(&self.out)
+    }
+
+    fn wait_lines(&self, n: usize) -> Vec<String> {
+        wait_until(
+            &format!("{n} lines from rsyslogd in {}", self.out.display()),
+            Duration::from_secs(15),
+            || self.received().len() >= n,
+        );
+        // Anything more that would arrive (there must be nothing).
+        thread::sleep(Duration::from_millis(300));
+        self.received()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn syslog_sink(address: String, structured: bool) -> SinkConfig {
+    let mut s = SinkConfig::new(SinkKind::Syslog {
+        address,
+        facility: 16,
+        structured_data: structured,
+        max_message_bytes: 8192,
+    });
+    s.retry = quick_retry();
+    s
+}
+
+#[test]
+fn syslog_rfc5424_over_udp_tcp_and_unix_socket() {
+    let rsyslog = Rsyslog::start("syslog");
+    let pid = std::process::id();
+    let cases = [
+        (
+            format!("udp://127.0.0.1:{}", rsyslog.udp),
+            Priority::Critical,
+            "2",
+        ),
+        (
+            format!("tcp://127.0.0.1:{}", rsyslog.tcp),
+            Priority::Warning,
+            "4",
+        ),
+        (
+            format!("unix://{}", rsyslog.socket.display()),
+            Priority::Debug,
+            "7",
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (i, (address, priority, severity)) in cases.iter().enumerate() {
+        let d = Dispatcher::new(&AlertsConfig {
+            sinks: vec![syslog_sink(address.clone(), i == 1)],
+            rate_limit: None,
+        })
+        .unwrap();
+        let output = format!("via {address} user=root");
+        d.submit(alert("Shell in container", *priority, &output, i as u64));
+        let stats = shutdown(d);
+        assert_eq!(stats.sinks[0].delivered, 1, "{address}: {stats:?}");
+        assert_eq!(stats.sinks[0].dropped, 0);
+        let sd = if i == 1 {
+            r#"[monitor@32473 rule="Shell in container" priority="Warning" source="syscall" exec_id="exec-1"]"#
+                .to_string()
+        } else {
+            "-".into()
+        };
+        expected.push(format!(
+            "{severity}|16|monitor|{pid}|Shell_in_container|{sd}|{TIME} {} Shell in container: {output}",
+            priority.as_str()
+        ));
+        // One at a time, so the order of arrival is known.
+        let got = rsyslog.wait_lines(i + 1);
+        assert_eq!(got, expected, "{address}");
+    }
+}
+
+// ---------------------------------------------------------------- hostile text
+
+#[test]
+fn hostile_alert_is_one_line_in_every_format() {
+    let rsyslog = Rsyslog::start("hostile");
+    let dir = temp_dir("hostile-files");
+    let json_path = dir.join("alerts.json.log");
+    let text_path = dir.join("alerts.text.log");
+    let file = |path: &Path, format| {
+        let mut s = SinkConfig::new(SinkKind::File {
+            path: path.to_path_buf(),
+            max_bytes: 0,
+            keep: 0,
+        });
+        s.format = Some(format);
+        s
+    };
+    let bad_bytes = bytes_to_text(b"\xff\xfe/tmp");
+    let output = format!(
+        "evil\n{TIME} Critical Forged rule: fake alert\r\x1b[31mred\x1b[0m {bad_bytes}\u{2028}end"
+    );
+    let mut hostile = alert("Evil\nrule\x1b[2J", Priority::Error, &output, 7);
+    hostile.hostname = "host\nname".into();
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![
+            file(&json_path, Format::Json),
+            file(&text_path, Format::Text),
+            syslog_sink(format!("unix://{}", rsyslog.socket.display()), true),
+            syslog_sink(format!("tcp://127.0.0.1:{}", rsyslog.tcp), false),
+        ],
+        rate_limit: None,
+    })
+    .unwrap();
+    d.submit(hostile.clone());
+    let stats = shutdown(d);
+    for s in &stats.sinks {
+        assert_eq!(s.delivered, 1, "{stats:?}");
+    }
+
+    let escaped_output = "evil\\n2024-05-06T07:08:09.123456789Z Critical Forged rule: fake alert\\r\\x1b[31mred\\x1b[0m \\xff\\xfe/tmp\\u{2028}end";
+    let text_line = format!("{TIME} Error Evil\\nrule\\x1b[2J: {escaped_output}");
+
+    let json_lines = lines(&json_path);
+    assert_eq!(json_lines.len(), 1, "{json_lines:?}");
+    let v: Value = serde_json::from_str(&json_lines[0]).unwrap();
+    assert_eq!(v["output"], output.as_str());
+    assert_eq!(v["rule"], "Evil\nrule\x1b[2J");
+    assert_eq!(v["hostname"], "host\nname");
+    assert_eq!(v["priority"], "Error");
+    assert_eq!(v["output_fields"]["n"], 7);
+    let back: Alert = serde_json::from_str(&json_lines[0]).unwrap();
+    assert_eq!(back, hostile);
+
+    assert_eq!(lines(&text_path), vec![text_line.clone()]);
+    let raw = fs::read(&text_path).unwrap();
+    assert!(!raw.contains(&0x1b) && !raw.contains(&b'\r'));
+
+    let got = rsyslog.wait_lines(2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let pid = std::process::id();
+    let sd = r#"[monitor@32473 rule="Evil\\nrule\\x1b[2J" priority="Error" source="syscall" exec_id="exec-7"]"#;
+    let mut want = vec![
+        format!("3|16|monitor|{pid}|Evil_rule_[2J|{sd}|{text_line}"),
+        format!("3|16|monitor|{pid}|Evil_rule_[2J|-|{text_line}"),
+    ];
+    let mut got = got;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------- HTTP receiver
+
+#[derive(Default)]
+struct Received {
+    bodies: Vec<Value>,
+    headers: Vec<BTreeMap<String, String>>,
+}
+
+/// A small HTTP/1.1 server on 127.0.0.1 that records POST bodies and answers 200.
+/// Stopped, it closes its listener and every connection without answering what
+/// it did not record.
+struct Receiver {
+    port: u16,
+    received: Arc<Mutex<Received>>,
+    running: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
+}
+
+impl Receiver {
+    fn new() -> Receiver {
+        Receiver {
+            port: free_port(),
+            received: Arc::default(),
+            running: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = self.received.clone();
+        let stop2 = stop.clone();
+        let handle = thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let received = received.clone();
+                        let stop = stop2.clone();
+                        conns.push(thread::spawn(move || serve(stream, &received, &stop)));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            drop(listener);
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        self.running = Some((stop, handle));
+    }
+
+    fn stop(&mut self) {
+        if let Some((stop, handle)) = self.running.take() {
+            stop.store(true, Ordering::SeqCst);
+            handle.join().unwrap();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.alerts().len()
+    }
+
+    /// Every alert received, in order (arrays flattened).
+    fn alerts(&self) -> Vec<Value> {
+        let r = self.received.lock().unwrap();
+        r.bodies
+            .iter()
+            .flat_map(|b| match b {
+                Value::Array(list) => list.clone(),
+                other => vec![other.clone()],
+            })
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(stream: TcpStream, received: &Mutex<Received>, stop: &AtomicBool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        // Request line and headers.
+        let mut head = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_string());
+                }
+                Err(_) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if !line.is_empty() {
+                        continue;
+                    }
+                }
+            }
+        }
+        let mut headers = BTreeMap::new();
+        for h in head.iter().skip(1) {
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers["content-length"].parse().unwrap();
+        let mut body = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match reader.read(&mut body[got..]) {
+                Ok(0) => return,
+                Ok(n) => got += n,
+                Err(_) if stop.load(Ordering::SeqCst) => return,
+                Err(_) => {}
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            // Going away: not recorded, not answered.
+            return;
+        }
+        {
+            let mut r = received.lock().unwrap();
+            r.bodies
+                .push(serde_json::from_slice(&body).expect("a JSON body"));
+            r.headers.push(headers);
+        }
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn http_sink(port: u16, spool: &Path, batch: usize) -> SinkConfig {
+    let mut headers = BTreeMap::new();
+    headers.insert("X-Token".to_string(), "secret-123".to_string());
+    let mut s = SinkConfig::new(SinkKind::Http {
+        url: format!("http://127.0.0.1:{port}/alerts"),
+        headers,
+        batch,
+        ca_file: None,
+        timeout_ms: 2000,
+    });
+    s.retry = quick_retry();
+    s.queue_size = 100;
+    s.spool = Some(SpoolConfig {
+        dir: spool.to_path_buf(),
+        max_bytes: 64 << 20,
+    });
+    s
+}
+
+fn assert_numbered(alerts: &[Value], count: u64) {
+    let ns: Vec<u64> = alerts
+        .iter()
+        .map(|a| a["output_fields"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..count).collect::<Vec<_>>(), "all, in order, once");
+    let first = &alerts[0];
+    assert_eq!(
+        first,
+        &json!({
+            "time": TIME, "rule": "Numbered", "priority": "Warning", "source": "syscall",
+            "hostname": "node1", "output": "alert 0000 from a test",
+            "tags": ["container", "shell"],
+            "output_fields": {"n": 0, "proc.name": "sh"},
+            "exec_id": "exec-0", "ancestors": [], "container": null
+        })
+    );
+}
+
+#[test]
+fn http_receiver_down_and_back_loses_nothing() {
+    let spool = temp_dir("http-spool");
+    let mut receiver = Receiver::new();
+    receiver.start();
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![http_sink(receiver.port, &spool, 1)],
+        rate_limit: None,
+    })
+    .unwrap();
+    for n in 0..100 {
+        d.submit(numbered(n));
+    }
+    wait_until("the first 100", Duration::from_secs(20), || {
+        receiver.count() == 100
+    });
+    receiver.stop();
+    for n in 100..1000 {
+        d.submit(numbered(n));
+        if n % 100 == 0 {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    wait_until("alerts in the spool", Duration::from_secs(20), || {
+        let s = &d.stats().sinks[0];
+        s.spool_pending + s.queued + s.delivered == 1000 && s.spool_pending > 0
+    });
+    let down = d.stats().sinks[0].clone();
+    assert_eq!(down.delivered, 100, "{down:?}");
+    assert!(down.spooled >= 800, "{down:?}");
+    assert!(down.retried >= 1, "{down:?}");
+    receiver.start();
+    wait_until("all 1000", Duration::from_secs(60), || {
+        receiver.count() >= 1000
+    });
+    let stats = shutdown(d);
+    let s = &stats.sinks[0];
+    assert_eq!(
+        (s.delivered, s.dropped, s.spool_pending, s.queued),
+        (1000, 0, 0, 0),
+        "{s:?}"
+    );
+    assert!(s.spooled >= down.spooled, "{s:?}");
+    assert_eq!(stats.submitted, 1000);
+    let alerts = receiver.alerts();
+    assert_numbered(&alerts, 1000);
+    let r = receiver.received.lock().unwrap();
+    assert_eq!(r.bodies.len(), 1000, "one alert per request");
+    assert!(
+        r.headers
+            .iter()
+            .all(|h| h["x-token"] == "secret-123" && h["content-type"] == "application/json")
+    );
+    drop(r);
+    let _ = fs::remove_dir_all(&spool);
+}
+
+#[test]
+fn http_spool_survives_a_restart() {
+    let spool = temp_dir("http-restart");
+    let mut receiver = Receiver::new();
+    // Receiver down from the start: everything goes to the spool.
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![http_sink(receiver.port, &spool, 1)],
+        rate_limit: None,
+    })
+    .unwrap();
+    for n in 0..600 {
+        d.submit(numbered(n));
+    }
+    let first = shutdown(d);
+    let s = &first.sinks[0];
+    assert_eq!((s.delivered, s.dropped), (0, 0), "{s:?}");
+    assert_eq!(s.spooled, 600, "{s:?}");
+    assert_eq!(s.spool_pending, 600, "{s:?}");
+
+    // The next run: more alerts while still down, then the receiver comes back.
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![http_sink(receiver.port, &spool, 1)],
+        rate_limit: None,
+    })
+    .unwrap();
+    assert_eq!(d.stats().sinks[0].spool_pending, 600);
+    for n in 600..1000 {
+        d.submit(numbered(n));
+    }
+    thread::sleep(Duration::from_millis(200));
+    receiver.start();
+    wait_until("all 1000", Duration::from_secs(60), || {
+        receiver.count() >= 1000
+    });
+    let second = shutdown(d);
+    let s = &second.sinks[0];
+    assert_eq!(
+        (s.delivered, s.dropped, s.spool_pending, s.queued),
+        (1000, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_numbered(&receiver.alerts(), 1000);
+    let _ = fs::remove_dir_all(&spool);
+}
+
+#[test]
+fn http_batches_are_json_arrays() {
+    let spool = temp_dir("http-batch");
+    let mut receiver = Receiver::new();
+    receiver.start();
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![http_sink(receiver.port, &spool, 10)],
+        rate_limit: None,
+    })
+    .unwrap();
+    for n in 0..95 {
+        d.submit(numbered(n));
+    }
+    let stats = shutdown(d);
+    assert_eq!(stats.sinks[0].delivered, 95, "{stats:?}");
+    let r = receiver.received.lock().unwrap();
+    assert!(r.bodies.iter().all(|b| {
+        let len = b.as_array().map(Vec::len).unwrap_or(0);
+        (1..=10).contains(&len)
+    }));
+    assert!(r.bodies.len() >= 10);
+    drop(r);
+    assert_numbered(&receiver.alerts(), 95);
+    let _ = fs::remove_dir_all(&spool);
+}
+
+// ---------------------------------------------------------------- rate limit
+
+#[test]
+fn rate_limit_delivers_burst_and_reports_suppressed() {
+    let dir = temp_dir("rate");
+    let path = dir.join("alerts.log");
+    let mut sink = SinkConfig::new(SinkKind::File {
+        path: path.clone(),
+        max_bytes: 0,
+        keep: 0,
+    });
+    sink.format = Some(Format::Json);
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![sink],
+        rate_limit: Some(RateLimitConfig {
+            per_rule_per_second: 10.0,
+            burst: 10,
+            summary_interval_secs: 3600,
+        }),
+    })
+    .unwrap();
+    for n in 0..100 {
+        d.submit(alert("Flood", Priority::Notice, "flooding", n));
+    }
+    let stats = shutdown(d);
+    assert_eq!((stats.submitted, stats.suppressed), (100, 90));
+    let got: Vec<Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 11, "{got:?}");
+    for (i, a) in got[..10].iter().enumerate() {
+        assert_eq!(a["rule"], "Flood");
+        assert_eq!(a["output_fields"]["n"], i as u64);
+    }
+    let summary = &got[10];
+    assert_eq!(summary["rule"], SUPPRESSED_RULE);
+    assert_eq!(summary["priority"], "Warning");
+    assert_eq!(summary["source"], "internal");
+    assert_eq!(summary["hostname"], "node1");
+    assert_eq!(
+        summary["output"],
+        "90 alerts of rule Flood suppressed (rate limit 10/s, burst 10)"
+    );
+    assert_eq!(
+        summary["output_fields"],
+        json!({"monitor.suppressed_rule": "Flood", "monitor.suppressed": 90})
+    );
+    assert_eq!(stats.sinks[0].delivered, 11);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------- file rotation
+
+#[test]
+fn file_rotation_keeps_count_and_removes_oldest() {
+    let dir = temp_dir("rotate");
+    let path = dir.join("alerts.log");
+    let line_len = numbered(0).to_json().len() as u64 + 1;
+    let mut sink = SinkConfig::new(SinkKind::File {
+        path: path.clone(),
+        // Three lines fit, a fourth does not.
+        max_bytes: line_len * 3 + line_len / 2,
+        keep: 2,
+    });
+    sink.format = Some(Format::Json);
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![sink],
+        rate_limit: None,
+    })
+    .unwrap();
+    for n in 0..20 {
+        d.submit(numbered(n));
+    }
+    let stats = shutdown(d);
+    assert_eq!(stats.sinks[0].delivered, 20);
+    let ns = |p: PathBuf| -> Vec<u64> {
+        lines(&p)
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["output_fields"]["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(ns(path.clone()), vec![18, 19]);
+    assert_eq!(ns(dir.join("alerts.log.1")), vec![15, 16, 17]);
+    assert_eq!(ns(dir.join("alerts.log.2")), vec![12, 13, 14]);
+    assert!(!dir.join("alerts.log.3").exists());
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alerts.log", "alerts.log.1", "alerts.log.2"]);
+    let _ = fs::remove_dir_all(&dir);
+}
