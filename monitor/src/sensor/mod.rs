@@ -66,6 +66,12 @@ impl Sensor {
                  and CAP_SYS_ADMIN (try `sudo monitor ...`)"
             ));
         }
+        if PROGRAMS.is_empty() {
+            return Err(anyhow!(
+                "this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild \
+                 it with `cargo xtask build`"
+            ));
+        }
         validate_ring_buffer_size(config.ring_buffer_bytes)?;
         raise_memlock_limit();
         let offsets = btf::KernelLayout::open(&config.btf)?.offsets()?;
