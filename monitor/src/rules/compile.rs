@@ -917,7 +917,18 @@ impl CheckNode {
             return false;
         }
         let i = ctx.lookup(self.slot, &self.field);
-        self.eval_value(&ctx.values[i], ctx.buf)
+        let value = &ctx.values[i];
+        if self.transformers.is_empty() {
+            // The common case, without the transformer machinery.
+            let matched = match value {
+                FieldValue::None => return false,
+                _ if matches!(self.matcher, Matcher::Exists) => return true,
+                FieldValue::Str(s) => self.match_str(s),
+                v => self.match_value(v),
+            };
+            return matched != self.negate;
+        }
+        self.eval_value(value, ctx.buf)
     }
 
     fn eval_value(&self, value: &FieldValue<'_>, buf: &mut String) -> bool {
@@ -1010,6 +1021,7 @@ impl CheckNode {
         }
     }
 
+    #[inline]
     fn match_str(&self, s: &str) -> bool {
         match &self.matcher {
             Matcher::Exists => true,

@@ -56,7 +56,6 @@ keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm,
 keys!(P, "Keys of `process`." { args, cap_effective, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
 keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts });
 
-
 /// A JSON event ready for evaluation.
 #[derive(Debug, Clone, Copy)]
 pub struct JsonEvent<'a> {
@@ -508,10 +507,12 @@ impl<'a> JsonEvent<'a> {
                 )
             }
             ProcVpid => i64v(self.process(P::vpid)),
-            ProcIsExeUpperLayer => match self.process(P::exe_upper_layer).and_then(Value::as_bool) {
-                Some(b) => FieldValue::Bool(b),
-                None => FieldValue::None,
-            },
+            ProcIsExeUpperLayer => {
+                match self.process(P::exe_upper_layer).and_then(Value::as_bool) {
+                    Some(b) => FieldValue::Bool(b),
+                    None => FieldValue::None,
+                }
+            }
             ProcIsExeFromMemfd => match self.memfd() {
                 Some(b) => FieldValue::Bool(b),
                 None => FieldValue::None,
