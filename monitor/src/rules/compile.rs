@@ -844,12 +844,20 @@ pub struct EvalCtx<'s, 'a, S: ?Sized> {
 
 impl<'a, S: FieldSource + ?Sized> EvalCtx<'_, 'a, S> {
     /// The index in `values` of the field's value, resolved on first use.
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self, slot: u32, field: &ResolvedField) -> usize {
+        if let Some(&st) = self.stamps.get(slot as usize)
+            && st & !0xffff_ffff == self.generation
+        {
+            return (st & 0xffff_ffff) as usize;
+        }
+        self.resolve(slot, field)
+    }
+
+    /// First read of a field in this event (or an uncached one).
+    #[inline(never)]
+    fn resolve(&mut self, slot: u32, field: &ResolvedField) -> usize {
         if let Some(st) = self.stamps.get_mut(slot as usize) {
-            if *st & !0xffff_ffff == self.generation {
-                return (*st & 0xffff_ffff) as usize;
-            }
             let idx = self.values.len();
             self.values.push(self.src.field(field));
             *st = self.generation | idx as u64;
@@ -871,8 +879,15 @@ impl Node {
     pub(crate) fn eval_in<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
         match self {
             Node::Const(b) => *b,
-            Node::And(items) => items.iter().all(|n| n.eval_in(ctx)),
-            Node::Or(items) => items.iter().any(|n| n.eval_in(ctx)),
+            // Leaf checks are evaluated in the loop, without a recursive call.
+            Node::And(items) => items.iter().all(|n| match n {
+                Node::Check(c) => c.eval_in(ctx),
+                n => n.eval_in(ctx),
+            }),
+            Node::Or(items) => items.iter().any(|n| match n {
+                Node::Check(c) => c.eval_in(ctx),
+                n => n.eval_in(ctx),
+            }),
             Node::Not(inner) => !inner.eval_in(ctx),
             Node::Check(c) => c.eval_in(ctx),
             Node::Memo(m) => {
@@ -894,6 +909,7 @@ impl Node {
 }
 
 impl CheckNode {
+    #[inline(always)]
     fn eval_in<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
         if let Some(mask) = self.type_mask {
             // The hot path for evt.type: a bit test.
