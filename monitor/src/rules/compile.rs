@@ -7,6 +7,40 @@ use std::{
     net::IpAddr,
 };
 
+/// String sets for `in` and `pmatch`: a fast non-cryptographic hash (the keys come
+/// from the rules, not from events), looked up with a `&str` without allocating, behind
+/// a filter on the lengths of the items (most strings are rejected without hashing).
+#[derive(Debug, Default)]
+pub struct StrSet {
+    set: HashSet<Box<str>, foldhash::fast::FixedState>,
+    /// Bit `min(len, 63)` set for the length of every item.
+    lens: u64,
+}
+
+impl StrSet {
+    #[inline]
+    fn len_bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
+    #[inline]
+    pub fn contains(&self, s: &str) -> bool {
+        self.lens & Self::len_bit(s.len()) != 0 && self.set.contains(s)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Box<str>> {
+        self.set.iter()
+    }
+}
+
+impl FromIterator<Box<str>> for StrSet {
+    fn from_iter<I: IntoIterator<Item = Box<str>>>(iter: I) -> Self {
+        let set: HashSet<Box<str>, foldhash::fast::FixedState> = iter.into_iter().collect();
+        let lens = set.iter().fold(0, |m, s| m | Self::len_bit(s.len()));
+        StrSet { set, lens }
+    }
+}
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
@@ -25,6 +59,17 @@ pub enum Node {
     Or(Box<[Node]>),
     Not(Box<Node>),
     Check(Box<CheckNode>),
+    /// A macro's condition: evaluated once per event, however many rules use it.
+    /// The first field names the macro until the engine numbers it (`assign_slots`).
+    Memo(Box<Memo>),
+}
+
+#[derive(Debug)]
+pub struct Memo {
+    pub name: Box<str>,
+    /// Index in the per-event result cache, set by `assign_slots`.
+    pub slot: u32,
+    pub node: Node,
 }
 
 #[derive(Debug)]
@@ -36,13 +81,22 @@ pub struct CheckNode {
     /// `!=`: the value exists and does not match.
     pub negate: bool,
     pub matcher: Matcher,
+    /// For `evt.type` tests: the event types (bit `EventType::index`) that match,
+    /// so the test is a bit test.
+    pub type_mask: Option<u16>,
+    /// Index of the field in the per-event cache (`NO_SLOT`: not cached). Set when
+    /// the engine is built: every check of one (field, argument) shares a slot.
+    pub slot: u32,
 }
+
+/// A check whose field is not cached.
+pub const NO_SLOT: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub enum Matcher {
     Exists,
     StrEq(Box<str>),
-    StrIn(HashSet<Box<str>>),
+    StrIn(StrSet),
     /// Any of the patterns occurs (contains / icontains, merged per field).
     Contains {
         ac: AhoCorasick,
@@ -60,7 +114,7 @@ pub enum Matcher {
     Glob(GlobMatcher),
     Regex(Regex),
     /// Path prefixes, stored without trailing '/'. `"/"` stands for the root.
-    PMatch(HashSet<Box<str>>),
+    PMatch(StrSet),
     NumCmp(Op, i128),
     NumIn(Box<[i128]>),
     BoolEq(bool),
@@ -143,7 +197,11 @@ impl<'a> Compiler<'a> {
                 self.stack.push(name.clone());
                 let node = self.expr(body);
                 self.stack.pop();
-                node
+                Node::Memo(Box::new(Memo {
+                    name: name.as_str().into(),
+                    slot: NO_SLOT,
+                    node,
+                }))
             }
             Expr::Check(check) => match self.check(check) {
                 Ok(node) => node,
@@ -328,14 +386,68 @@ impl<'a> Compiler<'a> {
                 _ => return Err(op_err(ty)),
             }
         };
-        Ok(Node::Check(Box::new(CheckNode {
+        let mut node = CheckNode {
             field,
             transformers: transformers.into(),
             any_ancestor,
             negate,
             matcher,
-        })))
+            type_mask: None,
+            slot: NO_SLOT,
+        };
+        node.type_mask = evt_type_mask(&node);
+        Ok(Node::Check(Box::new(node)))
     }
+}
+
+/// The event types an `evt.type` check (without transformers) matches, before negation.
+fn evt_type_mask(c: &CheckNode) -> Option<u16> {
+    if c.field.id != FieldId::EvtType || !c.transformers.is_empty() || c.any_ancestor {
+        return None;
+    }
+    if !matches!(c.matcher, Matcher::StrEq(_) | Matcher::StrIn(_)) {
+        return None;
+    }
+    Some(
+        EventType::ALL
+            .into_iter()
+            .filter(|t| c.match_str(t.as_str()))
+            .fold(0u16, |m, t| m | (1 << t.index())),
+    )
+}
+
+/// Gives every cacheable check a slot in the per-event field cache, one per distinct
+/// (field, argument), and every macro a slot in the per-event result cache; returns the
+/// number of field slots and of macro slots.
+pub fn assign_slots<'n>(nodes: impl IntoIterator<Item = &'n mut Node>) -> (usize, usize) {
+    #[derive(Default)]
+    struct Slots {
+        fields: HashMap<ResolvedField, u32>,
+        memos: HashMap<Box<str>, u32>,
+    }
+    fn walk(node: &mut Node, slots: &mut Slots) {
+        match node {
+            Node::Const(_) => {}
+            Node::And(items) | Node::Or(items) => items.iter_mut().for_each(|n| walk(n, slots)),
+            Node::Not(inner) => walk(inner, slots),
+            Node::Memo(m) => {
+                let next = slots.memos.len() as u32;
+                m.slot = *slots.memos.entry(m.name.clone()).or_insert(next);
+                walk(&mut m.node, slots);
+            }
+            Node::Check(c) => {
+                if c.type_mask.is_none() && !c.any_ancestor {
+                    let next = slots.fields.len() as u32;
+                    c.slot = *slots.fields.entry(c.field.clone()).or_insert(next);
+                }
+            }
+        }
+    }
+    let mut slots = Slots::default();
+    for n in nodes {
+        walk(n, &mut slots);
+    }
+    (slots.fields.len(), slots.memos.len())
 }
 
 fn first_line(s: &str) -> String {
@@ -523,6 +635,14 @@ fn optimize(node: Node) -> Node {
             Node::Or(out.into())
         }
         Node::Not(inner) => Node::Not(Box::new(optimize(*inner))),
+        Node::Memo(mut m) => {
+            m.node = optimize(m.node);
+            match m.node {
+                // A single test is as cheap as the cache lookup.
+                Node::Const(_) | Node::Check(_) => m.node,
+                _ => Node::Memo(m),
+            }
+        }
         n => n,
     }
 }
@@ -638,6 +758,7 @@ pub fn event_types(node: &Node) -> (TypeSet, bool) {
             }
         }
         Node::Check(_) => (TypeSet::All, false),
+        Node::Memo(m) => event_types(&m.node),
     }
 }
 
@@ -652,54 +773,181 @@ pub fn our_types(set: &TypeSet) -> Vec<EventType> {
 // ---------------------------------------------------------------------------------
 // Evaluation.
 
-/// Reusable buffers for transformers; one per evaluating thread.
+/// Reusable buffers for evaluation; one per evaluating thread. Holds the per-event
+/// field cache: each field slot is resolved at most once per event, however many
+/// rules and macros read it.
 #[derive(Default, Debug)]
 pub struct Scratch {
     buf: String,
+    /// Per slot: `generation << 32 | index in values`; valid when the generation is
+    /// the current event's.
+    stamps: Vec<u64>,
+    /// Per macro slot: `generation << 32 | result`.
+    memo: Vec<u64>,
+    generation: u32,
+    /// The values resolved for the current event; always empty between events (the
+    /// allocation is kept).
+    values: Vec<FieldValue<'static>>,
+}
+
+/// Reuses a vector's allocation for another lifetime of its (empty) contents.
+fn recycle<'x, 'y>(mut v: Vec<FieldValue<'x>>) -> Vec<FieldValue<'y>> {
+    v.clear();
+    // Same layout: the in-place collect keeps the allocation, moves nothing.
+    v.into_iter().map(|_| unreachable!()).collect()
+}
+
+impl Scratch {
+    /// Runs `f` with a fresh field cache for one event.
+    pub(crate) fn with_event<'a, S: FieldSource + ?Sized, R>(
+        &mut self,
+        src: &'a S,
+        slots: (usize, usize),
+        f: impl FnOnce(&mut EvalCtx<'_, 'a, S>) -> R,
+    ) -> R {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.stamps.fill(0);
+            self.memo.fill(0);
+            self.generation = 1;
+        }
+        if self.stamps.len() < slots.0 {
+            self.stamps.resize(slots.0, 0);
+        }
+        if self.memo.len() < slots.1 {
+            self.memo.resize(slots.1, 0);
+        }
+        let mut ctx = EvalCtx {
+            src,
+            buf: &mut self.buf,
+            stamps: &mut self.stamps,
+            memo: &mut self.memo,
+            generation: u64::from(self.generation) << 32,
+            values: recycle(std::mem::take(&mut self.values)),
+        };
+        let r = f(&mut ctx);
+        let values = std::mem::take(&mut ctx.values);
+        self.values = recycle(values);
+        r
+    }
+}
+
+/// One event being evaluated: the source and its field cache.
+pub struct EvalCtx<'s, 'a, S: ?Sized> {
+    src: &'a S,
+    buf: &'s mut String,
+    stamps: &'s mut [u64],
+    memo: &'s mut [u64],
+    generation: u64,
+    values: Vec<FieldValue<'a>>,
+}
+
+impl<'a, S: FieldSource + ?Sized> EvalCtx<'_, 'a, S> {
+    /// The index in `values` of the field's value, resolved on first use.
+    #[inline(always)]
+    fn lookup(&mut self, slot: u32, field: &ResolvedField) -> usize {
+        if let Some(&st) = self.stamps.get(slot as usize)
+            && st & !0xffff_ffff == self.generation
+        {
+            return (st & 0xffff_ffff) as usize;
+        }
+        self.resolve(slot, field)
+    }
+
+    /// First read of a field in this event (or an uncached one).
+    #[inline(never)]
+    fn resolve(&mut self, slot: u32, field: &ResolvedField) -> usize {
+        if let Some(st) = self.stamps.get_mut(slot as usize) {
+            let idx = self.values.len();
+            self.values.push(self.src.field(field));
+            *st = self.generation | idx as u64;
+            return idx;
+        }
+        self.values.push(self.src.field(field));
+        self.values.len() - 1
+    }
 }
 
 const MAX_ANCESTORS: usize = 256;
 
 impl Node {
     pub fn eval<S: FieldSource + ?Sized>(&self, src: &S, scratch: &mut Scratch) -> bool {
+        scratch.with_event(src, (0, 0), |ctx| self.eval_in(ctx))
+    }
+
+    /// Evaluates with the event's field cache.
+    pub(crate) fn eval_in<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
         match self {
             Node::Const(b) => *b,
-            Node::And(items) => items.iter().all(|n| n.eval(src, scratch)),
-            Node::Or(items) => items.iter().any(|n| n.eval(src, scratch)),
-            Node::Not(inner) => !inner.eval(src, scratch),
-            Node::Check(c) => c.eval(src, scratch),
+            // Leaf checks are evaluated in the loop, without a recursive call.
+            Node::And(items) => items.iter().all(|n| match n {
+                Node::Check(c) => c.eval_in(ctx),
+                n => n.eval_in(ctx),
+            }),
+            Node::Or(items) => items.iter().any(|n| match n {
+                Node::Check(c) => c.eval_in(ctx),
+                n => n.eval_in(ctx),
+            }),
+            Node::Not(inner) => !inner.eval_in(ctx),
+            Node::Check(c) => c.eval_in(ctx),
+            Node::Memo(m) => {
+                let slot = m.slot as usize;
+                let generation = ctx.generation;
+                if let Some(&st) = ctx.memo.get(slot)
+                    && st & !0xffff_ffff == generation
+                {
+                    return st & 1 != 0;
+                }
+                let r = m.node.eval_in(ctx);
+                if let Some(st) = ctx.memo.get_mut(slot) {
+                    *st = generation | u64::from(r);
+                }
+                r
+            }
         }
     }
 }
 
 impl CheckNode {
-    fn eval<S: FieldSource + ?Sized>(&self, src: &S, scratch: &mut Scratch) -> bool {
+    #[inline(always)]
+    fn eval_in<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
+        if let Some(mask) = self.type_mask {
+            // The hot path for evt.type: a bit test.
+            let bit = (mask >> ctx.src.event_type().index()) & 1 != 0;
+            return bit != self.negate;
+        }
         if self.any_ancestor {
             for depth in 1..MAX_ANCESTORS {
                 let field = ResolvedField {
                     id: self.field.id,
                     arg: FieldArg::Index(depth),
                 };
-                let value = src.field(&field);
+                let value = ctx.src.field(&field);
                 if value.is_none() {
                     return false;
                 }
-                if self.eval_value(value, scratch) {
+                if self.eval_value(&value, ctx.buf) {
                     return true;
                 }
             }
             return false;
         }
-        if self.field.id == FieldId::EvtType && self.transformers.is_empty() {
-            // The hot path for evt.type: no string from the source needed.
-            let name = src.event_type().as_str();
-            return self.match_str(name) != self.negate;
+        let i = ctx.lookup(self.slot, &self.field);
+        let value = &ctx.values[i];
+        if self.transformers.is_empty() {
+            // The common case, without the transformer machinery.
+            let matched = match value {
+                FieldValue::None => return false,
+                _ if matches!(self.matcher, Matcher::Exists) => return true,
+                FieldValue::Str(s) => self.match_str(s),
+                v => self.match_value(v),
+            };
+            return matched != self.negate;
         }
-        let value = src.field(&self.field);
-        self.eval_value(value, scratch)
+        self.eval_value(value, ctx.buf)
     }
 
-    fn eval_value(&self, value: FieldValue<'_>, scratch: &mut Scratch) -> bool {
+    fn eval_value(&self, value: &FieldValue<'_>, buf: &mut String) -> bool {
         if value.is_none() {
             return false;
         }
@@ -707,9 +955,9 @@ impl CheckNode {
             return true;
         }
         let matched = if self.transformers.is_empty() {
-            self.match_value(&value)
+            self.match_value(value)
         } else {
-            let FieldValue::Str(s) = &value else {
+            let FieldValue::Str(s) = value else {
                 return false;
             };
             let src_str: &str = s;
@@ -720,23 +968,23 @@ impl CheckNode {
                 match tf {
                     Transformer::ToLower | Transformer::ToUpper => {
                         if in_buf {
-                            scratch.buf.truncate(range.1);
-                            scratch.buf.drain(..range.0);
+                            buf.truncate(range.1);
+                            buf.drain(..range.0);
                         } else {
-                            scratch.buf.clear();
-                            scratch.buf.push_str(&src_str[range.0..range.1]);
+                            buf.clear();
+                            buf.push_str(&src_str[range.0..range.1]);
                             in_buf = true;
                         }
-                        range = (0, scratch.buf.len());
+                        range = (0, buf.len());
                         if *tf == Transformer::ToLower {
-                            scratch.buf.make_ascii_lowercase();
+                            buf.make_ascii_lowercase();
                         } else {
-                            scratch.buf.make_ascii_uppercase();
+                            buf.make_ascii_uppercase();
                         }
                     }
                     Transformer::Basename => {
                         let cur = if in_buf {
-                            &scratch.buf[range.0..range.1]
+                            &buf[range.0..range.1]
                         } else {
                             &src_str[range.0..range.1]
                         };
@@ -748,7 +996,7 @@ impl CheckNode {
                 }
             }
             let current = if in_buf {
-                &scratch.buf[range.0..range.1]
+                &buf[range.0..range.1]
             } else {
                 &src_str[range.0..range.1]
             };
@@ -789,6 +1037,7 @@ impl CheckNode {
         }
     }
 
+    #[inline]
     fn match_str(&self, s: &str) -> bool {
         match &self.matcher {
             Matcher::Exists => true,
@@ -818,13 +1067,15 @@ fn basename(s: &str) -> &str {
     }
 }
 
-fn pmatch(set: &HashSet<Box<str>>, path: &str) -> bool {
+fn pmatch(set: &StrSet, path: &str) -> bool {
     if set.contains(path.trim_end_matches('/')) {
         return true;
     }
     if path.starts_with('/') && set.contains("/") {
         return true;
     }
-    path.match_indices('/')
-        .any(|(i, _)| i > 0 && set.contains(&path[..i]))
+    // Every proper prefix ending before a '/' (a byte boundary: '/' is ASCII).
+    path.bytes()
+        .enumerate()
+        .any(|(i, b)| b == b'/' && i > 0 && set.contains(&path[..i]))
 }

@@ -17,14 +17,54 @@ use super::{
 
 const AT_FDCWD: i64 = -100;
 
+/// Declares the keys of one JSON object the fields read, resolved once per event into
+/// a fixed array (so a field read is an index, not a map lookup by string).
+macro_rules! keys {
+    ($name:ident, $doc:literal { $($k:ident),* $(,)? }) => {
+        #[doc = $doc]
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug)]
+        enum $name { $($k,)* }
+
+        impl $name {
+            const N: usize = [$(stringify!($k)),*].len();
+
+            fn of(key: &str) -> Option<$name> {
+                match key {
+                    $(stringify!($k) => Some($name::$k),)*
+                    _ => None,
+                }
+            }
+
+            /// The values of the keys present in `map` (null ones included).
+            fn resolve(map: Option<&Map<String, Value>>) -> [Option<&Value>; $name::N] {
+                let mut out = [None; $name::N];
+                if let Some(map) = map {
+                    for (k, v) in map {
+                        if let Some(i) = $name::of(k) {
+                            out[i as usize] = Some(v);
+                        }
+                    }
+                }
+                out
+            }
+        }
+    };
+}
+
+keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm, container, dirfd, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, loginuid, mode, num, path, pid, port, ppid, process, process_start_boot_ns, resolved_path, result, server_name, signal, sock_type, syscall, tid, time, uid, unix_path });
+keys!(P, "Keys of `process`." { args, cap_effective, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
+keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts });
+
 /// A JSON event ready for evaluation.
 #[derive(Debug, Clone, Copy)]
 pub struct JsonEvent<'a> {
-    v: &'a Map<String, Value>,
     etype: EventType,
     // Looked up once here rather than per field: the rules ask for them constantly.
-    process: Option<&'a Map<String, Value>>,
-    container: Option<&'a Map<String, Value>>,
+    top: [Option<&'a Value>; T::N],
+    process: [Option<&'a Value>; P::N],
+    container: [Option<&'a Value>; C::N],
+    ancestors: Option<&'a [Value]>,
     result: Option<i64>,
     flags: Option<u64>,
 }
@@ -58,11 +98,15 @@ impl<'a> JsonEvent<'a> {
             "open" => from(&[Open, Openat, Openat2, Creat], Openat)?,
             other => return Err(format!("unknown event kind '{other}'")),
         };
+        let top = T::resolve(Some(obj));
         let mut ev = JsonEvent {
-            v: obj,
             etype,
-            process: obj.get("process").and_then(Value::as_object),
-            container: obj.get("container").and_then(Value::as_object),
+            process: P::resolve(top[T::process as usize].and_then(Value::as_object)),
+            container: C::resolve(top[T::container as usize].and_then(Value::as_object)),
+            ancestors: top[T::ancestors as usize]
+                .and_then(Value::as_array)
+                .map(Vec::as_slice),
+            top,
             result: None,
             flags: None,
         };
@@ -71,40 +115,37 @@ impl<'a> JsonEvent<'a> {
         Ok(ev)
     }
 
-    fn get(&self, k: &str) -> Option<&'a Value> {
-        self.v.get(k).filter(|v| !v.is_null())
+    #[inline]
+    fn get(&self, k: T) -> Option<&'a Value> {
+        self.top[k as usize].filter(|v| !v.is_null())
     }
 
-    fn obj(&self, k: &str) -> Option<&'a Map<String, Value>> {
-        self.v.get(k).and_then(Value::as_object)
+    #[inline]
+    fn process(&self, k: P) -> Option<&'a Value> {
+        self.process[k as usize].filter(|v| !v.is_null())
     }
 
-    fn process(&self, k: &str) -> Option<&'a Value> {
-        self.process.and_then(|p| p.get(k)).filter(|v| !v.is_null())
-    }
-
-    fn container(&self, k: &str) -> Option<&'a Value> {
-        self.container
-            .and_then(|p| p.get(k))
-            .filter(|v| !v.is_null())
+    #[inline]
+    fn container(&self, k: C) -> Option<&'a Value> {
+        self.container[k as usize].filter(|v| !v.is_null())
     }
 
     fn pod(&self, k: &str) -> Option<&'a Value> {
-        self.container("pod")
+        self.container(C::pod)
             .and_then(Value::as_object)
             .and_then(|p| p.get(k))
             .filter(|v| !v.is_null())
     }
 
     fn ancestor(&self, depth: usize, k: &str) -> Option<&'a Value> {
-        let list = self.v.get("ancestors")?.as_array()?;
-        list.get(depth.checked_sub(1)?)?
+        self.ancestors?
+            .get(depth.checked_sub(1)?)?
             .as_object()?
             .get(k)
             .filter(|v| !v.is_null())
     }
 
-    fn num(&self, k: &str) -> Option<i64> {
+    fn num(&self, k: T) -> Option<i64> {
         self.get(k).and_then(Value::as_i64)
     }
 
@@ -115,10 +156,10 @@ impl<'a> JsonEvent<'a> {
     fn compute_result(&self) -> Option<i64> {
         match self.etype {
             EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork => {
-                self.num("child_pid")
+                self.num(T::child_pid)
             }
             EventType::Procexit => None,
-            _ => self.num("result"),
+            _ => self.num(T::result),
         }
     }
 
@@ -134,7 +175,7 @@ impl<'a> JsonEvent<'a> {
         if !self.is_open() {
             return None;
         }
-        let f = self.get("flags").and_then(Value::as_u64).unwrap_or(0);
+        let f = self.get(T::flags).and_then(Value::as_u64).unwrap_or(0);
         if self.etype == EventType::Creat && f == 0 {
             return Some(O_CREAT | O_WRONLY | O_TRUNC);
         }
@@ -142,18 +183,18 @@ impl<'a> JsonEvent<'a> {
     }
 
     fn proc_name(&self) -> Option<&'a str> {
-        self.process("name")
-            .or_else(|| self.get("comm"))
+        self.process(P::name)
+            .or_else(|| self.get(T::comm))
             .and_then(Value::as_str)
     }
 
     /// argv after argv[0], from the context or the exec event.
     fn args_list(&self) -> Option<Vec<&'a str>> {
-        if let Some(a) = self.process("args").and_then(Value::as_array) {
+        if let Some(a) = self.process(P::args).and_then(Value::as_array) {
             return Some(a.iter().filter_map(Value::as_str).collect());
         }
         if self.etype.kind() == crate::event::EventKind::Exec {
-            let a = self.get("args")?.as_array()?;
+            let a = self.get(T::args)?.as_array()?;
             return Some(a.iter().skip(1).filter_map(Value::as_str).collect());
         }
         None
@@ -161,23 +202,23 @@ impl<'a> JsonEvent<'a> {
 
     fn is_ip(&self) -> bool {
         matches!(
-            self.get("family").and_then(Value::as_str),
+            self.get(T::family).and_then(Value::as_str),
             Some("inet" | "inet6")
         )
     }
 
     fn fd_name(&self) -> Option<Cow<'a, str>> {
         if self.is_open() {
-            if let Some(p) = self.get("resolved_path").and_then(Value::as_str) {
+            if let Some(p) = self.get(T::resolved_path).and_then(Value::as_str) {
                 return Some(Cow::Borrowed(p));
             }
-            let path = self.get("path").and_then(Value::as_str)?;
+            let path = self.get(T::path).and_then(Value::as_str)?;
             if path.starts_with('/') {
                 return Some(Cow::Owned(normalize(path)));
             }
-            let dirfd = self.num("dirfd").unwrap_or(AT_FDCWD);
+            let dirfd = self.num(T::dirfd).unwrap_or(AT_FDCWD);
             if dirfd == AT_FDCWD
-                && let Some(cwd) = self.process("cwd").and_then(Value::as_str)
+                && let Some(cwd) = self.process(P::cwd).and_then(Value::as_str)
             {
                 return Some(Cow::Owned(normalize(&format!("{cwd}/{path}"))));
             }
@@ -185,12 +226,12 @@ impl<'a> JsonEvent<'a> {
         }
         if self.etype == EventType::Connect {
             if self.is_ip() {
-                let addr = self.get("address").and_then(Value::as_str)?;
-                let port = self.num("port")?;
+                let addr = self.get(T::address).and_then(Value::as_str)?;
+                let port = self.num(T::port)?;
                 return Some(Cow::Owned(format!("{addr}:{port}")));
             }
             return self
-                .get("unix_path")
+                .get(T::unix_path)
                 .and_then(Value::as_str)
                 .map(Cow::Borrowed);
         }
@@ -202,7 +243,7 @@ impl<'a> JsonEvent<'a> {
             return FieldValue::None;
         }
         match self
-            .get("address")
+            .get(T::address)
             .and_then(Value::as_str)
             .and_then(|a| a.parse::<IpAddr>().ok())
         {
@@ -215,7 +256,7 @@ impl<'a> JsonEvent<'a> {
         if self.etype != EventType::Connect || !self.is_ip() {
             return FieldValue::None;
         }
-        u64v(self.get("port"))
+        u64v(self.get(T::port))
     }
 
     /// Event arguments by name, in positional order.
@@ -240,20 +281,20 @@ impl<'a> JsonEvent<'a> {
             (_, "res") => res(),
             (crate::event::EventKind::Open, "fd") => res(),
             (crate::event::EventKind::Open, "name" | "path" | "pathname") => {
-                str_v(self.get("path"))
+                str_v(self.get(T::path))
             }
             (crate::event::EventKind::Open, "flags") => match self.open_flags() {
                 Some(f) => owned(render_open_flags(f)),
                 None => FieldValue::None,
             },
             (crate::event::EventKind::Open, "mode") => {
-                match self.get("mode").and_then(Value::as_u64) {
+                match self.get(T::mode).and_then(Value::as_u64) {
                     Some(m) => owned(format!("0{m:o}")),
                     None => FieldValue::None,
                 }
             }
             (crate::event::EventKind::Open | crate::event::EventKind::Exec, "dirfd") => {
-                match self.num("dirfd") {
+                match self.num(T::dirfd) {
                     Some(d) => owned(d.to_string()),
                     None => FieldValue::None,
                 }
@@ -261,10 +302,10 @@ impl<'a> JsonEvent<'a> {
             (crate::event::EventKind::Exec, "exe") => self.field_id(FieldId::ProcExe),
             (crate::event::EventKind::Exec, "args") => self.field_id(FieldId::ProcArgs),
             (crate::event::EventKind::Exec, "filename" | "pathname") => {
-                str_v(self.get("exe").or_else(|| self.get("filename")))
+                str_v(self.get(T::exe).or_else(|| self.get(T::filename)))
             }
             (crate::event::EventKind::Exec, "flags") => {
-                let upper = self.process("exe_upper_layer").and_then(Value::as_bool);
+                let upper = self.process(P::exe_upper_layer).and_then(Value::as_bool);
                 let memfd = self.memfd();
                 if upper.is_none() && memfd.is_none() {
                     return FieldValue::None;
@@ -280,7 +321,7 @@ impl<'a> JsonEvent<'a> {
                 }
                 owned(parts.join("|"))
             }
-            (crate::event::EventKind::Connect, "fd") => match self.num("fd") {
+            (crate::event::EventKind::Connect, "fd") => match self.num(T::fd) {
                 Some(d) => owned(d.to_string()),
                 None => FieldValue::None,
             },
@@ -288,11 +329,11 @@ impl<'a> JsonEvent<'a> {
                 Some(n) => FieldValue::Str(n),
                 None => FieldValue::None,
             },
-            (crate::event::EventKind::Exit, "status") => match self.num("exit_code") {
+            (crate::event::EventKind::Exit, "status") => match self.num(T::exit_code) {
                 Some(c) => owned(c.to_string()),
                 None => FieldValue::None,
             },
-            (crate::event::EventKind::Exit, "sig") => match self.num("signal") {
+            (crate::event::EventKind::Exit, "sig") => match self.num(T::signal) {
                 Some(c) => owned(c.to_string()),
                 None => FieldValue::None,
             },
@@ -301,12 +342,12 @@ impl<'a> JsonEvent<'a> {
     }
 
     fn memfd(&self) -> Option<bool> {
-        if let Some(b) = self.process("exe_from_memfd").and_then(Value::as_bool) {
+        if let Some(b) = self.process(P::exe_from_memfd).and_then(Value::as_bool) {
             return Some(b);
         }
         let p = self
-            .process("exepath")
-            .or_else(|| self.get("exe"))
+            .process(P::exepath)
+            .or_else(|| self.get(T::exe))
             .and_then(Value::as_str)?;
         Some(p.starts_with("memfd:") || p.starts_with("/memfd:"))
     }
@@ -329,7 +370,7 @@ impl<'a> JsonEvent<'a> {
             EvtDir => FieldValue::Str(Cow::Borrowed("<")),
             EvtRes => match self.result() {
                 Some(r) if r >= 0 => FieldValue::Str(Cow::Borrowed("SUCCESS")),
-                Some(r) => match self.get("error").and_then(Value::as_str) {
+                Some(r) => match self.get(T::error).and_then(Value::as_str) {
                     Some(e) => FieldValue::Str(Cow::Borrowed(e)),
                     None => FieldValue::Str(Cow::Owned(r.to_string())),
                 },
@@ -340,9 +381,9 @@ impl<'a> JsonEvent<'a> {
                 Some(r) => FieldValue::Bool(r < 0),
                 None => FieldValue::Bool(false),
             },
-            EvtTime => str_v(self.get("time")),
+            EvtTime => str_v(self.get(T::time)),
             EvtRawTime => match self
-                .get("time")
+                .get(T::time)
                 .and_then(Value::as_str)
                 .and_then(|t| humantime::parse_rfc3339(t).ok())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -350,8 +391,8 @@ impl<'a> JsonEvent<'a> {
                 Some(d) => FieldValue::U64(d.as_nanos() as u64),
                 None => FieldValue::None,
             },
-            EvtNum => u64v(self.get("num")),
-            EvtHostname => str_v(self.get("hostname")),
+            EvtNum => u64v(self.get(T::num)),
+            EvtHostname => str_v(self.get(T::hostname)),
             EvtIsOpenRead => match self.open_flags() {
                 Some(f) => FieldValue::Bool(matches!(f & 3, 0 | 2)),
                 None => FieldValue::Bool(false),
@@ -366,7 +407,7 @@ impl<'a> JsonEvent<'a> {
             },
             EvtIsOpenExec => match self.open_flags() {
                 Some(f) => {
-                    let mode = self.get("mode").and_then(Value::as_u64).unwrap_or(0);
+                    let mode = self.get(T::mode).and_then(Value::as_u64).unwrap_or(0);
                     FieldValue::Bool(f & O_CREAT != 0 && mode & 0o111 != 0)
                 }
                 None => FieldValue::Bool(false),
@@ -392,21 +433,21 @@ impl<'a> JsonEvent<'a> {
             }
 
             ProcName => str_o(self.proc_name()),
-            ProcExe => match self.process("exe") {
+            ProcExe => match self.process(P::exe) {
                 Some(v) => str_v(Some(v)),
                 None if self.etype.kind() == crate::event::EventKind::Exec => str_v(
-                    self.get("args")
+                    self.get(T::args)
                         .and_then(Value::as_array)
                         .and_then(|a| a.first()),
                 ),
                 None => FieldValue::None,
             },
-            ProcExePath => str_v(self.process("exepath").or_else(|| {
+            ProcExePath => str_v(self.process(P::exepath).or_else(|| {
                 (self.etype.kind() == crate::event::EventKind::Exec)
-                    .then(|| self.get("exe"))
+                    .then(|| self.get(T::exe))
                     .flatten()
             })),
-            ProcCmdline => match self.process("cmdline") {
+            ProcCmdline => match self.process(P::cmdline) {
                 Some(v) => str_v(Some(v)),
                 None => match (self.proc_name(), self.args_list()) {
                     (Some(n), Some(a)) if a.is_empty() => FieldValue::Str(Cow::Borrowed(n)),
@@ -440,23 +481,23 @@ impl<'a> JsonEvent<'a> {
                 Some(n) => i64v(self.ancestor(n, "pid")),
                 None => FieldValue::None,
             },
-            ProcPid => i64v(self.process("pid").or_else(|| self.get("pid"))),
-            ProcPpid => i64v(self.process("ppid").or_else(|| self.get("ppid"))),
-            ProcTty => i64v(self.process("tty")),
-            ProcCwd => str_v(self.process("cwd")),
-            ProcSid => i64v(self.process("sid")),
+            ProcPid => i64v(self.process(P::pid).or_else(|| self.get(T::pid))),
+            ProcPpid => i64v(self.process(P::ppid).or_else(|| self.get(T::ppid))),
+            ProcTty => i64v(self.process(P::tty)),
+            ProcCwd => str_v(self.process(P::cwd)),
+            ProcSid => i64v(self.process(P::sid)),
             ProcSname => {
-                let Some(sid) = self.process("sid").and_then(Value::as_i64) else {
+                let Some(sid) = self.process(P::sid).and_then(Value::as_i64) else {
                     return FieldValue::None;
                 };
                 let pid = self
-                    .process("pid")
-                    .or_else(|| self.get("pid"))
+                    .process(P::pid)
+                    .or_else(|| self.get(T::pid))
                     .and_then(Value::as_i64);
                 if pid == Some(sid) {
                     return str_o(self.proc_name());
                 }
-                let Some(list) = self.v.get("ancestors").and_then(Value::as_array) else {
+                let Some(list) = self.ancestors else {
                     return FieldValue::None;
                 };
                 str_v(
@@ -465,22 +506,24 @@ impl<'a> JsonEvent<'a> {
                         .and_then(|a| a.get("name")),
                 )
             }
-            ProcVpid => i64v(self.process("vpid")),
-            ProcIsExeUpperLayer => match self.process("exe_upper_layer").and_then(Value::as_bool) {
-                Some(b) => FieldValue::Bool(b),
-                None => FieldValue::None,
-            },
+            ProcVpid => i64v(self.process(P::vpid)),
+            ProcIsExeUpperLayer => {
+                match self.process(P::exe_upper_layer).and_then(Value::as_bool) {
+                    Some(b) => FieldValue::Bool(b),
+                    None => FieldValue::None,
+                }
+            }
             ProcIsExeFromMemfd => match self.memfd() {
                 Some(b) => FieldValue::Bool(b),
                 None => FieldValue::None,
             },
-            ProcExeSha256 => str_v(self.process("exe_sha256")),
+            ProcExeSha256 => str_v(self.process(P::exe_sha256)),
             ProcDuration => {
                 let start = self
-                    .process("start_boot_ns")
-                    .or_else(|| self.get("process_start_boot_ns"))
+                    .process(P::start_boot_ns)
+                    .or_else(|| self.get(T::process_start_boot_ns))
                     .and_then(Value::as_u64);
-                match (self.get("boot_ns").and_then(Value::as_u64), start) {
+                match (self.get(T::boot_ns).and_then(Value::as_u64), start) {
                     (Some(now), Some(start)) => FieldValue::U64(now.saturating_sub(start)),
                     _ => FieldValue::None,
                 }
@@ -489,8 +532,8 @@ impl<'a> JsonEvent<'a> {
                 FieldValue::None
             }
 
-            ThreadTid => i64v(self.get("tid")),
-            ThreadCapEffective => match self.process("cap_effective") {
+            ThreadTid => i64v(self.get(T::tid)),
+            ThreadCapEffective => match self.process(P::cap_effective) {
                 Some(Value::String(s)) => FieldValue::Str(Cow::Borrowed(s)),
                 Some(Value::Array(a)) => FieldValue::Str(Cow::Owned(
                     a.iter()
@@ -501,12 +544,12 @@ impl<'a> JsonEvent<'a> {
                 _ => FieldValue::None,
             },
 
-            UserName => str_v(self.process("user")),
-            UserUid => u64v(self.process("uid").or_else(|| self.get("uid"))),
+            UserName => str_v(self.process(P::user)),
+            UserUid => u64v(self.process(P::uid).or_else(|| self.get(T::uid))),
             UserLoginUid => {
-                let v = match self.obj("process").and_then(|p| p.get("loginuid")) {
+                let v = match self.process[P::loginuid as usize] {
                     Some(v) => Some(v),
-                    None => self.v.get("loginuid"),
+                    None => self.top[T::loginuid as usize],
                 };
                 match v {
                     Some(Value::Null) => FieldValue::I64(-1),
@@ -520,18 +563,18 @@ impl<'a> JsonEvent<'a> {
                 }
             }
             UserLoginName => {
-                if let Some(n) = self.process("loginname") {
+                if let Some(n) = self.process(P::loginname) {
                     return str_v(Some(n));
                 }
-                let login = self.process("loginuid").and_then(Value::as_i64);
-                let uid = self.process("uid").and_then(Value::as_i64);
+                let login = self.process(P::loginuid).and_then(Value::as_i64);
+                let uid = self.process(P::uid).and_then(Value::as_i64);
                 match (login, uid) {
-                    (Some(l), Some(u)) if l == u => str_v(self.process("user")),
+                    (Some(l), Some(u)) if l == u => str_v(self.process(P::user)),
                     _ => FieldValue::None,
                 }
             }
-            GroupName => str_v(self.process("group")),
-            GroupGid => u64v(self.process("gid").or_else(|| self.get("gid"))),
+            GroupName => str_v(self.process(P::group)),
+            GroupGid => u64v(self.process(P::gid).or_else(|| self.get(T::gid))),
 
             FdName => match self.fd_name() {
                 Some(n) => FieldValue::Str(n),
@@ -539,7 +582,7 @@ impl<'a> JsonEvent<'a> {
             },
             FdNameRaw => {
                 if self.is_open() {
-                    str_v(self.get("path"))
+                    str_v(self.get(T::path))
                 } else {
                     FieldValue::None
                 }
@@ -580,7 +623,7 @@ impl<'a> JsonEvent<'a> {
                         ("f", "file")
                     }
                 } else if self.etype == EventType::Connect {
-                    match self.get("family").and_then(Value::as_str) {
+                    match self.get(T::family).and_then(Value::as_str) {
                         Some("inet") => ("4", "ipv4"),
                         Some("inet6") => ("6", "ipv6"),
                         Some("unix") => ("u", "unix"),
@@ -599,7 +642,7 @@ impl<'a> JsonEvent<'a> {
                         None => FieldValue::None,
                     }
                 } else if self.etype == EventType::Connect {
-                    i64v(self.get("fd"))
+                    i64v(self.get(T::fd))
                 } else {
                     FieldValue::None
                 }
@@ -612,14 +655,14 @@ impl<'a> JsonEvent<'a> {
                 if self.etype != EventType::Connect || !self.is_ip() {
                     return FieldValue::None;
                 }
-                match self.get("sock_type").and_then(Value::as_str) {
+                match self.get(T::sock_type).and_then(Value::as_str) {
                     Some("stream") => FieldValue::Str(Cow::Borrowed("tcp")),
                     Some("dgram") => FieldValue::Str(Cow::Borrowed("udp")),
                     Some("raw") => FieldValue::Str(Cow::Borrowed("raw")),
                     _ => FieldValue::None,
                 }
             }
-            FdSockfamily => match (self.etype, self.get("family").and_then(Value::as_str)) {
+            FdSockfamily => match (self.etype, self.get(T::family).and_then(Value::as_str)) {
                 (EventType::Connect, Some("inet" | "inet6")) => {
                     FieldValue::Str(Cow::Borrowed("ip"))
                 }
@@ -636,30 +679,30 @@ impl<'a> JsonEvent<'a> {
                 if self.etype != EventType::Connect {
                     return FieldValue::None;
                 }
-                str_v(self.get("server_name"))
+                str_v(self.get(T::server_name))
             }
 
-            ContainerId => str_v(self.container("id")),
-            ContainerName => str_v(self.container("name")),
-            ContainerImage => str_v(self.container("image")),
-            ContainerImageRepository => str_v(self.container("image_repository")),
-            ContainerImageTag => str_v(self.container("image_tag")),
-            ContainerImageDigest => str_v(self.container("image_digest")),
-            ContainerImageId => str_v(self.container("image_id")),
-            ContainerType => str_v(self.container("runtime")),
-            ContainerPrivileged => match self.container("privileged").and_then(Value::as_bool) {
+            ContainerId => str_v(self.container(C::id)),
+            ContainerName => str_v(self.container(C::name)),
+            ContainerImage => str_v(self.container(C::image)),
+            ContainerImageRepository => str_v(self.container(C::image_repository)),
+            ContainerImageTag => str_v(self.container(C::image_tag)),
+            ContainerImageDigest => str_v(self.container(C::image_digest)),
+            ContainerImageId => str_v(self.container(C::image_id)),
+            ContainerType => str_v(self.container(C::runtime)),
+            ContainerPrivileged => match self.container(C::privileged).and_then(Value::as_bool) {
                 Some(b) => FieldValue::Bool(b),
                 None => FieldValue::None,
             },
             ContainerLabel => match &f.arg {
                 FieldArg::Key(k) => str_v(
-                    self.container("labels")
+                    self.container(C::labels)
                         .and_then(Value::as_object)
                         .and_then(|l| l.get(&**k)),
                 ),
                 _ => FieldValue::None,
             },
-            ContainerStartTs => u64v(self.container("start_ts")),
+            ContainerStartTs => u64v(self.container(C::start_ts)),
 
             K8sPodName => str_v(self.pod("name")),
             K8sPodUid | K8sPodId => str_v(self.pod("uid")),
