@@ -46,6 +46,27 @@ pub struct PipelineConfig {
     pub stats_interval: Duration,
 }
 
+impl PipelineConfig {
+    /// With context, the kernel also captures exec, fork and exit: the process table
+    /// lives on them, whatever the caller shows or the rules need.
+    pub fn new(
+        mut sensor: SensorConfig,
+        context: Option<ContextConfig>,
+        stats_interval: Duration,
+    ) -> Self {
+        if context.is_some() {
+            for kind in [EventKind::Exec, EventKind::Fork, EventKind::Exit] {
+                sensor.kinds.insert(kind);
+            }
+        }
+        Self {
+            sensor,
+            context,
+            stats_interval,
+        }
+    }
+}
+
 /// The line printed on stderr at exit: `monitor: totals {json}`.
 #[derive(Serialize)]
 pub struct Totals {

@@ -55,18 +55,11 @@ pub fn run(args: EventsArgs) -> Result<()> {
     let mut sensor = args.sensor.config();
     let shown: KindSet = args.kinds.kinds.iter().copied().collect();
     sensor.kinds = shown;
-    let context = args.context.config()?;
-    if context.is_some() {
-        // The process table lives on these, whatever is shown.
-        for kind in [EventKind::Exec, EventKind::Fork, EventKind::Exit] {
-            sensor.kinds.insert(kind);
-        }
-    }
-    let config = PipelineConfig {
+    let config = PipelineConfig::new(
         sensor,
-        context,
-        stats_interval: Duration::from_secs(args.stats_interval.max(1)),
-    };
+        args.context.config()?,
+        Duration::from_secs(args.stats_interval.max(1)),
+    );
     let mut sink = JsonLines {
         out: BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
         clock: BootClock::new(),

@@ -4,13 +4,31 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 
 use crate::rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures};
 
-/// Default rules location when none is given.
-const DEFAULT_RULES: &str = "rules";
+/// Where rules are looked for when `--rules` is not given: the installed location,
+/// then the source tree's default ruleset.
+const DEFAULT_RULE_PATHS: [&str; 2] = ["/etc/monitor/rules", "rules"];
+
+pub fn rule_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    DEFAULT_RULE_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .map(|p| vec![p])
+        .ok_or_else(|| {
+            anyhow!(
+                "no rules: none of {} exists; pass --rules PATH (files or folders)",
+                DEFAULT_RULE_PATHS.join(", ")
+            )
+        })
+}
 
 #[derive(Args, Debug)]
 pub struct RulesArgs {
@@ -28,7 +46,8 @@ pub enum RulesCommand {
     },
     /// Print every rule: active (with its event types), disabled, or skipped and why.
     List {
-        #[arg(env = "MONITOR_RULES", default_value = DEFAULT_RULES)]
+        /// Default: /etc/monitor/rules, else ./rules (as `monitor run`).
+        #[arg(env = "MONITOR_RULES")]
         paths: Vec<PathBuf>,
     },
     /// Run the rule test fixtures (`*.fixtures.yaml`) beside the given rule files or in
@@ -58,7 +77,8 @@ pub struct FieldsArgs {
     pub json: bool,
 }
 
-fn load(paths: &[PathBuf]) -> Result<Engine> {
+/// Loads rules; every error is printed as `file:line:col: rule 'NAME': message`.
+pub fn load(paths: &[PathBuf]) -> Result<Engine> {
     match Engine::load_paths(paths) {
         Ok(e) => Ok(e),
         Err(errors) => {
@@ -79,7 +99,7 @@ pub fn run(args: RulesArgs) -> Result<()> {
             Ok(())
         }
         RulesCommand::List { paths } => {
-            let engine = load(&paths)?;
+            let engine = load(&rule_paths(&paths)?)?;
             let mut out = std::io::stdout().lock();
             for s in engine.summaries() {
                 let status = match &s.status {

@@ -1,58 +1,21 @@
 //! `monitor run`: the daemon. Kernel events with their context go through the rules;
 //! what matches goes to the alert sinks (stdout JSON by default; files, syslog, HTTP
 //! as configured) as Falco-compatible alerts.
-use std::{io, path::PathBuf, time::Duration};
+use std::{io, time::Duration};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow};
 
 use crate::{
     alerts::{self, Dispatcher},
     cli::RunArgs,
     clock::BootClock,
+    commands::rules::{load, rule_paths},
     context::host::HostRoot,
     event::EventKind,
     output::event_json::{EnrichedJson, EventJson},
     pipeline::{self, Item, PipelineConfig, Sink},
     rules::{Alert, Engine, JsonEvent, RuleMatching, RuleStatus, Scratch},
 };
-
-/// Where rules are looked for when `--rules` is not given: the installed location,
-/// then the source tree's default ruleset.
-const DEFAULT_RULE_PATHS: [&str; 2] = ["/etc/monitor/rules", "rules"];
-
-pub fn rule_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    if !given.is_empty() {
-        return Ok(given.to_vec());
-    }
-    DEFAULT_RULE_PATHS
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .map(|p| vec![p])
-        .ok_or_else(|| {
-            anyhow!(
-                "no rules: none of {} exists; pass --rules PATH (files or folders)",
-                DEFAULT_RULE_PATHS.join(", ")
-            )
-        })
-}
-
-/// Loads rules, failing with every error (file:line:col) when any is invalid.
-pub fn load_engine(paths: &[PathBuf], matching: RuleMatching) -> Result<Engine> {
-    let mut engine = Engine::load_paths(paths).map_err(|errors| {
-        anyhow!(
-            "invalid rules, not starting:\n{}",
-            errors
-                .0
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
-    engine.set_rule_matching(matching);
-    Ok(engine)
-}
 
 struct Alerts {
     engine: Engine,
@@ -107,32 +70,28 @@ pub fn run(args: RunArgs) -> Result<()> {
         "first" => RuleMatching::First,
         _ => RuleMatching::All,
     };
-    let engine = load_engine(&paths, matching)?;
+    let mut engine = load(&paths).context("invalid rules, not starting")?;
+    engine.set_rule_matching(matching);
     let active = engine
         .summaries()
         .iter()
         .filter(|s| matches!(s.status, RuleStatus::Active { .. }))
         .count();
     let mut sensor = args.sensor.config();
-    // Only what the rules need runs in the kernel (plus what the context lives on).
+    // Only what the rules need runs in the kernel (plus what the context lives on,
+    // which `PipelineConfig::new` adds).
     sensor.kinds = engine.kernel_interest().into_iter().collect();
-    let context = args.context.config()?;
-    if context.is_some() {
-        for kind in [EventKind::Exec, EventKind::Fork, EventKind::Exit] {
-            sensor.kinds.insert(kind);
-        }
-    }
-    let kinds: Vec<&str> = sensor.kinds.iter().map(EventKind::name).collect();
+    let config = PipelineConfig::new(
+        sensor,
+        args.context.config()?,
+        Duration::from_secs(args.stats_interval.max(1)),
+    );
+    let kinds: Vec<&str> = config.sensor.kinds.iter().map(EventKind::name).collect();
     let hostname = std::fs::read_to_string(
         HostRoot::new(&args.context.host_root).path("/proc/sys/kernel/hostname"),
     )
     .map(|h| h.trim().to_string())
     .unwrap_or_default();
-    let config = PipelineConfig {
-        sensor,
-        context,
-        stats_interval: Duration::from_secs(args.stats_interval.max(1)),
-    };
     let dispatcher = Dispatcher::new(&args.alerts.config()?).map_err(|e| anyhow!(e))?;
     let mut sink = Alerts {
         engine,

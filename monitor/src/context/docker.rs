@@ -20,6 +20,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 
+use super::lock;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Mount {
     pub source: String,
@@ -174,10 +176,6 @@ impl DockerMetadata {
         };
         let _ = tokio::time::timeout(timeout, wait).await;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Task {

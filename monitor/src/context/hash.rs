@@ -16,6 +16,8 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
+use super::lock;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileKey {
     pub dev: u64,
@@ -118,10 +120,6 @@ impl ExeHasher {
     pub fn get(&self, key: &FileKey) -> Option<Arc<str>> {
         lock(&self.done).get(key).cloned()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn sha256_file(path: &std::path::Path) -> Option<String> {

@@ -388,3 +388,9 @@ fn container_of_cgroup_name(name: &[u8]) -> Option<cgroup::ContainerRef> {
     let name = std::str::from_utf8(name).ok()?;
     container_of(&format!("/{name}"))
 }
+
+/// A poisoned lock still guards consistent data here (every critical section is a
+/// single map operation), so the context keeps going instead of panicking.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
