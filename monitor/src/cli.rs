@@ -1,15 +1,12 @@
 //! Command-line interface.
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
-
-use clap::{Args, Parser, Subcommand};
-use monitor_common::DEFAULT_RING_BUFFER_BYTES;
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use crate::{
     commands,
-    context::ContextConfig,
+    config::{self, ConfigError, Loaded, Override, SettingsSource},
     event::EventKind,
-    sensor::{SensorConfig, btf::VMLINUX_BTF},
 };
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,8 +21,9 @@ use crate::{
 pub struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace) or a
     /// tracing filter such as `monitor=debug`.
-    #[arg(long, global = true, env = "MONITOR_LOG", default_value = "info")]
-    pub log: String,
+    /// [config: log; env: MONITOR_LOG; default: info]
+    #[arg(long, global = true)]
+    pub log: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -49,6 +47,9 @@ pub enum Command {
     Replay(commands::rules::ReplayArgs),
     /// Print the fields rules can use: name, type, description.
     Fields(commands::rules::FieldsArgs),
+    /// Check the settings (file, MONITOR_* variables) and show where each value came
+    /// from.
+    Config(commands::config::ConfigCmdArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -63,27 +64,76 @@ pub struct KindsArgs {
     pub kinds: Vec<EventKind>,
 }
 
+/// Where the settings come from, for `run` and `events`: the file, then `MONITOR_*`
+/// variables, then flags.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Config file (YAML). Default: /etc/monitor/monitor.yaml when it exists, else
+    /// built-in defaults. Every key can also be set as MONITOR_<SECTION>_<KEY>
+    /// (e.g. MONITOR_SERVER_LISTEN); flags win over variables, variables over the file.
+    #[arg(long, env = "MONITOR_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub fn source(&self) -> SettingsSource {
+        SettingsSource {
+            explicit: self.config.clone(),
+        }
+    }
+}
+
+/// Adds `value` (when given) as the flag's override of the dotted key.
+fn given<T: serde::Serialize>(
+    out: &mut Vec<Override>,
+    path: &'static str,
+    flag: &'static str,
+    value: Option<T>,
+) {
+    if let Some(v) = value {
+        out.push(Override {
+            path,
+            value: serde_json::to_value(v).expect("flag values serialize"),
+            flag,
+        });
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct SensorArgs {
     /// Size of the kernel ring buffer in bytes: a power of two, at least one page.
     /// Larger absorbs longer bursts; drops are counted and reported either way.
-    #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = DEFAULT_RING_BUFFER_BYTES)]
-    pub ring_buffer_bytes: u32,
+    /// [config: sensor.ring_buffer_bytes; default: 16777216]
+    #[arg(long)]
+    pub ring_buffer_bytes: Option<u32>,
 
     /// Kernel BTF to compute struct offsets from. The default is the running kernel's
     /// own; point it at an external BTF file for kernels built without one.
-    #[arg(long, env = "MONITOR_BTF", default_value = VMLINUX_BTF)]
-    pub btf: PathBuf,
+    /// [config: sensor.btf; default: /sys/kernel/btf/vmlinux]
+    #[arg(long)]
+    pub btf: Option<PathBuf>,
+
+    /// Seconds between drop reports on stderr (only printed when events were dropped).
+    /// [config: sensor.stats_interval_secs; default: 10]
+    #[arg(long)]
+    pub stats_interval: Option<u64>,
 }
 
 impl SensorArgs {
-    /// The sensor settings, with every kind switched on.
-    pub fn config(&self) -> SensorConfig {
-        SensorConfig {
-            kinds: crate::event::KindSet::all(),
-            ring_buffer_bytes: self.ring_buffer_bytes,
-            btf: self.btf.clone(),
-        }
+    pub fn overrides(&self, out: &mut Vec<Override>) {
+        given(
+            out,
+            "sensor.ring_buffer_bytes",
+            "--ring-buffer-bytes",
+            self.ring_buffer_bytes,
+        );
+        given(out, "sensor.btf", "--btf", self.btf.as_ref());
+        given(
+            out,
+            "sensor.stats_interval_secs",
+            "--stats-interval",
+            self.stats_interval,
+        );
     }
 }
 
@@ -91,73 +141,107 @@ impl SensorArgs {
 pub struct ContextArgs {
     /// Print the sensor's events as they are, without process and container context
     /// (exec, fork and exit are then only captured when asked for).
+    /// [config: context.enabled: false]
     #[arg(long)]
     pub no_context: bool,
 
     /// Where the host's root filesystem is mounted: /proc, cgroupfs, passwd files and
     /// the Docker socket are read below it (`/host` in a DaemonSet pod).
-    #[arg(long, env = "MONITOR_HOST_ROOT", default_value = "/")]
-    pub host_root: PathBuf,
+    /// [config: context.host_root; default: /]
+    #[arg(long)]
+    pub host_root: Option<PathBuf>,
 
     /// Docker API socket (a path, or `unix://PATH` as in DOCKER_HOST).
-    #[arg(long, env = "DOCKER_HOST", default_value = "/var/run/docker.sock")]
-    pub docker_socket: String,
+    /// [config: context.docker_socket; default: /var/run/docker.sock]
+    #[arg(long)]
+    pub docker_socket: Option<String>,
 
     /// Do not ask the Docker API for container metadata (ids are still reported).
+    /// [config: context.docker: false]
     #[arg(long)]
     pub no_docker: bool,
 
     /// Most processes tracked at once; beyond it the oldest exited, then the oldest
-    /// live ones are evicted (and counted).
-    #[arg(long, default_value_t = 65_536)]
-    pub process_cap: usize,
+    /// live ones are evicted (and counted). [config: context.process_cap; default: 65536]
+    #[arg(long)]
+    pub process_cap: Option<usize>,
 
     /// Seconds an exited process stays known, so late events still find it.
-    #[arg(long, default_value_t = 30)]
-    pub exited_grace_secs: u64,
+    /// [config: context.exited_grace_secs; default: 30]
+    #[arg(long)]
+    pub exited_grace_secs: Option<u64>,
 
-    /// Ancestors reported per event.
-    #[arg(long, default_value_t = 8)]
-    pub ancestry_depth: usize,
+    /// Ancestors reported per event. [config: context.ancestry_depth; default: 8]
+    #[arg(long)]
+    pub ancestry_depth: Option<usize>,
 
     /// Longest an event waits for a new container's metadata, in milliseconds; a
     /// container not resolved by then gets its id now and its metadata on later events.
-    #[arg(long, default_value_t = 200)]
-    pub metadata_wait_ms: u64,
+    /// [config: context.metadata_wait_ms; default: 200]
+    #[arg(long)]
+    pub metadata_wait_ms: Option<u64>,
 
-    /// Do not compute SHA-256 hashes of executed files.
+    /// Do not compute SHA-256 hashes of executed files. [config: context.exe_hash: false]
     #[arg(long)]
     pub no_exe_hash: bool,
 }
 
 impl ContextArgs {
-    /// `None` when context is switched off.
-    pub fn config(&self) -> anyhow::Result<Option<ContextConfig>> {
-        if self.no_context {
-            return Ok(None);
-        }
-        let docker_socket = if self.no_docker {
-            None
-        } else if let Some(path) = self.docker_socket.strip_prefix("unix://") {
-            Some(path.to_string())
-        } else if self.docker_socket.contains("://") {
-            anyhow::bail!(
-                "docker socket `{}`: only unix sockets are supported (unix:///var/run/docker.sock); \
-                 use --no-docker to run without container metadata",
-                self.docker_socket
-            );
-        } else {
-            Some(self.docker_socket.clone())
-        };
-        Ok(Some(ContextConfig {
-            host_root: self.host_root.clone(),
-            docker_socket,
-            process_cap: self.process_cap,
-            exited_grace: Duration::from_secs(self.exited_grace_secs),
-            ancestry_depth: self.ancestry_depth,
-            metadata_wait: Duration::from_millis(self.metadata_wait_ms),
-            exe_hash: !self.no_exe_hash,
-        }))
+    pub fn overrides(&self, out: &mut Vec<Override>) {
+        given(
+            out,
+            "context.enabled",
+            "--no-context",
+            self.no_context.then_some(false),
+        );
+        given(
+            out,
+            "context.host_root",
+            "--host-root",
+            self.host_root.as_ref(),
+        );
+        given(
+            out,
+            "context.docker_socket",
+            "--docker-socket",
+            self.docker_socket.as_ref(),
+        );
+        given(
+            out,
+            "context.docker",
+            "--no-docker",
+            self.no_docker.then_some(false),
+        );
+        given(
+            out,
+            "context.process_cap",
+            "--process-cap",
+            self.process_cap,
+        );
+        given(
+            out,
+            "context.exited_grace_secs",
+            "--exited-grace-secs",
+            self.exited_grace_secs,
+        );
+        given(
+            out,
+            "context.ancestry_depth",
+            "--ancestry-depth",
+            self.ancestry_depth,
+        );
+        given(
+            out,
+            "context.metadata_wait_ms",
+            "--metadata-wait-ms",
+            self.metadata_wait_ms,
+        );
+        given(
+            out,
+            "context.exe_hash",
+            "--no-exe-hash",
+            self.no_exe_hash.then_some(false),
+        );
     }
 }
 
@@ -167,27 +251,49 @@ pub struct EventsArgs {
     pub kinds: KindsArgs,
 
     #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
     pub sensor: SensorArgs,
 
     #[command(flatten)]
     pub context: ContextArgs,
+}
 
-    /// Seconds between drop reports on stderr (only printed when events were dropped).
-    #[arg(long, default_value_t = 10)]
-    pub stats_interval: u64,
+impl EventsArgs {
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut out = Vec::new();
+        self.sensor.overrides(&mut out);
+        self.context.overrides(&mut out);
+        out
+    }
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
     /// Rule files or folders, loaded in the order given (repeat the flag; a folder
-    /// loads its *.yaml files by name). Default: /etc/monitor/rules, else ./rules.
+    /// loads its *.yaml files by name). [config: rules.paths; default:
+    /// /etc/monitor/rules, else ./rules]
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
 
     /// `all`: every matching rule raises an alert; `first`: only the first in load
-    /// order.
-    #[arg(long, default_value = "all", value_parser = ["all", "first"])]
-    pub rule_matching: String,
+    /// order. [config: rules.matching; default: all]
+    #[arg(long, value_parser = ["all", "first"])]
+    pub rule_matching: Option<String>,
+
+    /// Reload when a rule file or the config file changes (SIGHUP always reloads).
+    /// [config: rules.watch; default: false]
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Address of the operations endpoint (/metrics, /healthz, /readyz); "" turns it
+    /// off. [config: server.listen; default: 127.0.0.1:9376]
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
 
     #[command(flatten)]
     pub sensor: SensorArgs,
@@ -197,10 +303,35 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub alerts: AlertArgs,
+}
 
-    /// Seconds between drop reports on stderr (only printed when events were dropped).
-    #[arg(long, default_value_t = 10)]
-    pub stats_interval: u64,
+impl RunArgs {
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut out = Vec::new();
+        given(
+            &mut out,
+            "rules.paths",
+            "--rules",
+            (!self.rules.is_empty()).then_some(&self.rules),
+        );
+        given(
+            &mut out,
+            "rules.matching",
+            "--rule-matching",
+            self.rule_matching.as_ref(),
+        );
+        given(
+            &mut out,
+            "rules.watch",
+            "--watch",
+            self.watch.then_some(true),
+        );
+        given(&mut out, "server.listen", "--listen", self.listen.as_ref());
+        self.sensor.overrides(&mut out);
+        self.context.overrides(&mut out);
+        self.alerts.overrides(&mut out);
+        out
+    }
 }
 
 /// Where `monitor run` sends alerts, besides stdout.
@@ -208,138 +339,188 @@ pub struct RunArgs {
 pub struct AlertArgs {
     /// Format of alerts on stdout: json (one object per line), text (one line per
     /// alert), or auto (colored text on a terminal, JSON otherwise).
-    #[arg(long, default_value = "json", value_parser = ["json", "text", "auto"])]
-    pub stdout_format: String,
+    /// [config: outputs.stdout.format; default: auto]
+    #[arg(long, value_parser = ["json", "text", "auto"])]
+    pub stdout_format: Option<String>,
 
     /// Also append alerts (JSON lines) to this file, rotated by size.
+    /// [config: outputs.file.path]
     #[arg(long, value_name = "PATH")]
     pub alert_file: Option<PathBuf>,
 
     /// Size past which the alert file is rotated (PATH.1, PATH.2, ...).
-    #[arg(long, default_value_t = 100 << 20)]
-    pub alert_file_max_bytes: u64,
+    /// [config: outputs.file.max_bytes; default: 104857600]
+    #[arg(long)]
+    pub alert_file_max_bytes: Option<u64>,
 
-    /// Rotated alert files kept.
-    #[arg(long, default_value_t = 5)]
-    pub alert_file_keep: u32,
+    /// Rotated alert files kept. [config: outputs.file.keep; default: 5]
+    #[arg(long)]
+    pub alert_file_keep: Option<u32>,
 
     /// Also send alerts to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or
-    /// unix:///dev/log.
+    /// unix:///dev/log. [config: outputs.syslog.address]
     #[arg(long, value_name = "ADDRESS")]
     pub syslog: Option<String>,
 
-    /// Syslog facility number (16 = local0).
-    #[arg(long, default_value_t = 16)]
-    pub syslog_facility: u8,
+    /// Syslog facility number (16 = local0). [config: outputs.syslog.facility;
+    /// default: 16]
+    #[arg(long)]
+    pub syslog_facility: Option<u8>,
 
     /// Also POST alerts as JSON to this URL (http:// or https://).
+    /// [config: outputs.http.url]
     #[arg(long, value_name = "URL")]
     pub http_url: Option<String>,
 
     /// Header added to every HTTP request, as `Name: value` (repeat the flag).
+    /// [config: outputs.http.headers]
     #[arg(long, value_name = "HEADER")]
     pub http_header: Vec<String>,
 
     /// Alerts per HTTP request: 1 posts each alert as an object; more posts JSON
-    /// arrays of up to N.
-    #[arg(long, default_value_t = 1)]
-    pub http_batch: usize,
+    /// arrays of up to N. [config: outputs.http.batch; default: 1]
+    #[arg(long)]
+    pub http_batch: Option<usize>,
 
     /// PEM CA certificates for https (default: the system's).
+    /// [config: outputs.http.ca_file]
     #[arg(long, value_name = "PATH")]
     pub http_ca_file: Option<PathBuf>,
 
     /// Keep alerts a sink could not take in DIR/<sink> on disk, and deliver them when
-    /// it is back (also after a restart).
+    /// it is back (also after a restart). [config: outputs.spool.dir]
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
     /// Most bytes each sink's spool holds; alerts past it are dropped and counted.
-    #[arg(long, default_value_t = 256 << 20)]
-    pub spool_max_bytes: u64,
+    /// [config: outputs.spool.max_bytes; default: 268435456]
+    #[arg(long)]
+    pub spool_max_bytes: Option<u64>,
 
     /// Alerts per second each rule may raise (with --rate-limit-burst); the rest are
     /// counted and reported in a "monitor: alerts suppressed" alert. 0: no limit.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate_limit: f64,
+    /// [config: outputs.rate_limit.per_rule_per_second; default: 0]
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
 
     /// Alerts a rule may raise at once under --rate-limit.
-    #[arg(long, default_value_t = 20)]
-    pub rate_limit_burst: u32,
+    /// [config: outputs.rate_limit.burst; default: 20]
+    #[arg(long)]
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl AlertArgs {
-    pub fn config(&self) -> anyhow::Result<crate::alerts::AlertsConfig> {
-        use crate::alerts::{
-            AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig,
-        };
-        let spool = |name: &str| {
-            self.spool_dir.as_ref().map(|dir| SpoolConfig {
-                dir: dir.join(name),
-                max_bytes: self.spool_max_bytes,
+    pub fn overrides(&self, out: &mut Vec<Override>) {
+        given(
+            out,
+            "outputs.stdout.format",
+            "--stdout-format",
+            self.stdout_format.as_ref(),
+        );
+        given(
+            out,
+            "outputs.file.path",
+            "--alert-file",
+            self.alert_file.as_ref(),
+        );
+        given(
+            out,
+            "outputs.file.max_bytes",
+            "--alert-file-max-bytes",
+            self.alert_file_max_bytes,
+        );
+        given(
+            out,
+            "outputs.file.keep",
+            "--alert-file-keep",
+            self.alert_file_keep,
+        );
+        given(
+            out,
+            "outputs.syslog.address",
+            "--syslog",
+            self.syslog.as_ref(),
+        );
+        given(
+            out,
+            "outputs.syslog.facility",
+            "--syslog-facility",
+            self.syslog_facility,
+        );
+        given(
+            out,
+            "outputs.http.url",
+            "--http-url",
+            self.http_url.as_ref(),
+        );
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .http_header
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((k, v)) => (k.trim().to_string(), v.trim().into()),
+                // Not a header: passed on whole so the settings check names the flag.
+                None => (h.clone(), serde_json::Value::Null),
             })
-        };
-        let mut stdout = SinkConfig::new(SinkKind::Stdout { color: None });
-        stdout.format = match self.stdout_format.as_str() {
-            "json" => Some(Format::Json),
-            "text" => Some(Format::Text),
-            _ => None,
-        };
-        let mut sinks = vec![stdout];
-        if let Some(path) = &self.alert_file {
-            let mut s = SinkConfig::new(SinkKind::File {
-                path: path.clone(),
-                max_bytes: self.alert_file_max_bytes,
-                keep: self.alert_file_keep,
-            });
-            s.spool = spool("file");
-            sinks.push(s);
-        }
-        if let Some(address) = &self.syslog {
-            let mut s = SinkConfig::new(SinkKind::Syslog {
-                address: address.clone(),
-                facility: self.syslog_facility,
-                structured_data: true,
-                max_message_bytes: 8192,
-            });
-            s.spool = spool("syslog");
-            sinks.push(s);
-        }
-        if let Some(url) = &self.http_url {
-            let mut headers = std::collections::BTreeMap::new();
-            for h in &self.http_header {
-                let (k, v) = h.split_once(':').ok_or_else(|| {
-                    anyhow::anyhow!("--http-header `{h}`: expected `Name: value`")
-                })?;
-                headers.insert(k.trim().to_string(), v.trim().to_string());
-            }
-            let mut s = SinkConfig::new(SinkKind::Http {
-                url: url.clone(),
-                headers,
-                batch: self.http_batch.max(1),
-                ca_file: self.http_ca_file.clone(),
-                timeout_ms: 5000,
-            });
-            s.spool = spool("http");
-            sinks.push(s);
-        }
-        let rate_limit = (self.rate_limit > 0.0).then_some(RateLimitConfig {
-            per_rule_per_second: self.rate_limit,
-            burst: self.rate_limit_burst,
-            summary_interval_secs: 60,
-        });
-        Ok(AlertsConfig { sinks, rate_limit })
+            .collect();
+        given(
+            out,
+            "outputs.http.headers",
+            "--http-header",
+            (!headers.is_empty()).then_some(headers),
+        );
+        given(out, "outputs.http.batch", "--http-batch", self.http_batch);
+        given(
+            out,
+            "outputs.http.ca_file",
+            "--http-ca-file",
+            self.http_ca_file.as_ref(),
+        );
+        given(
+            out,
+            "outputs.spool.dir",
+            "--spool-dir",
+            self.spool_dir.as_ref(),
+        );
+        given(
+            out,
+            "outputs.spool.max_bytes",
+            "--spool-max-bytes",
+            self.spool_max_bytes,
+        );
+        given(
+            out,
+            "outputs.rate_limit.per_rule_per_second",
+            "--rate-limit",
+            self.rate_limit,
+        );
+        given(
+            out,
+            "outputs.rate_limit.burst",
+            "--rate-limit-burst",
+            self.rate_limit_burst,
+        );
     }
 }
 
 #[derive(Args, Debug)]
 pub struct ProbesArgs {
     #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
     pub sensor: SensorArgs,
 
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ProbesArgs {
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut out = Vec::new();
+        self.sensor.overrides(&mut out);
+        out
+    }
 }
 
 fn init_logging(filter: &str) {
@@ -353,16 +534,59 @@ fn init_logging(filter: &str) {
         .init();
 }
 
+/// Loads the settings of a command that runs the sensor; `--log` is a flag like the
+/// others.
+fn settings(
+    log: &Option<String>,
+    config: &ConfigArgs,
+    mut overrides: Vec<Override>,
+) -> Result<Loaded, ConfigError> {
+    if let Some(log) = log {
+        overrides.push(Override {
+            path: "log",
+            value: log.clone().into(),
+            flag: "--log",
+        });
+    }
+    config::load(&config.source(), std::env::vars(), &overrides)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
-    let result = match cli.command {
-        Command::Run(args) => commands::run::run(*args),
-        Command::Events(args) => commands::events::run(args),
-        Command::Probes(args) => commands::probes::run(args),
-        Command::Rules(args) => commands::rules::run(args),
-        Command::Replay(args) => commands::rules::replay(args),
-        Command::Fields(args) => commands::rules::fields_cmd(args),
+    let loaded = match &cli.command {
+        Command::Run(args) => Some(settings(&cli.log, &args.config, args.overrides())),
+        Command::Events(args) => Some(settings(&cli.log, &args.config, args.overrides())),
+        Command::Probes(args) => Some(settings(&cli.log, &args.config, args.overrides())),
+        _ => None,
+    };
+    let loaded = match loaded.transpose() {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            for problem in &err.problems {
+                eprintln!("monitor: config error: {problem}");
+            }
+            eprintln!("monitor: fix the settings above (`monitor config check` shows them all)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = match &loaded {
+        Some(loaded) => loaded.settings.log.clone(),
+        None => cli
+            .log
+            .clone()
+            .or_else(|| std::env::var("MONITOR_LOG").ok())
+            .unwrap_or_else(|| "info".into()),
+    };
+    init_logging(&log);
+    let result = match (cli.command, loaded) {
+        (Command::Run(args), Some(loaded)) => commands::run::run(*args, loaded),
+        (Command::Events(args), Some(loaded)) => commands::events::run(args, loaded),
+        (Command::Probes(args), Some(loaded)) => commands::probes::run(args, loaded),
+        (Command::Rules(args), _) => commands::rules::run(args),
+        (Command::Replay(args), _) => commands::rules::replay(args),
+        (Command::Fields(args), _) => commands::rules::fields_cmd(args),
+        (Command::Config(args), _) => commands::config::run(args),
+        (command, None) => unreachable!("settings are loaded for {command:?}"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -402,10 +626,21 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run");
         };
-        let c = args.alerts.config().unwrap();
+        let source = SettingsSource {
+            explicit: Some("/dev/null".into()),
+        };
+        let loaded = config::load(&source, [], &args.overrides()).unwrap();
+        assert_eq!(
+            loaded.origin("outputs.http.url"),
+            config::Origin::Flag("--http-url")
+        );
+        let c = loaded.settings.alerts_config();
         let kinds: Vec<&str> = c.sinks.iter().map(|s| s.type_name()).collect();
         assert_eq!(kinds, ["stdout", "file", "syslog", "http"]);
-        assert_eq!(c.sinks[0].format, Some(crate::alerts::Format::Json));
+        assert_eq!(
+            c.sinks[0].format, None,
+            "auto: text on a terminal, else JSON"
+        );
         assert!(c.sinks[0].spool.is_none());
         assert_eq!(
             c.sinks[3].spool.as_ref().unwrap().dir,

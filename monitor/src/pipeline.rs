@@ -1,7 +1,8 @@
 //! The agent's main loop, shared by `monitor events` and `monitor run`: read the ring
 //! buffer, validate and decode each record, add context, hand the result to a sink;
-//! report drops while running; on SIGINT/SIGTERM detach, drain, flush and account for
-//! every record.
+//! report drops while running; let the sink look after itself once a second and
+//! reload on SIGHUP; on SIGINT/SIGTERM detach, drain, flush and account for every
+//! record.
 use std::{collections::BTreeMap, io, time::Duration};
 
 use anyhow::{Context as _, Result, anyhow};
@@ -10,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     context::{Context, ContextConfig, ContextStats, EnrichedEvent},
-    event::{Event, EventKind},
+    event::{Event, EventKind, KindSet},
     sensor::{Sensor, SensorConfig, decode::decode},
 };
 
@@ -37,6 +38,28 @@ impl Item {
 pub trait Sink {
     fn accept(&mut self, item: Item) -> io::Result<()>;
     fn flush(&mut self) -> io::Result<()>;
+
+    /// Called about once a second with the pipeline's state. `Some(kinds)`: the sink
+    /// reloaded itself and now needs these kinds from the kernel.
+    fn housekeeping(&mut self, _status: &Status<'_>) -> impl Future<Output = Option<KindSet>> {
+        async { None }
+    }
+
+    /// SIGHUP. `Some(kinds)` as for `housekeeping`.
+    fn reload(&mut self) -> impl Future<Output = Option<KindSet>> {
+        async { None }
+    }
+}
+
+/// What the sink may want to know about the pipeline.
+pub struct Status<'a> {
+    pub sensor: &'a Sensor,
+    /// Events received from the kernel so far, by kind.
+    pub received: &'a BTreeMap<EventKind, u64>,
+    pub malformed: u64,
+    pub context: Option<&'a Context>,
+    /// Kernel drops since the last status (all kinds).
+    pub new_drops: u64,
 }
 
 pub struct PipelineConfig {
@@ -87,6 +110,8 @@ pub struct KindTotals {
 enum Step {
     Read(io::Result<usize>),
     Tick,
+    Housekeeping,
+    Reload,
     Stop,
 }
 
@@ -96,7 +121,11 @@ struct Counts {
 }
 
 /// Runs until a signal (or the sink fails); prints the totals line.
-pub async fn run(config: PipelineConfig, ready: impl FnOnce(), sink: &mut impl Sink) -> Result<()> {
+pub async fn run(
+    config: PipelineConfig,
+    ready: impl FnOnce(&Sensor),
+    sink: &mut impl Sink,
+) -> Result<()> {
     let mut sensor = Sensor::start(&config.sensor)?;
     let mut reader = sensor.take_reader()?;
     // Seeded after the programs are attached: a process started meanwhile is either in
@@ -109,18 +138,32 @@ pub async fn run(config: PipelineConfig, ready: impl FnOnce(), sink: &mut impl S
         received: BTreeMap::new(),
         malformed: BTreeMap::new(),
     };
-    ready();
+    ready(&sensor);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut ticker = tokio::time::interval(config.stats_interval);
     ticker.tick().await;
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_dropped = 0u64;
+    let mut drops_seen = 0u64;
+    // The kinds the context lives on stay on whatever a reload asks for.
+    let base_kinds = if context.is_some() {
+        [EventKind::Exec, EventKind::Fork, EventKind::Exit]
+            .into_iter()
+            .collect()
+    } else {
+        KindSet::default()
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut failure = None;
     loop {
         let step = tokio::select! {
             read = reader.read_batch(MAX_BATCH, |bytes| batch.push(decode(bytes))) => Step::Read(read),
             _ = ticker.tick() => Step::Tick,
+            _ = housekeeping.tick() => Step::Housekeeping,
+            _ = sighup.recv() => Step::Reload,
             _ = sigterm.recv() => Step::Stop,
             _ = sigint.recv() => Step::Stop,
         };
@@ -136,6 +179,25 @@ pub async fn run(config: PipelineConfig, ready: impl FnOnce(), sink: &mut impl S
                 }
             }
             Step::Tick => last_dropped = report_drops(&sensor, last_dropped),
+            Step::Housekeeping => {
+                let total_drops = total_dropped(&sensor);
+                let status = Status {
+                    sensor: &sensor,
+                    received: &counts.received,
+                    malformed: counts.malformed.values().sum(),
+                    context: context.as_ref(),
+                    new_drops: total_drops.saturating_sub(drops_seen),
+                };
+                drops_seen = total_drops;
+                if let Some(kinds) = sink.housekeeping(&status).await {
+                    switch_kinds(&mut sensor, kinds, base_kinds);
+                }
+            }
+            Step::Reload => {
+                if let Some(kinds) = sink.reload().await {
+                    switch_kinds(&mut sensor, kinds, base_kinds);
+                }
+            }
             Step::Stop => break,
         }
     }
@@ -185,6 +247,26 @@ async fn deliver(
         sink.accept(item)?;
     }
     Ok(())
+}
+
+/// The kinds a reloaded sink needs, plus those the context lives on. Switching is a
+/// map update; the ring buffer and the events in it are untouched.
+fn switch_kinds(sensor: &mut Sensor, wanted: KindSet, base: KindSet) {
+    let kinds: KindSet = wanted.iter().chain(base.iter()).collect();
+    match sensor.set_kinds(kinds) {
+        Ok(()) => {
+            let names: Vec<&str> = kinds.iter().map(EventKind::name).collect();
+            tracing::info!("kernel events now: {}", names.join(","));
+        }
+        Err(err) => tracing::error!("could not switch the kernel's event kinds: {err:#}"),
+    }
+}
+
+fn total_dropped(sensor: &Sensor) -> u64 {
+    sensor
+        .counters()
+        .map(|c| c.iter().map(|(_, c)| c.dropped).sum())
+        .unwrap_or(0)
 }
 
 /// Logs kernel drops since the last report; returns the new total.

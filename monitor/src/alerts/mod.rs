@@ -171,15 +171,33 @@ pub fn suppressed_alert(rule: &str, count: u64, hostname: &str, limit: &str) -> 
     let mut fields = Map::new();
     fields.insert("monitor.suppressed_rule".into(), Value::from(rule));
     fields.insert("monitor.suppressed".into(), Value::from(count));
+    internal_alert(
+        SUPPRESSED_RULE,
+        Priority::Warning,
+        format!("{count} alerts of rule {rule} suppressed (rate limit {limit})"),
+        fields,
+        hostname,
+    )
+}
+
+/// An alert the daemon raises about itself (source `internal`, tag `monitor`), so
+/// operators learn of losses and failures where they read the other alerts.
+pub fn internal_alert(
+    rule: &str,
+    priority: Priority,
+    output: String,
+    output_fields: Map<String, Value>,
+    hostname: &str,
+) -> Alert {
     Alert {
         time: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-        rule: SUPPRESSED_RULE.into(),
-        priority: Priority::Warning,
+        rule: rule.into(),
+        priority,
         source: "internal".into(),
         hostname: hostname.into(),
-        output: format!("{count} alerts of rule {rule} suppressed (rate limit {limit})"),
+        output,
         tags: vec!["monitor".into()],
-        output_fields: fields,
+        output_fields,
         exec_id: None,
         ancestors: vec![],
         container: None,

@@ -1,14 +1,12 @@
 //! `monitor events`: the live event stream as JSON lines.
-use std::{
-    io::{self, BufWriter, StdoutLock, Write},
-    time::Duration,
-};
+use std::io::{self, BufWriter, StdoutLock, Write};
 
 use anyhow::Result;
 
 use crate::{
     cli::EventsArgs,
     clock::BootClock,
+    config::Loaded,
     event::{EventKind, KindSet},
     output::event_json::{EnrichedJson, EventJson},
     pipeline::{self, Item, PipelineConfig, Sink},
@@ -51,14 +49,13 @@ impl Sink for JsonLines {
     }
 }
 
-pub fn run(args: EventsArgs) -> Result<()> {
-    let mut sensor = args.sensor.config();
+pub fn run(args: EventsArgs, loaded: Loaded) -> Result<()> {
+    let settings = &loaded.settings;
     let shown: KindSet = args.kinds.kinds.iter().copied().collect();
-    sensor.kinds = shown;
     let config = PipelineConfig::new(
-        sensor,
-        args.context.config()?,
-        Duration::from_secs(args.stats_interval.max(1)),
+        settings.sensor_config(shown),
+        settings.context_config(),
+        settings.stats_interval(),
     );
     let mut sink = JsonLines {
         out: BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
@@ -66,7 +63,7 @@ pub fn run(args: EventsArgs) -> Result<()> {
         shown,
     };
     let names: Vec<&str> = shown.iter().map(EventKind::name).collect();
-    let ready = || tracing::info!("sensor ready: streaming {} events", names.join(","));
+    let ready = |_: &_| tracing::info!("sensor ready: streaming {} events", names.join(","));
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

@@ -1,121 +1,86 @@
 //! `monitor run`: the daemon. Kernel events with their context go through the rules;
 //! what matches goes to the alert sinks (stdout JSON by default; files, syslog, HTTP
-//! as configured) as Falco-compatible alerts.
-use std::{io, time::Duration};
+//! as configured) as Falco-compatible alerts. Metrics and health on the operations
+//! endpoint; SIGHUP reloads; SIGTERM/SIGINT detach, drain, flush and exit 0.
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 
 use crate::{
-    alerts::{self, Dispatcher},
+    alerts::Dispatcher,
     cli::RunArgs,
-    clock::BootClock,
     commands::rules::{load, rule_paths},
+    config::Loaded,
     context::host::HostRoot,
+    daemon::Daemon,
     event::EventKind,
-    output::event_json::{EnrichedJson, EventJson},
-    pipeline::{self, Item, PipelineConfig, Sink},
-    rules::{Alert, Engine, JsonEvent, RuleMatching, RuleStatus, Scratch},
+    pipeline::{self, PipelineConfig},
+    server::{self, Metrics},
 };
 
-struct Alerts {
-    engine: Engine,
-    scratch: Scratch,
-    dispatcher: Dispatcher,
-    clock: BootClock,
-    hostname: String,
-    alerts: u64,
-}
-
-impl Sink for Alerts {
-    fn accept(&mut self, item: Item) -> io::Result<()> {
-        // Rules see exactly the JSON that `monitor events` prints and that rule
-        // fixtures are written in, so a fixture that passes predicts the live result.
-        let value = match &item {
-            Item::Raw(event) => serde_json::to_value(EventJson {
-                event,
-                clock: &self.clock,
-            }),
-            Item::Enriched(enriched) => serde_json::to_value(EnrichedJson {
-                enriched,
-                clock: &self.clock,
-            }),
-        }?;
-        let Ok(event) = JsonEvent::new(&value) else {
-            return Ok(());
-        };
-        let mut matched = Vec::new();
-        self.engine
-            .evaluate(&event, &mut self.scratch, &mut matched);
-        for rule in matched {
-            let alert: Alert = self.engine.alert(rule, &event);
-            self.dispatcher.submit(alerts::Alert::from_rule_alert(
-                alert,
-                &self.hostname,
-                &value,
-            ));
-            self.alerts += 1;
-        }
-        Ok(())
+pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
+    let settings = loaded.settings;
+    if let Some(file) = &loaded.file {
+        tracing::info!("settings from {}", file.display());
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        // Each sink delivers on its own thread.
-        Ok(())
-    }
-}
-
-pub fn run(args: RunArgs) -> Result<()> {
-    let paths = rule_paths(&args.rules)?;
-    let matching = match args.rule_matching.as_str() {
-        "first" => RuleMatching::First,
-        _ => RuleMatching::All,
-    };
+    let paths = rule_paths(&settings.rules.paths)?;
     let mut engine = load(&paths).context("invalid rules, not starting")?;
-    engine.set_rule_matching(matching);
-    let active = engine
-        .summaries()
-        .iter()
-        .filter(|s| matches!(s.status, RuleStatus::Active { .. }))
-        .count();
-    let mut sensor = args.sensor.config();
+    engine.set_rule_matching(settings.rule_matching());
+    let metrics = Arc::new(Metrics::default());
+    if let Some(address) = settings.listen_address().map_err(|e| anyhow!(e))? {
+        server::start(address, metrics.clone())?;
+    }
     // Only what the rules need runs in the kernel (plus what the context lives on,
     // which `PipelineConfig::new` adds).
-    sensor.kinds = engine.kernel_interest().into_iter().collect();
     let config = PipelineConfig::new(
-        sensor,
-        args.context.config()?,
-        Duration::from_secs(args.stats_interval.max(1)),
+        settings.sensor_config(engine.kernel_interest().into_iter().collect()),
+        settings.context_config(),
+        settings.stats_interval(),
     );
     let kinds: Vec<&str> = config.sensor.kinds.iter().map(EventKind::name).collect();
     let hostname = std::fs::read_to_string(
-        HostRoot::new(&args.context.host_root).path("/proc/sys/kernel/hostname"),
+        HostRoot::new(&settings.context.host_root).path("/proc/sys/kernel/hostname"),
     )
     .map(|h| h.trim().to_string())
     .unwrap_or_default();
-    let dispatcher = Dispatcher::new(&args.alerts.config()?).map_err(|e| anyhow!(e))?;
-    let mut sink = Alerts {
-        engine,
-        scratch: Scratch::default(),
-        dispatcher,
-        clock: BootClock::new(),
-        hostname,
-        alerts: 0,
-    };
+    let dispatcher = Dispatcher::new(&settings.alerts_config()).map_err(|e| anyhow!(e))?;
     let rules_from: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let ready = || {
-        tracing::info!(
-            "monitor running: {active} rules active from {} (kernel events: {})",
+    let mut daemon = Daemon::new(
+        engine,
+        dispatcher,
+        settings,
+        args.config.source(),
+        args.overrides(),
+        hostname,
+        metrics.clone(),
+    );
+    let active = daemon.active_rules();
+    let ready = |sensor: &crate::sensor::Sensor| {
+        let probes: Vec<String> = sensor
+            .probes()
+            .iter()
+            .filter_map(|p| Some(format!("{}={}", p.source, p.chosen?)))
+            .collect();
+        let detail = format!(
+            "ready: {active} rules active from {}; kernel events: {}; probes: {}",
             rules_from.join(", "),
-            kinds.join(",")
-        )
+            kinds.join(","),
+            probes.join(" ")
+        );
+        tracing::info!("monitor running: {detail}");
+        metrics.health.beat();
+        metrics.health.set_ready(true, detail);
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(pipeline::run(config, ready, &mut sink));
-    // Deliver what the sinks hold, or keep it in their spools for the next start.
-    let stats = runtime.block_on(sink.dispatcher.shutdown());
-    tracing::info!("{} alerts raised", sink.alerts);
+    let result = runtime.block_on(pipeline::run(config, ready, &mut daemon));
+    metrics
+        .health
+        .set_ready(false, "shutting down: delivering the last alerts".into());
+    let raised = daemon.alerts;
+    let stats = runtime.block_on(daemon.shutdown());
+    tracing::info!("{raised} alerts raised");
     eprintln!("monitor: alerts {}", serde_json::to_string(&stats)?);
     result
 }

@@ -45,6 +45,9 @@ pub struct Sensor {
     ebpf: Ebpf,
     probes: Vec<ProbeReport>,
     stats: PerCpuArray<MapData, u64>,
+    tracefs: PathBuf,
+    /// Kinds whose sources were attached (whether or not switched on now).
+    attached: KindSet,
 }
 
 /// Kernel-side counters of one event kind, summed over CPUs.
@@ -83,21 +86,27 @@ impl Sensor {
         let mut ebpf = load_object(&offsets, config.ring_buffer_bytes)?;
         forward_kernel_logs(&mut ebpf);
 
-        let mut switches: Array<_, u32> = Array::try_from(
-            ebpf.map_mut("KIND_ENABLED")
-                .context("map KIND_ENABLED missing")?,
-        )?;
-        for kind in EventKind::ALL {
-            let on = u32::from(config.kinds.contains(kind));
-            switches.set(kind.id() as u32, on, 0)?;
-        }
+        let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS missing")?)?;
+        let mut sensor = Self {
+            ebpf,
+            probes: Vec::new(),
+            stats,
+            tracefs,
+            attached: KindSet::default(),
+        };
+        sensor.set_kinds(config.kinds)?;
+        Ok(sensor)
+    }
 
-        let mut reports = Vec::new();
+    /// Switches the kernel's capture to exactly `kinds`, attaching the sources of kinds
+    /// not attached before. A kind switched off stays attached and returns at its
+    /// first check, so switching it on again later loses nothing to attaching.
+    pub fn set_kinds(&mut self, kinds: KindSet) -> Result<()> {
         for source in probes::SOURCES
             .iter()
-            .filter(|s| config.kinds.contains(s.kind))
+            .filter(|s| kinds.contains(s.kind) && !self.attached.contains(s.kind))
         {
-            let report = probes::attach_source(&mut ebpf, &tracefs, source)?;
+            let report = probes::attach_source(&mut self.ebpf, &self.tracefs, source)?;
             match report.chosen {
                 Some(chosen) => tracing::info!(
                     kind = report.kind,
@@ -112,14 +121,20 @@ impl Sensor {
                     report.refused.join("; ")
                 ),
             }
-            reports.push(report);
+            self.probes.push(report);
         }
-        let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS missing")?)?;
-        Ok(Self {
-            ebpf,
-            probes: reports,
-            stats,
-        })
+        for kind in kinds.iter() {
+            self.attached.insert(kind);
+        }
+        let mut switches: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("KIND_ENABLED")
+                .context("map KIND_ENABLED missing")?,
+        )?;
+        for kind in EventKind::ALL {
+            switches.set(kind.id() as u32, u32::from(kinds.contains(kind)), 0)?;
+        }
+        Ok(())
     }
 
     pub fn probes(&self) -> &[ProbeReport] {

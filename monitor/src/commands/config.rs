@@ -1,0 +1,96 @@
+//! `monitor config check|show`: the settings the daemon would run with.
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::{
+    cli::ConfigArgs,
+    commands::rules::{load as load_rules, rule_paths},
+    config::{self, Loaded},
+};
+
+#[derive(Args, Debug)]
+pub struct ConfigCmdArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the config file and MONITOR_* variables, and load the rules they name:
+    /// every problem as `file:line:col: key: message`; exit 1 when there is any.
+    Check(ConfigArgs),
+    /// Print every setting with its value and where it came from (default, file
+    /// position, variable).
+    Show(ConfigArgs),
+}
+
+fn load(args: &ConfigArgs) -> Result<Loaded> {
+    config::load(&args.source(), std::env::vars(), &[]).map_err(|err| {
+        for problem in &err.problems {
+            eprintln!("{problem}");
+        }
+        anyhow::anyhow!("{} problem(s) in the settings", err.problems.len())
+    })
+}
+
+pub fn run(args: ConfigCmdArgs) -> Result<()> {
+    match args.command {
+        ConfigCommand::Check(args) => {
+            let loaded = load(&args)?;
+            let from = match &loaded.file {
+                Some(path) => path.display().to_string(),
+                None => format!(
+                    "built-in defaults ({} does not exist)",
+                    args.source().path().display()
+                ),
+            };
+            let paths = rule_paths(&loaded.settings.rules.paths)?;
+            let engine = match load_rules(&paths) {
+                Ok(engine) => engine,
+                Err(err) => bail!("the settings are valid but the rules are not:\n{err:#}"),
+            };
+            println!(
+                "ok: settings from {from}; {} rules loaded from {}",
+                engine.summaries().len(),
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        ConfigCommand::Show(args) => {
+            let loaded = load(&args)?;
+            let tree = serde_json::to_value(&loaded.settings)?;
+            let mut lines = Vec::new();
+            leaves(&tree, String::new(), &mut lines);
+            for (key, value) in lines {
+                println!("{key} = {value}    # {}", loaded.origin(&key));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn leaves(value: &Value, prefix: String, out: &mut Vec<(String, String)>) {
+    match value {
+        // Header values are often tokens: only their names are shown.
+        Value::Object(map) if prefix.ends_with("headers") => {
+            let names: Vec<&str> = map.keys().map(String::as_str).collect();
+            out.push((prefix, format!("[{}] (values hidden)", names.join(", "))));
+        }
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(v, key, out);
+            }
+        }
+        _ => out.push((prefix, value.to_string())),
+    }
+}

@@ -1,0 +1,475 @@
+//! The daemon's settings: one YAML file (default `/etc/monitor/monitor.yaml`),
+//! overridden by `MONITOR_*` environment variables, overridden by command-line flags.
+//! Every key, its default and its meaning are in `config/monitor.yaml` at the top of
+//! the repository (a test keeps that file equal to the defaults here).
+mod load;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_name, load};
+
+use crate::{
+    alerts::{
+        AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig,
+        model::de_priority_config,
+    },
+    context::ContextConfig,
+    event::KindSet,
+    rules::{Priority, RuleMatching},
+    sensor::{SensorConfig, btf::VMLINUX_BTF},
+};
+
+/// Where the daemon looks for its config when no `--config` is given; a missing file
+/// there means "all defaults".
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/monitor/monitor.yaml";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Diagnostics on stderr: error, warn, info, debug, trace, or a tracing filter.
+    pub log: String,
+    pub rules: RulesSettings,
+    pub sensor: SensorSettings,
+    pub context: ContextSettings,
+    pub outputs: OutputSettings,
+    pub server: ServerSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSettings {
+    /// Rule files or folders in load order; empty: /etc/monitor/rules, else ./rules.
+    pub paths: Vec<PathBuf>,
+    pub matching: Matching,
+    /// Reload when a rule file or the config file changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Matching {
+    All,
+    First,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorSettings {
+    pub ring_buffer_bytes: u32,
+    pub btf: PathBuf,
+    /// Seconds between drop reports (and internal drop alerts).
+    pub stats_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextSettings {
+    pub enabled: bool,
+    pub host_root: PathBuf,
+    /// A path (read below host_root) or `unix://PATH`.
+    pub docker_socket: String,
+    pub docker: bool,
+    pub process_cap: usize,
+    pub exited_grace_secs: u64,
+    pub ancestry_depth: usize,
+    pub metadata_wait_ms: u64,
+    pub exe_hash: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    pub stdout: StdoutSettings,
+    pub file: FileSettings,
+    pub syslog: SyslogSettings,
+    pub http: HttpSettings,
+    pub spool: SpoolSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdoutFormat {
+    /// Colored text on a terminal, JSON lines otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutSettings {
+    pub enabled: bool,
+    pub format: StdoutFormat,
+    #[serde(
+        deserialize_with = "de_priority_config",
+        serialize_with = "ser_priority"
+    )]
+    pub min_priority: Priority,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSettings {
+    /// Alerts appended as JSON lines; unset: no file sink.
+    pub path: Option<PathBuf>,
+    pub max_bytes: u64,
+    pub keep: u32,
+    #[serde(
+        deserialize_with = "de_priority_config",
+        serialize_with = "ser_priority"
+    )]
+    pub min_priority: Priority,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogSettings {
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///dev/log`; unset: no syslog.
+    pub address: Option<String>,
+    pub facility: u8,
+    #[serde(
+        deserialize_with = "de_priority_config",
+        serialize_with = "ser_priority"
+    )]
+    pub min_priority: Priority,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// http:// or https:// URL alerts are POSTed to; unset: no HTTP sink.
+    pub url: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// 1: one JSON object per request (what Falcosidekick takes); N: arrays of up to N.
+    pub batch: usize,
+    pub ca_file: Option<PathBuf>,
+    pub timeout_ms: u64,
+    #[serde(
+        deserialize_with = "de_priority_config",
+        serialize_with = "ser_priority"
+    )]
+    pub min_priority: Priority,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSettings {
+    /// Undeliverable alerts wait in DIR/<sink>; unset: in memory only.
+    pub dir: Option<PathBuf>,
+    pub max_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Alerts per second each rule may raise; 0: no limit.
+    pub per_rule_per_second: f64,
+    pub burst: u32,
+    pub summary_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address of /metrics, /healthz and /readyz; empty: no server.
+    pub listen: String,
+}
+
+fn ser_priority<S: serde::Serializer>(p: &Priority, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.as_str().to_ascii_lowercase())
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            log: "info".into(),
+            rules: RulesSettings::default(),
+            sensor: SensorSettings::default(),
+            context: ContextSettings::default(),
+            outputs: OutputSettings::default(),
+            server: ServerSettings::default(),
+        }
+    }
+}
+
+impl Default for RulesSettings {
+    fn default() -> Self {
+        RulesSettings {
+            paths: Vec::new(),
+            matching: Matching::All,
+            watch: false,
+        }
+    }
+}
+
+impl Default for SensorSettings {
+    fn default() -> Self {
+        SensorSettings {
+            ring_buffer_bytes: monitor_common::DEFAULT_RING_BUFFER_BYTES,
+            btf: PathBuf::from(VMLINUX_BTF),
+            stats_interval_secs: 10,
+        }
+    }
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        ContextSettings {
+            enabled: true,
+            host_root: PathBuf::from("/"),
+            docker_socket: "/var/run/docker.sock".into(),
+            docker: true,
+            process_cap: 65_536,
+            exited_grace_secs: 30,
+            ancestry_depth: 8,
+            metadata_wait_ms: 200,
+            exe_hash: true,
+        }
+    }
+}
+
+impl Default for StdoutSettings {
+    fn default() -> Self {
+        StdoutSettings {
+            enabled: true,
+            format: StdoutFormat::Auto,
+            min_priority: Priority::Debug,
+        }
+    }
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        FileSettings {
+            path: None,
+            max_bytes: 100 << 20,
+            keep: 5,
+            min_priority: Priority::Debug,
+        }
+    }
+}
+
+impl Default for SyslogSettings {
+    fn default() -> Self {
+        SyslogSettings {
+            address: None,
+            facility: 16,
+            min_priority: Priority::Debug,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            url: None,
+            headers: BTreeMap::new(),
+            batch: 1,
+            ca_file: None,
+            timeout_ms: 5000,
+            min_priority: Priority::Debug,
+        }
+    }
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            dir: None,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            per_rule_per_second: 0.0,
+            burst: 20,
+            summary_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:9376".into(),
+        }
+    }
+}
+
+/// A setting whose value is well-formed YAML of the right type but still wrong.
+pub struct Invalid {
+    pub path: &'static str,
+    pub message: String,
+}
+
+impl Settings {
+    /// Checks what types alone cannot; every problem, each with its key.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let mut bad = |path: &'static str, message: String| out.push(Invalid { path, message });
+        let rb = self.sensor.ring_buffer_bytes;
+        if !rb.is_power_of_two() || rb < 4096 {
+            bad(
+                "sensor.ring_buffer_bytes",
+                format!("{rb} is not a power of two of at least 4096"),
+            );
+        }
+        if self.context.docker
+            && self.context.docker_socket.contains("://")
+            && !self.context.docker_socket.starts_with("unix://")
+        {
+            bad(
+                "context.docker_socket",
+                format!(
+                    "`{}`: only unix sockets are supported (unix:///var/run/docker.sock); set \
+                     context.docker: false to run without container metadata",
+                    self.context.docker_socket
+                ),
+            );
+        }
+        if let Some(address) = &self.outputs.syslog.address
+            && let Err(err) = crate::alerts::syslog::SyslogAddress::parse(address)
+        {
+            bad("outputs.syslog.address", err);
+        }
+        if let Some(url) = &self.outputs.http.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bad(
+                "outputs.http.url",
+                format!("`{url}`: expected an http:// or https:// URL"),
+            );
+        }
+        if self.outputs.rate_limit.per_rule_per_second < 0.0 {
+            bad(
+                "outputs.rate_limit.per_rule_per_second",
+                "must be 0 (no limit) or more".into(),
+            );
+        }
+        if let Err(err) = self.listen_address() {
+            bad("server.listen", err);
+        }
+        out
+    }
+
+    /// The operations endpoint's address; `None` when switched off.
+    pub fn listen_address(&self) -> Result<Option<SocketAddr>, String> {
+        let listen = self.server.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            format!("`{listen}`: expected IP:PORT such as 127.0.0.1:9376 (empty: no server)")
+        })
+    }
+
+    pub fn rule_matching(&self) -> RuleMatching {
+        match self.rules.matching {
+            Matching::All => RuleMatching::All,
+            Matching::First => RuleMatching::First,
+        }
+    }
+
+    pub fn stats_interval(&self) -> Duration {
+        Duration::from_secs(self.sensor.stats_interval_secs.max(1))
+    }
+
+    pub fn sensor_config(&self, kinds: KindSet) -> SensorConfig {
+        SensorConfig {
+            kinds,
+            ring_buffer_bytes: self.sensor.ring_buffer_bytes,
+            btf: self.sensor.btf.clone(),
+        }
+    }
+
+    /// `None` when context is switched off.
+    pub fn context_config(&self) -> Option<ContextConfig> {
+        let c = &self.context;
+        if !c.enabled {
+            return None;
+        }
+        let socket = c
+            .docker_socket
+            .strip_prefix("unix://")
+            .unwrap_or(&c.docker_socket);
+        Some(ContextConfig {
+            host_root: c.host_root.clone(),
+            docker_socket: c.docker.then(|| socket.to_string()),
+            process_cap: c.process_cap,
+            exited_grace: Duration::from_secs(c.exited_grace_secs),
+            ancestry_depth: c.ancestry_depth,
+            metadata_wait: Duration::from_millis(c.metadata_wait_ms),
+            exe_hash: c.exe_hash,
+        })
+    }
+
+    pub fn alerts_config(&self) -> AlertsConfig {
+        let o = &self.outputs;
+        let spool = |name: &str| {
+            o.spool.dir.as_ref().map(|dir| SpoolConfig {
+                dir: dir.join(name),
+                max_bytes: o.spool.max_bytes,
+            })
+        };
+        let mut sinks = Vec::new();
+        if o.stdout.enabled {
+            let mut s = SinkConfig::new(SinkKind::Stdout { color: None });
+            s.format = match o.stdout.format {
+                StdoutFormat::Json => Some(Format::Json),
+                StdoutFormat::Text => Some(Format::Text),
+                StdoutFormat::Auto => None,
+            };
+            s.min_priority = o.stdout.min_priority;
+            sinks.push(s);
+        }
+        if let Some(path) = &o.file.path {
+            let mut s = SinkConfig::new(SinkKind::File {
+                path: path.clone(),
+                max_bytes: o.file.max_bytes,
+                keep: o.file.keep,
+            });
+            s.min_priority = o.file.min_priority;
+            s.spool = spool("file");
+            sinks.push(s);
+        }
+        if let Some(address) = &o.syslog.address {
+            let mut s = SinkConfig::new(SinkKind::Syslog {
+                address: address.clone(),
+                facility: o.syslog.facility,
+                structured_data: true,
+                max_message_bytes: 8192,
+            });
+            s.min_priority = o.syslog.min_priority;
+            s.spool = spool("syslog");
+            sinks.push(s);
+        }
+        if let Some(url) = &o.http.url {
+            let mut s = SinkConfig::new(SinkKind::Http {
+                url: url.clone(),
+                headers: o.http.headers.clone(),
+                batch: o.http.batch.max(1),
+                ca_file: o.http.ca_file.clone(),
+                timeout_ms: o.http.timeout_ms,
+            });
+            s.min_priority = o.http.min_priority;
+            s.spool = spool("http");
+            sinks.push(s);
+        }
+        let r = &o.rate_limit;
+        let rate_limit = (r.per_rule_per_second > 0.0).then_some(RateLimitConfig {
+            per_rule_per_second: r.per_rule_per_second,
+            burst: r.burst,
+            summary_interval_secs: r.summary_interval_secs,
+        });
+        AlertsConfig { sinks, rate_limit }
+    }
+}
+
+#[cfg(test)]
+mod tests;

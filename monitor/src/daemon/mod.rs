@@ -1,0 +1,186 @@
+//! The daemon's end of the pipeline: each event with its context goes through the
+//! rules; what matches becomes a Falco-compatible alert for the sinks. Once a second it
+//! brings the metrics up to date and raises alerts about itself; on SIGHUP (or a
+//! watched file changing) it reloads settings and rules, keeping the running set when
+//! the new one is invalid.
+mod reload;
+mod vitals;
+mod watch;
+
+use std::{io, sync::Arc};
+
+use crate::{
+    alerts::{self, Dispatcher},
+    clock::BootClock,
+    config::{Override, Settings, SettingsSource},
+    event::KindSet,
+    output::event_json::{EnrichedJson, EventJson},
+    pipeline::{Item, Sink, Status},
+    rules::{Alert, Engine, JsonEvent, RuleStatus, Scratch},
+    server::{Metrics, metrics::RuleLabels},
+};
+
+pub struct Daemon {
+    engine: Engine,
+    scratch: Scratch,
+    dispatcher: Dispatcher,
+    /// Bumped when the dispatcher is replaced, so sink counters restart cleanly.
+    dispatcher_generation: u64,
+    clock: BootClock,
+    hostname: String,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    /// How the settings were made, to make them again on reload.
+    source: SettingsSource,
+    overrides: Vec<Override>,
+    watch: Option<watch::Fingerprint>,
+    vitals: vitals::Vitals,
+    pub alerts: u64,
+}
+
+impl Daemon {
+    pub fn new(
+        engine: Engine,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        source: SettingsSource,
+        overrides: Vec<Override>,
+        hostname: String,
+        metrics: Arc<Metrics>,
+    ) -> Daemon {
+        metrics.rules_active.set(active_rules(&engine) as i64);
+        let watch = settings
+            .rules
+            .watch
+            .then(|| watch::Fingerprint::of(&source, &settings));
+        Daemon {
+            engine,
+            scratch: Scratch::default(),
+            dispatcher,
+            dispatcher_generation: 0,
+            clock: BootClock::new(),
+            hostname,
+            metrics,
+            vitals: vitals::Vitals::new(settings.stats_interval()),
+            settings,
+            source,
+            overrides,
+            watch,
+            alerts: 0,
+        }
+    }
+
+    pub fn active_rules(&self) -> usize {
+        active_rules(&self.engine)
+    }
+
+    /// Delivers what the sinks hold, or keeps it in their spools for the next start.
+    pub async fn shutdown(self) -> alerts::DispatcherStats {
+        self.dispatcher.shutdown().await
+    }
+}
+
+fn active_rules(engine: &Engine) -> usize {
+    engine
+        .summaries()
+        .iter()
+        .filter(|s| matches!(s.status, RuleStatus::Active { .. }))
+        .count()
+}
+
+impl Sink for Daemon {
+    fn accept(&mut self, item: Item) -> io::Result<()> {
+        // Rules see exactly the JSON that `monitor events` prints and that rule
+        // fixtures are written in, so a fixture that passes predicts the live result.
+        let value = match &item {
+            Item::Raw(event) => serde_json::to_value(EventJson {
+                event,
+                clock: &self.clock,
+            }),
+            Item::Enriched(enriched) => serde_json::to_value(EnrichedJson {
+                enriched,
+                clock: &self.clock,
+            }),
+        }?;
+        let Ok(event) = JsonEvent::new(&value) else {
+            return Ok(());
+        };
+        let mut matched = Vec::new();
+        self.engine
+            .evaluate(&event, &mut self.scratch, &mut matched);
+        for rule in matched {
+            let alert: Alert = self.engine.alert(rule, &event);
+            self.metrics
+                .rule_matches
+                .get_or_create(&RuleLabels {
+                    rule: alert.rule.clone(),
+                    priority: alert.priority.to_string(),
+                })
+                .inc();
+            self.dispatcher.submit(alerts::Alert::from_rule_alert(
+                alert,
+                &self.hostname,
+                &value,
+            ));
+            self.alerts += 1;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Each sink delivers on its own thread.
+        Ok(())
+    }
+
+    async fn housekeeping(&mut self, status: &Status<'_>) -> Option<KindSet> {
+        self.metrics.health.beat();
+        vitals::refresh_metrics(
+            &self.metrics,
+            status,
+            &self.dispatcher,
+            self.dispatcher_generation,
+        );
+        for alert in self.vitals.check(status, &self.dispatcher, &self.hostname) {
+            self.raise_internal(alert);
+        }
+        let changed = match &mut self.watch {
+            Some(fingerprint) => fingerprint.changed(&self.source, &self.settings),
+            None => false,
+        };
+        if changed {
+            tracing::info!("a watched rule or config file changed: reloading");
+            return self.reload().await;
+        }
+        None
+    }
+
+    async fn reload(&mut self) -> Option<KindSet> {
+        match self.try_reload().await {
+            Ok(kinds) => {
+                self.metrics.reloads.get_or_create(&result("ok")).inc();
+                Some(kinds)
+            }
+            Err(message) => {
+                self.metrics.reloads.get_or_create(&result("failed")).inc();
+                tracing::error!("reload failed, the running rules and settings stay: {message}");
+                let alert = vitals::reload_failed(&message, &self.hostname);
+                self.raise_internal(alert);
+                None
+            }
+        }
+    }
+}
+
+impl Daemon {
+    fn raise_internal(&mut self, alert: alerts::Alert) {
+        self.metrics
+            .internal_alerts
+            .get_or_create(&crate::server::metrics::kind(&alert.rule))
+            .inc();
+        self.dispatcher.submit(alert);
+    }
+}
+
+fn result(r: &str) -> crate::server::metrics::ResultLabel {
+    crate::server::metrics::ResultLabel { result: r.into() }
+}

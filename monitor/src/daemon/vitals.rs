@@ -1,0 +1,234 @@
+//! The daemon watching itself: metrics brought up to date from the counters kept
+//! elsewhere (kernel maps, sinks, context), and internal alerts when events are lost,
+//! the container runtime is unreachable or a sink fails. Each internal alert kind is
+//! raised at most once per stats interval.
+use std::{
+    collections::HashMap,
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Map, Value};
+
+use crate::{
+    alerts::{Alert, Dispatcher, internal_alert},
+    pipeline::Status,
+    rules::Priority,
+    server::{
+        Metrics,
+        metrics::{SinkLabel, SinkLabels, kind},
+    },
+};
+
+pub const KERNEL_DROPS_RULE: &str = "monitor: kernel events dropped";
+pub const RUNTIME_UNREACHABLE_RULE: &str = "monitor: container runtime unreachable";
+pub const SINK_FAILING_RULE: &str = "monitor: alert sink failing";
+pub const RELOAD_FAILED_RULE: &str = "monitor: reload failed";
+
+pub fn refresh_metrics(
+    metrics: &Metrics,
+    status: &Status<'_>,
+    dispatcher: &Dispatcher,
+    generation: u64,
+) {
+    for (k, received) in status.received {
+        let name = k.name();
+        metrics.advance(
+            &format!("events/{name}"),
+            &metrics.events.get_or_create(&kind(name)),
+            *received,
+        );
+    }
+    if let Ok(counters) = status.sensor.counters() {
+        for (k, c) in counters {
+            let name = k.name();
+            let label = kind(name);
+            metrics.advance(
+                &format!("sent/{name}"),
+                &metrics.kernel_sent.get_or_create(&label),
+                c.sent,
+            );
+            metrics.advance(
+                &format!("dropped/{name}"),
+                &metrics.kernel_drops.get_or_create(&label),
+                c.dropped,
+            );
+            metrics.advance(
+                &format!("errors/{name}"),
+                &metrics.kernel_errors.get_or_create(&label),
+                c.errors,
+            );
+        }
+    }
+    metrics.advance("malformed", &metrics.malformed, status.malformed);
+
+    let stats = dispatcher.stats();
+    metrics.advance(
+        &format!("{generation}/suppressed"),
+        &metrics.alerts_suppressed,
+        stats.suppressed,
+    );
+    for sink in &stats.sinks {
+        for (outcome, total) in [
+            ("delivered", sink.delivered),
+            ("retried", sink.retried),
+            ("spooled", sink.spooled),
+            ("dropped", sink.dropped),
+        ] {
+            let labels = SinkLabels {
+                sink: sink.name.clone(),
+                outcome: outcome.into(),
+            };
+            metrics.advance(
+                &format!("{generation}/{}/{outcome}", sink.name),
+                &metrics.alerts.get_or_create(&labels),
+                total,
+            );
+        }
+        let label = SinkLabel {
+            sink: sink.name.clone(),
+        };
+        metrics
+            .queue_depth
+            .get_or_create(&label)
+            .set(sink.queued as i64);
+        metrics
+            .spool_pending
+            .get_or_create(&label)
+            .set(sink.spool_pending as i64);
+    }
+
+    if let Some(context) = status.context {
+        let s = context.stats();
+        metrics.processes.set(s.processes.tracked as i64);
+        metrics.advance(
+            "process_misses",
+            &metrics.process_misses,
+            s.processes.misses,
+        );
+        metrics.advance(
+            "process_evictions",
+            &metrics.process_evictions,
+            s.processes.evictions,
+        );
+        metrics.advance(
+            "metadata_missing",
+            &metrics.metadata_missing,
+            s.metadata_missing,
+        );
+        if let Some(docker) = context.docker_stats() {
+            metrics.advance(
+                "docker_inspect_failures",
+                &metrics.docker_inspect_failures,
+                docker.inspect_failures.load(Relaxed),
+            );
+            metrics.docker_up.set(i64::from(!docker.down.load(Relaxed)));
+        }
+    }
+}
+
+pub struct Vitals {
+    interval: Duration,
+    last_raised: HashMap<String, Instant>,
+    /// Per sink: retried + spooled + dropped when last looked at.
+    sink_trouble: HashMap<String, u64>,
+}
+
+impl Vitals {
+    pub fn new(interval: Duration) -> Vitals {
+        Vitals {
+            interval,
+            last_raised: HashMap::new(),
+            sink_trouble: HashMap::new(),
+        }
+    }
+
+    /// At most one alert per key and interval.
+    fn due(&mut self, key: &str) -> bool {
+        let now = Instant::now();
+        match self.last_raised.get(key) {
+            Some(last) if now.duration_since(*last) < self.interval => false,
+            _ => {
+                self.last_raised.insert(key.to_string(), now);
+                true
+            }
+        }
+    }
+
+    pub fn check(
+        &mut self,
+        status: &Status<'_>,
+        dispatcher: &Dispatcher,
+        hostname: &str,
+    ) -> Vec<Alert> {
+        let mut out = Vec::new();
+        if status.new_drops > 0 && self.due("drops") {
+            let mut fields = Map::new();
+            fields.insert("monitor.dropped".into(), Value::from(status.new_drops));
+            out.push(internal_alert(
+                KERNEL_DROPS_RULE,
+                Priority::Warning,
+                format!(
+                    "The kernel dropped {} events (ring buffer full); raise \
+                     sensor.ring_buffer_bytes or check the agent's CPU",
+                    status.new_drops
+                ),
+                fields,
+                hostname,
+            ));
+        }
+        let docker_down = status
+            .context
+            .and_then(|c| c.docker_stats())
+            .is_some_and(|d| d.down.load(Relaxed));
+        if docker_down && self.due("runtime") {
+            out.push(internal_alert(
+                RUNTIME_UNREACHABLE_RULE,
+                Priority::Warning,
+                "The Docker API is unreachable: alerts carry container ids but no names, \
+                 images or labels until it is back"
+                    .into(),
+                Map::new(),
+                hostname,
+            ));
+        }
+        for sink in dispatcher.stats().sinks {
+            let trouble = sink.retried + sink.spooled + sink.dropped;
+            let before = self.sink_trouble.insert(sink.name.clone(), trouble);
+            // A replaced dispatcher starts its counters again from zero.
+            let grew = before.is_some_and(|b| trouble > b) || (before.is_none() && trouble > 0);
+            if grew && self.due(&format!("sink/{}", sink.name)) {
+                let mut fields = Map::new();
+                fields.insert("monitor.sink".into(), Value::from(sink.name.clone()));
+                fields.insert(
+                    "monitor.spool_pending".into(),
+                    Value::from(sink.spool_pending),
+                );
+                fields.insert("monitor.dropped".into(), Value::from(sink.dropped));
+                out.push(internal_alert(
+                    SINK_FAILING_RULE,
+                    Priority::Error,
+                    format!(
+                        "Alert sink {} is failing: {} alerts wait in its spool, {} were dropped",
+                        sink.name, sink.spool_pending, sink.dropped
+                    ),
+                    fields,
+                    hostname,
+                ));
+            }
+        }
+        out
+    }
+}
+
+pub fn reload_failed(message: &str, hostname: &str) -> Alert {
+    let mut fields = Map::new();
+    fields.insert("monitor.error".into(), Value::from(message));
+    internal_alert(
+        RELOAD_FAILED_RULE,
+        Priority::Error,
+        format!("Reload failed, the running rules and settings stay: {message}"),
+        fields,
+        hostname,
+    )
+}

@@ -1,0 +1,245 @@
+//! What the daemon counts, in Prometheus types. The pipeline and the alert path update
+//! these; the HTTP endpoint encodes them on each scrape.
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+    pub priority: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub events: Family<KindLabel, Counter>,
+    pub kernel_sent: Family<KindLabel, Counter>,
+    pub kernel_drops: Family<KindLabel, Counter>,
+    pub kernel_errors: Family<KindLabel, Counter>,
+    pub malformed: Counter,
+    pub rule_matches: Family<RuleLabels, Counter>,
+    pub alerts: Family<SinkLabels, Counter>,
+    pub alerts_suppressed: Counter,
+    pub queue_depth: Family<SinkLabel, Gauge>,
+    pub spool_pending: Family<SinkLabel, Gauge>,
+    pub internal_alerts: Family<KindLabel, Counter>,
+    pub processes: Gauge,
+    pub process_misses: Counter,
+    pub process_evictions: Counter,
+    pub metadata_missing: Counter,
+    pub docker_inspect_failures: Counter,
+    pub docker_up: Gauge,
+    pub rules_active: Gauge,
+    pub reloads: Family<ResultLabel, Counter>,
+    pub health: Health,
+    /// Last totals seen of counters kept elsewhere (kernel maps, sinks), so the
+    /// Prometheus counters move by the difference.
+    last: Mutex<HashMap<String, u64>>,
+}
+
+/// Liveness and readiness, read by /healthz and /readyz.
+#[derive(Default)]
+pub struct Health {
+    /// Unix milliseconds of the pipeline's last turn; 0: not started.
+    heartbeat_ms: AtomicU64,
+    ready: AtomicBool,
+    /// What /readyz says: the rules and probes in use, or why not ready.
+    detail: Mutex<String>,
+}
+
+/// Beyond this the pipeline is considered stuck (it turns at least once a second).
+pub const STALL_MS: u64 = 10_000;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Health {
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Relaxed);
+    }
+
+    pub fn set_ready(&self, ready: bool, detail: String) {
+        *self.detail.lock().unwrap_or_else(|e| e.into_inner()) = detail;
+        self.ready.store(ready, Relaxed);
+    }
+
+    /// `Ok(message)` when alive.
+    pub fn live(&self) -> Result<String, String> {
+        let beat = self.heartbeat_ms.load(Relaxed);
+        if beat == 0 {
+            return Err("starting: the pipeline has not turned yet".into());
+        }
+        let age = now_ms().saturating_sub(beat);
+        if age > STALL_MS {
+            Err(format!("stalled: the pipeline last turned {age} ms ago"))
+        } else {
+            Ok(format!("ok: the pipeline turned {age} ms ago"))
+        }
+    }
+
+    pub fn ready(&self) -> Result<String, String> {
+        let detail = self
+            .detail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if self.ready.load(Relaxed) {
+            Ok(detail)
+        } else {
+            Err(detail)
+        }
+    }
+}
+
+macro_rules! register {
+    ($registry:ident, $name:literal, $help:literal) => {{
+        let metric = Default::default();
+        $registry.register($name, $help, Clone::clone(&metric));
+        metric
+    }};
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::with_prefix("monitor");
+        Metrics {
+            events: register!(r, "events", "Kernel events received by the agent, by kind"),
+            kernel_sent: register!(
+                r,
+                "kernel_events",
+                "Records the kernel programs wrote to the ring buffer, by kind"
+            ),
+            kernel_drops: register!(
+                r,
+                "kernel_drops",
+                "Events lost in the kernel because the ring buffer was full, by kind"
+            ),
+            kernel_errors: register!(
+                r,
+                "kernel_errors",
+                "Events the kernel programs could not read completely, by kind"
+            ),
+            malformed: register!(
+                r,
+                "malformed_records",
+                "Ring buffer records that failed validation and were skipped"
+            ),
+            rule_matches: register!(r, "rule_matches", "Alerts raised, by rule and priority"),
+            alerts: register!(
+                r,
+                "alerts",
+                "Alerts per sink and outcome (delivered, retried, spooled, dropped)"
+            ),
+            alerts_suppressed: register!(
+                r,
+                "alerts_suppressed",
+                "Alerts held back by the per-rule rate limit"
+            ),
+            queue_depth: register!(r, "alert_queue_depth", "Alerts waiting in memory, per sink"),
+            spool_pending: register!(
+                r,
+                "alert_spool_pending",
+                "Alerts waiting in the on-disk spool, per sink"
+            ),
+            internal_alerts: register!(
+                r,
+                "internal_alerts",
+                "The daemon's alerts about itself, by kind"
+            ),
+            processes: register!(r, "process_table_size", "Processes in the process table"),
+            process_misses: register!(
+                r,
+                "process_table_misses",
+                "Events whose process was not in the table (read from /proc instead); hit rate = 1 - misses/events"
+            ),
+            process_evictions: register!(
+                r,
+                "process_table_evictions",
+                "Processes evicted because the table was full"
+            ),
+            metadata_missing: register!(
+                r,
+                "container_metadata_missing",
+                "Container events that went out without the runtime's metadata (not there in time)"
+            ),
+            docker_inspect_failures: register!(
+                r,
+                "docker_inspect_failures",
+                "Docker API container inspections that failed"
+            ),
+            docker_up: register!(
+                r,
+                "docker_api_up",
+                "1 when the Docker API answers, 0 when not (absent without Docker)"
+            ),
+            rules_active: register!(r, "rules_active", "Rules loaded and active"),
+            reloads: register!(
+                r,
+                "reloads",
+                "Reloads of rules and settings, by result (ok, failed)"
+            ),
+            registry: r,
+            health: Health::default(),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Moves `counter` up to an externally kept running `total`.
+    pub fn advance(&self, key: &str, counter: &Counter, total: u64) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = last.entry(key.to_string()).or_default();
+        if total > *seen {
+            counter.inc_by(total - *seen);
+            *seen = total;
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn kind(kind: &str) -> KindLabel {
+    KindLabel { kind: kind.into() }
+}
