@@ -1,19 +1,15 @@
 //! Alert delivery against real receivers on loopback: a real rsyslogd (UDP, TCP and a
 //! unix socket, RFC 5424), an HTTP server that goes away and comes back, files.
 //! Drives `monitor::alerts::Dispatcher` in-process; needs no kernel sensor.
+mod support;
+
 use std::{
     collections::BTreeMap,
     fs,
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use monitor::{
@@ -25,15 +21,9 @@ use monitor::{
     rules::Priority,
 };
 use serde_json::{Map, Value, json};
+use support::receivers::{Receiver, Rsyslog, lines, temp_dir, wait_until};
 
 const TIME: &str = "2024-05-06T07:08:09.123456789Z";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("monitor-alerts-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn alert(rule: &str, priority: Priority, output: &str, n: u64) -> Alert {
     let mut fields = Map::new();
@@ -71,14 +61,6 @@ fn shutdown(d: Dispatcher) -> DispatcherStats {
         .block_on(d.shutdown())
 }
 
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn quick_retry() -> RetryConfig {
     RetryConfig {
         max_retries: 1,
@@ -87,108 +69,7 @@ fn quick_retry() -> RetryConfig {
     }
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 // ---------------------------------------------------------------- rsyslog
-
-struct Rsyslog {
-    dir: PathBuf,
-    child: Child,
-    udp: u16,
-    tcp: u16,
-    socket: PathBuf,
-    out: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Rsyslog {
-    fn start(name: &str) -> Rsyslog {
-        let dir = temp_dir(name);
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let tcp = free_port();
-        let socket = dir.join("log.sock");
-        let out = dir.join("received.log");
-        let conf = format!(
-            r#"global(workDirectory="{dir}")
-module(load="imuxsock" SysSock.Use="off")
-module(load="imudp")
-module(load="imtcp")
-input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" RateLimit.Interval="0")
-input(type="imudp" address="127.0.0.1" port="{udp}")
-input(type="imtcp" address="127.0.0.1" port="{tcp}")
-template(name="fields" type="string" string="%syslogseverity%|%syslogfacility%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\n")
-*.* action(type="omfile" file="{out}" template="fields")
-"#,
-            dir = dir.display(),
-            socket = socket.display(),
-            out = out.display(),
-        );
-        let conf_path = dir.join("rsyslog.conf");
-        fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("rsyslogd.stderr")).unwrap())
-            .spawn()
-            .expect("rsyslogd (apt-get install rsyslog)");
-        let r = Rsyslog {
-            dir,
-            child,
-            udp,
-            tcp,
-            socket,
-            out,
-        };
-        wait_until("rsyslogd to listen", Duration::from_secs(15), || {
-            r.socket.exists() && TcpStream::connect(("127.0.0.1", r.tcp)).is_ok()
-        });
-        r
-    }
-
-    fn received(&self) -> Vec<String> {
-        lines(&self.out)
-    }
-
-    fn wait_lines(&self, n: usize) -> Vec<String> {
-        wait_until(
-            &format!("{n} lines from rsyslogd in {}", self.out.display()),
-            Duration::from_secs(15),
-            || self.received().len() >= n,
-        );
-        // Anything more that would arrive (there must be nothing).
-        thread::sleep(Duration::from_millis(300));
-        self.received()
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn syslog_sink(address: String, structured: bool) -> SinkConfig {
     let mut s = SinkConfig::new(SinkKind::Syslog {
@@ -323,152 +204,6 @@ fn hostile_alert_is_one_line_in_every_format() {
 }
 
 // ---------------------------------------------------------------- HTTP receiver
-
-#[derive(Default)]
-struct Received {
-    bodies: Vec<Value>,
-    headers: Vec<BTreeMap<String, String>>,
-}
-
-/// A small HTTP/1.1 server on 127.0.0.1 that records POST bodies and answers 200.
-/// Stopped, it closes its listener and every connection without answering what
-/// it did not record.
-struct Receiver {
-    port: u16,
-    received: Arc<Mutex<Received>>,
-    running: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
-}
-
-impl Receiver {
-    fn new() -> Receiver {
-        Receiver {
-            port: free_port(),
-            received: Arc::default(),
-            running: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let received = self.received.clone();
-        let stop2 = stop.clone();
-        let handle = thread::spawn(move || {
-            let mut conns = Vec::new();
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let received = received.clone();
-                        let stop = stop2.clone();
-                        conns.push(thread::spawn(move || serve(stream, &received, &stop)));
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            drop(listener);
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        self.running = Some((stop, handle));
-    }
-
-    fn stop(&mut self) {
-        if let Some((stop, handle)) = self.running.take() {
-            stop.store(true, Ordering::SeqCst);
-            handle.join().unwrap();
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.alerts().len()
-    }
-
-    /// Every alert received, in order (arrays flattened).
-    fn alerts(&self) -> Vec<Value> {
-        let r = self.received.lock().unwrap();
-        r.bodies
-            .iter()
-            .flat_map(|b| match b {
-                Value::Array(list) => list.clone(),
-                other => vec![other.clone()],
-            })
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn serve(stream: TcpStream, received: &Mutex<Received>, stop: &AtomicBool) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        // Request line and headers.
-        let mut head = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if line == "\r\n" {
-                        break;
-                    }
-                    head.push(line.trim_end().to_string());
-                }
-                Err(_) => {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if !line.is_empty() {
-                        continue;
-                    }
-                }
-            }
-        }
-        let mut headers = BTreeMap::new();
-        for h in head.iter().skip(1) {
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let len: usize = headers["content-length"].parse().unwrap();
-        let mut body = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match reader.read(&mut body[got..]) {
-                Ok(0) => return,
-                Ok(n) => got += n,
-                Err(_) if stop.load(Ordering::SeqCst) => return,
-                Err(_) => {}
-            }
-        }
-        if stop.load(Ordering::SeqCst) {
-            // Going away: not recorded, not answered.
-            return;
-        }
-        {
-            let mut r = received.lock().unwrap();
-            r.bodies
-                .push(serde_json::from_slice(&body).expect("a JSON body"));
-            r.headers.push(headers);
-        }
-        if writer
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
-    }
-}
 
 fn http_sink(port: u16, spool: &Path, batch: usize) -> SinkConfig {
     let mut headers = BTreeMap::new();
@@ -732,5 +467,127 @@ fn file_rotation_keeps_count_and_removes_oldest() {
         .collect();
     names.sort();
     assert_eq!(names, ["alerts.log", "alerts.log.1", "alerts.log.2"]);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------- HTTPS
+
+/// An HTTPS receiver on loopback with a certificate from a CA made for this run;
+/// returns its port and the CA's PEM. Records every POSTed body.
+fn https_receiver(bodies: Arc<Mutex<Vec<Value>>>) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                let bodies = bodies.clone();
+                tokio::spawn(async move {
+                    // A client that rejects our certificate ends the handshake here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let bodies = bodies.clone();
+                            async move {
+                                let body = request.into_body().collect().await?.to_bytes();
+                                bodies
+                                    .lock()
+                                    .unwrap()
+                                    .push(serde_json::from_slice(&body).unwrap());
+                                Ok::<_, hyper::Error>(hyper::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::new()),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (port, ca.pem())
+}
+
+fn https_sink(port: u16, ca_file: Option<PathBuf>) -> SinkConfig {
+    let mut s = SinkConfig::new(SinkKind::Http {
+        url: format!("https://127.0.0.1:{port}/alerts"),
+        headers: BTreeMap::new(),
+        batch: 1,
+        ca_file,
+        timeout_ms: 2000,
+    });
+    s.retry = quick_retry();
+    s
+}
+
+#[test]
+fn https_delivers_with_the_given_ca_and_refuses_an_unknown_certificate() {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let (port, ca_pem) = https_receiver(bodies.clone());
+    let dir = temp_dir("https");
+    let ca_file = dir.join("ca.pem");
+    fs::write(&ca_file, ca_pem).unwrap();
+
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![https_sink(port, Some(ca_file))],
+        rate_limit: None,
+    })
+    .unwrap();
+    for n in 0..3 {
+        d.submit(numbered(n));
+    }
+    wait_until("3 alerts over https", Duration::from_secs(20), || {
+        bodies.lock().unwrap().len() == 3
+    });
+    let stats = shutdown(d);
+    assert_eq!(stats.sinks[0].delivered, 3);
+    assert_numbered(&bodies.lock().unwrap(), 3);
+
+    // The system's roots do not know the private CA: nothing may be delivered.
+    let d = Dispatcher::new(&AlertsConfig {
+        sinks: vec![https_sink(port, None)],
+        rate_limit: None,
+    })
+    .unwrap();
+    d.submit(numbered(3));
+    wait_until("a failed attempt", Duration::from_secs(20), || {
+        d.stats().sinks[0].retried >= 1
+    });
+    let stats = shutdown(d);
+    assert_eq!(stats.sinks[0].delivered, 0, "{:?}", stats.sinks[0]);
+    assert_eq!(bodies.lock().unwrap().len(), 3);
     let _ = fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod receivers;
 
 use std::{
     io::{BufRead, BufReader},
@@ -31,35 +32,56 @@ pub fn require_root() {
     );
 }
 
-/// A running `monitor events`, its stdout parsed line by line.
+/// A running `monitor events` or `monitor run`, its stdout parsed line by line.
 pub struct Monitor {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
+    /// Stdout as it came, line by line.
+    lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     readers: Vec<thread::JoinHandle<()>>,
+}
+
+/// What a stopped agent left behind.
+pub struct Finished {
+    pub events: Vec<Value>,
+    pub lines: Vec<String>,
+    pub stderr: Vec<String>,
+    pub totals: Value,
 }
 
 impl Monitor {
     /// Starts `monitor events` with `args` and waits until the sensor is attached.
     pub fn start(args: &[&str]) -> Self {
-        Self::spawn("events", args)
+        Self::spawn("events", args, true)
     }
 
-    /// Starts the daemon (`monitor run`); its stdout lines are alerts.
+    /// Starts the daemon (`monitor run`); its stdout lines are alerts (JSON). Unless
+    /// `args` choose an address, its operations endpoint takes a free port
+    /// ([`Monitor::endpoint`]).
     pub fn run(args: &[&str]) -> Self {
-        Self::spawn("run", args)
+        Self::spawn("run", args, true)
     }
 
-    fn spawn(subcommand: &str, args: &[&str]) -> Self {
+    /// The daemon with stdout kept as text (for `--stdout-format text`).
+    pub fn run_text(args: &[&str]) -> Self {
+        Self::spawn("run", args, false)
+    }
+
+    fn spawn(subcommand: &str, args: &[&str], json: bool) -> Self {
         require_root();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .arg(subcommand)
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_monitor"));
+        command.arg(subcommand).args(args);
+        if subcommand == "run" && !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start monitor");
         let events = Arc::new(Mutex::new(Vec::new()));
+        let raw_lines = Arc::new(Mutex::new(Vec::new()));
         let stderr_lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -67,12 +89,16 @@ impl Monitor {
         let mut readers = Vec::new();
         {
             let events = events.clone();
+            let raw = raw_lines.clone();
             readers.push(thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
-                    let line = line.expect("stdout is UTF-8: the JSON encoder escapes bytes");
-                    let value: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|err| panic!("invalid JSON line ({err}): {line}"));
-                    events.lock().unwrap().push(value);
+                    let line = line.expect("stdout is UTF-8: every output escapes bytes");
+                    if json {
+                        let value: Value = serde_json::from_str(&line)
+                            .unwrap_or_else(|err| panic!("invalid JSON line ({err}): {line}"));
+                        events.lock().unwrap().push(value);
+                    }
+                    raw.lock().unwrap().push(line);
                 }
             }));
         }
@@ -98,8 +124,47 @@ impl Monitor {
         Monitor {
             child,
             events,
+            lines: raw_lines,
             stderr: stderr_lines,
             readers,
+        }
+    }
+
+    /// Stdout lines so far, as written.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Where the daemon's /metrics, /healthz and /readyz answer.
+    pub fn endpoint(&self) -> std::net::SocketAddr {
+        self.stderr_lines()
+            .iter()
+            .find_map(|l| {
+                let rest = l.split("operations endpoint on http://").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .expect("the daemon logs its operations endpoint")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own, not yet reaped child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits (up to 15 s) for a stderr line containing `text`; returns it.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(line) = self.stderr_lines().into_iter().find(|l| l.contains(text)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no log line with `{text}`:\n{}",
+                    self.stderr_lines().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -137,9 +202,14 @@ impl Monitor {
     }
 
     /// Stops the agent (SIGINT), waits for it and returns every event and its totals.
-    pub fn stop(mut self) -> (Vec<Value>, Value) {
-        // SAFETY: signalling our own, not yet reaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    pub fn stop(self) -> (Vec<Value>, Value) {
+        let finished = self.finish(libc::SIGINT);
+        (finished.events, finished.totals)
+    }
+
+    /// Sends `signal`, waits for a clean exit (status 0) and returns what it left.
+    pub fn finish(mut self, signal: i32) -> Finished {
+        self.signal(signal);
         let status = self.child.wait().expect("wait for monitor");
         for reader in self.readers.drain(..) {
             reader.join().expect("reader thread");
@@ -155,8 +225,12 @@ impl Monitor {
             .find_map(|l| l.strip_prefix("monitor: totals "))
             .unwrap_or_else(|| panic!("no totals line:\n{}", stderr.join("\n")));
         let totals = serde_json::from_str(totals).expect("totals JSON");
-        let events = std::mem::take(&mut *self.events.lock().unwrap());
-        (events, totals)
+        Finished {
+            events: std::mem::take(&mut *self.events.lock().unwrap()),
+            lines: std::mem::take(&mut *self.lines.lock().unwrap()),
+            stderr,
+            totals,
+        }
     }
 }
 

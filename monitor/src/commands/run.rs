@@ -67,9 +67,9 @@ pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
             kinds.join(","),
             probes.join(" ")
         );
-        tracing::info!("monitor running: {detail}");
         metrics.health.beat();
-        metrics.health.set_ready(true, detail);
+        metrics.health.set_ready(true, detail.clone());
+        tracing::info!("monitor running: {detail}");
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

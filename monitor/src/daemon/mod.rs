@@ -162,7 +162,11 @@ impl Sink for Daemon {
             }
             Err(message) => {
                 self.metrics.reloads.get_or_create(&result("failed")).inc();
-                tracing::error!("reload failed, the running rules and settings stay: {message}");
+                // One log line per event, whatever the number of problems.
+                tracing::error!(
+                    "reload failed, the running rules and settings stay: {}",
+                    message.replace('\n', " | ")
+                );
                 let alert = vitals::reload_failed(&message, &self.hostname);
                 self.raise_internal(alert);
                 None

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     alerts::{Alert, Dispatcher, internal_alert},
+    event::EventKind,
     pipeline::Status,
     rules::Priority,
     server::{
@@ -31,12 +32,13 @@ pub fn refresh_metrics(
     dispatcher: &Dispatcher,
     generation: u64,
 ) {
-    for (k, received) in status.received {
+    // Every kind is listed, at 0 until it is seen, so rates work from the start.
+    for k in EventKind::ALL {
         let name = k.name();
         metrics.advance(
             &format!("events/{name}"),
             &metrics.events.get_or_create(&kind(name)),
-            *received,
+            status.received.get(&k).copied().unwrap_or(0),
         );
     }
     if let Ok(counters) = status.sensor.counters() {
