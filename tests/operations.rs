@@ -521,6 +521,14 @@ fn http_outage_across_a_daemon_restart_loses_nothing() {
     assert_eq!(http["dropped"], 0, "{http}");
     assert!(http["spool_pending"].as_u64().unwrap() >= 800, "{http}");
     assert_eq!(numbered(&receiver).len(), 200);
+    // The daemon said so itself, on its other sinks.
+    let failing = stopped
+        .events
+        .iter()
+        .find(|a| a["rule"] == "monitor: alert sink failing")
+        .expect("an internal alert about the HTTP sink");
+    assert_eq!(failing["output_fields"]["monitor.sink"], "http");
+    assert_eq!(failing["priority"], "Error");
 
     receiver.start();
     let second = Monitor::run(&args);
@@ -655,5 +663,30 @@ fn config_check_names_every_problem_with_its_position() {
         "{shown}"
     );
     assert!(!shown.contains("s3cret"));
+    let _ = fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn an_unreachable_container_runtime_raises_an_internal_alert() {
+    let s = setup("runtime");
+    fs::write(s.rules.join("marker.yaml"), marker_rule("Unused", &s.dir)).unwrap();
+    let socket = s.dir.join("no-docker.sock");
+    let monitor = Monitor::run(&[
+        "--rules",
+        s.rules.to_str().unwrap(),
+        "--docker-socket",
+        socket.to_str().unwrap(),
+        "--stats-interval",
+        "1",
+    ]);
+    let alert = wait_alerts(&monitor, "monitor: container runtime unreachable", 1)[0].clone();
+    assert_eq!(alert["source"], "internal");
+    assert_eq!(alert["priority"], "Warning");
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        metric(&scrape(monitor.endpoint()), "monitor_docker_api_up"),
+        0.0
+    );
+    monitor.finish(libc::SIGTERM);
     let _ = fs::remove_dir_all(&s.dir);
 }

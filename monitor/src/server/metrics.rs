@@ -243,3 +243,53 @@ impl Metrics {
 pub fn kind(kind: &str) -> KindLabel {
     KindLabel { kind: kind.into() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_says_starting_alive_stalled_and_ready() {
+        let health = Health::default();
+        assert_eq!(
+            health.live(),
+            Err("starting: the pipeline has not turned yet".into())
+        );
+        assert_eq!(health.ready(), Err(String::new()));
+        health.beat();
+        assert!(
+            health
+                .live()
+                .unwrap()
+                .starts_with("ok: the pipeline turned ")
+        );
+        health
+            .heartbeat_ms
+            .store(now_ms() - STALL_MS - 1000, Relaxed);
+        let stalled = health.live().unwrap_err();
+        assert!(
+            stalled.starts_with("stalled: the pipeline last turned "),
+            "{stalled}"
+        );
+        health.set_ready(true, "ready: 3 rules".into());
+        assert_eq!(health.ready(), Ok("ready: 3 rules".into()));
+        health.set_ready(false, "shutting down".into());
+        assert_eq!(health.ready(), Err("shutting down".into()));
+    }
+
+    #[test]
+    fn counters_advance_by_the_difference_of_running_totals() {
+        let metrics = Metrics::default();
+        let c = metrics.events.get_or_create(&kind("open"));
+        metrics.advance("open", &c, 5);
+        metrics.advance("open", &c, 5);
+        metrics.advance("open", &c, 12);
+        assert_eq!(c.get(), 12);
+        let text = metrics.encode();
+        assert!(
+            text.contains("monitor_events_total{kind=\"open\"} 12\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
