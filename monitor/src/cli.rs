@@ -348,6 +348,11 @@ pub struct AlertArgs {
     #[arg(long, value_name = "PATH")]
     pub alert_file: Option<PathBuf>,
 
+    /// Format of the alert file: json or text. [config: outputs.file.format;
+    /// default: json]
+    #[arg(long, value_parser = ["json", "text"])]
+    pub alert_file_format: Option<String>,
+
     /// Size past which the alert file is rotated (PATH.1, PATH.2, ...).
     /// [config: outputs.file.max_bytes; default: 104857600]
     #[arg(long)]

@@ -112,7 +112,9 @@ impl Alert {
             priority: Priority::parse(alert.priority).unwrap_or(Priority::Debug),
             source: alert.source.to_string(),
             hostname: hostname.to_string(),
-            output: alert.output,
+            // A folded YAML output (`output: >`) ends with a line break that is no part of
+            // the message.
+            output: alert.output.trim_end().to_string(),
             tags: alert.tags,
             output_fields: alert.output_fields,
             exec_id: text(&event["process"]["exec_id"]),
@@ -182,7 +184,7 @@ fn priority_color(p: Priority) -> &'static str {
 }
 
 /// Output format of a sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Json,

@@ -113,8 +113,9 @@ pub struct StdoutSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileSettings {
-    /// Alerts appended as JSON lines; unset: no file sink.
+    /// Alerts appended one per line; unset: no file sink.
     pub path: Option<PathBuf>,
+    pub format: Format,
     pub max_bytes: u64,
     pub keep: u32,
     #[serde(
@@ -245,6 +246,7 @@ impl Default for FileSettings {
     fn default() -> Self {
         FileSettings {
             path: None,
+            format: Format::Json,
             max_bytes: 100 << 20,
             keep: 5,
             min_priority: Priority::Debug,
@@ -435,6 +437,7 @@ impl Settings {
                 keep: o.file.keep,
             });
             s.min_priority = o.file.min_priority;
+            s.format = Some(o.file.format);
             s.spool = spool("file");
             sinks.push(s);
         }
