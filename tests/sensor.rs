@@ -408,7 +408,10 @@ fn not_root_or_bad_ring_size_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("ring buffer size 1000 is invalid: it must be a power of two"),
+        stderr.contains(
+            "monitor: config error: flag --ring-buffer-bytes: sensor.ring_buffer_bytes: 1000 \
+             is not a power of two of at least 4096"
+        ),
         "{stderr}"
     );
     // Drop to an unprivileged uid in the child only.
