@@ -321,15 +321,21 @@ fn check_pod(pod: &Pod) {
     assert_eq!(pod.caps_add, documented_capabilities());
 }
 
-fn validate_rules(text: &str) {
-    let file = std::env::temp_dir().join(format!("monitor-custom-{}.yaml", std::process::id()));
+/// Runs `monitor ARGS FILE` with `text` written to a scratch FILE.
+fn monitor_on_text(args: &[&str], text: &str) -> std::process::Output {
+    let file = std::env::temp_dir().join(format!("monitor-deploy-{}.yaml", std::process::id()));
     std::fs::write(&file, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["rules", "validate"])
+        .args(args)
         .arg(&file)
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&file);
+    out
+}
+
+fn validate_rules(text: &str) {
+    let out = monitor_on_text(&["rules", "validate"], text);
     assert!(
         out.status.success(),
         "{}",
@@ -358,7 +364,6 @@ fn daemonset_args_mounts_and_capabilities_match_the_agent() {
 #[test]
 fn daemonset_config_passes_config_check() {
     let pod = Pod::from_manifest(&yaml_docs(MANIFEST));
-    let (_, _) = pod.config();
     let text = pod
         .config_file(pod.env("MONITOR_CONFIG").unwrap())
         .unwrap()
@@ -367,14 +372,7 @@ fn daemonset_config_passes_config_check() {
         ("the DaemonSet's ConfigMap", text),
         ("the image's default", read("deploy/image/monitor.yaml")),
     ] {
-        let file = std::env::temp_dir().join(format!("monitor-config-{}.yaml", std::process::id()));
-        std::fs::write(&file, text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .args(["config", "check", "--config"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&file);
+        let out = monitor_on_text(&["config", "check", "--config"], &text);
         assert!(
             out.status.success(),
             "{what} config: {}",
@@ -664,17 +662,7 @@ fn image_runs_like_the_daemonset() {
         err.contains("monitor running")
     });
 
-    // `script` gives `docker exec -it` the terminal it insists on.
-    let shell = Command::new("script")
-        .args([
-            "-qec",
-            &format!("docker exec -it {target} sh -c 'sleep 1'"),
-            "/dev/null",
-        ])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(shell.success());
+    docker::exec_in_terminal(&target, "sleep 1");
     let (alerts, _) = wait_logs(&agent, "the shell alert", |alerts, _| {
         alerts.iter().any(|a| {
             a["rule"] == "Interactive shell in container"
