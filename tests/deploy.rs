@@ -323,7 +323,10 @@ fn check_pod(pod: &Pod) {
 
 /// Runs `monitor ARGS FILE` with `text` written to a scratch FILE.
 fn monitor_on_text(args: &[&str], text: &str) -> std::process::Output {
-    let file = std::env::temp_dir().join(format!("monitor-deploy-{}.yaml", std::process::id()));
+    // Tests run in parallel: each call gets its own file.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("monitor-deploy-{}-{n}.yaml", std::process::id()));
     std::fs::write(&file, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args(args)
