@@ -66,17 +66,7 @@ fn interactive_shell_from_docker_exec_it_raises_an_alert() {
     let _cleanup = Cleanup(vec![name.clone()]);
     docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "300"]);
     let monitor = daemon();
-    // `script` gives `docker exec -it` the terminal it insists on.
-    let status = Command::new("script")
-        .args([
-            "-qec",
-            &format!("docker exec -it {name} sh -c 'sleep 1'"),
-            "/dev/null",
-        ])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    docker::exec_in_terminal(&name, "sleep 1");
     let alert = alert_for(&monitor, "Interactive shell in container", &name);
     monitor.stop();
     assert_falco_shape(&alert, &name);

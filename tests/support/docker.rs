@@ -177,3 +177,18 @@ pub fn container_pid(name: &str) -> u32 {
 pub fn read_cidfile(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_string()
 }
+
+/// Runs `sh -c SCRIPT` in the container with a terminal, as `docker exec -it` does
+/// for a person; `script` gives docker the terminal it insists on.
+pub fn exec_in_terminal(name: &str, script: &str) {
+    let status = Command::new("script")
+        .args([
+            "-qec",
+            &format!("docker exec -it {name} sh -c '{script}'"),
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker exec -it {name} failed");
+}

@@ -1,6 +1,7 @@
 //! Developer automation for monitor. `cargo xtask --help` lists the commands; the
 //! README's two commands are `cargo xtask run` and `cargo xtask test`.
 mod bench;
+mod docs;
 mod setup;
 mod util;
 
@@ -40,6 +41,9 @@ enum Command {
     },
     /// Build, then measure the sensor's overhead and throughput (needs root).
     Bench(bench::BenchArgs),
+    /// Build, then regenerate the generated parts of docs/ (the field reference in
+    /// docs/rules.md, from `monitor fields --markdown`).
+    Docs,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             .and_then(|()| util::build_release())
             .and_then(|()| util::run_tests(&args)),
         Command::Bench(args) => util::build_release().and_then(|()| bench::run(&args)),
+        Command::Docs => util::build_release().and_then(|()| docs::run()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

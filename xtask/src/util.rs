@@ -45,7 +45,11 @@ pub fn is_root() -> bool {
 }
 
 pub fn monitor_binary() -> PathBuf {
-    workspace_root().join("target/release/monitor")
+    // Cargo puts the build where CARGO_TARGET_DIR says, when it is set.
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("release/monitor")
 }
 
 pub fn build_release() -> Result<()> {

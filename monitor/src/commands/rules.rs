@@ -73,8 +73,13 @@ pub struct ReplayArgs {
 #[derive(Args, Debug)]
 pub struct FieldsArgs {
     /// Print the catalog as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+
+    /// Print the catalog as a Markdown table (the field reference in docs/rules.md;
+    /// `cargo xtask docs` puts it there).
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// Loads rules; every error is printed as `file:line:col: rule 'NAME': message`.
@@ -266,14 +271,43 @@ pub fn fields_cmd(args: FieldsArgs) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         return Ok(());
     }
+    if args.markdown {
+        writeln!(out, "| field | type | description |")?;
+        writeln!(out, "| --- | --- | --- |")?;
+        for f in fields::catalog() {
+            let unavailable = if f.available {
+                ""
+            } else {
+                " (Never has a value here; accepted so that Falco rules naming it load.)"
+            };
+            writeln!(
+                out,
+                "| `{}` | {} | {}{unavailable} |",
+                usage_name(f),
+                f.ty.as_str(),
+                f.description.replace('|', "\\|")
+            )?;
+        }
+        return Ok(());
+    }
     for f in fields::catalog() {
-        let name = match f.arg {
-            fields::ArgKind::None => f.name.to_string(),
-            fields::ArgKind::AncestorIndex => format!("{}[N]", f.name),
-            fields::ArgKind::Key => format!("{}[KEY]", f.name),
-            fields::ArgKind::EventArg => format!("{}.NAME", f.name),
-        };
-        writeln!(out, "{name:<42} {:<7} {}", f.ty.as_str(), f.description)?;
+        writeln!(
+            out,
+            "{:<42} {:<7} {}",
+            usage_name(f),
+            f.ty.as_str(),
+            f.description
+        )?;
     }
     Ok(())
+}
+
+/// The field's name as a rule writes it, with its argument's shape.
+fn usage_name(f: &fields::FieldInfo) -> String {
+    match f.arg {
+        fields::ArgKind::None => f.name.to_string(),
+        fields::ArgKind::AncestorIndex => format!("{}[N]", f.name),
+        fields::ArgKind::Key => format!("{}[KEY]", f.name),
+        fields::ArgKind::EventArg => format!("{}.NAME", f.name),
+    }
 }
