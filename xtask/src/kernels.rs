@@ -57,6 +57,8 @@ struct KernelSpec {
 }
 
 const BASE_TYPES: &[&str] = &["tracepoint", "raw_tp"];
+/// Debian's kernels enable the bpf LSM and accept LSM programs.
+const WITH_LSM: &[&str] = &["tracepoint", "raw_tp", "lsm"];
 
 const KERNELS: &[KernelSpec] = &[
     KernelSpec {
@@ -67,12 +69,12 @@ const KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "debian-6.1",
         package: Some(r"^linux-image-6\.1\.0-[0-9]+-amd64$"),
-        required: BASE_TYPES,
+        required: WITH_LSM,
     },
     KernelSpec {
         name: "debian-6.12",
         package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$"),
-        required: BASE_TYPES,
+        required: WITH_LSM,
     },
 ];
 
@@ -752,7 +754,7 @@ mod tests {
 
     #[test]
     fn package_versions_sort_numerically() {
-        let mut names = vec![
+        let mut names = [
             "linux-image-6.1.0-9-amd64".to_string(),
             "linux-image-6.1.0-56-amd64".to_string(),
             "linux-image-6.1.0-100-amd64".to_string(),

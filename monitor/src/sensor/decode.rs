@@ -210,6 +210,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
     Ok(Detail::Open(Open {
         syscall,
+        via_lsm: header.flags & flags::VIA_LSM != 0,
         path: path.to_vec(),
         path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
         resolved: (r.result >= 0).then(|| unreverse_path(resolved)),

@@ -92,12 +92,13 @@ impl Sensor {
             switches.set(kind.id() as u32, on, 0)?;
         }
 
+        let kernel = probes::KernelEnv::new(&tracefs, &config.btf);
         let mut reports = Vec::new();
         for source in probes::SOURCES
             .iter()
             .filter(|s| config.kinds.contains(s.kind))
         {
-            let report = probes::attach_source(&mut ebpf, &tracefs, source)?;
+            let report = probes::attach_source(&mut ebpf, &kernel, source)?;
             match report.chosen {
                 Some(chosen) => tracing::info!(
                     kind = report.kind,
@@ -164,6 +165,7 @@ impl Sensor {
                 let _ = match program {
                     aya::programs::Program::TracePoint(p) => p.unload(),
                     aya::programs::Program::RawTracePoint(p) => p.unload(),
+                    aya::programs::Program::Lsm(p) => p.unload(),
                     _ => Ok(()),
                 };
             }
