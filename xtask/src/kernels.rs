@@ -30,6 +30,10 @@ pub struct KernelsArgs {
     /// Only run the sensor tests whose names contain this (libtest filter).
     #[arg(long, env = "MONITOR_VM_TEST_FILTER")]
     test_filter: Option<String>,
+    /// Also run the burst tests in the VMs (50,000 events each: minutes under
+    /// emulation; they measure the ring buffer, which the host run covers).
+    #[arg(long)]
+    all_vm_tests: bool,
     /// Rewrite the "Kernel support" table in README.md from this run.
     #[arg(long)]
     write_readme: bool,
@@ -41,6 +45,7 @@ impl Default for KernelsArgs {
             kernels: Vec::new(),
             cache_dir: PathBuf::from("/var/cache/monitor-kernels"),
             test_filter: None,
+            all_vm_tests: false,
             write_readme: false,
         }
     }
@@ -140,11 +145,11 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.cache_dir.display()))?;
     let needs_vm = specs.iter().any(|k| k.package.is_some());
     let initramfs = if needs_vm {
-        Some(build_initramfs(
-            &args.cache_dir,
-            &binaries,
-            args.test_filter.as_deref(),
-        )?)
+        let mut vm_tests = test_args(args.test_filter.as_deref());
+        if !args.all_vm_tests {
+            vm_tests.extend(["--skip".to_string(), "burst".to_string()]);
+        }
+        Some(build_initramfs(&args.cache_dir, &binaries, &vm_tests)?)
     } else {
         None
     };
@@ -395,8 +400,8 @@ fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
 /// connect tests, runs the probes and the tests, then powers off. debugfs stays
 /// unmounted, as on the CI host: it would bring a second tracefs at
 /// /sys/kernel/debug/tracing, and the test that unmounts tracefs expects none left.
-fn init_script(binaries: &Binaries, filter: Option<&str>) -> String {
-    let tests = test_args(filter)
+fn init_script(binaries: &Binaries, test_args: &[String]) -> String {
+    let tests = test_args
         .iter()
         .map(|a| format!("'{a}'"))
         .collect::<Vec<_>>()
@@ -433,7 +438,7 @@ poweroff -f
 
 /// An initramfs of busybox, the two binaries at the paths they were built at (the
 /// test binary has `monitor`'s path compiled in) and their shared libraries.
-fn build_initramfs(cache: &Path, binaries: &Binaries, filter: Option<&str>) -> Result<PathBuf> {
+fn build_initramfs(cache: &Path, binaries: &Binaries, test_args: &[String]) -> Result<PathBuf> {
     step("building the initramfs (busybox, monitor, the sensor tests)");
     let root = cache.join("initramfs-root");
     let _ = fs::remove_dir_all(&root);
@@ -454,7 +459,7 @@ fn build_initramfs(cache: &Path, binaries: &Binaries, filter: Option<&str>) -> R
         fs::copy(file, &target).with_context(|| format!("copying {}", file.display()))?;
     }
     let init = root.join("init");
-    fs::write(&init, init_script(binaries, filter))?;
+    fs::write(&init, init_script(binaries, test_args))?;
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
     let archive = cache.join("initramfs.cpio");
@@ -623,6 +628,9 @@ fn judge(spec: &KernelSpec, console: &str) -> Vec<Row> {
                 Status::Fail
             };
             let mut detail = format!("tests/sensor.rs: {passed} passed, {} failed", failed.len());
+            if let Some(skipped) = filtered_out(output) {
+                let _ = write!(detail, ", {skipped} not run (filtered out)");
+            }
             if !failed.is_empty() {
                 let _ = write!(detail, " ({})", failed.join(", "));
                 // libtest prints each failure's output after the results.
@@ -645,6 +653,14 @@ fn judge(spec: &KernelSpec, console: &str) -> Vec<Row> {
         ),
     });
     rows
+}
+
+/// The count in libtest's `test result: ... N filtered out` line, when not 0.
+fn filtered_out(output: &str) -> Option<usize> {
+    let line = output.lines().find(|l| l.contains("test result:"))?;
+    let before = line.split(" filtered out").next()?;
+    let n = before.rsplit(' ').next()?.parse().ok()?;
+    (n > 0).then_some(n)
 }
 
 /// libtest's `test name ... ok|FAILED` lines.
@@ -788,5 +804,11 @@ mod tests {
             test_results("running 3 tests\ntest a ... ok\ntest b ... FAILED\ntest c ... ok\n");
         assert_eq!(passed, 2);
         assert_eq!(failed, vec!["b"]);
+        assert_eq!(
+            filtered_out(
+                "test result: ok. 16 passed; 0 failed; 0 ignored; 0 measured; 2 filtered out; finished in 1s"
+            ),
+            Some(2)
+        );
     }
 }
