@@ -42,7 +42,8 @@ pub mod flags {
     pub const PATH_TRUNCATED: u16 = 2;
     /// The kernel-resolved path was deeper or longer than the walk allows.
     pub const RESOLVED_TRUNCATED: u16 = 4;
-    /// Reported by an LSM hook rather than a syscall tracepoint (see the record type).
+    /// Open: reported by the LSM `file_open` hook rather than a syscall tracepoint.
+    /// Connect: the address is the kernel's copy, from the LSM `socket_connect` hook.
     pub const VIA_LSM: u16 = 8;
 }
 

@@ -134,6 +134,9 @@ impl Event {
             },
             Detail::Fork(_) => "raw_tp/sched_process_fork",
             Detail::Exit(_) => "tracepoint/sched/sched_process_exit",
+            Detail::Connect(x) if x.kernel_address => {
+                "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect"
+            }
             Detail::Connect(_) => "tracepoint/syscalls/sys_exit_connect",
             Detail::Open(x) if x.via_lsm => "lsm/file_open",
             Detail::Open(x) => match x.syscall {
@@ -235,6 +238,9 @@ pub struct Connect {
     /// `sun_path` bytes; an abstract socket name starts with a NUL byte.
     pub unix_path: Option<Vec<u8>>,
     pub uid: u32,
+    /// The address is the kernel's copy, taken by the LSM `socket_connect` hook
+    /// (otherwise the exit tracepoint read it from the caller's memory).
+    pub kernel_address: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

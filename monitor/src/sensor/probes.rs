@@ -183,6 +183,21 @@ pub const SOURCES: &[Source] = &[
             }],
         }],
     },
+    // The destination as the kernel copied it, for the connect tracepoints' events.
+    Source {
+        kind: EventKind::Connect,
+        name: "socket_connect",
+        required: false,
+        candidates: &[Candidate {
+            name: "lsm",
+            attachments: &[Attachment {
+                program: "lsm_socket_connect",
+                hook: Hook::Lsm {
+                    name: "socket_connect",
+                },
+            }],
+        }],
+    },
     syscall_source!(EventKind::Connect, "connect", required: true, "sys_enter_connect", "sys_exit_connect"),
     // Opens no syscall tracepoint sees (io_uring): the program leaves opens made by the
     // traced syscalls to them, so both attach without duplicates.
@@ -332,6 +347,10 @@ fn describe_error(err: &ProgramError) -> String {
             let log = verifier_log.to_string();
             let tail: Vec<&str> = log.lines().rev().take(6).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
+            // An EPERM for a whole program type (LSM, fentry) comes with no log.
+            if tail.iter().all(|l| l.trim().is_empty()) {
+                return format!("load failed ({io_error}); the verifier left no log");
+            }
             format!("load failed ({io_error}); verifier: {}", tail.join(" | "))
         }
         other => other.to_string(),
