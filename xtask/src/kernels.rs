@@ -358,6 +358,9 @@ fn fetch_kernel(cache: &Path, pattern: &str) -> Result<PathBuf> {
     let unpacking = cache.join(format!("{package}.partial"));
     let _ = fs::remove_dir_all(&unpacking);
     run_cmd(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacking))?;
+    // Only the kernel image boots; the modules would keep hundreds of MB in the cache.
+    let _ = fs::remove_dir_all(unpacking.join("lib"));
+    let _ = fs::remove_dir_all(unpacking.join("usr"));
     fs::rename(&unpacking, &dir)?;
     let _ = fs::remove_dir_all(&download);
     find_vmlinuz(&dir).with_context(|| format!("{package} holds no boot/vmlinuz-*"))
