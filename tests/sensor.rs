@@ -159,7 +159,22 @@ fn tcp_connect_to_loopback_v4_and_v6() {
 
     let e4 = connect_event(&monitor, tid, v4_port);
     let e6 = connect_event(&monitor, tid, v6_port);
+    let log = monitor.stderr_lines().join("\n");
     monitor.stop();
+
+    // Where the LSM hook attached (Debian 6.1/6.12 in the kernel matrix) the address
+    // is the kernel's copy; where it is refused (this CI host) the caller's memory.
+    let hook = if log.contains("attached lsm: lsm/socket_connect") {
+        "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect"
+    } else {
+        assert!(
+            log.contains("optional source skipped: lsm: lsm/socket_connect"),
+            "{log}"
+        );
+        "tracepoint/syscalls/sys_exit_connect"
+    };
+    assert_eq!(e4["hook"], hook);
+    assert_eq!(e6["hook"], hook);
 
     assert_eq!(e4["pid"], std::process::id());
     assert_eq!(e4["fd"], s4.as_raw_fd());
@@ -323,6 +338,86 @@ fn open_that_fails_with_enoent() {
     assert_eq!(event["fd"], Value::Null);
     assert_eq!(event["resolved_path"], Value::Null);
     assert_eq!(event["flags"], libc::O_RDONLY | libc::O_CLOEXEC);
+}
+
+/// io_uring's `IORING_OP_OPENAT` opens a file without any open syscall. Where the
+/// kernel accepts BPF LSM programs (Debian's 6.1 and 6.12 in the kernel matrix) the
+/// `lsm/file_open` hook reports it with the path the kernel resolved; where it refuses
+/// them (this CI host: EPERM), the sensor falls back to the syscall tracepoints, which
+/// cannot see it at all, and this test asserts exactly that blind spot.
+#[test]
+fn open_through_io_uring_needs_the_lsm_hook() {
+    let _serial = serial();
+    let dir = test_dir("io-uring");
+    let target = dir.join("sub/file");
+    let marker = dir.join("sub/marker");
+    let monitor = Monitor::start(&["--kinds", "open"]);
+    let log = monitor.stderr_lines().join("\n");
+    let lsm = log.contains("attached lsm: lsm/file_open");
+    if !lsm {
+        assert!(
+            log.contains("optional source skipped: lsm: lsm/file_open"),
+            "the LSM hook neither attached nor was reported as refused:\n{log}"
+        );
+    }
+
+    let mut ring = io_uring::IoUring::new(4).expect("io_uring_setup");
+    let path = CString::new(target.as_os_str().as_bytes()).unwrap();
+    let open = io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), path.as_ptr())
+        .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+        .build();
+    // SAFETY: `path` outlives the submission, which completes before it is dropped.
+    unsafe { ring.submission().push(&open).expect("queue the open") };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let fd = ring.completion().next().expect("a completion").result();
+    assert!(fd >= 0, "IORING_OP_OPENAT failed: {fd}");
+    // SAFETY: closes the fd io_uring just opened for us.
+    unsafe { libc::close(fd) };
+
+    // The ring buffer keeps the kernel's order: once an open made after the io_uring
+    // one has arrived, an event for the io_uring open would have too.
+    fs::write(&marker, b"after").unwrap();
+    let pid = std::process::id();
+    let marker = marker.to_str().unwrap().to_string();
+    monitor.wait_for("open of the marker", |e| is_open_of(e, pid, &marker));
+    let (events, _) = monitor.stop();
+    let target = target.to_str().unwrap();
+    let seen: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "open" && e["pid"] == pid && e["resolved_path"] == target)
+        .collect();
+    if !lsm {
+        assert!(
+            seen.is_empty(),
+            "tracepoints cannot see io_uring opens: {seen:?}"
+        );
+        return;
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "exactly one event for the io_uring open: {seen:?}"
+    );
+    let event = seen[0];
+    assert_eq!(event["hook"], "lsm/file_open");
+    assert_eq!(event["syscall"], "openat");
+    assert_eq!(event["path"], Value::Null);
+    assert_eq!(event["fd"], Value::Null);
+    assert_eq!(event["result"], 0);
+    assert_eq!(event["error"], Value::Null);
+    assert_eq!(event["dirfd"], -100);
+    assert_eq!(event["flags"].as_u64().unwrap() & libc::O_ACCMODE as u64, 0);
+    assert_eq!(event["uid"], 0);
+    // The marker was written by a syscall: the tracepoint reported it, not the LSM.
+    let marker_event = events
+        .iter()
+        .filter(|e| is_open_of(e, pid, &marker))
+        .collect::<Vec<_>>();
+    assert_eq!(marker_event.len(), 1, "{marker_event:?}");
+    assert_eq!(
+        marker_event[0]["hook"],
+        "tracepoint/syscalls/sys_exit_openat"
+    );
 }
 
 #[test]

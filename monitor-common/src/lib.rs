@@ -42,6 +42,9 @@ pub mod flags {
     pub const PATH_TRUNCATED: u16 = 2;
     /// The kernel-resolved path was deeper or longer than the walk allows.
     pub const RESOLVED_TRUNCATED: u16 = 4;
+    /// Open: reported by the LSM `file_open` hook rather than a syscall tracepoint.
+    /// Connect: the address is the kernel's copy, from the LSM `socket_connect` hook.
+    pub const VIA_LSM: u16 = 8;
 }
 
 /// Upper bound of the argv bytes copied per exec.
@@ -171,6 +174,10 @@ pub struct ConnectRecord {
 /// `open`/`openat`/`openat2`/`creat` completion. Followed by `path_len` bytes of the
 /// path as given and `resolved_len` bytes of the path of the opened file (a reversed
 /// path; empty when the open failed).
+///
+/// With [`flags::VIA_LSM`] the record comes from the LSM `file_open` hook, for an open
+/// no traced syscall made (io_uring): no path as given (`path_len` 0), `AT_FDCWD`,
+/// `OPENAT`, the file's `f_flags`, mode 0 and result 0 (the fd does not exist yet).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenRecord {
@@ -218,6 +225,8 @@ pub struct KernelOffsets {
     pub fdtable_fd: u32,
     pub file_f_path: u32,
     pub file_private_data: u32,
+    pub file_f_mode: u32,
+    pub file_f_flags: u32,
     pub path_mnt: u32,
     pub path_dentry: u32,
     pub dentry_d_parent: u32,
@@ -268,6 +277,8 @@ impl KernelOffsets {
         fdtable_fd: Self::ABSENT,
         file_f_path: Self::ABSENT,
         file_private_data: Self::ABSENT,
+        file_f_mode: Self::ABSENT,
+        file_f_flags: Self::ABSENT,
         path_mnt: Self::ABSENT,
         path_dentry: Self::ABSENT,
         dentry_d_parent: Self::ABSENT,
@@ -319,5 +330,5 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 88);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 44 * 4);
 };

@@ -2,14 +2,14 @@
 //! and, for a successful open, the absolute path of the file the kernel opened.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{lsm, tracepoint},
+    programs::{LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 
 use crate::{
-    kernel::{current_task, file_of_fd},
+    kernel::{current_task, file_of_fd, offset, read},
     maps::{PENDING_OPEN, count, wanted},
     path::append_file_path,
     process::{syscall_arg, syscall_ret},
@@ -170,6 +170,61 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
         mode: pending.mode,
         flags: pending.flags,
         result,
+        uid: bpf_get_current_uid_gid() as u32,
+        _pad1: 0,
+    };
+    unsafe { record.fixed::<OpenRecord>().write(fixed) };
+    record.submit();
+    Ok(())
+}
+
+/// `FMODE_EXEC`: the kernel's own open of a binary being executed (reported by exec).
+const FMODE_EXEC: u32 = 0x20;
+
+/// LSM `file_open`: every open the kernel performs for a process, however it was asked
+/// for. Opens made by the traced open syscalls are left to their exit tracepoint (it
+/// has the path as given and the fd); this reports the rest, above all io_uring's
+/// `IORING_OP_OPENAT`, which no syscall tracepoint sees. Always allows the open.
+#[lsm(hook = "file_open")]
+pub fn lsm_file_open(ctx: LsmContext) -> i32 {
+    if lsm_open(ctx.arg::<u64>(0)).is_err() {
+        count(kind::OPEN, stat::ERRORS);
+    }
+    0
+}
+
+#[inline(always)]
+fn lsm_open(file: u64) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    if unsafe { PENDING_OPEN.get(&pid_tgid) }.is_some() {
+        return Ok(());
+    }
+    // Kernel threads (no mm) open firmware and the like on nobody's behalf.
+    if read::<u64>(current_task(), offset!(task_mm)).unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    if read::<u32>(file, offset!(file_f_mode)).unwrap_or(0) & FMODE_EXEC != 0 {
+        return Ok(());
+    }
+    let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
+    let (resolved_len, cut) = append_file_path(&record, file);
+    let mut header_flags = flags::VIA_LSM;
+    if cut {
+        header_flags |= flags::RESOLVED_TRUNCATED;
+    }
+    let fixed = OpenRecord {
+        header: record.header(header_flags),
+        syscall: syscall::OPENAT,
+        path_len: 0,
+        resolved_len: resolved_len as u16,
+        _pad0: 0,
+        dirfd: AT_FDCWD,
+        mode: 0,
+        flags: read::<u32>(file, offset!(file_f_flags)).unwrap_or(0) as u64,
+        result: 0,
         uid: bpf_get_current_uid_gid() as u32,
         _pad1: 0,
     };

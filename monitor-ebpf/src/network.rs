@@ -1,12 +1,15 @@
 //! Outbound connections: `connect` entry saves the arguments, exit reports the
 //! address with the result (`-EINPROGRESS` is an attempt under way, still reported).
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user,
+    },
+    macros::{lsm, tracepoint},
+    programs::{LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
-use monitor_common::{ConnectRecord, MAX_UNIX_PATH, kind, stat};
+use monitor_common::{ConnectRecord, MAX_UNIX_PATH, flags, kind, stat};
 
 use crate::{
     kernel::{current_task, file_of_fd, offset, read},
@@ -21,11 +24,17 @@ const AF_INET6: u16 = 10;
 const EBADF: i64 = 9;
 const ENOTSOCK: i64 = 88;
 
+/// `sizeof(struct sockaddr_storage)`: what the kernel copies a connect address into.
+const SOCKADDR_STORAGE: usize = 128;
+
 #[derive(Clone, Copy)]
 pub struct PendingConnect {
     fd: i64,
     addr: u64,
     addrlen: u64,
+    /// The address as the kernel copied it (LSM `socket_connect`), when `copied`.
+    kernel_addr: [u8; SOCKADDR_STORAGE],
+    copied: u64,
 }
 
 #[tracepoint]
@@ -38,6 +47,8 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         fd: syscall_arg(&ctx, 0) as i32 as i64,
         addr: syscall_arg(&ctx, 1),
         addrlen: syscall_arg(&ctx, 2),
+        kernel_addr: [0; SOCKADDR_STORAGE],
+        copied: 0,
     };
     if PENDING_CONNECT.insert(&pid_tgid, &pending, 0).is_err() {
         count(kind::CONNECT, stat::ERRORS);
@@ -46,6 +57,25 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
             "connect by {} not recorded: pending-connect table full",
             pid_tgid >> 32
         );
+    }
+    0
+}
+
+/// LSM `socket_connect`: runs inside `connect` after the kernel copied the address
+/// from the caller. Saving that copy for the exit tracepoint closes the gap in which
+/// another thread could rewrite the caller's buffer between the connect and our read
+/// of it. Always allows the connect.
+#[lsm(hook = "socket_connect")]
+pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
+    let address: u64 = ctx.arg(1);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(pending) = PENDING_CONNECT.get_ptr_mut(&pid_tgid) {
+        let pending = unsafe { &mut *pending };
+        if unsafe { bpf_probe_read_kernel_buf(address as *const u8, &mut pending.kernel_addr) }
+            .is_ok()
+        {
+            pending.copied = 1;
+        }
     }
     0
 }
@@ -61,52 +91,61 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(pending) = (unsafe { PENDING_CONNECT.get(&pid_tgid) }).copied() else {
+    let Some(pending) = PENDING_CONNECT.get_ptr(&pid_tgid) else {
         return Ok(());
     };
-    let _ = PENDING_CONNECT.remove(&pid_tgid);
+    let (fd, user_addr, addrlen, kernel) = unsafe {
+        (
+            (*pending).fd,
+            (*pending).addr,
+            (*pending).addrlen,
+            (*pending).copied != 0,
+        )
+    };
+    // The kernel's copy stays in the map entry until this record is written.
+    let sockaddr = if kernel {
+        unsafe { (*pending).kernel_addr.as_ptr() as u64 }
+    } else {
+        user_addr
+    };
     let result = syscall_ret(ctx);
-    let record = Record::start::<ConnectRecord>(kind::CONNECT).ok_or(-1i64)?;
+    let Some(record) = Record::start::<ConnectRecord>(kind::CONNECT) else {
+        let _ = PENDING_CONNECT.remove(&pid_tgid);
+        return Err(-1);
+    };
 
-    let family = unsafe { bpf_probe_read_user(pending.addr as *const u16) }.unwrap_or(0);
+    let family = sockaddr_read::<u16>(sockaddr, 0, kernel).unwrap_or(0);
     let mut port = 0u16;
     let mut addr = [0u8; 16];
     let mut unix_path_len = 0usize;
     match family {
         AF_INET => {
-            port = u16::from_be(
-                unsafe { bpf_probe_read_user((pending.addr + 2) as *const u16) }.unwrap_or(0),
-            );
-            let v4 = unsafe { bpf_probe_read_user((pending.addr + 4) as *const [u8; 4]) }
-                .unwrap_or([0; 4]);
+            port = u16::from_be(sockaddr_read::<u16>(sockaddr, 2, kernel).unwrap_or(0));
+            let v4 = sockaddr_read::<[u8; 4]>(sockaddr, 4, kernel).unwrap_or([0; 4]);
             addr[..4].copy_from_slice(&v4);
         }
         AF_INET6 => {
-            port = u16::from_be(
-                unsafe { bpf_probe_read_user((pending.addr + 2) as *const u16) }.unwrap_or(0),
-            );
-            addr = unsafe { bpf_probe_read_user((pending.addr + 8) as *const [u8; 16]) }
-                .unwrap_or([0; 16]);
+            port = u16::from_be(sockaddr_read::<u16>(sockaddr, 2, kernel).unwrap_or(0));
+            addr = sockaddr_read::<[u8; 16]>(sockaddr, 8, kernel).unwrap_or([0; 16]);
         }
         AF_UNIX => {
             // sun_path follows the 2-byte family; an abstract name starts with NUL, so
             // copy raw bytes rather than a string.
-            let len = (pending.addrlen as usize)
-                .saturating_sub(2)
-                .min(MAX_UNIX_PATH);
-            unix_path_len = record.user_bytes(pending.addr + 2, len);
+            let len = (addrlen as usize).saturating_sub(2).min(MAX_UNIX_PATH);
+            unix_path_len = record.raw_bytes(sockaddr + 2, len, kernel);
         }
         _ => {}
     }
+    let _ = PENDING_CONNECT.remove(&pid_tgid);
 
     let sock_type = if result == -EBADF || result == -ENOTSOCK {
         0
     } else {
-        socket_type(pending.fd)
+        socket_type(fd)
     };
     let fixed = ConnectRecord {
-        header: record.header(0),
-        fd: pending.fd as i32,
+        header: record.header(if kernel { flags::VIA_LSM } else { 0 }),
+        fd: fd as i32,
         family,
         sock_type,
         result,
@@ -118,6 +157,20 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     unsafe { record.fixed::<ConnectRecord>().write(fixed) };
     record.submit();
     Ok(())
+}
+
+/// A `T` at `offset` in the caller's sockaddr, or in the kernel's copy of it.
+#[inline(always)]
+fn sockaddr_read<T>(sockaddr: u64, offset: u64, kernel: bool) -> Result<T, i64> {
+    let src = (sockaddr + offset) as *const T;
+    unsafe {
+        if kernel {
+            bpf_probe_read_kernel(src)
+        } else {
+            bpf_probe_read_user(src)
+        }
+    }
+    .map_err(|e| e as i64)
 }
 
 /// `SOCK_STREAM`, `SOCK_DGRAM`, ... of the socket behind `fd`, or 0.

@@ -18,7 +18,8 @@ use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid,
     generated::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+        bpf_probe_read_user_str,
     },
 };
 use monitor_common::{EventHeader, stat};
@@ -141,11 +142,24 @@ impl Record {
     /// Appends `len` raw bytes of user memory; returns the bytes appended.
     #[inline(always)]
     pub fn user_bytes(&self, src: u64, len: usize) -> usize {
+        self.raw_bytes(src, len, false)
+    }
+
+    /// Appends `len` raw bytes of user memory, or of kernel memory when `kernel`;
+    /// returns the bytes appended.
+    #[inline(always)]
+    pub fn raw_bytes(&self, src: u64, len: usize, kernel: bool) -> usize {
         let len = len & LEN_MASK;
         if len == 0 {
             return 0;
         }
-        let ret = unsafe { bpf_probe_read_user(self.tail(), len as u32, src as *const c_void) };
+        let ret = unsafe {
+            if kernel {
+                bpf_probe_read_kernel(self.tail(), len as u32, src as *const c_void)
+            } else {
+                bpf_probe_read_user(self.tail(), len as u32, src as *const c_void)
+            }
+        };
         if ret < 0 {
             return 0;
         }

@@ -124,6 +124,29 @@ impl Event {
             Detail::Open(_) => EventKind::Open,
         }
     }
+
+    /// The kernel hook that produced the event (the `hook` of the event JSON).
+    pub fn hook(&self) -> &'static str {
+        match &self.detail {
+            Detail::Exec(x) => match x.syscall {
+                Syscall::Execveat => "tracepoint/syscalls/sys_exit_execveat",
+                _ => "tracepoint/syscalls/sys_exit_execve",
+            },
+            Detail::Fork(_) => "raw_tp/sched_process_fork",
+            Detail::Exit(_) => "tracepoint/sched/sched_process_exit",
+            Detail::Connect(x) if x.kernel_address => {
+                "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect"
+            }
+            Detail::Connect(_) => "tracepoint/syscalls/sys_exit_connect",
+            Detail::Open(x) if x.via_lsm => "lsm/file_open",
+            Detail::Open(x) => match x.syscall {
+                Syscall::Open => "tracepoint/syscalls/sys_exit_open",
+                Syscall::Openat2 => "tracepoint/syscalls/sys_exit_openat2",
+                Syscall::Creat => "tracepoint/syscalls/sys_exit_creat",
+                _ => "tracepoint/syscalls/sys_exit_openat",
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +238,9 @@ pub struct Connect {
     /// `sun_path` bytes; an abstract socket name starts with a NUL byte.
     pub unix_path: Option<Vec<u8>>,
     pub uid: u32,
+    /// The address is the kernel's copy, taken by the LSM `socket_connect` hook
+    /// (otherwise the exit tracepoint read it from the caller's memory).
+    pub kernel_address: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +265,9 @@ impl SocketFamily {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Open {
     pub syscall: Syscall,
+    /// Seen by the LSM `file_open` hook, not a syscall tracepoint (io_uring opens): no
+    /// path as given, no fd yet.
+    pub via_lsm: bool,
     /// The path as the caller gave it.
     pub path: Vec<u8>,
     pub path_truncated: bool,

@@ -2,6 +2,7 @@
 //! README's two commands are `cargo xtask run` and `cargo xtask test`.
 mod bench;
 mod docs;
+mod kernels;
 mod setup;
 mod util;
 
@@ -23,7 +24,7 @@ struct Cli {
 enum Command {
     /// Make this machine ready to build and test (idempotent): the nightly's rust-src,
     /// bpf-linker built against the nightly's LLVM, and the packages and services the
-    /// tests use (docker.io, rsyslog, busybox-static, a running dockerd).
+    /// tests use (docker.io, rsyslog, busybox-static, qemu-system-x86, a running dockerd).
     Setup,
     /// Set up, then build the agent and its kernel programs (release).
     Build,
@@ -34,11 +35,17 @@ enum Command {
         args: Vec<String>,
     },
     /// Set up, build, then run the whole test suite (unit, kernel and end-to-end
-    /// tests; needs root). Arguments after `--` go to `cargo test`.
+    /// tests; needs root). Arguments after `--` go to `cargo test`; without any, the
+    /// kernel matrix (`test-kernels`) runs afterwards.
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then run the kernel matrix: `monitor probes` and the sensor tests
+    /// on this host's kernel and on Debian's stock 6.1 and 6.12 kernels booted under
+    /// qemu (needs root; kernels are fetched with apt and cached). One line per kernel
+    /// and program type, then a summary line; fails when a required check fails.
+    TestKernels(kernels::KernelsArgs),
     /// Build, then measure the sensor's overhead and throughput (needs root).
     Bench(bench::BenchArgs),
     /// Build, then regenerate the generated parts of docs/ (the field reference in
@@ -56,7 +63,17 @@ fn main() -> ExitCode {
             .and_then(|()| util::run_monitor(&args)),
         Command::Test { args } => setup::run()
             .and_then(|()| util::build_release())
-            .and_then(|()| util::run_tests(&args)),
+            .and_then(|()| util::run_tests(&args))
+            .and_then(|()| {
+                if args.is_empty() {
+                    kernels::run(&kernels::KernelsArgs::default())
+                } else {
+                    Ok(())
+                }
+            }),
+        Command::TestKernels(args) => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| kernels::run(&args)),
         Command::Bench(args) => util::build_release().and_then(|()| bench::run(&args)),
         Command::Docs => util::build_release().and_then(|()| docs::run()),
     };

@@ -8,7 +8,8 @@ use crate::util::{is_root, run_cmd, step, succeeds};
 
 /// The LLVM major version of the pinned nightly; bpf-linker must link the same one.
 const LLVM_MAJOR: &str = "22";
-const APT_PACKAGES: [&str; 3] = ["docker.io", "rsyslog", "busybox-static"];
+/// qemu boots the stock kernels of the kernel matrix.
+const APT_PACKAGES: [&str; 4] = ["docker.io", "rsyslog", "busybox-static", "qemu-system-x86"];
 
 pub fn run() -> Result<()> {
     rust_src()?;
@@ -100,7 +101,7 @@ fn apt_packages() -> Result<()> {
         .filter(|p| !succeeds("dpkg", &["-s", p]))
         .collect();
     if missing.is_empty() {
-        step("packages (docker.io, rsyslog, busybox-static): present");
+        step(&format!("packages ({}): present", APT_PACKAGES.join(", ")));
         return Ok(());
     }
     if !is_root() {

@@ -168,6 +168,7 @@ fn event_fields<M: SerializeMap>(
     map.serialize_entry("tid", &e.tid)?;
     map.serialize_entry("comm", &Text(&e.comm))?;
     map.serialize_entry("cgroup_id", &e.cgroup_id)?;
+    map.serialize_entry("hook", e.hook())?;
     match &e.detail {
         Detail::Exec(x) => exec_fields(map, x),
         Detail::Fork(x) => fork_fields(map, x),
@@ -236,7 +237,7 @@ fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Er
 
 fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
     map.serialize_entry("syscall", x.syscall.name())?;
-    map.serialize_entry("path", &Text(&x.path))?;
+    map.serialize_entry("path", &(!x.via_lsm).then_some(Text(&x.path)))?;
     map.serialize_entry("path_truncated", &x.path_truncated)?;
     map.serialize_entry("resolved_path", &x.resolved.as_deref().map(Text))?;
     map.serialize_entry("resolved_truncated", &x.resolved_truncated)?;
@@ -244,7 +245,7 @@ fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
     map.serialize_entry("flags", &x.flags)?;
     map.serialize_entry("mode", &x.mode)?;
     map.serialize_entry("result", &x.result)?;
-    map.serialize_entry("fd", &(x.result >= 0).then_some(x.result))?;
+    map.serialize_entry("fd", &(x.result >= 0 && !x.via_lsm).then_some(x.result))?;
     map.serialize_entry("error", &errno_name(x.result))?;
     map.serialize_entry("uid", &x.uid)
 }
@@ -317,6 +318,7 @@ mod tests {
             comm: b"evil\n\x1b[31m".to_vec(),
             detail: Detail::Open(Open {
                 syscall: Syscall::Openat,
+                via_lsm: false,
                 path: path.to_vec(),
                 path_truncated: false,
                 resolved: None,

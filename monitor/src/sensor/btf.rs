@@ -134,6 +134,8 @@ impl KernelLayout {
             fdtable_fd: required("fdtable", "fd")?,
             file_f_path: required("file", "f_path")?,
             file_private_data: required("file", "private_data")?,
+            file_f_mode: optional("file", "f_mode"),
+            file_f_flags: optional("file", "f_flags"),
             path_mnt: required("path", "mnt")?,
             path_dentry: required("path", "dentry")?,
             dentry_d_parent: required("dentry", "d_parent")?,

@@ -114,7 +114,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             split_tail::<0>(&bytes[size_of::<ExitRecord>()..], [])?;
             Detail::Exit(Exit::from_raw(r.exit_code, r.ppid, r.start_boot_ns))
         }
-        kind::CONNECT => decode_connect(bytes)?,
+        kind::CONNECT => decode_connect(bytes, &header)?,
         kind::OPEN => decode_open(bytes, &header)?,
         other => return Err(DecodeError::UnknownKind(other)),
     };
@@ -166,7 +166,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
     }))
 }
 
-fn decode_connect(bytes: &[u8]) -> Result<Detail, DecodeError> {
+fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: ConnectRecord = read_fixed(bytes)?;
     let [unix_path] = split_tail(
         &bytes[size_of::<ConnectRecord>()..],
@@ -198,6 +198,7 @@ fn decode_connect(bytes: &[u8]) -> Result<Detail, DecodeError> {
         port: r.port,
         unix_path,
         uid: r.uid,
+        kernel_address: header.flags & flags::VIA_LSM != 0,
     }))
 }
 
@@ -210,6 +211,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
     Ok(Detail::Open(Open {
         syscall,
+        via_lsm: header.flags & flags::VIA_LSM != 0,
         path: path.to_vec(),
         path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
         resolved: (r.result >= 0).then(|| unreverse_path(resolved)),

@@ -45,7 +45,7 @@ pub struct Sensor {
     ebpf: Ebpf,
     probes: Vec<ProbeReport>,
     stats: PerCpuArray<MapData, u64>,
-    tracefs: PathBuf,
+    kernel: probes::KernelEnv,
     /// Kinds whose sources were attached (whether or not switched on now).
     attached: KindSet,
 }
@@ -91,7 +91,7 @@ impl Sensor {
             ebpf,
             probes: Vec::new(),
             stats,
-            tracefs,
+            kernel: probes::KernelEnv::new(&tracefs, &config.btf),
             attached: KindSet::default(),
         };
         sensor.set_kinds(config.kinds)?;
@@ -106,7 +106,7 @@ impl Sensor {
             .iter()
             .filter(|s| kinds.contains(s.kind) && !self.attached.contains(s.kind))
         {
-            let report = probes::attach_source(&mut self.ebpf, &self.tracefs, source)?;
+            let report = probes::attach_source(&mut self.ebpf, &self.kernel, source)?;
             match report.chosen {
                 Some(chosen) => tracing::info!(
                     kind = report.kind,
@@ -179,6 +179,7 @@ impl Sensor {
                 let _ = match program {
                     aya::programs::Program::TracePoint(p) => p.unload(),
                     aya::programs::Program::RawTracePoint(p) => p.unload(),
+                    aya::programs::Program::Lsm(p) => p.unload(),
                     _ => Ok(()),
                 };
             }

@@ -7,11 +7,11 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use aya::{
     Ebpf,
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
 
-use super::tracefs::has_tracepoint;
+use super::tracefs::{has_tracepoint, mount_pseudo_fs};
 use crate::event::EventKind;
 
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +23,8 @@ pub enum Hook {
     },
     /// A raw tracepoint: the tracepoint's own arguments, no tracefs format parsing.
     RawTracepoint { name: &'static str },
+    /// A BPF LSM hook (`security_<name>`); needs `bpf` among the active LSMs.
+    Lsm { name: &'static str },
 }
 
 impl Hook {
@@ -30,15 +32,66 @@ impl Hook {
         match self {
             Hook::Tracepoint { category, name } => format!("tracepoint/{category}/{name}"),
             Hook::RawTracepoint { name } => format!("raw_tp/{name}"),
+            Hook::Lsm { name } => format!("lsm/{name}"),
         }
     }
 
     /// Raw tracepoints carry the same names as tracefs events, so tracefs tells
-    /// whether either kind exists.
-    fn exists(&self, tracefs: &Path) -> bool {
-        match self {
-            Hook::Tracepoint { category, name } => has_tracepoint(tracefs, category, name),
-            Hook::RawTracepoint { name } => has_tracepoint(tracefs, "sched", name),
+    /// whether either kind exists. An LSM program loads and attaches even when the bpf
+    /// LSM is not active, and then never runs: that must count as missing.
+    fn missing(&self, kernel: &KernelEnv) -> Option<String> {
+        let exists = match self {
+            Hook::Tracepoint { category, name } => has_tracepoint(&kernel.tracefs, category, name),
+            Hook::RawTracepoint { name } => has_tracepoint(&kernel.tracefs, "sched", name),
+            Hook::Lsm { .. } => {
+                return match &kernel.active_lsms {
+                    Some(lsms) if lsms.split(',').any(|l| l == "bpf") => None,
+                    Some(lsms) => Some(format!(
+                        "the bpf LSM is not active (active: {lsms}; boot with lsm=...,bpf)"
+                    )),
+                    None => Some(format!(
+                        "cannot tell whether the bpf LSM is active: {} is unreadable",
+                        ACTIVE_LSMS
+                    )),
+                };
+            }
+        };
+        (!exists).then(|| format!("{} does not exist on this kernel", self.describe()))
+    }
+}
+
+/// Where the kernel lists its active LSMs (securityfs).
+pub const ACTIVE_LSMS: &str = "/sys/kernel/security/lsm";
+
+/// What the probe table checks hooks against.
+pub struct KernelEnv {
+    pub tracefs: std::path::PathBuf,
+    /// The kernel BTF that LSM programs are loaded against.
+    pub btf: std::path::PathBuf,
+    /// The contents of [`ACTIVE_LSMS`], if readable.
+    pub active_lsms: Option<String>,
+}
+
+impl KernelEnv {
+    /// Fresh nodes often boot without securityfs mounted; mount it, as for tracefs.
+    pub fn new(tracefs: &Path, btf: &Path) -> Self {
+        let read = || {
+            std::fs::read_to_string(ACTIVE_LSMS)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let mut active_lsms = read();
+        if active_lsms.is_none() {
+            match mount_pseudo_fs("securityfs", "/sys/kernel/security") {
+                Ok(()) => tracing::info!("mounted securityfs at /sys/kernel/security"),
+                Err(err) => tracing::debug!("mounting securityfs failed: {err}"),
+            }
+            active_lsms = read();
+        }
+        Self {
+            tracefs: tracefs.to_path_buf(),
+            btf: btf.to_path_buf(),
+            active_lsms,
         }
     }
 }
@@ -130,7 +183,36 @@ pub const SOURCES: &[Source] = &[
             }],
         }],
     },
+    // The destination as the kernel copied it, for the connect tracepoints' events.
+    Source {
+        kind: EventKind::Connect,
+        name: "socket_connect",
+        required: false,
+        candidates: &[Candidate {
+            name: "lsm",
+            attachments: &[Attachment {
+                program: "lsm_socket_connect",
+                hook: Hook::Lsm {
+                    name: "socket_connect",
+                },
+            }],
+        }],
+    },
     syscall_source!(EventKind::Connect, "connect", required: true, "sys_enter_connect", "sys_exit_connect"),
+    // Opens no syscall tracepoint sees (io_uring): the program leaves opens made by the
+    // traced syscalls to them, so both attach without duplicates.
+    Source {
+        kind: EventKind::Open,
+        name: "file_open",
+        required: false,
+        candidates: &[Candidate {
+            name: "lsm",
+            attachments: &[Attachment {
+                program: "lsm_file_open",
+                hook: Hook::Lsm { name: "file_open" },
+            }],
+        }],
+    },
     syscall_source!(EventKind::Open, "openat", required: true, "sys_enter_openat", "sys_exit_openat"),
     syscall_source!(EventKind::Open, "open", required: false, "sys_enter_open", "sys_exit_open"),
     syscall_source!(EventKind::Open, "openat2", required: false, "sys_enter_openat2", "sys_exit_openat2"),
@@ -151,7 +233,7 @@ pub struct ProbeReport {
 }
 
 /// Attaches one source: the first candidate whose programs all load and attach.
-pub fn attach_source(ebpf: &mut Ebpf, tracefs: &Path, source: &Source) -> Result<ProbeReport> {
+pub fn attach_source(ebpf: &mut Ebpf, kernel: &KernelEnv, source: &Source) -> Result<ProbeReport> {
     let mut report = ProbeReport {
         kind: source.kind.name(),
         source: source.name,
@@ -161,7 +243,7 @@ pub fn attach_source(ebpf: &mut Ebpf, tracefs: &Path, source: &Source) -> Result
         refused: Vec::new(),
     };
     for candidate in source.candidates {
-        match attach_candidate(ebpf, tracefs, candidate) {
+        match attach_candidate(ebpf, kernel, candidate) {
             Ok(()) => {
                 report.chosen = Some(candidate.name);
                 report.hooks = candidate
@@ -188,19 +270,16 @@ pub fn attach_source(ebpf: &mut Ebpf, tracefs: &Path, source: &Source) -> Result
     Ok(report)
 }
 
-fn attach_candidate(ebpf: &mut Ebpf, tracefs: &Path, candidate: &Candidate) -> Result<()> {
+fn attach_candidate(ebpf: &mut Ebpf, kernel: &KernelEnv, candidate: &Candidate) -> Result<()> {
     if let Some(missing) = candidate
         .attachments
         .iter()
-        .find(|a| !a.hook.exists(tracefs))
+        .find_map(|a| a.hook.missing(kernel))
     {
-        return Err(anyhow!(
-            "{} does not exist on this kernel",
-            missing.hook.describe()
-        ));
+        return Err(anyhow!(missing));
     }
     for attachment in candidate.attachments {
-        if let Err(err) = attach_one(ebpf, attachment) {
+        if let Err(err) = attach_one(ebpf, kernel, attachment) {
             // Half a pair would save syscall arguments nobody consumes.
             for attached in candidate.attachments {
                 unload(ebpf, attached);
@@ -224,10 +303,15 @@ fn unload(ebpf: &mut Ebpf, attachment: &Attachment) {
         Hook::RawTracepoint { .. } => {
             <&mut RawTracePoint>::try_from(program).map(|p| p.unload().ok())
         }
+        Hook::Lsm { .. } => <&mut Lsm>::try_from(program).map(|p| p.unload().ok()),
     };
 }
 
-fn attach_one(ebpf: &mut Ebpf, attachment: &Attachment) -> Result<(), ProgramError> {
+fn attach_one(
+    ebpf: &mut Ebpf,
+    kernel: &KernelEnv,
+    attachment: &Attachment,
+) -> Result<(), ProgramError> {
     let program = ebpf
         .program_mut(attachment.program)
         .ok_or(ProgramError::UnexpectedProgramType)?;
@@ -241,6 +325,13 @@ fn attach_one(ebpf: &mut Ebpf, attachment: &Attachment) -> Result<(), ProgramErr
             let program: &mut RawTracePoint = program.try_into()?;
             program.load()?;
             program.attach(name)?;
+        }
+        Hook::Lsm { name } => {
+            let btf = aya::Btf::parse_file(&kernel.btf, aya::Endianness::default())
+                .map_err(ProgramError::Btf)?;
+            let program: &mut Lsm = program.try_into()?;
+            program.load(name, &btf)?;
+            program.attach()?;
         }
     }
     Ok(())
@@ -256,6 +347,10 @@ fn describe_error(err: &ProgramError) -> String {
             let log = verifier_log.to_string();
             let tail: Vec<&str> = log.lines().rev().take(6).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
+            // An EPERM for a whole program type (LSM, fentry) comes with no log.
+            if tail.iter().all(|l| l.trim().is_empty()) {
+                return format!("load failed ({io_error}); the verifier left no log");
+            }
             format!("load failed ({io_error}); verifier: {}", tail.join(" | "))
         }
         other => other.to_string(),
@@ -269,7 +364,7 @@ mod tests {
 
     /// A tracefs without any events stands in for a kernel that lacks them; the
     /// programs and maps are the real ones (this needs root, like the daemon).
-    fn object_and_empty_tracefs() -> (Ebpf, std::path::PathBuf) {
+    fn object_and_empty_tracefs() -> (Ebpf, KernelEnv) {
         let offsets = KernelLayout::open(Path::new(crate::sensor::btf::VMLINUX_BTF))
             .and_then(|layout| layout.offsets())
             .expect("kernel BTF");
@@ -277,7 +372,8 @@ mod tests {
         let tracefs =
             std::env::temp_dir().join(format!("monitor-fake-tracefs-{}", std::process::id()));
         std::fs::create_dir_all(tracefs.join("events")).unwrap();
-        (ebpf, tracefs)
+        let kernel = KernelEnv::new(&tracefs, Path::new(crate::sensor::btf::VMLINUX_BTF));
+        (ebpf, kernel)
     }
 
     fn source(name: &str) -> &'static Source {
@@ -286,8 +382,8 @@ mod tests {
 
     #[test]
     fn a_missing_required_tracepoint_is_a_clear_error() {
-        let (mut ebpf, tracefs) = object_and_empty_tracefs();
-        let err = attach_source(&mut ebpf, &tracefs, source("execve")).unwrap_err();
+        let (mut ebpf, kernel) = object_and_empty_tracefs();
+        let err = attach_source(&mut ebpf, &kernel, source("execve")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot observe `execve` (exec events): syscall tracepoints: \
@@ -299,8 +395,8 @@ mod tests {
 
     #[test]
     fn a_missing_optional_tracepoint_is_skipped_with_the_reason() {
-        let (mut ebpf, tracefs) = object_and_empty_tracefs();
-        let report = attach_source(&mut ebpf, &tracefs, source("openat2")).unwrap();
+        let (mut ebpf, kernel) = object_and_empty_tracefs();
+        let report = attach_source(&mut ebpf, &kernel, source("openat2")).unwrap();
         assert_eq!(report.chosen, None);
         assert_eq!(
             report.refused,

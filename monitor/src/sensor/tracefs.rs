@@ -20,20 +20,9 @@ pub fn ensure_mounted() -> Result<PathBuf> {
         return Ok(root.to_path_buf());
     }
     let target = Path::new(CANDIDATES[0]);
-    let c_target = CString::new(CANDIDATES[0]).expect("no NUL in a constant");
-    let fstype = CString::new("tracefs").expect("no NUL in a constant");
-    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            c_target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 || !is_mounted(target) {
-        let err = std::io::Error::last_os_error();
+    let mounted = mount_pseudo_fs("tracefs", CANDIDATES[0]);
+    if mounted.is_err() || !is_mounted(target) {
+        let err = mounted.err().unwrap_or_else(std::io::Error::last_os_error);
         return Err(anyhow!(
             "tracefs is not mounted and mounting it at {} failed ({err}); mount it with \
              `mount -t tracefs tracefs {}` (needs CAP_SYS_ADMIN)",
@@ -43,6 +32,27 @@ pub fn ensure_mounted() -> Result<PathBuf> {
     }
     tracing::info!("mounted tracefs at {}", target.display());
     Ok(target.to_path_buf())
+}
+
+/// Mounts the kernel pseudo file system `fstype` (tracefs, securityfs) at `target`.
+pub fn mount_pseudo_fs(fstype: &str, target: &str) -> std::io::Result<()> {
+    let c_target = CString::new(target)?;
+    let c_fstype = CString::new(fstype)?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
+    let rc = unsafe {
+        libc::mount(
+            c_fstype.as_ptr(),
+            c_target.as_ptr(),
+            c_fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Does this kernel have the tracepoint `category/name`?
