@@ -138,7 +138,9 @@ pub async fn run(
         received: BTreeMap::new(),
         malformed: BTreeMap::new(),
     };
-    ready(&sensor);
+    // Announced after the first housekeeping (the first tick is immediate), so that
+    // whoever waits for readiness finds the metrics already there.
+    let mut ready = Some(ready);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -191,6 +193,9 @@ pub async fn run(
                 drops_seen = total_drops;
                 if let Some(kinds) = sink.housekeeping(&status).await {
                     switch_kinds(&mut sensor, kinds, base_kinds);
+                }
+                if let Some(ready) = ready.take() {
+                    ready(&sensor);
                 }
             }
             Step::Reload => {
