@@ -12,9 +12,8 @@ use crate::{
     commands::rules::{load, rule_paths},
     context::host::HostRoot,
     event::EventKind,
-    output::event_json::{EnrichedJson, EventJson},
     pipeline::{self, Item, PipelineConfig, Sink},
-    rules::{Alert, Engine, JsonEvent, RuleMatching, RuleStatus, Scratch},
+    rules::{Engine, LiveEvent, RuleMatching, RuleStatus, Scratch},
 };
 
 struct Alerts {
@@ -28,33 +27,20 @@ struct Alerts {
 
 impl Sink for Alerts {
     fn accept(&mut self, item: Item) -> io::Result<()> {
-        // Rules see exactly the JSON that `monitor events` prints and that rule
-        // fixtures are written in, so a fixture that passes predicts the live result.
-        let value = match &item {
-            Item::Raw(event) => serde_json::to_value(EventJson {
-                event,
-                clock: &self.clock,
-            }),
-            Item::Enriched(enriched) => serde_json::to_value(EnrichedJson {
-                enriched,
-                clock: &self.clock,
-            }),
-        }?;
-        let Ok(event) = JsonEvent::new(&value) else {
-            return Ok(());
-        };
-        let mut matched = Vec::new();
-        self.engine
-            .evaluate(&event, &mut self.scratch, &mut matched);
-        for rule in matched {
-            let alert: Alert = self.engine.alert(rule, &event);
-            self.dispatcher.submit(alerts::Alert::from_rule_alert(
-                alert,
-                &self.hostname,
-                &value,
-            ));
-            self.alerts += 1;
+        // Fields are read from the event itself, with the values its JSON (what
+        // `monitor events` prints and rule fixtures are written in) would give, so a
+        // fixture that passes predicts the live result.
+        let event = match &item {
+            Item::Raw(event) => LiveEvent::raw(event, &self.clock),
+            Item::Enriched(enriched) => LiveEvent::enriched(enriched, &self.clock),
         }
+        .with_hostname(&self.hostname);
+        self.engine
+            .evaluate_live(&event, &mut self.scratch, |alert, json| {
+                self.dispatcher
+                    .submit(alerts::Alert::from_rule_alert(alert, &self.hostname, json));
+                self.alerts += 1;
+            })?;
         Ok(())
     }
 
