@@ -18,6 +18,7 @@ pub mod live_event;
 pub mod loader;
 pub mod output;
 pub mod parser;
+pub mod recorded;
 pub mod source;
 pub mod specialize;
 pub mod text;
