@@ -203,12 +203,35 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<&'e CompiledRule>,
     ) {
+        self.run_rules(src, scratch, out, self.matching)
+    }
+
+    /// [`Engine::evaluate`] with every matching rule, whatever `rule_matching` says
+    /// (rule fixtures).
+    #[inline(never)]
+    pub fn evaluate_all<'e, S: FieldSource + ?Sized>(
+        &'e self,
+        src: &S,
+        scratch: &mut Scratch,
+        out: &mut Vec<&'e CompiledRule>,
+    ) {
+        self.run_rules(src, scratch, out, RuleMatching::All)
+    }
+
+    #[inline(always)]
+    fn run_rules<'e, S: FieldSource + ?Sized>(
+        &'e self,
+        src: &S,
+        scratch: &mut Scratch,
+        out: &mut Vec<&'e CompiledRule>,
+        matching: RuleMatching,
+    ) {
         out.clear();
         scratch.with_event(src, self.slots, |ctx| {
             for (i, condition) in &self.by_type[src.event_type().index()] {
                 if condition.eval_in(ctx) {
                     out.push(&self.rules[*i]);
-                    if self.matching == RuleMatching::First {
+                    if matching == RuleMatching::First {
                         return;
                     }
                 }

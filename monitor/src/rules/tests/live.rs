@@ -188,3 +188,33 @@ fn live_event_has_the_hostname_it_is_given() {
     };
     assert_eq!(live.field(&f).to_string(), "node-1");
 }
+
+/// The conditions the engine runs (specialised per event type, operands reordered)
+/// decide like the rules' own conditions, on every fixture event, for the default
+/// rules and Falco's stable rules.
+#[test]
+fn specialised_conditions_decide_like_the_rules() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let engine = crate::rules::Engine::load_paths(&[
+        dir.join("../rules"),
+        dir.join("../../shared/falco-rules/falco_rules.yaml"),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut scratch = crate::rules::Scratch::default();
+    let mut out = Vec::new();
+    let mut fired = 0;
+    for (what, v) in fixture_events() {
+        let ev = JsonEvent::new(&v).unwrap();
+        let own: Vec<&str> = engine
+            .rules()
+            .iter()
+            .filter(|r| r.event_types.contains(&ev.event_type()) && r.matches(&ev, &mut scratch))
+            .map(|r| r.name.as_str())
+            .collect();
+        engine.evaluate_all(&ev, &mut scratch, &mut out);
+        let run: Vec<&str> = out.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(own, run, "{what}");
+        fired += run.len();
+    }
+    assert!(fired > 50, "{fired}");
+}
