@@ -39,7 +39,7 @@ macro_rules! keys {
 
 keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm, container, dirfd, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, loginuid, mode, num, path, pid, port, ppid, process, process_start_boot_ns, resolved_path, result, server_name, signal, sock_type, syscall, tid, time, uid, unix_path });
 keys!(P, "Keys of `process`." { args, cap_effective, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
-keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts });
+keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts, started_at });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
 
@@ -700,7 +700,19 @@ impl<'a, R: Record<'a>> EventView<R> {
                 FieldArg::Key(k) => str_v(self.record.label(k).value()),
                 _ => FieldValue::None,
             },
-            ContainerStartTs => u64v(self.container(C::start_ts)),
+            ContainerStartTs => match self.container(C::start_ts) {
+                Some(v) => u64v(Some(v)),
+                // The runtime's RFC 3339 start time.
+                None => match self
+                    .container(C::started_at)
+                    .and_then(Raw::into_str)
+                    .and_then(|t| humantime::parse_rfc3339(&t).ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                {
+                    Some(d) => FieldValue::U64(d.as_nanos() as u64),
+                    None => FieldValue::None,
+                },
+            },
 
             K8sPodName => str_v(self.record.pod(Pod::name).value()),
             K8sPodUid | K8sPodId => str_v(self.record.pod(Pod::uid).value()),

@@ -6,8 +6,8 @@
 //! Extensions beyond the sensor's schema, all optional: `hostname`, `num` (top level),
 //! `server_name` on connect events (fills `fd.sip.name`), `process.cap_effective`
 //! (a string or a list of capability names), `process.exe_from_memfd`,
-//! `process.exe_upper_layer`, `process.loginname`, `container.start_ts`,
-//! `container.pod.labels`.
+//! `process.exe_upper_layer`, `process.loginname`, `container.start_ts` (nanoseconds;
+//! without it the runtime's `started_at` is read), `container.pod.labels`.
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};

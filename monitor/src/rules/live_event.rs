@@ -303,6 +303,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             (C::privileged, Some(m)) => Raw::Bool(m.privileged),
             (C::labels, Some(_)) => Raw::Other,
             (C::pod, Some(m)) => Raw::opt(m.pod.as_ref(), |_| Raw::Other),
+            (C::started_at, Some(m)) => opt_str(m.started_at.as_deref()),
             (C::start_ts, Some(_)) => Raw::Absent,
         }
     }

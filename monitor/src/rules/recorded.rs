@@ -108,6 +108,7 @@ fn container(c: Option<&Value>) -> ContainerContext {
         image_id: opt("image_id"),
         labels,
         privileged: c.get("privileged").and_then(Value::as_bool) == Some(true),
+        started_at: opt("started_at"),
         pod: c.get("pod").map(|p| PodInfo {
             name: s(p, "name").map(str::to_string),
             namespace: s(p, "namespace").map(str::to_string),

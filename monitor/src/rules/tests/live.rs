@@ -125,7 +125,8 @@ fn live_fields_equal_json_fields_on_edge_cases() {
     let pod_container = json!({"id": "4f2a6b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a",
         "name": "web", "image": "nginx:1.25", "image_repository": "nginx", "image_tag": "1.25",
         "image_digest": "sha256:00", "labels": {"app": "web", "io.kubernetes.pod.name": "p"},
-        "privileged": true, "pod": {"name": "p", "namespace": "default", "uid": "u-1"}});
+        "privileged": true, "pod": {"name": "p", "namespace": "default", "uid": "u-1"},
+        "started_at": "2025-03-01T12:00:00.5Z"});
     let no_meta = json!({"id": "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"});
     let cases = [
         json!({"kind": "open", "syscall": "openat", "path": "../etc/./shadow", "dirfd": -100,
@@ -159,6 +160,16 @@ fn live_fields_equal_json_fields_on_edge_cases() {
             &format!("case {i} raw"),
         );
     }
+
+    let start = ResolvedField {
+        id: crate::rules::fields::FieldId::ContainerStartTs,
+        arg: FieldArg::None,
+    };
+    let enriched = native(&cases[0]);
+    assert_eq!(
+        LiveEvent::enriched(&enriched, &clock).field(&start),
+        crate::rules::FieldValue::U64(1_740_830_400_500_000_000)
+    );
 
     // Bytes that are not UTF-8, and a process the agent knows nothing about.
     let mut enriched = native(&cases[0]);
