@@ -189,3 +189,26 @@ fn a_benign_container_workload_raises_nothing() {
         .collect();
     assert!(ours.is_empty(), "benign workload raised: {ours:#?}");
 }
+
+#[test]
+fn invalid_rules_keep_the_daemon_from_starting() {
+    let bad = std::env::temp_dir().join(format!("monitor-bad-{}.yaml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "- rule: r\n  desc: d\n  condition: proc.name = bash and proc.nope = 1\n  output: o\n  priority: WARNING\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["run", "--rules", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("invalid rules, not starting"), "{stderr}");
+    let located = format!(
+        "{}:3:35: rule 'r': unknown field 'proc.nope'",
+        bad.display()
+    );
+    assert!(stderr.contains(&located), "{stderr}");
+}

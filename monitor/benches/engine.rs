@@ -1,11 +1,30 @@
 //! Rule engine throughput: the default ruleset (`rules/`) plus Falco's stable ruleset,
-//! evaluated on a recorded mix of a few hundred JSON events (exec, open, connect,
-//! fork, exit; host and container; mostly benign, a few malicious), pre-parsed into
-//! `JsonEvent`s. Run: `cargo bench -p monitor --bench engine`.
-use std::{hint::black_box, path::PathBuf};
+//! evaluated on a recorded mix of a few hundred events (exec, open, connect, fork,
+//! exit; host and container; mostly benign, a few malicious).
+//!
+//! - `engine/evaluate_mix`: the daemon's path, the agent's own event structures
+//!   ([`LiveEvent`]), built from the recorded JSON beforehand;
+//! - `engine/evaluate_mix_json`: the same events as pre-parsed JSON ([`JsonEvent`],
+//!   the path of fixtures and `monitor replay`);
+//! - `engine/baseline_one_rule`: the baseline measured in the same run, one trivial
+//!   rule (one field read and one comparison per event) on the live events.
+//!
+//! Run: `cargo bench -p monitor --bench engine` (or `cargo xtask bench`, which reports
+//! events/s and the ratio to the baseline).
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use monitor::rules::{Engine, JsonEvent, Scratch};
+use criterion::{
+    BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
+};
+use monitor::{
+    clock::BootClock,
+    rules::{Engine, FieldSource, JsonEvent, LiveEvent, Scratch, recorded::enriched_from_json},
+};
 use serde_json::{Value, json};
 
 const FALCO_RULES: &str = concat!(
@@ -188,7 +207,13 @@ fn events() -> Vec<Value> {
             m.insert("sock_type".into(), json!("stream"));
             m.insert("address".into(), json!(addr));
             m.insert("port".into(), json!(port));
-            m.insert("result".into(), json!(if i % 2 == 0 { 0 } else { -115 }));
+            let (result, error) = if i % 2 == 0 {
+                (0, None)
+            } else {
+                (-115, Some("EINPROGRESS"))
+            };
+            m.insert("result".into(), json!(result));
+            m.insert("error".into(), json!(error));
             m.insert("uid".into(), json!(101));
             m.insert(
                 "process".into(),
@@ -225,38 +250,107 @@ fn events() -> Vec<Value> {
     out
 }
 
-fn bench(c: &mut Criterion) {
-    let engine = engine();
-    let values = events();
-    let parsed: Vec<JsonEvent<'_>> = values.iter().map(|v| JsonEvent::new(v).unwrap()).collect();
-    // Sanity: the mix does raise a few alerts, and most events raise none.
+/// Counts heap allocations, to show that evaluating a live event allocates nothing.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above, that is from the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Names of the rules that match each event.
+fn alerts<S: FieldSource>(engine: &Engine, events: &[S]) -> Vec<Vec<String>> {
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
-    let mut alerting = 0;
-    for e in &parsed {
-        engine.evaluate(e, &mut scratch, &mut out);
-        alerting += usize::from(!out.is_empty());
-    }
-    assert!(alerting > 0 && alerting < parsed.len() / 5, "{alerting}");
-    eprintln!(
-        "engine bench: {} active rules, {} events, {} raise an alert",
-        engine.rules().len(),
-        parsed.len(),
-        alerting
-    );
+    events
+        .iter()
+        .map(|e| {
+            engine.evaluate(e, &mut scratch, &mut out);
+            out.iter().map(|r| r.name.clone()).collect()
+        })
+        .collect()
+}
 
-    let mut group = c.benchmark_group("engine");
-    group.throughput(Throughput::Elements(parsed.len() as u64));
-    group.bench_function("evaluate_mix", |b| {
+/// One benchmark: every event of `events` through `engine`, per iteration.
+fn run<S: FieldSource>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    engine: &Engine,
+    events: &[S],
+) {
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    group.bench_function(name, |b| {
         b.iter(|| {
             let mut n = 0;
-            for e in &parsed {
+            for e in events {
                 engine.evaluate(black_box(e), &mut scratch, &mut out);
                 n += out.len();
             }
             black_box(n)
         })
     });
+}
+
+fn bench(c: &mut Criterion) {
+    let engine = engine();
+    let values = events();
+    let parsed: Vec<JsonEvent<'_>> = values.iter().map(|v| JsonEvent::new(v).unwrap()).collect();
+    let clock = BootClock::new();
+    let natives: Vec<_> = values.iter().map(enriched_from_json).collect();
+    let live: Vec<LiveEvent<'_>> = natives
+        .iter()
+        .map(|e| LiveEvent::enriched(e, &clock))
+        .collect();
+    // Sanity: the mix does raise a few alerts, most events raise none, and both
+    // representations raise the same.
+    let fired = alerts(&engine, &live);
+    assert_eq!(fired, alerts(&engine, &parsed));
+    let alerting = fired.iter().filter(|f| !f.is_empty()).count();
+    // The daemon's path allocates nothing per event (the scratch buffers are warm).
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    for e in &live {
+        engine.evaluate(e, &mut scratch, &mut out);
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for e in &live {
+        engine.evaluate(e, &mut scratch, &mut out);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(allocations, 0, "allocations while evaluating live events");
+    assert!(alerting > 0 && alerting < parsed.len() / 5, "{alerting}");
+    eprintln!(
+        "engine bench: {} active rules, {} events, {} raise an alert, 0 allocations per event",
+        engine.rules().len(),
+        parsed.len(),
+        alerting
+    );
+    let trivial = Engine::load_sources(&[(
+        "baseline.yaml".to_string(),
+        "- rule: trivial\n  desc: d\n  condition: proc.name = never-matches\n  output: o\n  priority: info\n".to_string(),
+    )])
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(parsed.len() as u64));
+    run(&mut group, "evaluate_mix", &engine, &live);
+    run(&mut group, "evaluate_mix_json", &engine, &parsed);
+    run(&mut group, "baseline_one_rule", &trivial, &live);
     group.finish();
 }
 

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: the sensor's cost, as ratios against a baseline measured in
-//! the same run (absolute timings on shared machines are too noisy to compare).
+//! `cargo xtask bench`: the rule engine's throughput ([`crate::engine_bench`]), then the
+//! sensor's cost, as ratios against a baseline measured in the same run (absolute
+//! timings on shared machines are too noisy to compare).
 //!
 //! Each workload runs once without monitor and once with `monitor events` writing to
 //! /dev/null; the ratio of the two times is the slowdown the watched workload sees.
@@ -16,7 +17,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::util::{is_root, monitor_binary, step};
+use crate::util::{build_release, is_root, monitor_binary, step};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -32,6 +33,9 @@ pub struct BenchArgs {
     /// Extra sleeping processes for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     processes: u64,
+    /// Only the rule engine's throughput (no root needed).
+    #[arg(long)]
+    engine_only: bool,
 }
 
 struct Workload {
@@ -60,9 +64,16 @@ const ALL_KINDS_RAW: &[&str] = &[
 ];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if !is_root() {
-        bail!("the benchmark loads eBPF programs: run it as root (sudo -E cargo xtask bench)");
+    crate::engine_bench::run()?;
+    if args.engine_only {
+        return Ok(());
     }
+    if !is_root() {
+        bail!(
+            "the sensor benchmark loads eBPF programs: run it as root (sudo -E cargo xtask bench), or pass --engine-only"
+        );
+    }
+    build_release()?;
     let workloads = [
         Workload {
             name: "open/close storm, sensor only (`--no-context`)",

@@ -2,6 +2,7 @@
 //! README's two commands are `cargo xtask run` and `cargo xtask test`.
 mod bench;
 mod docs;
+mod engine_bench;
 mod kernels;
 mod setup;
 mod util;
@@ -46,7 +47,8 @@ enum Command {
     /// qemu (needs root; kernels are fetched with apt and cached). One line per kernel
     /// and program type, then a summary line; fails when a required check fails.
     TestKernels(kernels::KernelsArgs),
-    /// Build, then measure the sensor's overhead and throughput (needs root).
+    /// Measure the rule engine's throughput, then build and measure the sensor's
+    /// overhead and throughput (that part needs root; `--engine-only` skips it).
     Bench(bench::BenchArgs),
     /// Build, then regenerate the generated parts of docs/ (the field reference in
     /// docs/rules.md, from `monitor fields --markdown`).
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
         Command::TestKernels(args) => setup::run()
             .and_then(|()| util::build_release())
             .and_then(|()| kernels::run(&args)),
-        Command::Bench(args) => util::build_release().and_then(|()| bench::run(&args)),
+        Command::Bench(args) => bench::run(&args),
         Command::Docs => util::build_release().and_then(|()| docs::run()),
     };
     match result {

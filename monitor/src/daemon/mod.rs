@@ -14,9 +14,8 @@ use crate::{
     clock::BootClock,
     config::{Override, Settings, SettingsSource},
     event::KindSet,
-    output::event_json::{EnrichedJson, EventJson},
     pipeline::{Item, Sink, Status},
-    rules::{Alert, Engine, JsonEvent, RuleStatus, Scratch},
+    rules::{Engine, LiveEvent, RuleStatus, Scratch},
     server::{Metrics, metrics::RuleLabels},
 };
 
@@ -90,40 +89,32 @@ fn active_rules(engine: &Engine) -> usize {
 
 impl Sink for Daemon {
     fn accept(&mut self, item: Item) -> io::Result<()> {
-        // Rules see exactly the JSON that `monitor events` prints and that rule
-        // fixtures are written in, so a fixture that passes predicts the live result.
-        let value = match &item {
-            Item::Raw(event) => serde_json::to_value(EventJson {
-                event,
-                clock: &self.clock,
-            }),
-            Item::Enriched(enriched) => serde_json::to_value(EnrichedJson {
-                enriched,
-                clock: &self.clock,
-            }),
-        }?;
-        let Ok(event) = JsonEvent::new(&value) else {
-            return Ok(());
-        };
-        let mut matched = Vec::new();
-        self.engine
-            .evaluate(&event, &mut self.scratch, &mut matched);
-        for rule in matched {
-            let alert: Alert = self.engine.alert(rule, &event);
-            self.metrics
-                .rule_matches
-                .get_or_create(&RuleLabels {
-                    rule: alert.rule.clone(),
-                    priority: alert.priority.to_string(),
-                })
-                .inc();
-            self.dispatcher.submit(alerts::Alert::from_rule_alert(
-                alert,
-                &self.hostname,
-                &value,
-            ));
-            self.alerts += 1;
+        // Fields are read from the event itself, with the values its JSON (what
+        // `monitor events` prints and rule fixtures are written in) would give, so a
+        // fixture that passes predicts the live result.
+        let event = match &item {
+            Item::Raw(event) => LiveEvent::raw(event, &self.clock),
+            Item::Enriched(enriched) => LiveEvent::enriched(enriched, &self.clock),
         }
+        .with_hostname(&self.hostname);
+        let (metrics, dispatcher, hostname, raised) = (
+            &self.metrics,
+            &self.dispatcher,
+            &self.hostname,
+            &mut self.alerts,
+        );
+        self.engine
+            .evaluate_live(&event, &mut self.scratch, |alert, json| {
+                metrics
+                    .rule_matches
+                    .get_or_create(&RuleLabels {
+                        rule: alert.rule.clone(),
+                        priority: alert.priority.to_string(),
+                    })
+                    .inc();
+                dispatcher.submit(alerts::Alert::from_rule_alert(alert, hostname, json));
+                *raised += 1;
+            })?;
         Ok(())
     }
 

@@ -294,7 +294,7 @@ pub fn errno_name(result: i64) -> Option<&'static str> {
     })
 }
 
-fn sock_type_name(raw: u16) -> Option<&'static str> {
+pub fn sock_type_name(raw: u16) -> Option<&'static str> {
     match raw as i32 {
         libc::SOCK_STREAM => Some("stream"),
         libc::SOCK_DGRAM => Some("dgram"),

@@ -10,7 +10,7 @@ use std::{
 /// String sets for `in` and `pmatch`: a fast non-cryptographic hash (the keys come
 /// from the rules, not from events), looked up with a `&str` without allocating, behind
 /// a filter on the lengths of the items (most strings are rejected without hashing).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StrSet {
     set: HashSet<Box<str>, foldhash::fast::FixedState>,
     /// Bit `min(len, 63)` set for the length of every item.
@@ -52,7 +52,7 @@ use super::{
 };
 
 /// A compiled condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Node {
     Const(bool),
     And(Box<[Node]>),
@@ -64,7 +64,7 @@ pub enum Node {
     Memo(Box<Memo>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Memo {
     pub name: Box<str>,
     /// Index in the per-event result cache, set by `assign_slots`.
@@ -72,7 +72,7 @@ pub struct Memo {
     pub node: Node,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckNode {
     pub field: ResolvedField,
     pub transformers: Box<[Transformer]>,
@@ -92,7 +92,7 @@ pub struct CheckNode {
 /// A check whose field is not cached.
 pub const NO_SLOT: u32 = u32::MAX;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Matcher {
     Exists,
     StrEq(Box<str>),
@@ -1038,7 +1038,7 @@ impl CheckNode {
     }
 
     #[inline]
-    fn match_str(&self, s: &str) -> bool {
+    pub(crate) fn match_str(&self, s: &str) -> bool {
         match &self.matcher {
             Matcher::Exists => true,
             Matcher::StrEq(v) => s == &**v,

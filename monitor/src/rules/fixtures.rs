@@ -164,6 +164,7 @@ pub fn parse_file(path: &Path) -> Result<Vec<Fixture>, Vec<RuleError>> {
 /// engine's `rule_matching`).
 pub fn run(engine: &Engine, fixtures: &[Fixture]) -> Vec<FixtureResult> {
     let mut scratch = Scratch::default();
+    let mut matched = Vec::new();
     let mut results = Vec::new();
     for f in fixtures {
         let mut failures = Vec::new();
@@ -171,13 +172,9 @@ pub fn run(engine: &Engine, fixtures: &[Fixture]) -> Vec<FixtureResult> {
         match JsonEvent::new(&f.event) {
             Err(e) => failures.push(format!("invalid event: {e}")),
             Ok(ev) => {
-                for r in engine.rules() {
-                    if r.event_types.contains(&super::FieldSource::event_type(&ev))
-                        && r.matches(&ev, &mut scratch)
-                    {
-                        fired.push(r.name.clone());
-                    }
-                }
+                // The daemon's evaluation, so a fixture predicts the live result.
+                engine.evaluate_all(&ev, &mut scratch, &mut matched);
+                fired.extend(matched.iter().map(|r| r.name.clone()));
                 for name in f.fires.iter().chain(&f.not_fires) {
                     if engine.rule(name).is_none() {
                         failures.push(format!("rule '{name}' is not loaded (or not active)"));

@@ -3,18 +3,24 @@
 //!
 //! Entry points: [`Engine::load_paths`] / [`Engine::load_sources`] build an engine;
 //! [`Engine::evaluate`] runs it on anything implementing [`FieldSource`] (the JSON
-//! event of fixtures and replays is [`JsonEvent`]); [`Engine::alert`] formats a match;
+//! event of fixtures and replays is [`JsonEvent`], the daemon's live event
+//! [`LiveEvent`]; both mean the same by every field, see [`event_fields`]);
+//! [`Engine::evaluate_live`] also builds the alerts; [`Engine::alert`] formats a match;
 //! [`Engine::kernel_interest`] tells the sensor which event kinds the rules need;
 //! [`fields::catalog`] lists every field.
 pub mod compile;
 pub mod error;
+pub mod event_fields;
 pub mod fields;
 pub mod fixtures;
 pub mod json_event;
+pub mod live_event;
 pub mod loader;
 pub mod output;
 pub mod parser;
+pub mod recorded;
 pub mod source;
+pub mod specialize;
 pub mod text;
 pub mod yaml;
 
@@ -30,6 +36,7 @@ use std::{
 pub use compile::Scratch;
 pub use error::{LoadErrors, RuleError};
 pub use json_event::JsonEvent;
+pub use live_event::LiveEvent;
 pub use loader::Priority;
 pub use source::{EventType, FieldArg, FieldSource, FieldValue, ResolvedField};
 
@@ -88,10 +95,6 @@ impl CompiledRule {
         self.condition.eval(src, scratch)
     }
 
-    fn matches_in<S: FieldSource + ?Sized>(&self, ctx: &mut compile::EvalCtx<'_, '_, S>) -> bool {
-        self.condition.eval_in(ctx)
-    }
-
     /// The compiled condition (for inspection and tests).
     pub fn condition_node(&self) -> &Node {
         &self.condition
@@ -122,7 +125,9 @@ pub struct Alert {
 #[derive(Debug)]
 pub struct Engine {
     rules: Vec<CompiledRule>,
-    by_type: Vec<Vec<usize>>,
+    /// Per event type, the rules that can match it, each with its condition
+    /// specialised for the type.
+    by_type: Vec<Vec<(usize, Node)>>,
     summaries: Vec<RuleSummary>,
     /// Number of slots of the per-event field and macro caches.
     slots: (usize, usize),
@@ -198,13 +203,35 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<&'e CompiledRule>,
     ) {
+        self.run_rules(src, scratch, out, self.matching)
+    }
+
+    /// [`Engine::evaluate`] with every matching rule, whatever `rule_matching` says
+    /// (rule fixtures).
+    #[inline(never)]
+    pub fn evaluate_all<'e, S: FieldSource + ?Sized>(
+        &'e self,
+        src: &S,
+        scratch: &mut Scratch,
+        out: &mut Vec<&'e CompiledRule>,
+    ) {
+        self.run_rules(src, scratch, out, RuleMatching::All)
+    }
+
+    #[inline(always)]
+    fn run_rules<'e, S: FieldSource + ?Sized>(
+        &'e self,
+        src: &S,
+        scratch: &mut Scratch,
+        out: &mut Vec<&'e CompiledRule>,
+        matching: RuleMatching,
+    ) {
         out.clear();
         scratch.with_event(src, self.slots, |ctx| {
-            for &i in &self.by_type[src.event_type().index()] {
-                let rule = &self.rules[i];
-                if rule.matches_in(ctx) {
-                    out.push(rule);
-                    if self.matching == RuleMatching::First {
+            for (i, condition) in &self.by_type[src.event_type().index()] {
+                if condition.eval_in(ctx) {
+                    out.push(&self.rules[*i]);
+                    if matching == RuleMatching::First {
                         return;
                     }
                 }
@@ -601,13 +628,21 @@ fn build(defs: &Definitions, errors: &mut Vec<RuleError>) -> Engine {
             condition: node,
         });
     }
-    let slots = compile::assign_slots(rules.iter_mut().map(|r| &mut r.condition));
-    let mut by_type = vec![Vec::new(); EventType::ALL.len()];
+    let mut by_type: Vec<Vec<(usize, Node)>> = EventType::ALL.iter().map(|_| Vec::new()).collect();
     for (i, r) in rules.iter().enumerate() {
-        for t in &r.event_types {
-            by_type[t.index()].push(i);
+        for &t in &r.event_types {
+            match specialize::specialize(&r.condition, t) {
+                Node::Const(false) => {}
+                node => by_type[t.index()].push((i, node)),
+            }
         }
     }
+    let slots = compile::assign_slots(
+        rules
+            .iter_mut()
+            .map(|r| &mut r.condition)
+            .chain(by_type.iter_mut().flatten().map(|(_, node)| node)),
+    );
     Engine {
         rules,
         by_type,

@@ -1,4 +1,5 @@
 //! Unit tests of the engine: parser, loader, evaluation, output.
 mod falco;
 mod lang;
+mod live;
 mod load;

@@ -1,0 +1,847 @@
+//! What every catalog field means, written once for every representation of an event.
+//!
+//! An event reaches the engine either as the JSON `monitor events` prints (rule fixtures,
+//! `monitor replay`: [`super::json_event`]) or as the agent's own structures on the live
+//! path ([`super::live_event`]). Both only answer "what is under this key of the JSON
+//! schema" ([`Record`]); the field semantics here are the same for both, so a fixture
+//! that passes predicts the live result.
+use std::{borrow::Cow, net::IpAddr};
+
+use super::{
+    fields::FieldId,
+    source::{EventType, FieldArg, FieldValue, ResolvedField},
+};
+use crate::event::EventKind;
+
+const AT_FDCWD: i64 = -100;
+
+/// Declares the keys of one JSON object the fields read; the JSON source resolves them
+/// once per event into a fixed array (so a field read is an index, not a map lookup).
+macro_rules! keys {
+    ($name:ident, $doc:literal { $($k:ident),* $(,)? }) => {
+        #[doc = $doc]
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($k,)* }
+
+        impl $name {
+            pub const N: usize = [$(stringify!($k)),*].len();
+
+            pub fn of(key: &str) -> Option<$name> {
+                match key {
+                    $(stringify!($k) => Some($name::$k),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm, container, dirfd, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, loginuid, mode, num, path, pid, port, ppid, process, process_start_boot_ns, resolved_path, result, server_name, signal, sock_type, syscall, tid, time, uid, unix_path });
+keys!(P, "Keys of `process`." { args, cap_effective, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
+keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts, started_at });
+keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
+keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
+
+/// One value under a key, as JSON would hold it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Raw<'a> {
+    /// The key is not there.
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    /// Non-negative integers are always `U64`, negative ones `I64` (as in serde_json).
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    /// An array or an object.
+    Other,
+}
+
+impl<'a> Raw<'a> {
+    /// An integer, normalised as serde_json stores it.
+    pub fn int(n: i64) -> Raw<'a> {
+        if n >= 0 {
+            Raw::U64(n as u64)
+        } else {
+            Raw::I64(n)
+        }
+    }
+
+    pub fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Raw<'a>) -> Raw<'a> {
+        v.map_or(Raw::Null, f)
+    }
+
+    /// `Absent` and `Null` both mean "no value" for almost every field.
+    fn value(self) -> Option<Raw<'a>> {
+        match self {
+            Raw::Absent | Raw::Null => None,
+            v => Some(v),
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Raw::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Raw::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Raw::U64(n) => i64::try_from(n).ok(),
+            Raw::I64(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Raw::U64(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Raw::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Which argument list: `process.args`, or the exec event's own `args` (argv,
+/// argv[0] included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgList {
+    Process,
+    Exec,
+}
+
+/// An event as JSON-schema keys. Every method answers for one key of the schema of
+/// `monitor events`; keys the event lacks are [`Raw::Absent`].
+pub trait Record<'a> {
+    fn top(&self, k: T) -> Raw<'a>;
+    fn process(&self, k: P) -> Raw<'a>;
+    fn container(&self, k: C) -> Raw<'a>;
+    /// A key of `container.pod`.
+    fn pod(&self, k: Pod) -> Raw<'a>;
+    /// `container.labels[key]`.
+    fn label(&self, key: &str) -> Raw<'a>;
+    /// `container.pod.labels[key]`.
+    fn pod_label(&self, key: &str) -> Raw<'a>;
+    /// A key of `ancestors[depth - 1]` (depth 1 is the parent).
+    fn ancestor(&self, depth: usize, k: A) -> Raw<'a>;
+    /// The length of `ancestors`, `None` when the event has no such array.
+    fn ancestor_count(&self) -> Option<usize>;
+    /// The string items of an argument list (for `Exec` without argv[0]) joined by
+    /// spaces, and how many there are; `None` when the list is not there.
+    fn args(&self, list: ArgList) -> Option<(usize, Cow<'a, str>)>;
+    /// argv[0] of the exec event's `args`.
+    fn exec_argv0(&self) -> Raw<'a>;
+    /// `top(T::address)` as an address.
+    fn address(&self) -> Option<IpAddr> {
+        self.top(T::address).as_str()?.parse().ok()
+    }
+}
+
+/// An event ready for evaluation: a [`Record`] with its `evt.type` and the values
+/// most fields derive from, worked out once.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<R> {
+    pub(crate) record: R,
+    etype: EventType,
+    result: Option<i64>,
+    flags: Option<u64>,
+}
+
+impl<'a, R: Record<'a>> EventView<R> {
+    pub(crate) fn from_record(record: R, etype: EventType) -> Self {
+        let mut ev = EventView {
+            record,
+            etype,
+            result: None,
+            flags: None,
+        };
+        ev.result = ev.compute_result();
+        ev.flags = ev.compute_open_flags();
+        ev
+    }
+
+    pub fn etype(&self) -> EventType {
+        self.etype
+    }
+
+    fn get(&self, k: T) -> Option<Raw<'a>> {
+        self.record.top(k).value()
+    }
+
+    fn process(&self, k: P) -> Option<Raw<'a>> {
+        self.record.process(k).value()
+    }
+
+    fn container(&self, k: C) -> Option<Raw<'a>> {
+        self.record.container(k).value()
+    }
+
+    fn ancestor(&self, depth: usize, k: A) -> Option<Raw<'a>> {
+        if depth == 0 {
+            return None;
+        }
+        self.record.ancestor(depth, k).value()
+    }
+
+    fn num(&self, k: T) -> Option<i64> {
+        self.get(k)?.as_i64()
+    }
+
+    fn unum(&self, k: T) -> Option<u64> {
+        self.get(k)?.as_u64()
+    }
+
+    fn text(&self, k: T) -> Option<Cow<'a, str>> {
+        self.get(k)?.into_str()
+    }
+
+    fn result(&self) -> Option<i64> {
+        self.result
+    }
+
+    fn compute_result(&self) -> Option<i64> {
+        match self.etype {
+            EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork => {
+                self.num(T::child_pid)
+            }
+            EventType::Procexit => None,
+            _ => self.num(T::result),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.etype.kind() == EventKind::Open
+    }
+
+    fn is_exec(&self) -> bool {
+        self.etype.kind() == EventKind::Exec
+    }
+
+    fn open_flags(&self) -> Option<u64> {
+        self.flags
+    }
+
+    fn compute_open_flags(&self) -> Option<u64> {
+        if !self.is_open() {
+            return None;
+        }
+        let f = self.unum(T::flags).unwrap_or(0);
+        if self.etype == EventType::Creat && f == 0 {
+            return Some(O_CREAT | O_WRONLY | O_TRUNC);
+        }
+        Some(f)
+    }
+
+    fn proc_name(&self) -> Option<Cow<'a, str>> {
+        match self.process(P::name) {
+            Some(v) => v.into_str(),
+            None => self.text(T::comm),
+        }
+    }
+
+    /// argv after argv[0] joined, and how many: from the context or the exec event.
+    fn args_list(&self) -> Option<(usize, Cow<'a, str>)> {
+        if let Some(a) = self.record.args(ArgList::Process) {
+            return Some(a);
+        }
+        if self.is_exec() {
+            return self.record.args(ArgList::Exec);
+        }
+        None
+    }
+
+    fn family(&self) -> Option<Raw<'a>> {
+        self.get(T::family)
+    }
+
+    fn is_ip(&self) -> bool {
+        matches!(
+            self.family().as_ref().and_then(Raw::as_str),
+            Some("inet" | "inet6")
+        )
+    }
+
+    fn fd_name(&self) -> Option<Cow<'a, str>> {
+        if self.is_open() {
+            if let Some(p) = self.text(T::resolved_path) {
+                return Some(p);
+            }
+            let path = self.text(T::path)?;
+            if path.starts_with('/') {
+                return Some(Cow::Owned(normalize(&path)));
+            }
+            let dirfd = self.num(T::dirfd).unwrap_or(AT_FDCWD);
+            if dirfd == AT_FDCWD
+                && let Some(cwd) = self.process(P::cwd)
+                && let Some(cwd) = cwd.as_str()
+            {
+                return Some(Cow::Owned(normalize(&format!("{cwd}/{path}"))));
+            }
+            return Some(path);
+        }
+        if self.etype == EventType::Connect {
+            if self.is_ip() {
+                let addr = self.text(T::address)?;
+                let port = self.num(T::port)?;
+                return Some(Cow::Owned(format!("{addr}:{port}")));
+            }
+            return self.text(T::unix_path);
+        }
+        None
+    }
+
+    fn sip(&self) -> FieldValue<'a> {
+        if self.etype != EventType::Connect || !self.is_ip() {
+            return FieldValue::None;
+        }
+        match self.record.address() {
+            Some(ip) => FieldValue::Ip(ip),
+            None => FieldValue::None,
+        }
+    }
+
+    fn sport(&self) -> FieldValue<'a> {
+        if self.etype != EventType::Connect || !self.is_ip() {
+            return FieldValue::None;
+        }
+        u64v(self.get(T::port))
+    }
+
+    /// Event arguments by name, in positional order.
+    fn arg_names(&self) -> &'static [&'static str] {
+        match self.etype {
+            EventType::Execve | EventType::Execveat => &["res", "exe", "args", "filename", "flags"],
+            EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork => &["res"],
+            EventType::Procexit => &["status", "sig"],
+            EventType::Connect => &["res", "tuple", "fd"],
+            EventType::Open | EventType::Creat => &["fd", "name", "flags", "mode"],
+            EventType::Openat | EventType::Openat2 => &["fd", "dirfd", "name", "flags", "mode"],
+        }
+    }
+
+    fn arg(&self, name: &str) -> FieldValue<'a> {
+        let owned = |s: String| FieldValue::Str(Cow::Owned(s));
+        let num = |n: Option<i64>| match n {
+            Some(n) => owned(n.to_string()),
+            None => FieldValue::None,
+        };
+        match (self.etype.kind(), name) {
+            (_, "res") | (EventKind::Open, "fd") => num(self.result()),
+            (EventKind::Open, "name" | "path" | "pathname") => str_v(self.get(T::path)),
+            (EventKind::Open, "flags") => match self.open_flags() {
+                Some(f) => owned(render_open_flags(f)),
+                None => FieldValue::None,
+            },
+            (EventKind::Open, "mode") => match self.unum(T::mode) {
+                Some(m) => owned(format!("0{m:o}")),
+                None => FieldValue::None,
+            },
+            (EventKind::Open | EventKind::Exec, "dirfd") => num(self.num(T::dirfd)),
+            (EventKind::Exec, "exe") => self.field_id(FieldId::ProcExe),
+            (EventKind::Exec, "args") => self.field_id(FieldId::ProcArgs),
+            (EventKind::Exec, "filename" | "pathname") => {
+                str_v(self.get(T::exe).or_else(|| self.get(T::filename)))
+            }
+            (EventKind::Exec, "flags") => {
+                let upper = self.process(P::exe_upper_layer).and_then(|v| v.as_bool());
+                let memfd = self.memfd();
+                if upper.is_none() && memfd.is_none() {
+                    return FieldValue::None;
+                }
+                let mut parts = Vec::new();
+                match upper {
+                    Some(true) => parts.push("EXE_UPPER_LAYER"),
+                    Some(false) => parts.push("EXE_LOWER_LAYER"),
+                    None => {}
+                }
+                if memfd == Some(true) {
+                    parts.push("EXE_FROM_MEMFD");
+                }
+                owned(parts.join("|"))
+            }
+            (EventKind::Connect, "fd") => num(self.num(T::fd)),
+            (EventKind::Connect, "tuple" | "addr") => match self.fd_name() {
+                Some(n) => FieldValue::Str(n),
+                None => FieldValue::None,
+            },
+            (EventKind::Exit, "status") => num(self.num(T::exit_code)),
+            (EventKind::Exit, "sig") => num(self.num(T::signal)),
+            _ => FieldValue::None,
+        }
+    }
+
+    fn memfd(&self) -> Option<bool> {
+        if let Some(b) = self.process(P::exe_from_memfd).and_then(|v| v.as_bool()) {
+            return Some(b);
+        }
+        let p = self.process(P::exepath).or_else(|| self.get(T::exe))?;
+        let p = p.as_str()?;
+        Some(p.starts_with("memfd:") || p.starts_with("/memfd:"))
+    }
+
+    fn field_id(&self, id: FieldId) -> FieldValue<'a> {
+        self.value(&ResolvedField {
+            id,
+            arg: FieldArg::None,
+        })
+    }
+
+    fn pid(&self) -> Option<Raw<'a>> {
+        self.process(P::pid).or_else(|| self.get(T::pid))
+    }
+
+    /// The value of one field.
+    pub fn value(&self, f: &ResolvedField) -> FieldValue<'a> {
+        use FieldId::*;
+        let index = match f.arg {
+            FieldArg::Index(i) => Some(i),
+            _ => None,
+        };
+        match f.id {
+            EvtType => FieldValue::Str(Cow::Borrowed(self.etype.as_str())),
+            EvtDir => FieldValue::Str(Cow::Borrowed("<")),
+            EvtRes => match self.result() {
+                Some(r) if r >= 0 => FieldValue::Str(Cow::Borrowed("SUCCESS")),
+                Some(r) => match self.text(T::error) {
+                    Some(e) => FieldValue::Str(e),
+                    None => FieldValue::Str(Cow::Owned(r.to_string())),
+                },
+                None => FieldValue::None,
+            },
+            EvtRawRes => opt_i64(self.result()),
+            EvtFailed => FieldValue::Bool(self.result().is_some_and(|r| r < 0)),
+            EvtTime => str_v(self.get(T::time)),
+            EvtRawTime => match self
+                .text(T::time)
+                .and_then(|t| humantime::parse_rfc3339(&t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            {
+                Some(d) => FieldValue::U64(d.as_nanos() as u64),
+                None => FieldValue::None,
+            },
+            EvtNum => u64v(self.get(T::num)),
+            EvtHostname => str_v(self.get(T::hostname)),
+            EvtIsOpenRead => {
+                FieldValue::Bool(self.open_flags().is_some_and(|f| matches!(f & 3, 0 | 2)))
+            }
+            EvtIsOpenWrite => {
+                FieldValue::Bool(self.open_flags().is_some_and(|f| matches!(f & 3, 1 | 2)))
+            }
+            EvtIsOpenCreate => {
+                FieldValue::Bool(self.open_flags().is_some_and(|f| f & O_CREAT != 0))
+            }
+            EvtIsOpenExec => FieldValue::Bool(self.open_flags().is_some_and(|f| {
+                let mode = self.unum(T::mode).unwrap_or(0);
+                f & O_CREAT != 0 && mode & 0o111 != 0
+            })),
+            EvtArg => match &f.arg {
+                FieldArg::Key(k) => self.arg(k),
+                FieldArg::Index(i) => match self.arg_names().get(*i) {
+                    Some(n) => self.arg(n),
+                    None => FieldValue::None,
+                },
+                FieldArg::None => FieldValue::None,
+            },
+            EvtArgs => {
+                let parts: Vec<String> = self
+                    .arg_names()
+                    .iter()
+                    .filter_map(|n| match self.arg(n) {
+                        FieldValue::None => None,
+                        v => Some(format!("{n}={v}")),
+                    })
+                    .collect();
+                FieldValue::Str(Cow::Owned(parts.join(" ")))
+            }
+
+            ProcName => str_c(self.proc_name()),
+            ProcExe => match self.process(P::exe) {
+                Some(v) => str_v(Some(v)),
+                None if self.is_exec() => str_v(self.record.exec_argv0().value()),
+                None => FieldValue::None,
+            },
+            ProcExePath => str_v(
+                self.process(P::exepath)
+                    .or_else(|| self.is_exec().then(|| self.get(T::exe)).flatten()),
+            ),
+            ProcCmdline => match self.process(P::cmdline) {
+                Some(v) => str_v(Some(v)),
+                None => match (self.proc_name(), self.args_list()) {
+                    (Some(n), Some((0, _))) => FieldValue::Str(n),
+                    (Some(n), Some((_, a))) => FieldValue::Str(Cow::Owned(format!("{n} {a}"))),
+                    _ => FieldValue::None,
+                },
+            },
+            ProcArgs => str_c(self.args_list().map(|(_, a)| a)),
+            ProcPname => str_v(self.ancestor(1, A::name)),
+            ProcPexe => str_v(self.ancestor(1, A::exe)),
+            ProcPexePath => str_v(self.ancestor(1, A::exepath)),
+            ProcPcmdline => str_v(self.ancestor(1, A::cmdline)),
+            ProcAname => match index {
+                Some(0) => str_c(self.proc_name()),
+                Some(n) => str_v(self.ancestor(n, A::name)),
+                None => FieldValue::None,
+            },
+            ProcAexePath => match index {
+                Some(0) => self.field_id(ProcExePath),
+                Some(n) => str_v(self.ancestor(n, A::exepath)),
+                None => FieldValue::None,
+            },
+            ProcApid => match index {
+                Some(0) => self.field_id(ProcPid),
+                Some(n) => i64v(self.ancestor(n, A::pid)),
+                None => FieldValue::None,
+            },
+            ProcPid => i64v(self.pid()),
+            ProcPpid => i64v(self.process(P::ppid).or_else(|| self.get(T::ppid))),
+            ProcTty => i64v(self.process(P::tty)),
+            ProcCwd => str_v(self.process(P::cwd)),
+            ProcSid => i64v(self.process(P::sid)),
+            ProcSname => {
+                let Some(sid) = self.process(P::sid).and_then(|v| v.as_i64()) else {
+                    return FieldValue::None;
+                };
+                if self.pid().and_then(|v| v.as_i64()) == Some(sid) {
+                    return str_c(self.proc_name());
+                }
+                let Some(count) = self.record.ancestor_count() else {
+                    return FieldValue::None;
+                };
+                match (1..=count).find(|&d| self.record.ancestor(d, A::pid).as_i64() == Some(sid)) {
+                    Some(d) => str_v(self.ancestor(d, A::name)),
+                    None => FieldValue::None,
+                }
+            }
+            ProcVpid => i64v(self.process(P::vpid)),
+            ProcIsExeUpperLayer => opt_bool(self.process(P::exe_upper_layer)),
+            ProcIsExeFromMemfd => match self.memfd() {
+                Some(b) => FieldValue::Bool(b),
+                None => FieldValue::None,
+            },
+            ProcExeSha256 => str_v(self.process(P::exe_sha256)),
+            ProcDuration => {
+                let start = self
+                    .process(P::start_boot_ns)
+                    .or_else(|| self.get(T::process_start_boot_ns))
+                    .and_then(|v| v.as_u64());
+                match (self.unum(T::boot_ns), start) {
+                    (Some(now), Some(start)) => FieldValue::U64(now.saturating_sub(start)),
+                    _ => FieldValue::None,
+                }
+            }
+            ProcExeInoCtime | ProcExeInoMtime | ProcExeInoCtimeDurationProcStart => {
+                FieldValue::None
+            }
+
+            ThreadTid => i64v(self.get(T::tid)),
+            // A list of names arrives joined (see `Record::process`).
+            ThreadCapEffective => str_c(self.process(P::cap_effective).and_then(Raw::into_str)),
+
+            UserName => str_v(self.process(P::user)),
+            UserUid => u64v(self.process(P::uid).or_else(|| self.get(T::uid))),
+            UserLoginUid => {
+                let v = match self.record.process(P::loginuid) {
+                    Raw::Absent => self.record.top(T::loginuid),
+                    v => v,
+                };
+                match v {
+                    Raw::Null => FieldValue::I64(-1),
+                    Raw::Absent => FieldValue::None,
+                    v => match v.as_i64() {
+                        // 4294967295 is the kernel's "unset".
+                        Some(4294967295) => FieldValue::I64(-1),
+                        Some(n) => FieldValue::I64(n),
+                        None => FieldValue::None,
+                    },
+                }
+            }
+            UserLoginName => {
+                if let Some(n) = self.process(P::loginname) {
+                    return str_v(Some(n));
+                }
+                let login = self.process(P::loginuid).and_then(|v| v.as_i64());
+                let uid = self.process(P::uid).and_then(|v| v.as_i64());
+                match (login, uid) {
+                    (Some(l), Some(u)) if l == u => str_v(self.process(P::user)),
+                    _ => FieldValue::None,
+                }
+            }
+            GroupName => str_v(self.process(P::group)),
+            GroupGid => u64v(self.process(P::gid).or_else(|| self.get(T::gid))),
+
+            FdName => str_c(self.fd_name()),
+            FdNameRaw => {
+                if self.is_open() {
+                    str_v(self.get(T::path))
+                } else {
+                    FieldValue::None
+                }
+            }
+            FdDirectory | FdFilename => {
+                if !self.is_open() {
+                    return FieldValue::None;
+                }
+                let Some(name) = self.fd_name() else {
+                    return FieldValue::None;
+                };
+                let (dir_end, file_start) = match name.rfind('/') {
+                    Some(0) => (1, 1),
+                    Some(i) => (i, i + 1),
+                    None => (0, 0),
+                };
+                let part = |s: &str| -> std::ops::Range<usize> {
+                    if f.id == FdDirectory {
+                        0..dir_end
+                    } else {
+                        file_start..s.len()
+                    }
+                };
+                FieldValue::Str(match name {
+                    Cow::Borrowed(s) => Cow::Borrowed(&s[part(s)]),
+                    Cow::Owned(s) => Cow::Owned(s[part(&s)].to_string()),
+                })
+            }
+            FdTypeChar | FdType => {
+                let (c, t) = if self.is_open() {
+                    if self.open_flags().unwrap_or(0) & O_DIRECTORY != 0 {
+                        ("d", "directory")
+                    } else {
+                        ("f", "file")
+                    }
+                } else if self.etype == EventType::Connect {
+                    match self.family().as_ref().and_then(Raw::as_str) {
+                        Some("inet") => ("4", "ipv4"),
+                        Some("inet6") => ("6", "ipv6"),
+                        Some("unix") => ("u", "unix"),
+                        _ => return FieldValue::None,
+                    }
+                } else {
+                    return FieldValue::None;
+                };
+                FieldValue::Str(Cow::Borrowed(if f.id == FdTypeChar { c } else { t }))
+            }
+            FdNum => {
+                if self.is_open() {
+                    match self.result() {
+                        Some(r) if r >= 0 => FieldValue::I64(r),
+                        Some(_) => FieldValue::I64(-1),
+                        None => FieldValue::None,
+                    }
+                } else if self.etype == EventType::Connect {
+                    i64v(self.get(T::fd))
+                } else {
+                    FieldValue::None
+                }
+            }
+            FdSip | FdRip | FdIp | FdNet | FdSnet | FdRnet => self.sip(),
+            FdSport | FdRport | FdPort => self.sport(),
+            FdCip | FdCport | FdLip | FdLport | FdCnet | FdLnet | FdNameChanged | FdCipName
+            | FdLipName => FieldValue::None,
+            FdL4proto => {
+                if self.etype != EventType::Connect || !self.is_ip() {
+                    return FieldValue::None;
+                }
+                match self.get(T::sock_type).as_ref().and_then(Raw::as_str) {
+                    Some("stream") => FieldValue::Str(Cow::Borrowed("tcp")),
+                    Some("dgram") => FieldValue::Str(Cow::Borrowed("udp")),
+                    Some("raw") => FieldValue::Str(Cow::Borrowed("raw")),
+                    _ => FieldValue::None,
+                }
+            }
+            FdSockfamily => {
+                if self.etype != EventType::Connect {
+                    return FieldValue::None;
+                }
+                match self.family().as_ref().and_then(Raw::as_str) {
+                    Some("inet" | "inet6") => FieldValue::Str(Cow::Borrowed("ip")),
+                    Some("unix") => FieldValue::Str(Cow::Borrowed("unix")),
+                    _ => FieldValue::None,
+                }
+            }
+            FdConnected => {
+                if self.etype != EventType::Connect {
+                    return FieldValue::None;
+                }
+                FieldValue::Bool(self.result() == Some(0))
+            }
+            FdSipName | FdRipName => {
+                if self.etype != EventType::Connect {
+                    return FieldValue::None;
+                }
+                str_v(self.get(T::server_name))
+            }
+
+            ContainerId => str_v(self.container(C::id)),
+            ContainerName => str_v(self.container(C::name)),
+            ContainerImage => str_v(self.container(C::image)),
+            ContainerImageRepository => str_v(self.container(C::image_repository)),
+            ContainerImageTag => str_v(self.container(C::image_tag)),
+            ContainerImageDigest => str_v(self.container(C::image_digest)),
+            ContainerImageId => str_v(self.container(C::image_id)),
+            ContainerType => str_v(self.container(C::runtime)),
+            ContainerPrivileged => opt_bool(self.container(C::privileged)),
+            ContainerLabel => match &f.arg {
+                FieldArg::Key(k) => str_v(self.record.label(k).value()),
+                _ => FieldValue::None,
+            },
+            ContainerStartTs => match self.container(C::start_ts) {
+                Some(v) => u64v(Some(v)),
+                // The runtime's RFC 3339 start time.
+                None => match self
+                    .container(C::started_at)
+                    .and_then(Raw::into_str)
+                    .and_then(|t| humantime::parse_rfc3339(&t).ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                {
+                    Some(d) => FieldValue::U64(d.as_nanos() as u64),
+                    None => FieldValue::None,
+                },
+            },
+
+            K8sPodName => str_v(self.record.pod(Pod::name).value()),
+            K8sPodUid | K8sPodId => str_v(self.record.pod(Pod::uid).value()),
+            K8sNsName => str_v(self.record.pod(Pod::namespace).value()),
+            K8sPodLabel => match &f.arg {
+                FieldArg::Key(k) => str_v(self.record.pod_label(k).value()),
+                _ => FieldValue::None,
+            },
+        }
+    }
+}
+
+/// Implements [`FieldSource`] for `EventView<$record<'a>>` (per record type: only a
+/// concrete type tells the compiler that its borrows outlive the view's).
+macro_rules! field_source {
+    ($record:ident) => {
+        impl<'a> $crate::rules::FieldSource
+            for $crate::rules::event_fields::EventView<$record<'a>>
+        {
+            fn event_type(&self) -> $crate::rules::EventType {
+                self.etype()
+            }
+
+            fn field(&self, field: &$crate::rules::ResolvedField) -> $crate::rules::FieldValue<'_> {
+                self.value(field)
+            }
+        }
+    };
+}
+pub(crate) use field_source;
+
+/// A string field: strings as they are, numbers and booleans as text.
+fn str_v(v: Option<Raw<'_>>) -> FieldValue<'_> {
+    match v {
+        Some(Raw::Str(s)) => FieldValue::Str(s),
+        Some(Raw::U64(n)) => FieldValue::Str(Cow::Owned(n.to_string())),
+        Some(Raw::I64(n)) => FieldValue::Str(Cow::Owned(n.to_string())),
+        Some(Raw::F64(n)) => match serde_json::Number::from_f64(n) {
+            Some(n) => FieldValue::Str(Cow::Owned(n.to_string())),
+            None => FieldValue::None,
+        },
+        Some(Raw::Bool(b)) => FieldValue::Str(Cow::Borrowed(if b { "true" } else { "false" })),
+        _ => FieldValue::None,
+    }
+}
+
+fn str_c(s: Option<Cow<'_, str>>) -> FieldValue<'_> {
+    match s {
+        Some(s) => FieldValue::Str(s),
+        None => FieldValue::None,
+    }
+}
+
+fn i64v(v: Option<Raw<'_>>) -> FieldValue<'static> {
+    opt_i64(v.and_then(|v| v.as_i64()))
+}
+
+fn opt_i64(v: Option<i64>) -> FieldValue<'static> {
+    match v {
+        Some(n) => FieldValue::I64(n),
+        None => FieldValue::None,
+    }
+}
+
+fn u64v(v: Option<Raw<'_>>) -> FieldValue<'static> {
+    match v.and_then(|v| v.as_u64()) {
+        Some(n) => FieldValue::U64(n),
+        None => FieldValue::None,
+    }
+}
+
+fn opt_bool(v: Option<Raw<'_>>) -> FieldValue<'static> {
+    match v.and_then(|v| v.as_bool()) {
+        Some(b) => FieldValue::Bool(b),
+        None => FieldValue::None,
+    }
+}
+
+const O_WRONLY: u64 = 0o1;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const O_DIRECTORY: u64 = 0o200000;
+
+/// Renders open(2) flags as Falco does: names joined by `|`.
+pub fn render_open_flags(flags: u64) -> String {
+    const NAMES: &[(u64, &str)] = &[
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o4000000, "O_SYNC"),
+        (0o10000000, "O_PATH"),
+        (0o20000000, "O_TMPFILE"),
+    ];
+    let mut parts = vec![match flags & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }];
+    for (bit, name) in NAMES {
+        if flags & bit != 0 {
+            parts.push(name);
+        }
+    }
+    parts.join("|")
+}
+
+/// Resolves `.` and `..` in an absolute path without touching the filesystem.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}

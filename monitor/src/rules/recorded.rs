@@ -1,0 +1,247 @@
+//! Recorded events (the JSON of `monitor events`, as in rule fixtures) turned back into
+//! the agent's own structures, so tests and benchmarks can run the daemon's evaluation
+//! path ([`super::LiveEvent`]) on them.
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+
+use serde_json::Value;
+
+use crate::{
+    context::{
+        ContainerContext, EnrichedEvent,
+        cgroup::Runtime,
+        docker::{ContainerMeta, PodInfo},
+        process::ProcessInfo,
+    },
+    event::{Connect, Credentials, Detail, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall},
+};
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn bytes(v: &Value, k: &str) -> Option<Vec<u8>> {
+    s(v, k).map(|s| s.as_bytes().to_vec())
+}
+
+fn n(v: &Value, k: &str) -> Option<i64> {
+    v.get(k).and_then(Value::as_i64)
+}
+
+fn list(v: &Value, k: &str) -> Vec<Vec<u8>> {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|s| s.as_bytes().to_vec())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A process as the table keeps it (`cmdline` = name and arguments).
+fn process_info(p: &Value, fallback_pid: i64) -> ProcessInfo {
+    let name = bytes(p, "name").unwrap_or_else(|| b"x".to_vec());
+    let args = list(p, "args");
+    let mut cmdline = name.clone();
+    for a in &args {
+        cmdline.push(b' ');
+        cmdline.extend_from_slice(a);
+    }
+    ProcessInfo {
+        pid: n(p, "pid").unwrap_or(fallback_pid) as u32,
+        ppid: n(p, "ppid").unwrap_or(1) as u32,
+        exe: bytes(p, "exe").unwrap_or_default(),
+        exepath: bytes(p, "exepath").unwrap_or_default(),
+        cmdline: s(p, "cmdline")
+            .filter(|_| p.get("args").is_none())
+            .map_or(cmdline, |c| c.as_bytes().to_vec()),
+        name,
+        args,
+        cwd: bytes(p, "cwd"),
+        tty: n(p, "tty").unwrap_or(0) as u32,
+        sid: n(p, "sid").unwrap_or(1) as u32,
+        vpid: n(p, "vpid").unwrap_or(fallback_pid) as u32,
+        uid: n(p, "uid").unwrap_or(0) as u32,
+        gid: n(p, "gid").unwrap_or(0) as u32,
+        euid: n(p, "uid").unwrap_or(0) as u32,
+        user: s(p, "user").map(Arc::from),
+        group: s(p, "group").map(Arc::from),
+        loginuid: n(p, "loginuid").map(|l| l as u32),
+        start_boot_ns: n(p, "start_boot_ns").unwrap_or(1) as u64,
+        cgroup_id: 0,
+        container: None,
+        exec_id: Arc::from("e"),
+        parent_exec_id: None,
+        exe_key: None,
+    }
+}
+
+fn container(c: Option<&Value>) -> ContainerContext {
+    let host = ContainerContext {
+        id: Arc::from("host"),
+        runtime: None,
+        meta: None,
+    };
+    let Some(c) = c else { return host };
+    let id = s(c, "id").unwrap_or("host");
+    if id == "host" {
+        return host;
+    }
+    let opt = |k: &str| s(c, k).map(str::to_string);
+    let labels: BTreeMap<String, String> = c
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let meta = s(c, "image").map(|image| ContainerMeta {
+        id: id.to_string(),
+        name: opt("name").unwrap_or_default(),
+        image: image.to_string(),
+        image_repository: opt("image_repository"),
+        image_tag: opt("image_tag"),
+        image_digest: opt("image_digest"),
+        image_id: opt("image_id"),
+        labels,
+        privileged: c.get("privileged").and_then(Value::as_bool) == Some(true),
+        started_at: opt("started_at"),
+        pod: c.get("pod").map(|p| PodInfo {
+            name: s(p, "name").map(str::to_string),
+            namespace: s(p, "namespace").map(str::to_string),
+            uid: s(p, "uid").map(str::to_string),
+            container_name: None,
+        }),
+        ..ContainerMeta::default()
+    });
+    ContainerContext {
+        id: Arc::from(id),
+        runtime: Some(Runtime::Docker),
+        meta: meta.map(Arc::new),
+    }
+}
+
+fn syscall(v: &Value, default: Syscall) -> Syscall {
+    match s(v, "syscall") {
+        Some("execveat") => Syscall::Execveat,
+        Some("open") => Syscall::Open,
+        Some("openat2") => Syscall::Openat2,
+        Some("creat") => Syscall::Creat,
+        Some("openat") => Syscall::Openat,
+        _ => default,
+    }
+}
+
+/// The agent's structures for an event in `monitor events` JSON: what the sensor and
+/// the context would have produced for it. Keys the JSON lacks get plausible defaults.
+pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
+    let pid = n(v, "pid").unwrap_or(100);
+    let result = n(v, "result").unwrap_or(0);
+    let detail = match s(v, "kind").unwrap_or_default() {
+        "exec" => Detail::Exec(Exec {
+            credentials: Credentials {
+                ppid: n(v, "ppid").unwrap_or(1) as u32,
+                uid: n(v, "uid").unwrap_or(0) as u32,
+                gid: n(v, "gid").unwrap_or(0) as u32,
+                euid: 0,
+                egid: 0,
+                loginuid: n(v, "loginuid").map(|l| l as u32),
+                process_start_boot_ns: n(v, "process_start_boot_ns").unwrap_or(5) as u64,
+                vpid: None,
+            },
+            syscall: syscall(v, Syscall::Execve),
+            result,
+            exe: bytes(v, "exe"),
+            exe_truncated: false,
+            filename: bytes(v, "filename"),
+            filename_truncated: false,
+            args: list(v, "args"),
+            args_truncated: false,
+            dirfd: n(v, "dirfd").unwrap_or(-100) as i32,
+            at_flags: 0,
+            cgroup_name: Vec::new(),
+        }),
+        "fork" => Detail::Fork(Fork {
+            child_pid: n(v, "child_pid").unwrap_or(pid + 1) as u32,
+            child_tid: n(v, "child_pid").unwrap_or(pid + 1) as u32,
+            child_start_boot_ns: 7,
+            parent_ppid: n(v, "ppid").unwrap_or(1) as u32,
+            child_vpid: None,
+        }),
+        "exit" => Detail::Exit(Exit {
+            exit_code: n(v, "exit_code").map(|c| c as u8),
+            signal: n(v, "signal").map(|c| c as u8),
+            core_dumped: false,
+            ppid: n(v, "ppid").unwrap_or(1) as u32,
+            process_start_boot_ns: n(v, "process_start_boot_ns").unwrap_or(5) as u64,
+        }),
+        "connect" => Detail::Connect(Connect {
+            fd: n(v, "fd").unwrap_or(3) as i32,
+            family: match s(v, "family") {
+                Some("unix") => SocketFamily::Unix,
+                Some("inet6") => SocketFamily::Inet6,
+                Some("inet") | None => SocketFamily::Inet,
+                Some(_) => SocketFamily::Other(17),
+            },
+            sock_type: match s(v, "sock_type") {
+                Some("dgram") => 2,
+                Some("raw") => 3,
+                _ => 1,
+            },
+            result,
+            address: s(v, "address").and_then(|a| a.parse::<IpAddr>().ok()),
+            port: n(v, "port").unwrap_or(0) as u16,
+            unix_path: bytes(v, "unix_path"),
+            uid: n(v, "uid").unwrap_or(0) as u32,
+            kernel_address: s(v, "hook").is_some_and(|h| h.contains("lsm/socket_connect")),
+        }),
+        _ => Detail::Open(Open {
+            syscall: syscall(v, Syscall::Openat),
+            via_lsm: s(v, "hook") == Some("lsm/file_open"),
+            path: bytes(v, "path").unwrap_or_default(),
+            path_truncated: false,
+            resolved: bytes(v, "resolved_path"),
+            resolved_truncated: false,
+            dirfd: n(v, "dirfd").unwrap_or(-100) as i32,
+            flags: n(v, "flags").unwrap_or(0) as u64,
+            mode: n(v, "mode").unwrap_or(0) as u32,
+            result: n(v, "result").unwrap_or(3),
+            uid: n(v, "uid").unwrap_or(0) as u32,
+        }),
+    };
+    let event = Event {
+        boot_ns: n(v, "boot_ns").unwrap_or(9_000_000_000) as u64,
+        pid: pid as u32,
+        tid: n(v, "tid").unwrap_or(pid) as u32,
+        cgroup_id: 0,
+        comm: bytes(v, "comm").unwrap_or_else(|| b"x".to_vec()),
+        detail,
+    };
+    let process = v
+        .get("process")
+        .filter(|p| p.is_object())
+        .map(|p| Arc::new(process_info(p, pid)));
+    let ancestors = v
+        .get("ancestors")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|p| Arc::new(process_info(p, 1)))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let exe_sha256 = v
+        .get("process")
+        .and_then(|p| s(p, "exe_sha256"))
+        .map(Arc::from);
+    EnrichedEvent {
+        event,
+        process,
+        ancestors,
+        container: container(v.get("container")),
+        exe_sha256,
+    }
+}

@@ -1,0 +1,79 @@
+//! The rule engine's throughput, from the criterion bench `monitor/benches/engine.rs`:
+//! the default rules plus Falco's stable ruleset on a recorded mix of events, and the
+//! baseline measured in the same run (one trivial rule on the same events).
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result};
+
+use crate::util::{run_cmd, step, workspace_root};
+
+/// The benchmarks, as `(criterion id, what it measures)`; the last is the baseline.
+const BENCHES: &[(&str, &str)] = &[
+    (
+        "evaluate_mix",
+        "default rules + Falco stable rules, live events (the daemon's path)",
+    ),
+    (
+        "evaluate_mix_json",
+        "default rules + Falco stable rules, JSON events (fixtures, replay)",
+    ),
+    (
+        "baseline_one_rule",
+        "baseline: one trivial rule, live events",
+    ),
+];
+
+/// Runs the bench and prints events/s and the ratio of each to the baseline.
+pub fn run() -> Result<()> {
+    step("rule engine throughput (criterion: cargo bench -p monitor --bench engine)");
+    run_cmd(Command::new("cargo").current_dir(workspace_root()).args([
+        "bench",
+        "--package",
+        "monitor",
+        "--bench",
+        "engine",
+        "--",
+        "--noplot",
+    ]))?;
+    let rates = BENCHES
+        .iter()
+        .map(|(id, _)| events_per_second(id))
+        .collect::<Result<Vec<f64>>>()?;
+    let baseline = rates[rates.len() - 1];
+    println!();
+    println!("| engine benchmark | events/s (median) | time per event | vs baseline |");
+    println!("| --- | ---: | ---: | ---: |");
+    for ((_, what), rate) in BENCHES.iter().zip(&rates) {
+        println!(
+            "| {what} | {rate:.0} | {:.0} ns | {:.3} |",
+            1e9 / rate,
+            rate / baseline
+        );
+    }
+    Ok(())
+}
+
+/// criterion's median for one benchmark, as events per second (the bench declares
+/// the events of one iteration as its throughput).
+fn events_per_second(id: &str) -> Result<f64> {
+    let dir = target_dir().join("criterion/engine").join(id).join("new");
+    let read = |name: &str| -> Result<serde_json::Value> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading criterion's results {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let ns_per_iteration = read("estimates.json")?["median"]["point_estimate"]
+        .as_f64()
+        .context("criterion's estimates.json has no median")?;
+    let events = read("benchmark.json")?["throughput"]["Elements"]
+        .as_f64()
+        .context("criterion's benchmark.json has no throughput in elements")?;
+    Ok(events * 1e9 / ns_per_iteration)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
