@@ -459,6 +459,23 @@ fn hostile_argv_is_one_line_in_every_format() {
     let _ = fs::remove_dir_all(&s.dir);
 }
 
+/// The HTTP sink's counters from the `monitor: alerts {...}` line at exit.
+fn http_sink_summary(finished: &support::Finished) -> Value {
+    let line = finished
+        .stderr
+        .iter()
+        .find_map(|l| l.strip_prefix("monitor: alerts "))
+        .expect("the alerts summary line");
+    let summary: Value = serde_json::from_str(line).unwrap();
+    summary["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "http")
+        .expect("an http sink")
+        .clone()
+}
+
 #[test]
 fn http_outage_across_a_daemon_restart_loses_nothing() {
     let s = setup("restart");
@@ -508,20 +525,7 @@ fn http_outage_across_a_daemon_restart_loses_nothing() {
     assert_eq!(failing["priority"], "Error");
     // Stopped while the receiver is down: what was not delivered stays in the spool.
     let stopped = first.finish(libc::SIGTERM);
-    let summary: Value = serde_json::from_str(
-        stopped
-            .stderr
-            .iter()
-            .find_map(|l| l.strip_prefix("monitor: alerts "))
-            .unwrap(),
-    )
-    .unwrap();
-    let http = summary["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "http")
-        .unwrap();
+    let http = http_sink_summary(&stopped);
     assert_eq!(http["dropped"], 0, "{http}");
     assert!(http["spool_pending"].as_u64().unwrap() >= 800, "{http}");
     assert_eq!(numbered(&receiver).len(), 200);
@@ -541,20 +545,7 @@ fn http_outage_across_a_daemon_restart_loses_nothing() {
         .collect();
     assert_eq!(got, expected, "all 1000, in order, none twice");
     let restarted = second.finish(libc::SIGTERM);
-    let summary: Value = serde_json::from_str(
-        restarted
-            .stderr
-            .iter()
-            .find_map(|l| l.strip_prefix("monitor: alerts "))
-            .unwrap(),
-    )
-    .unwrap();
-    let http = summary["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "http")
-        .unwrap();
+    let http = http_sink_summary(&restarted);
     assert_eq!(http["spool_pending"], 0, "{http}");
     assert_eq!(http["dropped"], 0, "{http}");
     let _ = fs::remove_dir_all(&s.dir);

@@ -1,7 +1,6 @@
 //! `monitor config check|show`: the settings the daemon would run with.
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
 use crate::{
     cli::ConfigArgs,
@@ -78,33 +77,18 @@ pub fn run(args: ConfigCmdArgs) -> Result<()> {
         ConfigCommand::Show(args) => {
             let loaded = load(&args)?;
             let tree = serde_json::to_value(&loaded.settings)?;
-            let mut lines = Vec::new();
-            leaves(&tree, String::new(), &mut lines);
-            for (key, value) in lines {
-                println!("{key} = {value}    # {}", loaded.origin(&key));
+            for (key, value) in config::leaves(&tree) {
+                let shown = match value.as_object() {
+                    // Header values are often tokens: only their names are shown.
+                    Some(headers) => {
+                        let names: Vec<&str> = headers.keys().map(String::as_str).collect();
+                        format!("[{}] (values hidden)", names.join(", "))
+                    }
+                    None => value.to_string(),
+                };
+                println!("{key} = {shown}    # {}", loaded.origin(&key));
             }
             Ok(())
         }
-    }
-}
-
-fn leaves(value: &Value, prefix: String, out: &mut Vec<(String, String)>) {
-    match value {
-        // Header values are often tokens: only their names are shown.
-        Value::Object(map) if prefix.ends_with("headers") => {
-            let names: Vec<&str> = map.keys().map(String::as_str).collect();
-            out.push((prefix, format!("[{}] (values hidden)", names.join(", "))));
-        }
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(v, key, out);
-            }
-        }
-        _ => out.push((prefix, value.to_string())),
     }
 }

@@ -119,8 +119,7 @@ pub fn load(
     };
 
     let defaults = serde_json::to_value(Settings::default()).expect("settings serialize");
-    let mut leaves = Vec::new();
-    leaf_paths(&defaults, String::new(), &mut leaves);
+    let leaves = leaves(&defaults);
     let mut problems = Vec::new();
     let env: HashMap<String, String> = env.into_iter().collect();
     for (key, default) in &leaves {
@@ -356,19 +355,24 @@ fn dotted(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// The keys a variable can set: every key whose default is not a section.
-fn leaf_paths(value: &Value, prefix: String, out: &mut Vec<(String, Value)>) {
-    match value {
-        Value::Object(map) if !prefix.is_empty() && map.is_empty() => {
-            out.push((prefix, value.clone()))
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                leaf_paths(v, join(&prefix, k), out);
+/// Every setting of a settings tree with its dotted key: sections are walked into,
+/// except free-form maps (`headers`), which are one setting.
+pub fn leaves(value: &Value) -> Vec<(String, Value)> {
+    fn walk(value: &Value, prefix: String, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map)
+                if prefix.is_empty() || !(map.is_empty() || prefix.ends_with("headers")) =>
+            {
+                for (k, v) in map {
+                    walk(v, join(&prefix, k), out);
+                }
             }
+            _ => out.push((prefix, value.clone())),
         }
-        _ => out.push((prefix, value.clone())),
     }
+    let mut out = Vec::new();
+    walk(value, String::new(), &mut out);
+    out
 }
 
 /// A variable's text as the type of the key's default: numbers and booleans parsed,

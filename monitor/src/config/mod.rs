@@ -8,13 +8,10 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_name, load};
+pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_name, leaves, load};
 
 use crate::{
-    alerts::{
-        AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig,
-        model::de_priority_config,
-    },
+    alerts::{AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig},
     context::ContextConfig,
     event::KindSet,
     rules::{Priority, RuleMatching},
@@ -103,10 +100,7 @@ pub enum StdoutFormat {
 pub struct StdoutSettings {
     pub enabled: bool,
     pub format: StdoutFormat,
-    #[serde(
-        deserialize_with = "de_priority_config",
-        serialize_with = "ser_priority"
-    )]
+    #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
 
@@ -118,10 +112,7 @@ pub struct FileSettings {
     pub format: Format,
     pub max_bytes: u64,
     pub keep: u32,
-    #[serde(
-        deserialize_with = "de_priority_config",
-        serialize_with = "ser_priority"
-    )]
+    #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
 
@@ -131,10 +122,7 @@ pub struct SyslogSettings {
     /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///dev/log`; unset: no syslog.
     pub address: Option<String>,
     pub facility: u8,
-    #[serde(
-        deserialize_with = "de_priority_config",
-        serialize_with = "ser_priority"
-    )]
+    #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
 
@@ -148,10 +136,7 @@ pub struct HttpSettings {
     pub batch: usize,
     pub ca_file: Option<PathBuf>,
     pub timeout_ms: u64,
-    #[serde(
-        deserialize_with = "de_priority_config",
-        serialize_with = "ser_priority"
-    )]
+    #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
 
@@ -179,8 +164,15 @@ pub struct ServerSettings {
     pub listen: String,
 }
 
-fn ser_priority<S: serde::Serializer>(p: &Priority, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&p.as_str().to_ascii_lowercase())
+/// A priority as users write it in settings: any case, `info` for Informational.
+mod priority_setting {
+    use crate::rules::Priority;
+
+    pub fn serialize<S: serde::Serializer>(p: &Priority, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.as_str().to_ascii_lowercase())
+    }
+
+    pub(crate) use crate::alerts::model::de_priority_config as deserialize;
 }
 
 impl Default for Settings {

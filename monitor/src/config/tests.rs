@@ -43,29 +43,11 @@ fn documented_file_holds_every_key_at_its_default() {
     let loaded = load(&source(Path::new(DOCUMENTED)), [], &[]).unwrap();
     assert_eq!(loaded.settings, Settings::default());
     let tree = serde_json::to_value(Settings::default()).unwrap();
-    let mut missing = Vec::new();
-    fn walk(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(m) if !m.is_empty() => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(v, key, out);
-                }
-            }
-            _ => out.push(prefix),
-        }
-    }
-    let mut keys = Vec::new();
-    walk(&tree, String::new(), &mut keys);
-    for key in keys {
-        if !matches!(loaded.origin(&key), Origin::File { .. }) {
-            missing.push(key);
-        }
-    }
+    let missing: Vec<String> = leaves(&tree)
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| !matches!(loaded.origin(key), Origin::File { .. }))
+        .collect();
     assert!(
         missing.is_empty(),
         "not documented in deploy/monitor.yaml: {missing:?}"
