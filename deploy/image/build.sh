@@ -6,7 +6,8 @@
 #   deploy/image/build.sh [TAG]          (default TAG: monitor:latest)
 #
 # Environment:
-#   REBUILD_BASES=1   make the base images again (e.g. after a toolchain update)
+#   REBUILD_BASES=1   make the base images again (e.g. after a toolchain update; a
+#                     changed Cargo.lock does this by itself)
 #   SUITE=bookworm    Debian release of both bases (the runtime's glibc must be at
 #                     least the build's, so both come from one debootstrap)
 #   MIRROR=http://deb.debian.org/debian
@@ -27,6 +28,14 @@ rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 
 say() { echo "==> $*" >&2; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# The build base's registry must hold every crate of this Cargo.lock (the build is
+# offline): the base is labelled with the lock file's hash and made again when the
+# lock file has changed since.
+lock_hash=$(sha256sum "$root/Cargo.lock" | cut -d' ' -f1)
+base_lock_hash() {
+    docker image inspect -f '{{ index .Config.Labels "monitor.cargo-lock" }}' "$build_base" \
+        2>/dev/null || true
+}
 
 make_bases() {
     command -v debootstrap >/dev/null || {
@@ -61,6 +70,7 @@ make_bases() {
         docker import \
             --change "ENV RUSTUP_HOME=$rustup_home CARGO_HOME=$cargo_home" \
             --change "ENV PATH=$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+            --change "LABEL monitor.cargo-lock=$lock_hash" \
             - "$build_base" >/dev/null
 
     say "importing $runtime_base (glibc, libgcc_s, CA certificates; no shell)"
@@ -81,6 +91,9 @@ make_bases() {
 }
 
 if [ "${REBUILD_BASES:-0}" = 1 ] || ! have_image "$build_base" || ! have_image "$runtime_base"; then
+    make_bases
+elif [ "$(base_lock_hash)" != "$lock_hash" ]; then
+    say "Cargo.lock changed since $build_base was made: making the bases again"
     make_bases
 fi
 
