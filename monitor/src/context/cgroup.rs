@@ -155,8 +155,17 @@ impl CgroupPaths {
 
 /// The cgroup2 mount: `/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
 /// hybrid ones.
+///
+/// The host's init (pid 1) has the host's mount table; the agent's own (`self`) is
+/// only a stand-in for when pid 1's is unreadable. In a pod the two differ: the
+/// agent's namespace may mount a cgroup2 of its own before the host's appears.
 fn find_cgroup2_root(host: &HostRoot) -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string(host.path("/proc/self/mountinfo")).ok()?;
+    ["/proc/1/mountinfo", "/proc/self/mountinfo"]
+        .iter()
+        .find_map(|path| cgroup2_mount(host, &fs::read_to_string(host.path(path)).ok()?))
+}
+
+fn cgroup2_mount(host: &HostRoot, mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         if !right.starts_with("cgroup2 ") {
