@@ -379,8 +379,8 @@ pub struct AlertArgs {
 
     /// Header added to every HTTP request, as `Name: value` (repeat the flag).
     /// [config: outputs.http.headers]
-    #[arg(long, value_name = "HEADER")]
-    pub http_header: Vec<String>,
+    #[arg(long, value_name = "HEADER", value_parser = parse_header)]
+    pub http_header: Vec<(String, String)>,
 
     /// Alerts per HTTP request: 1 posts each alert as an object; more posts JSON
     /// arrays of up to N. [config: outputs.http.batch; default: 1]
@@ -412,6 +412,16 @@ pub struct AlertArgs {
     /// [config: outputs.rate_limit.burst; default: 20]
     #[arg(long)]
     pub rate_limit_burst: Option<u32>,
+}
+
+/// `Name: value`, as on the wire.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("`{text}`: expected `Name: value`")),
+    }
 }
 
 impl AlertArgs {
@@ -461,11 +471,7 @@ impl AlertArgs {
         let headers: serde_json::Map<String, serde_json::Value> = self
             .http_header
             .iter()
-            .map(|h| match h.split_once(':') {
-                Some((k, v)) => (k.trim().to_string(), v.trim().into()),
-                // Not a header: passed on whole so the settings check names the flag.
-                None => (h.clone(), serde_json::Value::Null),
-            })
+            .map(|(name, value)| (name.clone(), value.as_str().into()))
             .collect();
         given(
             out,

@@ -125,13 +125,10 @@ impl Sink for Daemon {
 
     async fn housekeeping(&mut self, status: &Status<'_>) -> Option<KindSet> {
         self.metrics.health.beat();
-        vitals::refresh_metrics(
-            &self.metrics,
-            status,
-            &self.dispatcher,
-            self.dispatcher_generation,
-        );
-        for alert in self.vitals.check(status, &self.dispatcher, &self.hostname) {
+        // One snapshot of the sinks serves the metrics and the checks.
+        let sinks = self.dispatcher.stats();
+        vitals::refresh_metrics(&self.metrics, status, &sinks, self.dispatcher_generation);
+        for alert in self.vitals.check(status, &sinks, &self.hostname) {
             self.raise_internal(alert);
         }
         let changed = match &mut self.watch {

@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Map, Value};
 
 use crate::{
-    alerts::{Alert, Dispatcher, internal_alert},
+    alerts::{Alert, DispatcherStats, internal_alert},
     event::EventKind,
     pipeline::Status,
     rules::Priority,
@@ -29,7 +29,7 @@ pub const RELOAD_FAILED_RULE: &str = "monitor: reload failed";
 pub fn refresh_metrics(
     metrics: &Metrics,
     status: &Status<'_>,
-    dispatcher: &Dispatcher,
+    stats: &DispatcherStats,
     generation: u64,
 ) {
     // Every kind is listed, at 0 until it is seen, so rates work from the start.
@@ -64,7 +64,6 @@ pub fn refresh_metrics(
     }
     metrics.advance("malformed", &metrics.malformed, status.malformed);
 
-    let stats = dispatcher.stats();
     metrics.advance(
         &format!("{generation}/suppressed"),
         &metrics.alerts_suppressed,
@@ -160,7 +159,7 @@ impl Vitals {
     pub fn check(
         &mut self,
         status: &Status<'_>,
-        dispatcher: &Dispatcher,
+        stats: &DispatcherStats,
         hostname: &str,
     ) -> Vec<Alert> {
         let mut out = Vec::new();
@@ -194,7 +193,7 @@ impl Vitals {
                 hostname,
             ));
         }
-        for sink in dispatcher.stats().sinks {
+        for sink in &stats.sinks {
             let trouble = sink.retried + sink.spooled + sink.dropped;
             let before = self.sink_trouble.insert(sink.name.clone(), trouble);
             // A replaced dispatcher starts its counters again from zero.
