@@ -102,16 +102,22 @@ pub enum Matcher {
         ac: AhoCorasick,
         patterns: Vec<Box<str>>,
         ci: bool,
+        /// The one pattern of a case-sensitive `contains`: a substring search is
+        /// cheaper than the automaton.
+        single: Option<Box<memchr::memmem::Finder<'static>>>,
     },
     /// Starts with any of the patterns (anchored automaton).
     StartsWith {
         ac: AhoCorasick,
         patterns: Vec<Box<str>>,
+        /// The patterns' first bytes: most strings are rejected by their first byte,
+        /// before the automaton runs.
+        first_bytes: ByteSet,
     },
     EndsWith(Box<str>),
     BContains(AhoCorasick),
     BStartsWith(Box<[u8]>),
-    Glob(GlobMatcher),
+    Glob(Glob),
     Regex(Regex),
     /// Path prefixes, stored without trailing '/'. `"/"` stands for the root.
     PMatch(StrSet),
@@ -120,6 +126,64 @@ pub enum Matcher {
     BoolEq(bool),
     /// IP equal to one of the addresses or inside one of the networks.
     Ip(Box<[(IpAddr, u8)]>),
+}
+
+/// A set of bytes, for a first-byte test; `None` (an empty pattern) admits every
+/// string.
+#[derive(Debug, Clone, Default)]
+pub struct ByteSet {
+    bits: [u64; 4],
+    any: bool,
+}
+
+impl ByteSet {
+    fn of(first_bytes: impl Iterator<Item = Option<u8>>) -> ByteSet {
+        let mut set = ByteSet::default();
+        for b in first_bytes {
+            match b {
+                Some(b) => set.bits[usize::from(b >> 6)] |= 1 << (b & 63),
+                None => set.any = true,
+            }
+        }
+        set
+    }
+
+    #[inline]
+    fn admits(&self, b: Option<u8>) -> bool {
+        match b {
+            Some(b) => self.any || self.bits[usize::from(b >> 6)] & (1 << (b & 63)) != 0,
+            None => self.any,
+        }
+    }
+}
+
+/// A glob with the literal text it must start and end with, checked before the glob
+/// itself: most paths fail there, at the cost of two comparisons.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    matcher: GlobMatcher,
+    prefix: Box<str>,
+    suffix: Box<str>,
+}
+
+impl Glob {
+    fn new(pattern: &str, case_sensitive: bool, matcher: GlobMatcher) -> Glob {
+        const SPECIAL: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
+        let (prefix, suffix) = match (pattern.find(SPECIAL), pattern.rfind(SPECIAL)) {
+            _ if !case_sensitive || pattern.contains('\\') => ("", ""),
+            (Some(first), Some(last)) => (&pattern[..first], &pattern[last + 1..]),
+            _ => (pattern, ""),
+        };
+        Glob {
+            matcher,
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        }
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        s.starts_with(&*self.prefix) && s.ends_with(&*self.suffix) && self.matcher.is_match(s)
+    }
 }
 
 /// An error at a byte offset of the condition being compiled.
@@ -303,7 +367,7 @@ impl<'a> Compiler<'a> {
                         .literal_separator(false)
                         .build()
                         .map_err(|e| (vpos, format!("invalid glob '{v}': {}", e.kind())))?;
-                    Matcher::Glob(glob.compile_matcher())
+                    Matcher::Glob(Glob::new(v, op == Op::Glob, glob.compile_matcher()))
                 }
                 Op::Regex => {
                     let re = Regex::new(&format!("^(?:{v})$")).map_err(|e| {
@@ -503,7 +567,18 @@ fn contains_matcher(patterns: Vec<Box<str>>, ci: bool) -> Result<Matcher, String
         .ascii_case_insensitive(ci)
         .build(patterns.iter().map(|p| p.as_bytes()))
         .map_err(|e| e.to_string())?;
-    Ok(Matcher::Contains { ac, patterns, ci })
+    let single = match &patterns[..] {
+        [one] if !ci => Some(Box::new(
+            memchr::memmem::Finder::new(one.as_bytes()).into_owned(),
+        )),
+        _ => None,
+    };
+    Ok(Matcher::Contains {
+        ac,
+        patterns,
+        ci,
+        single,
+    })
 }
 
 fn starts_matcher(patterns: Vec<Box<str>>) -> Result<Matcher, String> {
@@ -512,7 +587,12 @@ fn starts_matcher(patterns: Vec<Box<str>>) -> Result<Matcher, String> {
         .match_kind(MatchKind::LeftmostFirst)
         .build(patterns.iter().map(|p| p.as_bytes()))
         .map_err(|e| e.to_string())?;
-    Ok(Matcher::StartsWith { ac, patterns })
+    let first_bytes = ByteSet::of(patterns.iter().map(|p| p.as_bytes().first().copied()));
+    Ok(Matcher::StartsWith {
+        ac,
+        patterns,
+        first_bytes,
+    })
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -854,6 +934,28 @@ impl<'a, S: FieldSource + ?Sized> EvalCtx<'_, 'a, S> {
         self.resolve(slot, field)
     }
 
+    /// The value of a field for this event.
+    #[inline(always)]
+    pub(super) fn value(&mut self, slot: u32, field: &ResolvedField) -> &FieldValue<'a> {
+        let i = self.lookup(slot, field);
+        &self.values[i]
+    }
+
+    /// A macro's result for this event, if already evaluated.
+    #[inline(always)]
+    fn remembered(&self, slot: u32) -> Option<bool> {
+        match self.memo.get(slot as usize) {
+            Some(&st) if st & !0xffff_ffff == self.generation => Some(st & 1 != 0),
+            _ => None,
+        }
+    }
+
+    fn remember(&mut self, slot: u32, result: bool) {
+        if let Some(st) = self.memo.get_mut(slot as usize) {
+            *st = self.generation | u64::from(result);
+        }
+    }
+
     /// First read of a field in this event (or an uncached one).
     #[inline(never)]
     fn resolve(&mut self, slot: u32, field: &ResolvedField) -> usize {
@@ -879,31 +981,40 @@ impl Node {
     pub(crate) fn eval_in<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
         match self {
             Node::Const(b) => *b,
-            // Leaf checks are evaluated in the loop, without a recursive call.
-            Node::And(items) => items.iter().all(|n| match n {
-                Node::Check(c) => c.eval_in(ctx),
-                n => n.eval_in(ctx),
-            }),
-            Node::Or(items) => items.iter().any(|n| match n {
-                Node::Check(c) => c.eval_in(ctx),
-                n => n.eval_in(ctx),
-            }),
-            Node::Not(inner) => !inner.eval_in(ctx),
+            Node::And(items) => items.iter().all(|n| n.eval_operand(ctx)),
+            Node::Or(items) => items.iter().any(|n| n.eval_operand(ctx)),
+            Node::Not(inner) => !inner.eval_operand(ctx),
             Node::Check(c) => c.eval_in(ctx),
             Node::Memo(m) => {
-                let slot = m.slot as usize;
-                let generation = ctx.generation;
-                if let Some(&st) = ctx.memo.get(slot)
-                    && st & !0xffff_ffff == generation
-                {
-                    return st & 1 != 0;
+                if let Some(r) = ctx.remembered(m.slot) {
+                    return r;
                 }
                 let r = m.node.eval_in(ctx);
-                if let Some(st) = ctx.memo.get_mut(slot) {
-                    *st = generation | u64::from(r);
-                }
+                ctx.remember(m.slot, r);
                 r
             }
+        }
+    }
+
+    /// An operand of a junction: leaf checks and macros already evaluated for this
+    /// event are decided here, without the recursive call (most operands are one).
+    #[inline(always)]
+    fn eval_operand<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
+        match self {
+            Node::Check(c) => c.eval_in(ctx),
+            Node::Memo(m) => match ctx.remembered(m.slot) {
+                Some(r) => r,
+                None => {
+                    let r = m.node.eval_in(ctx);
+                    ctx.remember(m.slot, r);
+                    r
+                }
+            },
+            Node::Not(inner) => match &**inner {
+                Node::Check(c) => !c.eval_in(ctx),
+                n => !n.eval_in(ctx),
+            },
+            n => n.eval_in(ctx),
         }
     }
 }
@@ -1043,8 +1154,17 @@ impl CheckNode {
             Matcher::Exists => true,
             Matcher::StrEq(v) => s == &**v,
             Matcher::StrIn(set) => set.contains(s),
+            Matcher::Contains {
+                single: Some(finder),
+                ..
+            } => finder.find(s.as_bytes()).is_some(),
             Matcher::Contains { ac, .. } => ac.is_match(s),
-            Matcher::StartsWith { ac, .. } => ac.is_match(Input::new(s).anchored(Anchored::Yes)),
+            Matcher::StartsWith {
+                ac, first_bytes, ..
+            } => {
+                first_bytes.admits(s.as_bytes().first().copied())
+                    && ac.is_match(Input::new(s).anchored(Anchored::Yes))
+            }
             Matcher::EndsWith(v) => s.ends_with(&**v),
             Matcher::BContains(ac) => ac.is_match(s.as_bytes()),
             Matcher::BStartsWith(v) => s.as_bytes().starts_with(v),
@@ -1074,8 +1194,20 @@ fn pmatch(set: &StrSet, path: &str) -> bool {
     if path.starts_with('/') && set.contains("/") {
         return true;
     }
-    // Every proper prefix ending before a '/' (a byte boundary: '/' is ASCII).
-    path.bytes()
-        .enumerate()
-        .any(|(i, b)| b == b'/' && i > 0 && set.contains(&path[..i]))
+    // A proper prefix of the path that ends before a '/' (a byte boundary: '/' is
+    // ASCII); only the lengths of the set's items can be one.
+    let bytes = path.as_bytes();
+    let mut lens = set.lens;
+    while lens != 0 {
+        let len = lens.trailing_zeros() as usize;
+        lens &= lens - 1;
+        if len == 63 {
+            // Bit 63 stands for every length from 63 up.
+            return (63..bytes.len()).any(|i| bytes[i] == b'/' && set.contains(&path[..i]));
+        }
+        if len > 0 && bytes.get(len) == Some(&b'/') && set.contains(&path[..len]) {
+            return true;
+        }
+    }
+    false
 }

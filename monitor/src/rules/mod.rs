@@ -9,6 +9,7 @@
 //! [`Engine::kernel_interest`] tells the sensor which event kinds the rules need;
 //! [`fields::catalog`] lists every field.
 pub mod compile;
+mod dispatch;
 pub mod error;
 pub mod event_fields;
 pub mod fields;
@@ -41,6 +42,7 @@ pub use loader::Priority;
 pub use source::{EventType, FieldArg, FieldSource, FieldValue, ResolvedField};
 
 use compile::{Compiler, Node, Scope};
+use dispatch::TypeRules;
 use loader::{Definitions, ExceptionDef, RuleDef};
 use output::OutputTemplate;
 use parser::{Check, Expr, FieldExpr, Op, Rhs, Value};
@@ -127,7 +129,7 @@ pub struct Engine {
     rules: Vec<CompiledRule>,
     /// Per event type, the rules that can match it, each with its condition
     /// specialised for the type.
-    by_type: Vec<Vec<(usize, Node)>>,
+    by_type: Vec<TypeRules>,
     summaries: Vec<RuleSummary>,
     /// Number of slots of the per-event field and macro caches.
     slots: (usize, usize),
@@ -228,14 +230,13 @@ impl Engine {
     ) {
         out.clear();
         scratch.with_event(src, self.slots, |ctx| {
-            for (i, condition) in &self.by_type[src.event_type().index()] {
+            self.by_type[src.event_type().index()].each_candidate(ctx, |ctx, i, condition| {
                 if condition.eval_in(ctx) {
-                    out.push(&self.rules[*i]);
-                    if matching == RuleMatching::First {
-                        return;
-                    }
+                    out.push(&self.rules[i]);
+                    return matching != RuleMatching::First;
                 }
-            }
+                true
+            })
         })
     }
 
@@ -643,6 +644,7 @@ fn build(defs: &Definitions, errors: &mut Vec<RuleError>) -> Engine {
             .map(|r| &mut r.condition)
             .chain(by_type.iter_mut().flatten().map(|(_, node)| node)),
     );
+    let by_type = by_type.into_iter().map(TypeRules::new).collect();
     Engine {
         rules,
         by_type,

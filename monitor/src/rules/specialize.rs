@@ -6,6 +6,7 @@
 use super::{
     compile::{CheckNode, Matcher, Memo, Node},
     fields::FieldId,
+    parser::Op,
     source::EventType,
 };
 
@@ -91,17 +92,61 @@ fn cost(node: &Node) -> u8 {
     }
 }
 
-/// Puts the operands of every junction cheapest first (a stable sort: operands of one
-/// class keep the order the rule's author chose, usually the most selective first).
+/// Whether a node is probably true for a typical event: a guess from its form, used
+/// only to order operands. A test for equality, membership or a pattern on a field
+/// with many values (a process name, a path) rarely holds; a negated test, `exists`, a
+/// range, and any test of a field with few values (`evt.res`, `fd.typechar`, the open
+/// flags) usually does.
+fn likely_true(node: &Node) -> bool {
+    match node {
+        Node::Const(b) => *b,
+        Node::Check(c) => {
+            c.negate
+                || matches!(c.matcher, Matcher::Exists)
+                || matches!(c.matcher, Matcher::NumCmp(op, _) if op != Op::Eq)
+                || few_values(c.field.id)
+        }
+        Node::Not(inner) => !likely_true(inner),
+        Node::Memo(m) => likely_true(&m.node),
+        Node::And(items) => items.iter().all(likely_true),
+        Node::Or(items) => items.iter().any(likely_true),
+    }
+}
+
+/// Fields with a handful of values, most events sharing one of them.
+pub(super) fn few_values(id: FieldId) -> bool {
+    matches!(
+        id,
+        FieldId::EvtType
+            | FieldId::EvtDir
+            | FieldId::EvtRes
+            | FieldId::EvtRawRes
+            | FieldId::EvtFailed
+            | FieldId::EvtIsOpenRead
+            | FieldId::EvtIsOpenWrite
+            | FieldId::EvtIsOpenExec
+            | FieldId::EvtIsOpenCreate
+            | FieldId::FdTypeChar
+            | FieldId::FdType
+            | FieldId::FdNum
+            | FieldId::FdL4proto
+            | FieldId::UserUid
+            | FieldId::ProcTty
+    )
+}
+
+/// Puts the operands of every junction cheapest first, and within one cost class the
+/// operand most likely to decide first: in an `and` the one probably false, in an `or`
+/// the one probably true (a stable sort: otherwise the rule author's order stays).
 fn order(node: Node) -> Node {
-    let sorted = |items: Box<[Node]>| -> Box<[Node]> {
+    let sorted = |items: Box<[Node]>, all: bool| -> Box<[Node]> {
         let mut items: Vec<Node> = items.into_vec().into_iter().map(order).collect();
-        items.sort_by_key(cost);
+        items.sort_by_key(|n| (cost(n), likely_true(n) == all));
         items.into()
     };
     match node {
-        Node::And(items) => Node::And(sorted(items)),
-        Node::Or(items) => Node::Or(sorted(items)),
+        Node::And(items) => Node::And(sorted(items, true)),
+        Node::Or(items) => Node::Or(sorted(items, false)),
         Node::Not(inner) => Node::Not(Box::new(order(*inner))),
         Node::Memo(mut m) => {
             m.node = order(m.node);

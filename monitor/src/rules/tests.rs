@@ -1,4 +1,5 @@
 //! Unit tests of the engine: parser, loader, evaluation, output.
+mod dispatch;
 mod falco;
 mod lang;
 mod live;
