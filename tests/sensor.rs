@@ -86,6 +86,80 @@ fn failed_exec_is_an_event_with_its_error() {
     assert_eq!(exec["ppid"], std::process::id());
 }
 
+/// A script's exec runs its interpreter: the exit tracepoint reports the interpreter
+/// as `exe`, and only the LSM `bprm_check_security` hook (Debian's 6.1 and 6.12 in the
+/// kernel matrix) sees the script file itself, which it reports as
+/// `resolved_filename`, also when the exec then fails because the interpreter is
+/// missing. Where the kernel refuses LSM programs (this CI host: EPERM) the source is
+/// skipped, the events carry no `resolved_filename`, and a failed exec names the
+/// script only as the caller spelled it.
+#[test]
+fn exec_of_a_script_names_the_script_where_bprm_check_security_attached() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let dir = test_dir("script");
+    let script = dir.join("sub/run.sh");
+    fs::write(&script, b"#!/bin/sh\nexit 0\n").unwrap();
+    let broken = dir.join("sub/broken.sh");
+    fs::write(&broken, b"#!/nonexistent-interpreter\n").unwrap();
+    for file in [&script, &broken] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Through a relative name and a symlink: the kernel resolves both.
+    let link = dir.join("link.sh");
+    std::os::unix::fs::symlink("sub/run.sh", &link).unwrap();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let log = monitor.stderr_lines().join("\n");
+    let lsm = log.contains("attached lsm: lsm/bprm_check_security");
+    if !lsm {
+        assert!(
+            log.contains("optional source skipped: lsm: lsm/bprm_check_security"),
+            "the LSM hook neither attached nor was reported as refused:\n{log}"
+        );
+    }
+
+    let child = Command::new("./link.sh").current_dir(&dir).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let err = Command::new(&broken).spawn().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    let broken = broken.to_str().unwrap();
+    let exec = monitor.wait_for("exec of the script", |e| {
+        e["kind"] == "exec" && e["pid"] == pid
+    });
+    let failed = monitor.wait_for("failed exec of the broken script", |e| {
+        e["kind"] == "exec" && e["filename"] == broken
+    });
+    monitor.stop();
+
+    let script = script.to_str().unwrap();
+    let interpreter = fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(str_of(&exec, "exe"), interpreter.to_str().unwrap());
+    assert_eq!(exec["args"], json!(["/bin/sh", "./link.sh"]));
+    assert_eq!(exec["result"], 0);
+    assert_eq!(exec["resolved_filename_truncated"], false);
+    assert_eq!(failed["result"], -libc::ENOENT);
+    assert_eq!(failed["exe"], Value::Null);
+    if lsm {
+        assert_eq!(exec["resolved_filename"], script);
+        assert_eq!(
+            exec["hook"],
+            "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security"
+        );
+        assert_eq!(failed["resolved_filename"], broken);
+        assert_eq!(
+            failed["hook"],
+            "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security"
+        );
+    } else {
+        assert_eq!(exec["resolved_filename"], Value::Null);
+        assert_eq!(exec["hook"], "tracepoint/syscalls/sys_exit_execve");
+        assert_eq!(failed["resolved_filename"], Value::Null);
+        assert_eq!(failed["hook"], "tracepoint/syscalls/sys_exit_execve");
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn exec_arguments_with_hostile_bytes_stay_one_valid_json_line() {
     let _serial = serial();

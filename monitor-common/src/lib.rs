@@ -44,7 +44,12 @@ pub mod flags {
     pub const RESOLVED_TRUNCATED: u16 = 4;
     /// Open: reported by the LSM `file_open` hook rather than a syscall tracepoint.
     /// Connect: the address is the kernel's copy, from the LSM `socket_connect` hook.
+    /// Exec: the record carries the executed file as the LSM `bprm_check_security`
+    /// hook saw it.
     pub const VIA_LSM: u16 = 8;
+    /// Exec: the file from `bprm_check_security` was deeper or longer than the walk
+    /// allows.
+    pub const FILE_TRUNCATED: u16 = 16;
 }
 
 /// Upper bound of the argv bytes copied per exec.
@@ -107,7 +112,9 @@ pub struct TaskIdentity {
 /// given (failed execs only: after a successful exec the caller's memory is gone),
 /// `args_len` bytes of NUL-separated argv and `cgroup_name_len` bytes of the name of
 /// the task's cgroup v2 directory (which names the container: reading it in the kernel
-/// works even when the container is gone before user space looks).
+/// works even when the container is gone before user space looks), then `file_len`
+/// bytes of the file the caller named, as the kernel resolved it (a reversed path, from
+/// the LSM `bprm_check_security` hook; present with [`flags::VIA_LSM`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecRecord {
@@ -123,7 +130,8 @@ pub struct ExecRecord {
     /// `execveat`'s dirfd, or `AT_FDCWD` for `execve`.
     pub dirfd: i32,
     pub at_flags: u32,
-    pub _pad1: u32,
+    pub file_len: u16,
+    pub _pad1: u16,
 }
 
 /// A new process (threads are not reported). The header describes the parent.
@@ -220,6 +228,7 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
+    pub binprm_file: u32,
     pub files_fdt: u32,
     pub fdtable_max_fds: u32,
     pub fdtable_fd: u32,
@@ -272,6 +281,7 @@ impl KernelOffsets {
         mm_arg_start: Self::ABSENT,
         mm_arg_end: Self::ABSENT,
         mm_exe_file: Self::ABSENT,
+        binprm_file: Self::ABSENT,
         files_fdt: Self::ABSENT,
         fdtable_max_fds: Self::ABSENT,
         fdtable_fd: Self::ABSENT,
@@ -330,5 +340,5 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 88);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 44 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 45 * 4);
 };

@@ -128,9 +128,13 @@ impl Event {
     /// The kernel hook that produced the event (the `hook` of the event JSON).
     pub fn hook(&self) -> &'static str {
         match &self.detail {
-            Detail::Exec(x) => match x.syscall {
-                Syscall::Execveat => "tracepoint/syscalls/sys_exit_execveat",
-                _ => "tracepoint/syscalls/sys_exit_execve",
+            Detail::Exec(x) => match (x.syscall, x.resolved_filename.is_some()) {
+                (Syscall::Execveat, true) => {
+                    "tracepoint/syscalls/sys_exit_execveat+lsm/bprm_check_security"
+                }
+                (Syscall::Execveat, false) => "tracepoint/syscalls/sys_exit_execveat",
+                (_, true) => "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security",
+                (_, false) => "tracepoint/syscalls/sys_exit_execve",
             },
             Detail::Fork(_) => "raw_tp/sched_process_fork",
             Detail::Exit(_) => "tracepoint/sched/sched_process_exit",
@@ -184,6 +188,11 @@ pub struct Exec {
     /// The file name as the caller gave it (failed execs).
     pub filename: Option<Vec<u8>>,
     pub filename_truncated: bool,
+    /// The file the caller named, as the kernel resolved it (LSM
+    /// `bprm_check_security`, where it attached): a script rather than its interpreter,
+    /// the real file behind `/dev/fd/N`. Also for execs that failed after the lookup.
+    pub resolved_filename: Option<Vec<u8>>,
+    pub resolved_filename_truncated: bool,
     pub args: Vec<Vec<u8>>,
     pub args_truncated: bool,
     pub dirfd: i32,

@@ -195,6 +195,14 @@ fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
     map.serialize_entry("exe_truncated", &x.exe_truncated)?;
     map.serialize_entry("filename", &x.filename.as_deref().map(Text))?;
     map.serialize_entry("filename_truncated", &x.filename_truncated)?;
+    map.serialize_entry(
+        "resolved_filename",
+        &x.resolved_filename.as_deref().map(Text),
+    )?;
+    map.serialize_entry(
+        "resolved_filename_truncated",
+        &x.resolved_filename_truncated,
+    )?;
     map.serialize_entry("args", &TextList(&x.args))?;
     map.serialize_entry("args_truncated", &x.args_truncated)?;
     map.serialize_entry("dirfd", &x.dirfd)?;

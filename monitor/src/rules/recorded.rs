@@ -158,6 +158,8 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             exe_truncated: false,
             filename: bytes(v, "filename"),
             filename_truncated: false,
+            resolved_filename: bytes(v, "resolved_filename"),
+            resolved_filename_truncated: false,
             args: list(v, "args"),
             args_truncated: false,
             dirfd: n(v, "dirfd").unwrap_or(-100) as i32,

@@ -130,13 +130,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: ExecRecord = read_fixed(bytes)?;
-    let [exe, filename, args, cgroup_name] = split_tail(
+    let [exe, filename, args, cgroup_name, file] = split_tail(
         &bytes[size_of::<ExecRecord>()..],
         [
             r.exe_len as usize,
             r.filename_len as usize,
             r.args_len as usize,
             r.cgroup_name_len as usize,
+            r.file_len as usize,
         ],
     )?;
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
@@ -158,6 +159,8 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         exe_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         filename: (r.result != 0).then(|| filename.to_vec()),
         filename_truncated: header.flags & flags::PATH_TRUNCATED != 0,
+        resolved_filename: (header.flags & flags::VIA_LSM != 0).then(|| unreverse_path(file)),
+        resolved_filename_truncated: header.flags & flags::FILE_TRUNCATED != 0,
         args: split_args(args),
         args_truncated: header.flags & flags::ARGS_TRUNCATED != 0,
         dirfd: r.dirfd,
@@ -403,6 +406,42 @@ mod tests {
         );
         assert_eq!(exec.credentials.loginuid, None);
         assert_eq!(exec.filename, None);
+        assert_eq!(exec.resolved_filename, None);
+    }
+
+    #[test]
+    fn exec_file_from_the_lsm_hook_follows_the_cgroup_name() {
+        let exe = b"dash\0usr\0";
+        let cgroup = b"abc";
+        let file = b"run.sh\0tmp\0";
+        let size = size_of::<ExecRecord>() + exe.len() + cgroup.len() + file.len();
+        let fixed = ExecRecord {
+            header: EventHeader {
+                flags: flags::VIA_LSM | flags::FILE_TRUNCATED,
+                ..header(kind::EXEC, size)
+            },
+            syscall: syscall::EXECVE,
+            exe_len: exe.len() as u16,
+            cgroup_name_len: cgroup.len() as u16,
+            file_len: file.len() as u16,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&fixed);
+        bytes.extend_from_slice(exe);
+        bytes.extend_from_slice(cgroup);
+        bytes.extend_from_slice(file);
+        let event = decode(&bytes).unwrap();
+        assert_eq!(
+            event.hook(),
+            "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security"
+        );
+        let Detail::Exec(exec) = event.detail else {
+            panic!("not an exec")
+        };
+        assert_eq!(exec.exe.as_deref(), Some(&b"/usr/dash"[..]));
+        assert_eq!(exec.cgroup_name, b"abc");
+        assert_eq!(exec.resolved_filename.as_deref(), Some(&b"/tmp/run.sh"[..]));
+        assert!(exec.resolved_filename_truncated);
     }
 
     #[test]

@@ -152,6 +152,21 @@ macro_rules! syscall_source {
 }
 
 pub const SOURCES: &[Source] = &[
+    // The executed file as the kernel resolved it, for the exec tracepoints' events.
+    Source {
+        kind: EventKind::Exec,
+        name: "bprm_check_security",
+        required: false,
+        candidates: &[Candidate {
+            name: "lsm",
+            attachments: &[Attachment {
+                program: "lsm_bprm_check_security",
+                hook: Hook::Lsm {
+                    name: "bprm_check_security",
+                },
+            }],
+        }],
+    },
     syscall_source!(EventKind::Exec, "execve", required: true, "sys_enter_execve", "sys_exit_execve"),
     syscall_source!(EventKind::Exec, "execveat", required: false, "sys_enter_execveat", "sys_exit_execveat"),
     Source {
