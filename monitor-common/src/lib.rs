@@ -42,14 +42,17 @@ pub mod flags {
     pub const PATH_TRUNCATED: u16 = 2;
     /// The kernel-resolved path was deeper or longer than the walk allows.
     pub const RESOLVED_TRUNCATED: u16 = 4;
-    /// Open: reported by the LSM `file_open` hook rather than a syscall tracepoint.
-    /// Connect: the address is the kernel's copy, from the LSM `socket_connect` hook.
-    /// Exec: the record carries the executed file as the LSM `bprm_check_security`
-    /// hook saw it.
-    pub const VIA_LSM: u16 = 8;
+    /// An enhanced hook (BPF LSM, or fentry on the `security_*` function with
+    /// [`FENTRY`]) took part. Open: reported by `file_open` rather than a syscall
+    /// tracepoint. Connect: the address is the kernel's copy, from `socket_connect`.
+    /// Exec: the record carries the executed file as `bprm_check_security` saw it.
+    pub const ENHANCED: u16 = 8;
     /// Exec: the file from `bprm_check_security` was deeper or longer than the walk
     /// allows.
     pub const FILE_TRUNCATED: u16 = 16;
+    /// With [`ENHANCED`]: the hook was fentry on `security_<hook>` (kernels where the
+    /// bpf LSM is not active but fentry works), not the BPF LSM.
+    pub const FENTRY: u16 = 32;
 }
 
 /// Upper bound of the argv bytes copied per exec.
@@ -114,7 +117,7 @@ pub struct TaskIdentity {
 /// the task's cgroup v2 directory (which names the container: reading it in the kernel
 /// works even when the container is gone before user space looks), then `file_len`
 /// bytes of the file the caller named, as the kernel resolved it (a reversed path, from
-/// the LSM `bprm_check_security` hook; present with [`flags::VIA_LSM`]).
+/// the LSM `bprm_check_security` hook; present with [`flags::ENHANCED`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecRecord {
@@ -183,7 +186,7 @@ pub struct ConnectRecord {
 /// path as given and `resolved_len` bytes of the path of the opened file (a reversed
 /// path; empty when the open failed).
 ///
-/// With [`flags::VIA_LSM`] the record comes from the LSM `file_open` hook, for an open
+/// With [`flags::ENHANCED`] the record comes from the `file_open` hook, for an open
 /// no traced syscall made (io_uring): no path as given (`path_len` 0), `AT_FDCWD`,
 /// `OPENAT`, the file's `f_flags`, mode 0 and result 0 (the fd does not exist yet).
 #[repr(C)]

@@ -2,8 +2,8 @@
 //! and, for a successful open, the absolute path of the file the kernel opened.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::{lsm, tracepoint},
-    programs::{LsmContext, TracePointContext},
+    macros::{fentry, lsm, tracepoint},
+    programs::{FEntryContext, LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
@@ -187,14 +187,24 @@ const FMODE_EXEC: u32 = 0x20;
 /// `IORING_OP_OPENAT`, which no syscall tracepoint sees. Always allows the open.
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
-    if lsm_open(ctx.arg::<u64>(0)).is_err() {
+    if enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED).is_err() {
+        count(kind::OPEN, stat::ERRORS);
+    }
+    0
+}
+
+/// The same where the bpf LSM is not active: the LSM hook runs inside
+/// `security_file_open`, so fentry on it sees the same opens.
+#[fentry(function = "security_file_open")]
+pub fn fentry_security_file_open(ctx: FEntryContext) -> i32 {
+    if enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY).is_err() {
         count(kind::OPEN, stat::ERRORS);
     }
     0
 }
 
 #[inline(always)]
-fn lsm_open(file: u64) -> Result<(), i64> {
+fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
         return Ok(());
@@ -211,7 +221,7 @@ fn lsm_open(file: u64) -> Result<(), i64> {
     }
     let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
     let (resolved_len, cut) = append_file_path(&record, file);
-    let mut header_flags = flags::VIA_LSM;
+    let mut header_flags = hook_flags;
     if cut {
         header_flags |= flags::RESOLVED_TRUNCATED;
     }

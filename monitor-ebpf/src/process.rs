@@ -3,8 +3,8 @@
 //! tracepoint).
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::{lsm, raw_tracepoint, tracepoint},
-    programs::{LsmContext, RawTracePointContext, TracePointContext},
+    macros::{fentry, lsm, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, LsmContext, RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
@@ -162,10 +162,7 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     if let Some(file) = unsafe { EXEC_FILE.get(&tgid) } {
         let len = (file.head.len as usize).min(MAX_PATH_BYTES);
         file_len = record.raw_bytes(file.path.as_ptr() as u64, len, true);
-        header_flags |= flags::VIA_LSM;
-        if file.head.cut != 0 {
-            header_flags |= flags::FILE_TRUNCATED;
-        }
+        header_flags |= file.head.flags as u16;
         let _ = EXEC_FILE.remove(&tgid);
     }
 
@@ -192,7 +189,8 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
 #[repr(C)]
 pub struct ExecFileHead {
     len: u32,
-    cut: u32,
+    /// Header flags for the exec record: the hook's, and whether the path was cut.
+    flags: u32,
 }
 
 /// An `EXEC_FILE` entry: a reversed path.
@@ -209,14 +207,24 @@ pub struct ExecFile {
 /// reports as `exe` anyway. Always allows the exec.
 #[lsm(hook = "bprm_check_security")]
 pub fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
-    if save_exec_file(ctx.arg::<u64>(0)).is_err() {
+    if save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED).is_err() {
+        count(kind::EXEC, stat::ERRORS);
+    }
+    0
+}
+
+/// The same where the bpf LSM is not active: fentry on `security_bprm_check`, which
+/// the LSM hook runs inside.
+#[fentry(function = "security_bprm_check")]
+pub fn fentry_security_bprm_check(ctx: FEntryContext) -> i32 {
+    if save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY).is_err() {
         count(kind::EXEC, stat::ERRORS);
     }
     0
 }
 
 #[inline(always)]
-fn save_exec_file(bprm: u64) -> Result<(), i64> {
+fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // Only execs the entry tracepoint saw (kind on, not the agent), and only the
     // first handler's file.
@@ -230,9 +238,10 @@ fn save_exec_file(bprm: u64) -> Result<(), i64> {
     let (len, cut) = append_file_path(&staging, file);
     let value = staging.fixed::<ExecFile>();
     unsafe {
+        let cut = if cut { flags::FILE_TRUNCATED } else { 0 };
         (*value).head = ExecFileHead {
             len: len as u32,
-            cut: cut as u32,
+            flags: (hook_flags | cut) as u32,
         };
         EXEC_FILE.insert(&tgid, &*value, 0).map_err(|e| e as i64)
     }

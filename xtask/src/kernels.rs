@@ -21,7 +21,8 @@ use crate::util::{run_cmd, step, workspace_root};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct KernelsArgs {
-    /// Kernels to run on: `host`, `debian-6.1`, `debian-6.12` (default: all three).
+    /// Kernels to run on: `host`, `debian-6.1`, `debian-6.12`, `debian-6.12-no-bpf-lsm`
+    /// (default: all four).
     #[arg(long = "kernel", value_name = "NAME")]
     kernels: Vec<String>,
     /// Where downloaded kernel packages and the initramfs are kept between runs.
@@ -59,27 +60,42 @@ struct KernelSpec {
     package: Option<&'static str>,
     /// Program types that must attach there; others may be refused (fallback).
     required: &'static [&'static str],
+    /// Added to the VM's kernel command line.
+    boot_args: &'static str,
 }
 
 const BASE_TYPES: &[&str] = &["tracepoint", "raw_tp"];
 /// Debian's kernels enable the bpf LSM and accept LSM programs.
 const WITH_LSM: &[&str] = &["tracepoint", "raw_tp", "lsm"];
+/// The same kernel booted with the bpf LSM left out of `lsm=`: the LSM programs load
+/// but would never run, so the enhanced sources must come from fentry instead.
+const WITH_FENTRY: &[&str] = &["tracepoint", "raw_tp", "fentry"];
+const NO_BPF_LSM: &str = "lsm=lockdown,capability,landlock,yama,apparmor";
 
 const KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "host",
         package: None,
         required: BASE_TYPES,
+        boot_args: "",
     },
     KernelSpec {
         name: "debian-6.1",
         package: Some(r"^linux-image-6\.1\.0-[0-9]+-amd64$"),
         required: WITH_LSM,
+        boot_args: "",
     },
     KernelSpec {
         name: "debian-6.12",
         package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$"),
         required: WITH_LSM,
+        boot_args: "",
+    },
+    KernelSpec {
+        name: "debian-6.12-no-bpf-lsm",
+        package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$"),
+        required: WITH_FENTRY,
+        boot_args: NO_BPF_LSM,
     },
 ];
 
@@ -176,7 +192,7 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
                 let filter = args.test_filter.as_deref();
                 let run = scope.spawn(move || match (vmlinuz?, initramfs) {
                     (None, _) => run_on_host(binaries, filter),
-                    (Some(vmlinuz), Some(initramfs)) => boot(spec.name, &vmlinuz, initramfs),
+                    (Some(vmlinuz), Some(initramfs)) => boot(spec, &vmlinuz, initramfs),
                     (Some(_), None) => unreachable!("an initramfs is built for VM kernels"),
                 });
                 (spec, run)
@@ -210,7 +226,7 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         };
         for row in &kernel_rows {
             println!(
-                "kernel-matrix: {:<12} {:<26} {:<13} {}  {}",
+                "kernel-matrix: {:<22} {:<26} {:<13} {}  {}",
                 row.kernel,
                 row.release,
                 row.what,
@@ -488,12 +504,14 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
 
 /// Boots `vmlinuz` with the initramfs and returns everything the serial console
 /// printed.
-fn boot(name: &str, vmlinuz: &Path, initramfs: &Path) -> Result<String> {
+fn boot(spec: &KernelSpec, vmlinuz: &Path, initramfs: &Path) -> Result<String> {
     step(&format!(
-        "{name}: booting {} under qemu (TCG)",
-        vmlinuz.display()
+        "{}: booting {} under qemu (TCG) {}",
+        spec.name,
+        vmlinuz.display(),
+        spec.boot_args
     ));
-    let name = name.to_string();
+    let name = spec.name.to_string();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-m", "1024", "-smp", "2"])
         .args(["-nographic", "-no-reboot"])
@@ -501,7 +519,10 @@ fn boot(name: &str, vmlinuz: &Path, initramfs: &Path) -> Result<String> {
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .args([
+            "-append",
+            &format!("console=ttyS0 panic=-1 quiet {}", spec.boot_args),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,7 +9,7 @@ use monitor_common::{
 };
 
 use crate::event::{
-    Connect, Credentials, Detail, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall,
+    Connect, Credentials, Detail, Enhanced, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,8 +159,9 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         exe_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         filename: (r.result != 0).then(|| filename.to_vec()),
         filename_truncated: header.flags & flags::PATH_TRUNCATED != 0,
-        resolved_filename: (header.flags & flags::VIA_LSM != 0).then(|| unreverse_path(file)),
+        resolved_filename: enhanced(header).map(|_| unreverse_path(file)),
         resolved_filename_truncated: header.flags & flags::FILE_TRUNCATED != 0,
+        enhanced: enhanced(header),
         args: split_args(args),
         args_truncated: header.flags & flags::ARGS_TRUNCATED != 0,
         dirfd: r.dirfd,
@@ -201,7 +202,7 @@ fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeEr
         port: r.port,
         unix_path,
         uid: r.uid,
-        kernel_address: header.flags & flags::VIA_LSM != 0,
+        enhanced: enhanced(header),
     }))
 }
 
@@ -214,7 +215,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
     Ok(Detail::Open(Open {
         syscall,
-        via_lsm: header.flags & flags::VIA_LSM != 0,
+        enhanced: enhanced(header),
         path: path.to_vec(),
         path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
         resolved: (r.result >= 0).then(|| unreverse_path(resolved)),
@@ -225,6 +226,17 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         result: r.result,
         uid: r.uid,
     }))
+}
+
+fn enhanced(header: &EventHeader) -> Option<Enhanced> {
+    match (
+        header.flags & flags::ENHANCED != 0,
+        header.flags & flags::FENTRY != 0,
+    ) {
+        (false, _) => None,
+        (true, false) => Some(Enhanced::Lsm),
+        (true, true) => Some(Enhanced::Fentry),
+    }
 }
 
 fn until_nul(bytes: &[u8]) -> &[u8] {
@@ -417,7 +429,7 @@ mod tests {
         let size = size_of::<ExecRecord>() + exe.len() + cgroup.len() + file.len();
         let fixed = ExecRecord {
             header: EventHeader {
-                flags: flags::VIA_LSM | flags::FILE_TRUNCATED,
+                flags: flags::ENHANCED | flags::FENTRY | flags::FILE_TRUNCATED,
                 ..header(kind::EXEC, size)
             },
             syscall: syscall::EXECVE,
@@ -433,7 +445,7 @@ mod tests {
         let event = decode(&bytes).unwrap();
         assert_eq!(
             event.hook(),
-            "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security"
+            "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check"
         );
         let Detail::Exec(exec) = event.detail else {
             panic!("not an exec")
