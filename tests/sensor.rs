@@ -37,12 +37,12 @@ fn enhanced(log: &str, source: &str) -> Option<&'static str> {
         .lines()
         .find(|l| l.contains(&format!("source=\"{source}\"")))
         .unwrap_or_else(|| panic!("no probe table line for {source}:\n{log}"));
-    if line.contains("attached lsm: ") {
+    if line.contains("attached lsm") {
         Some("lsm")
-    } else if line.contains("attached fentry: ") {
+    } else if line.contains("attached fentry") {
         Some("fentry")
     } else {
-        assert!(line.contains("optional source skipped: lsm: "), "{line}");
+        assert!(line.contains("optional source skipped: lsm"), "{line}");
         None
     }
 }

@@ -53,6 +53,9 @@ pub mod flags {
     /// With [`ENHANCED`]: the hook was fentry on `security_<hook>` (kernels where the
     /// bpf LSM is not active but fentry works), not the BPF LSM.
     pub const FENTRY: u16 = 32;
+    /// The resolved path is as the kernel's `d_path` wrote it (`bpf_d_path`): forward
+    /// and absolute, not reversed; an unlinked file ends in ` (deleted)`.
+    pub const D_PATH: u16 = 64;
 }
 
 /// Upper bound of the argv bytes copied per exec.
@@ -184,7 +187,7 @@ pub struct ConnectRecord {
 
 /// `open`/`openat`/`openat2`/`creat` completion. Followed by `path_len` bytes of the
 /// path as given and `resolved_len` bytes of the path of the opened file (a reversed
-/// path; empty when the open failed).
+/// path, or a forward one with [`flags::D_PATH`]; empty when the open failed).
 ///
 /// With [`flags::ENHANCED`] the record comes from the `file_open` hook, for an open
 /// no traced syscall made (io_uring): no path as given (`path_len` 0), `AT_FDCWD`,

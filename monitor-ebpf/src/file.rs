@@ -11,7 +11,7 @@ use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 use crate::{
     kernel::{current_task, file_of_fd, offset, read},
     maps::{PENDING_OPEN, count, wanted},
-    path::append_file_path,
+    path::{append_d_path, append_file_path},
     process::{syscall_arg, syscall_ret},
     record::Record,
 };
@@ -193,6 +193,16 @@ pub fn lsm_file_open(ctx: LsmContext) -> i32 {
     0
 }
 
+/// The same, with the path from the kernel's own `d_path` (what `/proc/<pid>/fd`
+/// shows, checked under the kernel's locks) where the kernel allows it the helper.
+#[lsm(hook = "file_open")]
+pub fn lsm_file_open_d_path(ctx: LsmContext) -> i32 {
+    if enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::D_PATH).is_err() {
+        count(kind::OPEN, stat::ERRORS);
+    }
+    0
+}
+
 /// The same where the bpf LSM is not active: the LSM hook runs inside
 /// `security_file_open`, so fentry on it sees the same opens.
 #[fentry(function = "security_file_open")]
@@ -203,6 +213,18 @@ pub fn fentry_security_file_open(ctx: FEntryContext) -> i32 {
     0
 }
 
+#[fentry(function = "security_file_open")]
+pub fn fentry_security_file_open_d_path(ctx: FEntryContext) -> i32 {
+    let hook_flags = flags::ENHANCED | flags::FENTRY | flags::D_PATH;
+    if enhanced_open(ctx.arg::<u64>(0), hook_flags).is_err() {
+        count(kind::OPEN, stat::ERRORS);
+    }
+    0
+}
+
+/// `hook_flags` is a constant in each caller: with `D_PATH` the path comes from
+/// `bpf_d_path`, without it from the dentry walk, and only one of them is compiled
+/// into each program.
 #[inline(always)]
 fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -220,7 +242,11 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
         return Ok(());
     }
     let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
-    let (resolved_len, cut) = append_file_path(&record, file);
+    let (resolved_len, cut) = if hook_flags & flags::D_PATH != 0 {
+        append_d_path(&record, file)
+    } else {
+        append_file_path(&record, file)
+    };
     let mut header_flags = hook_flags;
     if cut {
         header_flags |= flags::RESOLVED_TRUNCATED;

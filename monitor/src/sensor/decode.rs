@@ -218,7 +218,13 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         enhanced: enhanced(header),
         path: path.to_vec(),
         path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
-        resolved: (r.result >= 0).then(|| unreverse_path(resolved)),
+        resolved: (r.result >= 0).then(|| {
+            if header.flags & flags::D_PATH != 0 {
+                resolved.to_vec()
+            } else {
+                unreverse_path(resolved)
+            }
+        }),
         resolved_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         dirfd: r.dirfd,
         flags: r.flags,
@@ -325,6 +331,21 @@ mod tests {
         assert_eq!(open.resolved.as_deref(), Some(&b"/etc/shadow"[..]));
         assert_eq!((open.result, open.dirfd, open.uid), (3, -100, 1000));
         assert_eq!(open.syscall, Syscall::Openat);
+    }
+
+    #[test]
+    fn a_d_path_resolved_path_is_taken_as_it_is() {
+        let mut bytes = open_record(b"", b"/etc/shadow (deleted)", 0);
+        bytes[2..4].copy_from_slice(&(flags::ENHANCED | flags::D_PATH).to_ne_bytes());
+        let event = decode(&bytes).unwrap();
+        assert_eq!(event.hook(), "lsm/file_open");
+        let Detail::Open(open) = event.detail else {
+            panic!("not an open")
+        };
+        assert_eq!(
+            open.resolved.as_deref(),
+            Some(&b"/etc/shadow (deleted)"[..])
+        );
     }
 
     #[test]

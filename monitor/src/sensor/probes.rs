@@ -243,13 +243,49 @@ pub const SOURCES: &[Source] = &[
     syscall_source!(EventKind::Connect, "connect", required: true, "sys_enter_connect", "sys_exit_connect"),
     // Opens no syscall tracepoint sees (io_uring): the program leaves opens made by the
     // traced syscalls to them, so both attach without duplicates.
-    enhanced_source!(
-        EventKind::Open,
-        "file_open",
-        "lsm_file_open",
-        "fentry_security_file_open",
-        "security_file_open"
-    ),
+    //
+    // The kernel's own `d_path` first: it is what /proc shows and takes the kernel's
+    // locks; kernels that refuse the helper to these programs still load the dentry
+    // walk.
+    Source {
+        kind: EventKind::Open,
+        name: "file_open",
+        required: false,
+        candidates: &[
+            Candidate {
+                name: "lsm with bpf_d_path",
+                attachments: &[Attachment {
+                    program: "lsm_file_open_d_path",
+                    hook: Hook::Lsm { name: "file_open" },
+                }],
+            },
+            Candidate {
+                name: "lsm with dentry walk",
+                attachments: &[Attachment {
+                    program: "lsm_file_open",
+                    hook: Hook::Lsm { name: "file_open" },
+                }],
+            },
+            Candidate {
+                name: "fentry with bpf_d_path",
+                attachments: &[Attachment {
+                    program: "fentry_security_file_open_d_path",
+                    hook: Hook::FEntry {
+                        function: "security_file_open",
+                    },
+                }],
+            },
+            Candidate {
+                name: "fentry with dentry walk",
+                attachments: &[Attachment {
+                    program: "fentry_security_file_open",
+                    hook: Hook::FEntry {
+                        function: "security_file_open",
+                    },
+                }],
+            },
+        ],
+    },
     syscall_source!(EventKind::Open, "openat", required: true, "sys_enter_openat", "sys_exit_openat"),
     syscall_source!(EventKind::Open, "open", required: false, "sys_enter_open", "sys_exit_open"),
     syscall_source!(EventKind::Open, "openat2", required: false, "sys_enter_openat2", "sys_exit_openat2"),
