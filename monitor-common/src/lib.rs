@@ -53,8 +53,9 @@ pub mod flags {
     /// With [`ENHANCED`]: the hook was fentry on `security_<hook>` (kernels where the
     /// bpf LSM is not active but fentry works), not the BPF LSM.
     pub const FENTRY: u16 = 32;
-    /// The resolved path is as the kernel's `d_path` wrote it (`bpf_d_path`): forward
-    /// and absolute, not reversed; an unlinked file ends in ` (deleted)`.
+    /// The path from the enhanced hook (open: the resolved path; exec: the file from
+    /// `bprm_check_security`) is as the kernel's `d_path` wrote it (`bpf_d_path`):
+    /// forward and absolute, not reversed; an unlinked file ends in ` (deleted)`.
     pub const D_PATH: u16 = 64;
 }
 

@@ -10,7 +10,7 @@ use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 
 use crate::{
     kernel::{current_task, file_of_fd, offset, read},
-    maps::{PENDING_OPEN, count, wanted},
+    maps::{PENDING_OPEN, count, counted, wanted},
     path::{append_d_path, append_file_path},
     process::{syscall_arg, syscall_ret},
     record::Record,
@@ -187,39 +187,36 @@ const FMODE_EXEC: u32 = 0x20;
 /// `IORING_OP_OPENAT`, which no syscall tracepoint sees. Always allows the open.
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
-    if enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED).is_err() {
-        count(kind::OPEN, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::OPEN,
+        enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED),
+    )
 }
 
 /// The same, with the path from the kernel's own `d_path` (what `/proc/<pid>/fd`
 /// shows, checked under the kernel's locks) where the kernel allows it the helper.
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open_d_path(ctx: LsmContext) -> i32 {
-    if enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::D_PATH).is_err() {
-        count(kind::OPEN, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::OPEN,
+        enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::D_PATH),
+    )
 }
 
 /// The same where the bpf LSM is not active: the LSM hook runs inside
 /// `security_file_open`, so fentry on it sees the same opens.
 #[fentry(function = "security_file_open")]
 pub fn fentry_security_file_open(ctx: FEntryContext) -> i32 {
-    if enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY).is_err() {
-        count(kind::OPEN, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::OPEN,
+        enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY),
+    )
 }
 
 #[fentry(function = "security_file_open")]
 pub fn fentry_security_file_open_d_path(ctx: FEntryContext) -> i32 {
     let hook_flags = flags::ENHANCED | flags::FENTRY | flags::D_PATH;
-    if enhanced_open(ctx.arg::<u64>(0), hook_flags).is_err() {
-        count(kind::OPEN, stat::ERRORS);
-    }
-    0
+    counted(kind::OPEN, enhanced_open(ctx.arg::<u64>(0), hook_flags))
 }
 
 /// `hook_flags` is a constant in each caller: with `D_PATH` the path comes from

@@ -67,3 +67,13 @@ pub fn count(kind: u16, which: u32) {
         unsafe { *counter += 1 };
     }
 }
+
+/// What a hook's entry point returns: 0 (hooks never deny), after counting a failure
+/// of its inner function as an error of `kind`.
+#[inline(always)]
+pub fn counted(kind: u16, result: Result<(), i64>) -> i32 {
+    if result.is_err() {
+        count(kind, stat::ERRORS);
+    }
+    0
+}

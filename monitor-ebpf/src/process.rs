@@ -16,8 +16,8 @@ use crate::{
     kernel::{
         append_cgroup_name, current_task, identity, offset, parent_tgid, process_start, read, vpid,
     },
-    maps::{EXEC_FILE, PENDING_EXEC, count, wanted},
-    path::append_file_path,
+    maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
+    path::{append_d_path, append_file_path},
     record::Record,
 };
 
@@ -207,20 +207,30 @@ pub struct ExecFile {
 /// reports as `exe` anyway. Always allows the exec.
 #[lsm(hook = "bprm_check_security")]
 pub fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
-    if save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED).is_err() {
-        count(kind::EXEC, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::EXEC,
+        save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED),
+    )
+}
+
+/// The same, with the path from the kernel's own `d_path` where the kernel allows it
+/// the helper (`bprm_check_security` is a sleepable hook, so LSM programs on it may).
+#[lsm(hook = "bprm_check_security")]
+pub fn lsm_bprm_check_security_d_path(ctx: LsmContext) -> i32 {
+    counted(
+        kind::EXEC,
+        save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED | flags::D_PATH),
+    )
 }
 
 /// The same where the bpf LSM is not active: fentry on `security_bprm_check`, which
 /// the LSM hook runs inside.
 #[fentry(function = "security_bprm_check")]
 pub fn fentry_security_bprm_check(ctx: FEntryContext) -> i32 {
-    if save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY).is_err() {
-        count(kind::EXEC, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::EXEC,
+        save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY),
+    )
 }
 
 #[inline(always)]
@@ -231,11 +241,18 @@ fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), i64> {
     if unsafe { PENDING_EXEC.get(&tgid) }.is_none() || unsafe { EXEC_FILE.get(&tgid) }.is_some() {
         return Ok(());
     }
-    let file = read::<u64>(bprm, offset!(binprm_file))?;
     // The path is assembled in the record scratch, laid out as an `ExecFile`, and
     // copied from there into the map (a map value is too large for the stack).
     let staging = Record::start::<ExecFileHead>(kind::EXEC).ok_or(-1i64)?;
-    let (len, cut) = append_file_path(&staging, file);
+    let (len, cut) = if hook_flags & flags::D_PATH != 0 {
+        // A plain load, not a probe read: the verifier must see `bprm->file` as the
+        // `struct file *` it is to let `bpf_d_path` have its `f_path`.
+        let file =
+            unsafe { core::ptr::read_volatile((bprm + offset!(binprm_file) as u64) as *const u64) };
+        append_d_path(&staging, file)
+    } else {
+        append_file_path(&staging, read::<u64>(bprm, offset!(binprm_file))?)
+    };
     let value = staging.fixed::<ExecFile>();
     unsafe {
         let cut = if cut { flags::FILE_TRUNCATED } else { 0 };

@@ -159,7 +159,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         exe_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         filename: (r.result != 0).then(|| filename.to_vec()),
         filename_truncated: header.flags & flags::PATH_TRUNCATED != 0,
-        resolved_filename: enhanced(header).map(|_| unreverse_path(file)),
+        resolved_filename: enhanced(header).map(|_| resolved_path(header, file)),
         resolved_filename_truncated: header.flags & flags::FILE_TRUNCATED != 0,
         enhanced: enhanced(header),
         args: split_args(args),
@@ -218,13 +218,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         enhanced: enhanced(header),
         path: path.to_vec(),
         path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
-        resolved: (r.result >= 0).then(|| {
-            if header.flags & flags::D_PATH != 0 {
-                resolved.to_vec()
-            } else {
-                unreverse_path(resolved)
-            }
-        }),
+        resolved: (r.result >= 0).then(|| resolved_path(header, resolved)),
         resolved_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         dirfd: r.dirfd,
         flags: r.flags,
@@ -232,6 +226,15 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         result: r.result,
         uid: r.uid,
     }))
+}
+
+/// A kernel-resolved path: `bpf_d_path`'s as it is, the dentry walk's unreversed.
+fn resolved_path(header: &EventHeader, bytes: &[u8]) -> Vec<u8> {
+    if header.flags & flags::D_PATH != 0 {
+        bytes.to_vec()
+    } else {
+        unreverse_path(bytes)
+    }
 }
 
 fn enhanced(header: &EventHeader) -> Option<Enhanced> {

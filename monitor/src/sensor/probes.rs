@@ -194,13 +194,42 @@ macro_rules! enhanced_source {
 
 pub const SOURCES: &[Source] = &[
     // The executed file as the kernel resolved it, for the exec tracepoints' events.
-    enhanced_source!(
-        EventKind::Exec,
-        "bprm_check_security",
-        "lsm_bprm_check_security",
-        "fentry_security_bprm_check",
-        "security_bprm_check"
-    ),
+    // (fentry on `security_bprm_check` is not among the functions the kernel lets call
+    // `bpf_d_path`.)
+    Source {
+        kind: EventKind::Exec,
+        name: "bprm_check_security",
+        required: false,
+        candidates: &[
+            Candidate {
+                name: "lsm with bpf_d_path",
+                attachments: &[Attachment {
+                    program: "lsm_bprm_check_security_d_path",
+                    hook: Hook::Lsm {
+                        name: "bprm_check_security",
+                    },
+                }],
+            },
+            Candidate {
+                name: "lsm with dentry walk",
+                attachments: &[Attachment {
+                    program: "lsm_bprm_check_security",
+                    hook: Hook::Lsm {
+                        name: "bprm_check_security",
+                    },
+                }],
+            },
+            Candidate {
+                name: "fentry with dentry walk",
+                attachments: &[Attachment {
+                    program: "fentry_security_bprm_check",
+                    hook: Hook::FEntry {
+                        function: "security_bprm_check",
+                    },
+                }],
+            },
+        ],
+    },
     syscall_source!(EventKind::Exec, "execve", required: true, "sys_enter_execve", "sys_exit_execve"),
     syscall_source!(EventKind::Exec, "execveat", required: false, "sys_enter_execveat", "sys_exit_execveat"),
     Source {
