@@ -400,4 +400,39 @@ mod tests {
             vec![EventKind::Exec, EventKind::Open]
         );
     }
+
+    /// Replayed JSON events get their enhanced hook back from the `hook` value.
+    #[test]
+    fn every_enhanced_hook_name_reads_back() {
+        let connect = |enhanced| Event {
+            boot_ns: 1,
+            pid: 2,
+            tid: 2,
+            cgroup_id: 3,
+            comm: b"nc".to_vec(),
+            detail: Detail::Connect(Connect {
+                fd: 3,
+                family: SocketFamily::Inet,
+                sock_type: 1,
+                result: 0,
+                address: None,
+                port: 80,
+                unix_path: None,
+                uid: 0,
+                enhanced,
+            }),
+        };
+        for enhanced in [None, Some(Enhanced::Lsm), Some(Enhanced::Fentry)] {
+            assert_eq!(Enhanced::in_hook(connect(enhanced).hook()), enhanced);
+        }
+        assert_eq!(Enhanced::in_hook("lsm/file_open"), Some(Enhanced::Lsm));
+        assert_eq!(
+            Enhanced::in_hook("fentry/security_file_open"),
+            Some(Enhanced::Fentry)
+        );
+        assert_eq!(
+            Enhanced::in_hook("tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check"),
+            Some(Enhanced::Fentry)
+        );
+    }
 }
