@@ -713,6 +713,14 @@ fn program_types(spec: &KernelSpec, reports: &[Value]) -> Vec<(&'static str, Sta
     let mut refused: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for report in reports {
         let source = report["source"].as_str().unwrap_or("?");
+        // How a path is read (`lsm with bpf_d_path`) is worth a row's reader knowing.
+        let label = match report["chosen"]
+            .as_str()
+            .and_then(|c| c.split_once(" with "))
+        {
+            Some((_, how)) => format!("{source} ({how})"),
+            None => source.to_string(),
+        };
         for hook in report["hooks"].as_array().into_iter().flatten() {
             let hook = hook.as_str().unwrap_or("");
             if let Some(ty) = PROGRAM_TYPES
@@ -721,8 +729,8 @@ fn program_types(spec: &KernelSpec, reports: &[Value]) -> Vec<(&'static str, Sta
             {
                 let sources = attached.entry(ty).or_default();
                 // A syscall's entry and exit programs are one source.
-                if !sources.iter().any(|s| s == source) {
-                    sources.push(source.to_string());
+                if !sources.contains(&label) {
+                    sources.push(label.clone());
                 }
             }
         }
@@ -820,6 +828,18 @@ mod tests {
                 ("lsm", Status::Skip)
             ]
         );
+    }
+
+    #[test]
+    fn the_path_method_of_a_chosen_candidate_is_named() {
+        let reports: Vec<Value> = serde_json::from_str(
+            r#"[{"source":"file_open","chosen":"lsm with bpf_d_path","hooks":["lsm/file_open"],"refused":[]},
+                {"source":"socket_connect","chosen":"lsm","hooks":["lsm/socket_connect"],"refused":[]}]"#,
+        )
+        .unwrap();
+        let rows = program_types(&KERNELS[1], &reports);
+        let lsm = rows.iter().find(|(t, _, _)| *t == "lsm").unwrap();
+        assert_eq!(lsm.2, "attached: file_open (bpf_d_path), socket_connect");
     }
 
     #[test]
