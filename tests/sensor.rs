@@ -28,6 +28,25 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Which candidate of an optional enhanced source attached, per the agent's log:
+/// `"lsm"` (the kernel matrix's Debian kernels) or `"fentry"` (the 6.12 VM booted with
+/// the bpf LSM inactive); `None` where the probe table skipped it (this CI host refuses
+/// both with EPERM), which the log must say.
+fn enhanced(log: &str, source: &str) -> Option<&'static str> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("source=\"{source}\"")))
+        .unwrap_or_else(|| panic!("no probe table line for {source}:\n{log}"));
+    if line.contains("attached lsm") {
+        Some("lsm")
+    } else if line.contains("attached fentry") {
+        Some("fentry")
+    } else {
+        assert!(line.contains("optional source skipped: lsm"), "{line}");
+        None
+    }
+}
+
 fn is_open_of(e: &Value, pid: u32, path: &str) -> bool {
     e["kind"] == "open" && e["pid"] == pid && e["path"] == path
 }
@@ -84,6 +103,71 @@ fn failed_exec_is_an_event_with_its_error() {
     assert_eq!(exec["exe"], Value::Null);
     assert_eq!(exec["args"], json!([missing, "--flag"]));
     assert_eq!(exec["ppid"], std::process::id());
+}
+
+/// A script's exec runs its interpreter: the exit tracepoint reports the interpreter
+/// as `exe`, and only the `bprm_check_security` hook (LSM on Debian's 6.1 and 6.12 in
+/// the kernel matrix, fentry on `security_bprm_check` where the bpf LSM is inactive)
+/// sees the script file itself, which it reports as `resolved_filename`, also when the
+/// exec then fails because the interpreter is missing. Where the kernel refuses both
+/// (this CI host: EPERM) the source is skipped, the events carry no
+/// `resolved_filename`, and a failed exec names the script only as the caller spelled
+/// it.
+#[test]
+fn exec_of_a_script_names_the_script_where_bprm_check_security_attached() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let dir = test_dir("script");
+    let script = dir.join("sub/run.sh");
+    fs::write(&script, b"#!/bin/sh\nexit 0\n").unwrap();
+    let broken = dir.join("sub/broken.sh");
+    fs::write(&broken, b"#!/nonexistent-interpreter\n").unwrap();
+    for file in [&script, &broken] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Through a relative name and a symlink: the kernel resolves both.
+    let link = dir.join("link.sh");
+    std::os::unix::fs::symlink("sub/run.sh", &link).unwrap();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let log = monitor.stderr_lines().join("\n");
+    let hook = match enhanced(&log, "bprm_check_security") {
+        Some("lsm") => "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security",
+        Some(_) => "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check",
+        None => "tracepoint/syscalls/sys_exit_execve",
+    };
+
+    let child = Command::new("./link.sh").current_dir(&dir).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let err = Command::new(&broken).spawn().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    let broken = broken.to_str().unwrap();
+    let exec = monitor.wait_for("exec of the script", |e| {
+        e["kind"] == "exec" && e["pid"] == pid
+    });
+    let failed = monitor.wait_for("failed exec of the broken script", |e| {
+        e["kind"] == "exec" && e["filename"] == broken
+    });
+    monitor.stop();
+
+    let script = script.to_str().unwrap();
+    let interpreter = fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(str_of(&exec, "exe"), interpreter.to_str().unwrap());
+    assert_eq!(exec["args"], json!(["/bin/sh", "./link.sh"]));
+    assert_eq!(exec["result"], 0);
+    assert_eq!(exec["resolved_filename_truncated"], false);
+    assert_eq!(failed["result"], -libc::ENOENT);
+    assert_eq!(failed["exe"], Value::Null);
+    assert_eq!(exec["hook"], hook);
+    assert_eq!(failed["hook"], hook);
+    if hook.contains('+') {
+        assert_eq!(exec["resolved_filename"], script);
+        assert_eq!(failed["resolved_filename"], broken);
+    } else {
+        assert_eq!(exec["resolved_filename"], Value::Null);
+        assert_eq!(failed["resolved_filename"], Value::Null);
+    }
+    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -162,16 +246,13 @@ fn tcp_connect_to_loopback_v4_and_v6() {
     let log = monitor.stderr_lines().join("\n");
     monitor.stop();
 
-    // Where the LSM hook attached (Debian 6.1/6.12 in the kernel matrix) the address
-    // is the kernel's copy; where it is refused (this CI host) the caller's memory.
-    let hook = if log.contains("attached lsm: lsm/socket_connect") {
-        "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect"
-    } else {
-        assert!(
-            log.contains("optional source skipped: lsm: lsm/socket_connect"),
-            "{log}"
-        );
-        "tracepoint/syscalls/sys_exit_connect"
+    // Where the LSM hook (Debian 6.1/6.12 in the kernel matrix) or its fentry stand-in
+    // attached, the address is the kernel's copy; where both are refused (this CI
+    // host) the caller's memory.
+    let hook = match enhanced(&log, "socket_connect") {
+        Some("lsm") => "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect",
+        Some(_) => "tracepoint/syscalls/sys_exit_connect+fentry/security_socket_connect",
+        None => "tracepoint/syscalls/sys_exit_connect",
     };
     assert_eq!(e4["hook"], hook);
     assert_eq!(e6["hook"], hook);
@@ -342,9 +423,11 @@ fn open_that_fails_with_enoent() {
 
 /// io_uring's `IORING_OP_OPENAT` opens a file without any open syscall. Where the
 /// kernel accepts BPF LSM programs (Debian's 6.1 and 6.12 in the kernel matrix) the
-/// `lsm/file_open` hook reports it with the path the kernel resolved; where it refuses
-/// them (this CI host: EPERM), the sensor falls back to the syscall tracepoints, which
-/// cannot see it at all, and this test asserts exactly that blind spot.
+/// `lsm/file_open` hook reports it with the path the kernel resolved; where the bpf LSM
+/// is not active but fentry works (the 6.12 VM booted without it), fentry on
+/// `security_file_open` does the same; where the kernel refuses both (this CI host:
+/// EPERM), the sensor falls back to the syscall tracepoints, which cannot see it at
+/// all, and this test asserts exactly that blind spot.
 #[test]
 fn open_through_io_uring_needs_the_lsm_hook() {
     let _serial = serial();
@@ -353,13 +436,10 @@ fn open_through_io_uring_needs_the_lsm_hook() {
     let marker = dir.join("sub/marker");
     let monitor = Monitor::start(&["--kinds", "open"]);
     let log = monitor.stderr_lines().join("\n");
-    let lsm = log.contains("attached lsm: lsm/file_open");
-    if !lsm {
-        assert!(
-            log.contains("optional source skipped: lsm: lsm/file_open"),
-            "the LSM hook neither attached nor was reported as refused:\n{log}"
-        );
-    }
+    let hook = enhanced(&log, "file_open").map(|candidate| match candidate {
+        "lsm" => "lsm/file_open",
+        _ => "fentry/security_file_open",
+    });
 
     let mut ring = io_uring::IoUring::new(4).expect("io_uring_setup");
     let path = CString::new(target.as_os_str().as_bytes()).unwrap();
@@ -386,20 +466,20 @@ fn open_through_io_uring_needs_the_lsm_hook() {
         .iter()
         .filter(|e| e["kind"] == "open" && e["pid"] == pid && e["resolved_path"] == target)
         .collect();
-    if !lsm {
+    let Some(hook) = hook else {
         assert!(
             seen.is_empty(),
             "tracepoints cannot see io_uring opens: {seen:?}"
         );
         return;
-    }
+    };
     assert_eq!(
         seen.len(),
         1,
         "exactly one event for the io_uring open: {seen:?}"
     );
     let event = seen[0];
-    assert_eq!(event["hook"], "lsm/file_open");
+    assert_eq!(event["hook"], hook);
     assert_eq!(event["syscall"], "openat");
     assert_eq!(event["path"], Value::Null);
     assert_eq!(event["fd"], Value::Null);

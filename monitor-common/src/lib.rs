@@ -42,9 +42,21 @@ pub mod flags {
     pub const PATH_TRUNCATED: u16 = 2;
     /// The kernel-resolved path was deeper or longer than the walk allows.
     pub const RESOLVED_TRUNCATED: u16 = 4;
-    /// Open: reported by the LSM `file_open` hook rather than a syscall tracepoint.
-    /// Connect: the address is the kernel's copy, from the LSM `socket_connect` hook.
-    pub const VIA_LSM: u16 = 8;
+    /// An enhanced hook (BPF LSM, or fentry on the `security_*` function with
+    /// [`FENTRY`]) took part. Open: reported by `file_open` rather than a syscall
+    /// tracepoint. Connect: the address is the kernel's copy, from `socket_connect`.
+    /// Exec: the record carries the executed file as `bprm_check_security` saw it.
+    pub const ENHANCED: u16 = 8;
+    /// Exec: the file from `bprm_check_security` was deeper or longer than the walk
+    /// allows.
+    pub const FILE_TRUNCATED: u16 = 16;
+    /// With [`ENHANCED`]: the hook was fentry on `security_<hook>` (kernels where the
+    /// bpf LSM is not active but fentry works), not the BPF LSM.
+    pub const FENTRY: u16 = 32;
+    /// The path from the enhanced hook (open: the resolved path; exec: the file from
+    /// `bprm_check_security`) is as the kernel's `d_path` wrote it (`bpf_d_path`):
+    /// forward and absolute, not reversed; an unlinked file ends in ` (deleted)`.
+    pub const D_PATH: u16 = 64;
 }
 
 /// Upper bound of the argv bytes copied per exec.
@@ -107,7 +119,9 @@ pub struct TaskIdentity {
 /// given (failed execs only: after a successful exec the caller's memory is gone),
 /// `args_len` bytes of NUL-separated argv and `cgroup_name_len` bytes of the name of
 /// the task's cgroup v2 directory (which names the container: reading it in the kernel
-/// works even when the container is gone before user space looks).
+/// works even when the container is gone before user space looks), then `file_len`
+/// bytes of the file the caller named, as the kernel resolved it (a reversed path, from
+/// the LSM `bprm_check_security` hook; present with [`flags::ENHANCED`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecRecord {
@@ -123,7 +137,8 @@ pub struct ExecRecord {
     /// `execveat`'s dirfd, or `AT_FDCWD` for `execve`.
     pub dirfd: i32,
     pub at_flags: u32,
-    pub _pad1: u32,
+    pub file_len: u16,
+    pub _pad1: u16,
 }
 
 /// A new process (threads are not reported). The header describes the parent.
@@ -173,9 +188,9 @@ pub struct ConnectRecord {
 
 /// `open`/`openat`/`openat2`/`creat` completion. Followed by `path_len` bytes of the
 /// path as given and `resolved_len` bytes of the path of the opened file (a reversed
-/// path; empty when the open failed).
+/// path, or a forward one with [`flags::D_PATH`]; empty when the open failed).
 ///
-/// With [`flags::VIA_LSM`] the record comes from the LSM `file_open` hook, for an open
+/// With [`flags::ENHANCED`] the record comes from the `file_open` hook, for an open
 /// no traced syscall made (io_uring): no path as given (`path_len` 0), `AT_FDCWD`,
 /// `OPENAT`, the file's `f_flags`, mode 0 and result 0 (the fd does not exist yet).
 #[repr(C)]
@@ -220,6 +235,7 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
+    pub binprm_file: u32,
     pub files_fdt: u32,
     pub fdtable_max_fds: u32,
     pub fdtable_fd: u32,
@@ -272,6 +288,7 @@ impl KernelOffsets {
         mm_arg_start: Self::ABSENT,
         mm_arg_end: Self::ABSENT,
         mm_exe_file: Self::ABSENT,
+        binprm_file: Self::ABSENT,
         files_fdt: Self::ABSENT,
         fdtable_max_fds: Self::ABSENT,
         fdtable_fd: Self::ABSENT,
@@ -330,5 +347,5 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 88);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 44 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 45 * 4);
 };

@@ -2,16 +2,16 @@
 //! and, for a successful open, the absolute path of the file the kernel opened.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::{lsm, tracepoint},
-    programs::{LsmContext, TracePointContext},
+    macros::{fentry, lsm, tracepoint},
+    programs::{FEntryContext, LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 
 use crate::{
     kernel::{current_task, file_of_fd, offset, read},
-    maps::{PENDING_OPEN, count, wanted},
-    path::append_file_path,
+    maps::{PENDING_OPEN, count, counted, wanted},
+    path::{append_d_path, append_file_path},
     process::{syscall_arg, syscall_ret},
     record::Record,
 };
@@ -187,14 +187,43 @@ const FMODE_EXEC: u32 = 0x20;
 /// `IORING_OP_OPENAT`, which no syscall tracepoint sees. Always allows the open.
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
-    if lsm_open(ctx.arg::<u64>(0)).is_err() {
-        count(kind::OPEN, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::OPEN,
+        enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED),
+    )
 }
 
+/// The same, with the path from the kernel's own `d_path` (what `/proc/<pid>/fd`
+/// shows, checked under the kernel's locks) where the kernel allows it the helper.
+#[lsm(hook = "file_open")]
+pub fn lsm_file_open_d_path(ctx: LsmContext) -> i32 {
+    counted(
+        kind::OPEN,
+        enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::D_PATH),
+    )
+}
+
+/// The same where the bpf LSM is not active: the LSM hook runs inside
+/// `security_file_open`, so fentry on it sees the same opens.
+#[fentry(function = "security_file_open")]
+pub fn fentry_security_file_open(ctx: FEntryContext) -> i32 {
+    counted(
+        kind::OPEN,
+        enhanced_open(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY),
+    )
+}
+
+#[fentry(function = "security_file_open")]
+pub fn fentry_security_file_open_d_path(ctx: FEntryContext) -> i32 {
+    let hook_flags = flags::ENHANCED | flags::FENTRY | flags::D_PATH;
+    counted(kind::OPEN, enhanced_open(ctx.arg::<u64>(0), hook_flags))
+}
+
+/// `hook_flags` is a constant in each caller: with `D_PATH` the path comes from
+/// `bpf_d_path`, without it from the dentry walk, and only one of them is compiled
+/// into each program.
 #[inline(always)]
-fn lsm_open(file: u64) -> Result<(), i64> {
+fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
         return Ok(());
@@ -210,8 +239,12 @@ fn lsm_open(file: u64) -> Result<(), i64> {
         return Ok(());
     }
     let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
-    let (resolved_len, cut) = append_file_path(&record, file);
-    let mut header_flags = flags::VIA_LSM;
+    let (resolved_len, cut) = if hook_flags & flags::D_PATH != 0 {
+        append_d_path(&record, file)
+    } else {
+        append_file_path(&record, file)
+    };
+    let mut header_flags = hook_flags;
     if cut {
         header_flags |= flags::RESOLVED_TRUNCATED;
     }

@@ -31,6 +31,12 @@ pub static PENDING_EXEC: LruHashMap<u32, crate::process::PendingExec> =
 #[map]
 pub static PENDING_OPEN: LruHashMap<u64, crate::file::PendingOpen> =
     LruHashMap::with_max_entries(16384, 0);
+/// The file an exec runs, as the LSM `bprm_check_security` hook resolved it, kept
+/// for the exec's exit tracepoint. Keyed like `PENDING_EXEC`; one path per exec in
+/// flight, so a few hundred entries cover every CPU.
+#[map]
+pub static EXEC_FILE: LruHashMap<u32, crate::process::ExecFile> =
+    LruHashMap::with_max_entries(512, 0);
 #[map]
 pub static PENDING_CONNECT: LruHashMap<u64, crate::network::PendingConnect> =
     LruHashMap::with_max_entries(8192, 0);
@@ -60,4 +66,14 @@ pub fn count(kind: u16, which: u32) {
     if let Some(counter) = STATS.get_ptr_mut(stat::index(kind, which)) {
         unsafe { *counter += 1 };
     }
+}
+
+/// What a hook's entry point returns: 0 (hooks never deny), after counting a failure
+/// of its inner function as an error of `kind`.
+#[inline(always)]
+pub fn counted(kind: u16, result: Result<(), i64>) -> i32 {
+    if result.is_err() {
+        count(kind, stat::ERRORS);
+    }
+    0
 }

@@ -5,8 +5,8 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf, bpf_probe_read_user,
     },
-    macros::{lsm, tracepoint},
-    programs::{LsmContext, TracePointContext},
+    macros::{fentry, lsm, tracepoint},
+    programs::{FEntryContext, LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{ConnectRecord, MAX_UNIX_PATH, flags, kind, stat};
@@ -32,8 +32,9 @@ pub struct PendingConnect {
     fd: i64,
     addr: u64,
     addrlen: u64,
-    /// The address as the kernel copied it (LSM `socket_connect`), when `copied`.
+    /// The address as the kernel copied it (`socket_connect`), when `copied`.
     kernel_addr: [u8; SOCKADDR_STORAGE],
+    /// The header flags of the hook that copied it; 0 when none did.
     copied: u64,
 }
 
@@ -67,17 +68,29 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 /// of it. Always allows the connect.
 #[lsm(hook = "socket_connect")]
 pub fn lsm_socket_connect(ctx: LsmContext) -> i32 {
-    let address: u64 = ctx.arg(1);
+    save_kernel_address(ctx.arg(1), flags::ENHANCED);
+    0
+}
+
+/// The same where the bpf LSM is not active: fentry on `security_socket_connect`,
+/// which the LSM hook runs inside (same arguments).
+#[fentry(function = "security_socket_connect")]
+pub fn fentry_security_socket_connect(ctx: FEntryContext) -> i32 {
+    save_kernel_address(ctx.arg(1), flags::ENHANCED | flags::FENTRY);
+    0
+}
+
+#[inline(always)]
+fn save_kernel_address(address: u64, hook_flags: u16) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(pending) = PENDING_CONNECT.get_ptr_mut(&pid_tgid) {
         let pending = unsafe { &mut *pending };
         if unsafe { bpf_probe_read_kernel_buf(address as *const u8, &mut pending.kernel_addr) }
             .is_ok()
         {
-            pending.copied = 1;
+            pending.copied = hook_flags as u64;
         }
     }
-    0
 }
 
 #[tracepoint]
@@ -94,14 +107,15 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(pending) = PENDING_CONNECT.get_ptr(&pid_tgid) else {
         return Ok(());
     };
-    let (fd, user_addr, addrlen, kernel) = unsafe {
+    let (fd, user_addr, addrlen, hook_flags) = unsafe {
         (
             (*pending).fd,
             (*pending).addr,
             (*pending).addrlen,
-            (*pending).copied != 0,
+            (*pending).copied as u16,
         )
     };
+    let kernel = hook_flags != 0;
     // The kernel's copy stays in the map entry until this record is written.
     let sockaddr = if kernel {
         unsafe { (*pending).kernel_addr.as_ptr() as u64 }
@@ -144,7 +158,7 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         socket_type(fd)
     };
     let fixed = ConnectRecord {
-        header: record.header(if kernel { flags::VIA_LSM } else { 0 }),
+        header: record.header(hook_flags),
         fd: fd as i32,
         family,
         sock_type,

@@ -22,6 +22,17 @@ pub fn append_file_path(record: &Record, file: u64) -> (usize, bool) {
     append_path(record, vfsmount, dentry)
 }
 
+/// Appends the forward path of `file` from `bpf_d_path` (see `flags::D_PATH`). Only
+/// programs the kernel allows the helper (LSM programs on sleepable hooks such as
+/// `file_open`, fentry on an allowlist with `security_file_open`) load with it; the
+/// probe table falls back to [`append_file_path`] where it is refused.
+#[inline(always)]
+pub fn append_d_path(record: &Record, file: u64) -> (usize, bool) {
+    // `file` came from the program's context, so the verifier knows it as a `struct
+    // file *`; the offset is a load-time constant, so it sees `&file->f_path`.
+    record.d_path(file + offset!(file_f_path) as u64, MAX_PATH_BYTES)
+}
+
 #[inline(always)]
 fn append_path(record: &Record, vfsmount: u64, mut dentry: u64) -> (usize, bool) {
     // `struct mount` embeds the `struct vfsmount` the path points to.

@@ -1,9 +1,10 @@
-//! Process lifecycle: exec (syscall tracepoints), fork (raw tracepoint), exit (sched
+//! Process lifecycle: exec (syscall tracepoints, plus the LSM `bprm_check_security`
+//! hook for the file the kernel resolved), fork (raw tracepoint), exit (sched
 //! tracepoint).
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{fentry, lsm, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, LsmContext, RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
@@ -15,8 +16,8 @@ use crate::{
     kernel::{
         append_cgroup_name, current_task, identity, offset, parent_tgid, process_start, read, vpid,
     },
-    maps::{PENDING_EXEC, count, wanted},
-    path::append_file_path,
+    maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
+    path::{append_d_path, append_file_path},
     record::Record,
 };
 
@@ -81,6 +82,8 @@ fn save_exec(ctx: &TracePointContext, pending: PendingExec) {
     if !wanted(kind::EXEC, tgid) {
         return;
     }
+    // A file left by an exec whose exit was never seen must not pass for this one's.
+    let _ = EXEC_FILE.remove(&tgid);
     if PENDING_EXEC.insert(&tgid, &pending, 0).is_err() {
         count(kind::EXEC, stat::ERRORS);
         warn!(
@@ -155,6 +158,14 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
 
     let cgroup_name_len = append_cgroup_name(&record, task);
 
+    let mut file_len = 0usize;
+    if let Some(file) = unsafe { EXEC_FILE.get(&tgid) } {
+        let len = (file.head.len as usize).min(MAX_PATH_BYTES);
+        file_len = record.raw_bytes(file.path.as_ptr() as u64, len, true);
+        header_flags |= file.head.flags as u16;
+        let _ = EXEC_FILE.remove(&tgid);
+    }
+
     let fixed = ExecRecord {
         header: record.header(header_flags),
         task: identity(task),
@@ -166,11 +177,91 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         args_len: args_len as u32,
         dirfd: pending.dirfd,
         at_flags: pending.at_flags,
+        file_len: file_len as u16,
         _pad1: 0,
     };
     unsafe { record.fixed::<ExecRecord>().write(fixed) };
     record.submit();
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct ExecFileHead {
+    len: u32,
+    /// Header flags for the exec record: the hook's, and whether the path was cut.
+    flags: u32,
+}
+
+/// An `EXEC_FILE` entry: a reversed path.
+#[repr(C)]
+pub struct ExecFile {
+    head: ExecFileHead,
+    path: [u8; MAX_PATH_BYTES],
+}
+
+/// LSM `bprm_check_security(struct linux_binprm *bprm)`: runs once per binary format
+/// handler, first for the file the caller named (a script, a binary, the file behind
+/// `/dev/fd/N` or a memfd), then for a script's interpreter. The first call's
+/// `bprm->file` is kept for the exit tracepoint; the interpreter is what the exit
+/// reports as `exe` anyway. Always allows the exec.
+#[lsm(hook = "bprm_check_security")]
+pub fn lsm_bprm_check_security(ctx: LsmContext) -> i32 {
+    counted(
+        kind::EXEC,
+        save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED),
+    )
+}
+
+/// The same, with the path from the kernel's own `d_path` where the kernel allows it
+/// the helper (`bprm_check_security` is a sleepable hook, so LSM programs on it may).
+#[lsm(hook = "bprm_check_security")]
+pub fn lsm_bprm_check_security_d_path(ctx: LsmContext) -> i32 {
+    counted(
+        kind::EXEC,
+        save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED | flags::D_PATH),
+    )
+}
+
+/// The same where the bpf LSM is not active: fentry on `security_bprm_check`, which
+/// the LSM hook runs inside.
+#[fentry(function = "security_bprm_check")]
+pub fn fentry_security_bprm_check(ctx: FEntryContext) -> i32 {
+    counted(
+        kind::EXEC,
+        save_exec_file(ctx.arg::<u64>(0), flags::ENHANCED | flags::FENTRY),
+    )
+}
+
+#[inline(always)]
+fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // Only execs the entry tracepoint saw (kind on, not the agent), and only the
+    // first handler's file.
+    if unsafe { PENDING_EXEC.get(&tgid) }.is_none() || unsafe { EXEC_FILE.get(&tgid) }.is_some() {
+        return Ok(());
+    }
+    // The path is assembled in the record scratch, laid out as an `ExecFile`, and
+    // copied from there into the map (a map value is too large for the stack).
+    let staging = Record::start::<ExecFileHead>(kind::EXEC).ok_or(-1i64)?;
+    let (len, cut) = if hook_flags & flags::D_PATH != 0 {
+        // A plain load, not a probe read: the verifier must see `bprm->file` as the
+        // `struct file *` it is to let `bpf_d_path` have its `f_path`.
+        let file =
+            unsafe { core::ptr::read_volatile((bprm + offset!(binprm_file) as u64) as *const u64) };
+        append_d_path(&staging, file)
+    } else {
+        append_file_path(&staging, read::<u64>(bprm, offset!(binprm_file))?)
+    };
+    let value = staging.fixed::<ExecFile>();
+    unsafe {
+        let cut = if cut { flags::FILE_TRUNCATED } else { 0 };
+        (*value).head = ExecFileHead {
+            len: len as u32,
+            flags: (hook_flags | cut) as u32,
+        };
+        EXEC_FILE.insert(&tgid, &*value, 0).map_err(|e| e as i64)
+    }
 }
 
 /// Copies a user `argv` array (NULL-terminated pointers to strings) as NUL-separated

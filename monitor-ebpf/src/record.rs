@@ -17,7 +17,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid,
     generated::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
+        bpf_d_path, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
         bpf_probe_read_user_str,
     },
@@ -137,6 +137,30 @@ impl Record {
         }
         self.advance(n as usize);
         n as usize
+    }
+
+    /// Appends the absolute path of `path` (a `struct path *` the verifier knows as
+    /// such) as `bpf_d_path` writes it, without its NUL; returns its length and
+    /// whether it did not fit in `max` (then nothing is appended).
+    #[inline(always)]
+    pub fn d_path(&self, path: u64, max: usize) -> (usize, bool) {
+        let n = unsafe {
+            bpf_d_path(
+                path as *mut aya_ebpf::bindings::path,
+                self.tail() as *mut _,
+                (max & LEN_MASK) as u32,
+            )
+        };
+        if n == -36 {
+            // ENAMETOOLONG
+            return (0, true);
+        }
+        if n <= 1 {
+            return (0, false);
+        }
+        let len = (n - 1) as usize;
+        self.advance(len);
+        (len, false)
     }
 
     /// Appends `len` raw bytes of user memory; returns the bytes appended.

@@ -38,7 +38,10 @@ pub enum Command {
     /// the README). Diagnostics and the final drop/receive totals go to stderr.
     Events(EventsArgs),
     /// Load the kernel programs, report which hook serves each event source on this
-    /// kernel (and why any was refused), then exit.
+    /// kernel (and why any was refused), then exit. The optional enhanced sources
+    /// (`file_open`, `socket_connect`, `bprm_check_security`) try a BPF LSM program,
+    /// then fentry on the `security_*` function, with `bpf_d_path` before the dentry
+    /// walk where a path is read; `(skipped)` means the tracepoints serve alone.
     Probes(ProbesArgs),
     /// Validate, list and test rule files (Falco's rule format).
     Rules(commands::rules::RulesArgs),

@@ -128,23 +128,61 @@ impl Event {
     /// The kernel hook that produced the event (the `hook` of the event JSON).
     pub fn hook(&self) -> &'static str {
         match &self.detail {
-            Detail::Exec(x) => match x.syscall {
-                Syscall::Execveat => "tracepoint/syscalls/sys_exit_execveat",
-                _ => "tracepoint/syscalls/sys_exit_execve",
+            Detail::Exec(x) => match (x.syscall, x.enhanced) {
+                (Syscall::Execveat, None) => "tracepoint/syscalls/sys_exit_execveat",
+                (Syscall::Execveat, Some(Enhanced::Lsm)) => {
+                    "tracepoint/syscalls/sys_exit_execveat+lsm/bprm_check_security"
+                }
+                (Syscall::Execveat, Some(Enhanced::Fentry)) => {
+                    "tracepoint/syscalls/sys_exit_execveat+fentry/security_bprm_check"
+                }
+                (_, None) => "tracepoint/syscalls/sys_exit_execve",
+                (_, Some(Enhanced::Lsm)) => {
+                    "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security"
+                }
+                (_, Some(Enhanced::Fentry)) => {
+                    "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check"
+                }
             },
             Detail::Fork(_) => "raw_tp/sched_process_fork",
             Detail::Exit(_) => "tracepoint/sched/sched_process_exit",
-            Detail::Connect(x) if x.kernel_address => {
-                "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect"
-            }
-            Detail::Connect(_) => "tracepoint/syscalls/sys_exit_connect",
-            Detail::Open(x) if x.via_lsm => "lsm/file_open",
+            Detail::Connect(x) => match x.enhanced {
+                None => "tracepoint/syscalls/sys_exit_connect",
+                Some(Enhanced::Lsm) => "tracepoint/syscalls/sys_exit_connect+lsm/socket_connect",
+                Some(Enhanced::Fentry) => {
+                    "tracepoint/syscalls/sys_exit_connect+fentry/security_socket_connect"
+                }
+            },
+            Detail::Open(x) if x.enhanced == Some(Enhanced::Lsm) => "lsm/file_open",
+            Detail::Open(x) if x.enhanced == Some(Enhanced::Fentry) => "fentry/security_file_open",
             Detail::Open(x) => match x.syscall {
                 Syscall::Open => "tracepoint/syscalls/sys_exit_open",
                 Syscall::Openat2 => "tracepoint/syscalls/sys_exit_openat2",
                 Syscall::Creat => "tracepoint/syscalls/sys_exit_creat",
                 _ => "tracepoint/syscalls/sys_exit_openat",
             },
+        }
+    }
+}
+
+/// The enhanced hook that took part in an event, where one did (see the probe table):
+/// the BPF LSM hook, or, where the bpf LSM is not active, fentry on the `security_*`
+/// function that hook runs inside. Both see the same thing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enhanced {
+    Lsm,
+    Fentry,
+}
+
+impl Enhanced {
+    /// The enhanced hook named in a `hook` value as [`Event::hook`] writes it.
+    pub fn in_hook(hook: &str) -> Option<Self> {
+        if hook.starts_with("fentry/") || hook.contains("+fentry/") {
+            Some(Enhanced::Fentry)
+        } else if hook.starts_with("lsm/") || hook.contains("+lsm/") {
+            Some(Enhanced::Lsm)
+        } else {
+            None
         }
     }
 }
@@ -184,6 +222,13 @@ pub struct Exec {
     /// The file name as the caller gave it (failed execs).
     pub filename: Option<Vec<u8>>,
     pub filename_truncated: bool,
+    /// The file the caller named, as the kernel resolved it (`bprm_check_security`,
+    /// where it attached): a script rather than its interpreter, the real file behind
+    /// `/dev/fd/N`. Also for execs that failed after the lookup.
+    pub resolved_filename: Option<Vec<u8>>,
+    pub resolved_filename_truncated: bool,
+    /// The hook that supplied `resolved_filename`.
+    pub enhanced: Option<Enhanced>,
     pub args: Vec<Vec<u8>>,
     pub args_truncated: bool,
     pub dirfd: i32,
@@ -238,9 +283,9 @@ pub struct Connect {
     /// `sun_path` bytes; an abstract socket name starts with a NUL byte.
     pub unix_path: Option<Vec<u8>>,
     pub uid: u32,
-    /// The address is the kernel's copy, taken by the LSM `socket_connect` hook
-    /// (otherwise the exit tracepoint read it from the caller's memory).
-    pub kernel_address: bool,
+    /// The hook that took the kernel's copy of the address (`socket_connect`); `None`
+    /// when the exit tracepoint read it from the caller's memory.
+    pub enhanced: Option<Enhanced>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,9 +310,9 @@ impl SocketFamily {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Open {
     pub syscall: Syscall,
-    /// Seen by the LSM `file_open` hook, not a syscall tracepoint (io_uring opens): no
+    /// Seen by the `file_open` hook, not a syscall tracepoint (io_uring opens): no
     /// path as given, no fd yet.
-    pub via_lsm: bool,
+    pub enhanced: Option<Enhanced>,
     /// The path as the caller gave it.
     pub path: Vec<u8>,
     pub path_truncated: bool,
@@ -353,6 +398,41 @@ mod tests {
         assert_eq!(
             set.iter().collect::<Vec<_>>(),
             vec![EventKind::Exec, EventKind::Open]
+        );
+    }
+
+    /// Replayed JSON events get their enhanced hook back from the `hook` value.
+    #[test]
+    fn every_enhanced_hook_name_reads_back() {
+        let connect = |enhanced| Event {
+            boot_ns: 1,
+            pid: 2,
+            tid: 2,
+            cgroup_id: 3,
+            comm: b"nc".to_vec(),
+            detail: Detail::Connect(Connect {
+                fd: 3,
+                family: SocketFamily::Inet,
+                sock_type: 1,
+                result: 0,
+                address: None,
+                port: 80,
+                unix_path: None,
+                uid: 0,
+                enhanced,
+            }),
+        };
+        for enhanced in [None, Some(Enhanced::Lsm), Some(Enhanced::Fentry)] {
+            assert_eq!(Enhanced::in_hook(connect(enhanced).hook()), enhanced);
+        }
+        assert_eq!(Enhanced::in_hook("lsm/file_open"), Some(Enhanced::Lsm));
+        assert_eq!(
+            Enhanced::in_hook("fentry/security_file_open"),
+            Some(Enhanced::Fentry)
+        );
+        assert_eq!(
+            Enhanced::in_hook("tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check"),
+            Some(Enhanced::Fentry)
         );
     }
 }

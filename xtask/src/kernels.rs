@@ -21,7 +21,8 @@ use crate::util::{run_cmd, step, workspace_root};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct KernelsArgs {
-    /// Kernels to run on: `host`, `debian-6.1`, `debian-6.12` (default: all three).
+    /// Kernels to run on: `host`, `debian-6.1`, `debian-6.12`, `debian-6.12-no-bpf-lsm`
+    /// (default: all four).
     #[arg(long = "kernel", value_name = "NAME")]
     kernels: Vec<String>,
     /// Where downloaded kernel packages and the initramfs are kept between runs.
@@ -59,27 +60,42 @@ struct KernelSpec {
     package: Option<&'static str>,
     /// Program types that must attach there; others may be refused (fallback).
     required: &'static [&'static str],
+    /// Added to the VM's kernel command line.
+    boot_args: &'static str,
 }
 
 const BASE_TYPES: &[&str] = &["tracepoint", "raw_tp"];
 /// Debian's kernels enable the bpf LSM and accept LSM programs.
 const WITH_LSM: &[&str] = &["tracepoint", "raw_tp", "lsm"];
+/// The same kernel booted with the bpf LSM left out of `lsm=`: the LSM programs load
+/// but would never run, so the enhanced sources must come from fentry instead.
+const WITH_FENTRY: &[&str] = &["tracepoint", "raw_tp", "fentry"];
+const NO_BPF_LSM: &str = "lsm=lockdown,capability,landlock,yama,apparmor";
 
 const KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "host",
         package: None,
         required: BASE_TYPES,
+        boot_args: "",
     },
     KernelSpec {
         name: "debian-6.1",
         package: Some(r"^linux-image-6\.1\.0-[0-9]+-amd64$"),
         required: WITH_LSM,
+        boot_args: "",
     },
     KernelSpec {
         name: "debian-6.12",
         package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$"),
         required: WITH_LSM,
+        boot_args: "",
+    },
+    KernelSpec {
+        name: "debian-6.12-no-bpf-lsm",
+        package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$"),
+        required: WITH_FENTRY,
+        boot_args: NO_BPF_LSM,
     },
 ];
 
@@ -176,7 +192,7 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
                 let filter = args.test_filter.as_deref();
                 let run = scope.spawn(move || match (vmlinuz?, initramfs) {
                     (None, _) => run_on_host(binaries, filter),
-                    (Some(vmlinuz), Some(initramfs)) => boot(spec.name, &vmlinuz, initramfs),
+                    (Some(vmlinuz), Some(initramfs)) => boot(spec, &vmlinuz, initramfs),
                     (Some(_), None) => unreachable!("an initramfs is built for VM kernels"),
                 });
                 (spec, run)
@@ -210,7 +226,7 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         };
         for row in &kernel_rows {
             println!(
-                "kernel-matrix: {:<12} {:<26} {:<13} {}  {}",
+                "kernel-matrix: {:<22} {:<26} {:<13} {}  {}",
                 row.kernel,
                 row.release,
                 row.what,
@@ -488,12 +504,14 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
 
 /// Boots `vmlinuz` with the initramfs and returns everything the serial console
 /// printed.
-fn boot(name: &str, vmlinuz: &Path, initramfs: &Path) -> Result<String> {
+fn boot(spec: &KernelSpec, vmlinuz: &Path, initramfs: &Path) -> Result<String> {
     step(&format!(
-        "{name}: booting {} under qemu (TCG)",
-        vmlinuz.display()
+        "{}: booting {} under qemu (TCG) {}",
+        spec.name,
+        vmlinuz.display(),
+        spec.boot_args
     ));
-    let name = name.to_string();
+    let name = spec.name.to_string();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-m", "1024", "-smp", "2"])
         .args(["-nographic", "-no-reboot"])
@@ -501,7 +519,10 @@ fn boot(name: &str, vmlinuz: &Path, initramfs: &Path) -> Result<String> {
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .args([
+            "-append",
+            &format!("console=ttyS0 panic=-1 quiet {}", spec.boot_args),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -692,6 +713,14 @@ fn program_types(spec: &KernelSpec, reports: &[Value]) -> Vec<(&'static str, Sta
     let mut refused: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for report in reports {
         let source = report["source"].as_str().unwrap_or("?");
+        // How a path is read (`lsm with bpf_d_path`) is worth a row's reader knowing.
+        let label = match report["chosen"]
+            .as_str()
+            .and_then(|c| c.split_once(" with "))
+        {
+            Some((_, how)) => format!("{source} ({how})"),
+            None => source.to_string(),
+        };
         for hook in report["hooks"].as_array().into_iter().flatten() {
             let hook = hook.as_str().unwrap_or("");
             if let Some(ty) = PROGRAM_TYPES
@@ -700,8 +729,8 @@ fn program_types(spec: &KernelSpec, reports: &[Value]) -> Vec<(&'static str, Sta
             {
                 let sources = attached.entry(ty).or_default();
                 // A syscall's entry and exit programs are one source.
-                if !sources.iter().any(|s| s == source) {
-                    sources.push(source.to_string());
+                if !sources.contains(&label) {
+                    sources.push(label.clone());
                 }
             }
         }
@@ -799,6 +828,18 @@ mod tests {
                 ("lsm", Status::Skip)
             ]
         );
+    }
+
+    #[test]
+    fn the_path_method_of_a_chosen_candidate_is_named() {
+        let reports: Vec<Value> = serde_json::from_str(
+            r#"[{"source":"file_open","chosen":"lsm with bpf_d_path","hooks":["lsm/file_open"],"refused":[]},
+                {"source":"socket_connect","chosen":"lsm","hooks":["lsm/socket_connect"],"refused":[]}]"#,
+        )
+        .unwrap();
+        let rows = program_types(&KERNELS[1], &reports);
+        let lsm = rows.iter().find(|(t, _, _)| *t == "lsm").unwrap();
+        assert_eq!(lsm.2, "attached: file_open (bpf_d_path), socket_connect");
     }
 
     #[test]

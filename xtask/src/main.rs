@@ -44,7 +44,8 @@ enum Command {
     },
     /// Set up, build, then run the kernel matrix: `monitor probes` and the sensor tests
     /// on this host's kernel and on Debian's stock 6.1 and 6.12 kernels booted under
-    /// qemu (needs root; kernels are fetched with apt and cached). One line per kernel
+    /// qemu, 6.12 also with the bpf LSM left out of `lsm=` (fentry instead of LSM
+    /// programs) (needs root; kernels are fetched with apt and cached). One line per kernel
     /// and program type, then a summary line; fails when a required check fails.
     TestKernels(kernels::KernelsArgs),
     /// Measure the rule engine's throughput, then build and measure the sensor's

@@ -10,7 +10,7 @@ pub fn run(args: ProbesArgs, loaded: Loaded) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<8} {:<9} {:<9} {:<22} hooks / reason",
+        "{:<8} {:<20} {:<9} {:<24} hooks / reason",
         "kind", "source", "required", "chosen"
     );
     for report in sensor.probes() {
@@ -20,7 +20,7 @@ pub fn run(args: ProbesArgs, loaded: Loaded) -> Result<()> {
             report.refused.join("; ")
         };
         println!(
-            "{:<8} {:<9} {:<9} {:<22} {}",
+            "{:<8} {:<20} {:<9} {:<24} {}",
             report.kind,
             report.source,
             if report.required { "yes" } else { "no" },

@@ -195,6 +195,14 @@ fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
     map.serialize_entry("exe_truncated", &x.exe_truncated)?;
     map.serialize_entry("filename", &x.filename.as_deref().map(Text))?;
     map.serialize_entry("filename_truncated", &x.filename_truncated)?;
+    map.serialize_entry(
+        "resolved_filename",
+        &x.resolved_filename.as_deref().map(Text),
+    )?;
+    map.serialize_entry(
+        "resolved_filename_truncated",
+        &x.resolved_filename_truncated,
+    )?;
     map.serialize_entry("args", &TextList(&x.args))?;
     map.serialize_entry("args_truncated", &x.args_truncated)?;
     map.serialize_entry("dirfd", &x.dirfd)?;
@@ -237,7 +245,7 @@ fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Er
 
 fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
     map.serialize_entry("syscall", x.syscall.name())?;
-    map.serialize_entry("path", &(!x.via_lsm).then_some(Text(&x.path)))?;
+    map.serialize_entry("path", &x.enhanced.is_none().then_some(Text(&x.path)))?;
     map.serialize_entry("path_truncated", &x.path_truncated)?;
     map.serialize_entry("resolved_path", &x.resolved.as_deref().map(Text))?;
     map.serialize_entry("resolved_truncated", &x.resolved_truncated)?;
@@ -245,7 +253,10 @@ fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
     map.serialize_entry("flags", &x.flags)?;
     map.serialize_entry("mode", &x.mode)?;
     map.serialize_entry("result", &x.result)?;
-    map.serialize_entry("fd", &(x.result >= 0 && !x.via_lsm).then_some(x.result))?;
+    map.serialize_entry(
+        "fd",
+        &(x.result >= 0 && x.enhanced.is_none()).then_some(x.result),
+    )?;
     map.serialize_entry("error", &errno_name(x.result))?;
     map.serialize_entry("uid", &x.uid)
 }
@@ -318,7 +329,7 @@ mod tests {
             comm: b"evil\n\x1b[31m".to_vec(),
             detail: Detail::Open(Open {
                 syscall: Syscall::Openat,
-                via_lsm: false,
+                enhanced: None,
                 path: path.to_vec(),
                 path_truncated: false,
                 resolved: None,

@@ -12,7 +12,10 @@ use crate::{
         docker::{ContainerMeta, PodInfo},
         process::ProcessInfo,
     },
-    event::{Connect, Credentials, Detail, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall},
+    event::{
+        Connect, Credentials, Detail, Enhanced, Event, Exec, Exit, Fork, Open, SocketFamily,
+        Syscall,
+    },
 };
 
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
@@ -158,6 +161,9 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             exe_truncated: false,
             filename: bytes(v, "filename"),
             filename_truncated: false,
+            resolved_filename: bytes(v, "resolved_filename"),
+            resolved_filename_truncated: false,
+            enhanced: s(v, "hook").and_then(Enhanced::in_hook),
             args: list(v, "args"),
             args_truncated: false,
             dirfd: n(v, "dirfd").unwrap_or(-100) as i32,
@@ -196,11 +202,11 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             port: n(v, "port").unwrap_or(0) as u16,
             unix_path: bytes(v, "unix_path"),
             uid: n(v, "uid").unwrap_or(0) as u32,
-            kernel_address: s(v, "hook").is_some_and(|h| h.contains("lsm/socket_connect")),
+            enhanced: s(v, "hook").and_then(Enhanced::in_hook),
         }),
         _ => Detail::Open(Open {
             syscall: syscall(v, Syscall::Openat),
-            via_lsm: s(v, "hook") == Some("lsm/file_open"),
+            enhanced: s(v, "hook").and_then(Enhanced::in_hook),
             path: bytes(v, "path").unwrap_or_default(),
             path_truncated: false,
             resolved: bytes(v, "resolved_path"),

@@ -129,6 +129,7 @@ impl KernelLayout {
             mm_arg_start: required("mm_struct", "arg_start")?,
             mm_arg_end: required("mm_struct", "arg_end")?,
             mm_exe_file: required("mm_struct", "exe_file")?,
+            binprm_file: optional("linux_binprm", "file"),
             files_fdt: required("files_struct", "fdt")?,
             fdtable_max_fds: required("fdtable", "max_fds")?,
             fdtable_fd: required("fdtable", "fd")?,

@@ -9,7 +9,7 @@ use monitor_common::{
 };
 
 use crate::event::{
-    Connect, Credentials, Detail, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall,
+    Connect, Credentials, Detail, Enhanced, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,13 +130,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: ExecRecord = read_fixed(bytes)?;
-    let [exe, filename, args, cgroup_name] = split_tail(
+    let [exe, filename, args, cgroup_name, file] = split_tail(
         &bytes[size_of::<ExecRecord>()..],
         [
             r.exe_len as usize,
             r.filename_len as usize,
             r.args_len as usize,
             r.cgroup_name_len as usize,
+            r.file_len as usize,
         ],
     )?;
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
@@ -158,6 +159,9 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         exe_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         filename: (r.result != 0).then(|| filename.to_vec()),
         filename_truncated: header.flags & flags::PATH_TRUNCATED != 0,
+        resolved_filename: enhanced(header).map(|_| resolved_path(header, file)),
+        resolved_filename_truncated: header.flags & flags::FILE_TRUNCATED != 0,
+        enhanced: enhanced(header),
         args: split_args(args),
         args_truncated: header.flags & flags::ARGS_TRUNCATED != 0,
         dirfd: r.dirfd,
@@ -198,7 +202,7 @@ fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeEr
         port: r.port,
         unix_path,
         uid: r.uid,
-        kernel_address: header.flags & flags::VIA_LSM != 0,
+        enhanced: enhanced(header),
     }))
 }
 
@@ -211,10 +215,10 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
     let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
     Ok(Detail::Open(Open {
         syscall,
-        via_lsm: header.flags & flags::VIA_LSM != 0,
+        enhanced: enhanced(header),
         path: path.to_vec(),
         path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
-        resolved: (r.result >= 0).then(|| unreverse_path(resolved)),
+        resolved: (r.result >= 0).then(|| resolved_path(header, resolved)),
         resolved_truncated: header.flags & flags::RESOLVED_TRUNCATED != 0,
         dirfd: r.dirfd,
         flags: r.flags,
@@ -222,6 +226,26 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         result: r.result,
         uid: r.uid,
     }))
+}
+
+/// A kernel-resolved path: `bpf_d_path`'s as it is, the dentry walk's unreversed.
+fn resolved_path(header: &EventHeader, bytes: &[u8]) -> Vec<u8> {
+    if header.flags & flags::D_PATH != 0 {
+        bytes.to_vec()
+    } else {
+        unreverse_path(bytes)
+    }
+}
+
+fn enhanced(header: &EventHeader) -> Option<Enhanced> {
+    match (
+        header.flags & flags::ENHANCED != 0,
+        header.flags & flags::FENTRY != 0,
+    ) {
+        (false, _) => None,
+        (true, false) => Some(Enhanced::Lsm),
+        (true, true) => Some(Enhanced::Fentry),
+    }
 }
 
 fn until_nul(bytes: &[u8]) -> &[u8] {
@@ -310,6 +334,21 @@ mod tests {
         assert_eq!(open.resolved.as_deref(), Some(&b"/etc/shadow"[..]));
         assert_eq!((open.result, open.dirfd, open.uid), (3, -100, 1000));
         assert_eq!(open.syscall, Syscall::Openat);
+    }
+
+    #[test]
+    fn a_d_path_resolved_path_is_taken_as_it_is() {
+        let mut bytes = open_record(b"", b"/etc/shadow (deleted)", 0);
+        bytes[2..4].copy_from_slice(&(flags::ENHANCED | flags::D_PATH).to_ne_bytes());
+        let event = decode(&bytes).unwrap();
+        assert_eq!(event.hook(), "lsm/file_open");
+        let Detail::Open(open) = event.detail else {
+            panic!("not an open")
+        };
+        assert_eq!(
+            open.resolved.as_deref(),
+            Some(&b"/etc/shadow (deleted)"[..])
+        );
     }
 
     #[test]
@@ -403,6 +442,42 @@ mod tests {
         );
         assert_eq!(exec.credentials.loginuid, None);
         assert_eq!(exec.filename, None);
+        assert_eq!(exec.resolved_filename, None);
+    }
+
+    #[test]
+    fn exec_file_from_the_lsm_hook_follows_the_cgroup_name() {
+        let exe = b"dash\0usr\0";
+        let cgroup = b"abc";
+        let file = b"run.sh\0tmp\0";
+        let size = size_of::<ExecRecord>() + exe.len() + cgroup.len() + file.len();
+        let fixed = ExecRecord {
+            header: EventHeader {
+                flags: flags::ENHANCED | flags::FENTRY | flags::FILE_TRUNCATED,
+                ..header(kind::EXEC, size)
+            },
+            syscall: syscall::EXECVE,
+            exe_len: exe.len() as u16,
+            cgroup_name_len: cgroup.len() as u16,
+            file_len: file.len() as u16,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&fixed);
+        bytes.extend_from_slice(exe);
+        bytes.extend_from_slice(cgroup);
+        bytes.extend_from_slice(file);
+        let event = decode(&bytes).unwrap();
+        assert_eq!(
+            event.hook(),
+            "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check"
+        );
+        let Detail::Exec(exec) = event.detail else {
+            panic!("not an exec")
+        };
+        assert_eq!(exec.exe.as_deref(), Some(&b"/usr/dash"[..]));
+        assert_eq!(exec.cgroup_name, b"abc");
+        assert_eq!(exec.resolved_filename.as_deref(), Some(&b"/tmp/run.sh"[..]));
+        assert!(exec.resolved_filename_truncated);
     }
 
     #[test]

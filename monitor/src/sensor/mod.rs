@@ -180,6 +180,7 @@ impl Sensor {
                     aya::programs::Program::TracePoint(p) => p.unload(),
                     aya::programs::Program::RawTracePoint(p) => p.unload(),
                     aya::programs::Program::Lsm(p) => p.unload(),
+                    aya::programs::Program::FEntry(p) => p.unload(),
                     _ => Ok(()),
                 };
             }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use aya::{
     Ebpf,
-    programs::{Lsm, ProgramError, RawTracePoint, TracePoint},
+    programs::{FEntry, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
 
@@ -25,6 +25,9 @@ pub enum Hook {
     RawTracepoint { name: &'static str },
     /// A BPF LSM hook (`security_<name>`); needs `bpf` among the active LSMs.
     Lsm { name: &'static str },
+    /// fentry on a kernel function: needs the kernel BTF and BPF trampolines, not the
+    /// bpf LSM, so it stands in for an LSM hook where the bpf LSM is not active.
+    FEntry { function: &'static str },
 }
 
 impl Hook {
@@ -33,12 +36,14 @@ impl Hook {
             Hook::Tracepoint { category, name } => format!("tracepoint/{category}/{name}"),
             Hook::RawTracepoint { name } => format!("raw_tp/{name}"),
             Hook::Lsm { name } => format!("lsm/{name}"),
+            Hook::FEntry { function } => format!("fentry/{function}"),
         }
     }
 
     /// Raw tracepoints carry the same names as tracefs events, so tracefs tells
     /// whether either kind exists. An LSM program loads and attaches even when the bpf
-    /// LSM is not active, and then never runs: that must count as missing.
+    /// LSM is not active, and then never runs: that must count as missing. Whether
+    /// fentry works only loading tells.
     fn missing(&self, kernel: &KernelEnv) -> Option<String> {
         let exists = match self {
             Hook::Tracepoint { category, name } => has_tracepoint(&kernel.tracefs, category, name),
@@ -47,14 +52,19 @@ impl Hook {
                 return match &kernel.active_lsms {
                     Some(lsms) if lsms.split(',').any(|l| l == "bpf") => None,
                     Some(lsms) => Some(format!(
-                        "the bpf LSM is not active (active: {lsms}; boot with lsm=...,bpf)"
+                        "{} needs the bpf LSM, which is not active (active: {lsms}; boot \
+                         with lsm=...,bpf)",
+                        self.describe()
                     )),
                     None => Some(format!(
-                        "cannot tell whether the bpf LSM is active: {} is unreadable",
+                        "{} needs the bpf LSM; cannot tell whether it is active: {} is \
+                         unreadable",
+                        self.describe(),
                         ACTIVE_LSMS
                     )),
                 };
             }
+            Hook::FEntry { .. } => return None,
         };
         (!exists).then(|| format!("{} does not exist on this kernel", self.describe()))
     }
@@ -151,7 +161,75 @@ macro_rules! syscall_source {
     };
 }
 
+/// An optional source seen by an LSM hook: the BPF LSM program where the bpf LSM is
+/// active, else the same program body on fentry of the `security_*` function the hook
+/// runs inside, else nothing (the tracepoints keep working without it).
+macro_rules! enhanced_source {
+    ($kind:expr, $hook:literal, $lsm_program:literal, $fentry_program:literal, $function:literal) => {
+        Source {
+            kind: $kind,
+            name: $hook,
+            required: false,
+            candidates: &[
+                Candidate {
+                    name: "lsm",
+                    attachments: &[Attachment {
+                        program: $lsm_program,
+                        hook: Hook::Lsm { name: $hook },
+                    }],
+                },
+                Candidate {
+                    name: "fentry",
+                    attachments: &[Attachment {
+                        program: $fentry_program,
+                        hook: Hook::FEntry {
+                            function: $function,
+                        },
+                    }],
+                },
+            ],
+        }
+    };
+}
+
 pub const SOURCES: &[Source] = &[
+    // The executed file as the kernel resolved it, for the exec tracepoints' events.
+    // (fentry on `security_bprm_check` is not among the functions the kernel lets call
+    // `bpf_d_path`.)
+    Source {
+        kind: EventKind::Exec,
+        name: "bprm_check_security",
+        required: false,
+        candidates: &[
+            Candidate {
+                name: "lsm with bpf_d_path",
+                attachments: &[Attachment {
+                    program: "lsm_bprm_check_security_d_path",
+                    hook: Hook::Lsm {
+                        name: "bprm_check_security",
+                    },
+                }],
+            },
+            Candidate {
+                name: "lsm with dentry walk",
+                attachments: &[Attachment {
+                    program: "lsm_bprm_check_security",
+                    hook: Hook::Lsm {
+                        name: "bprm_check_security",
+                    },
+                }],
+            },
+            Candidate {
+                name: "fentry with dentry walk",
+                attachments: &[Attachment {
+                    program: "fentry_security_bprm_check",
+                    hook: Hook::FEntry {
+                        function: "security_bprm_check",
+                    },
+                }],
+            },
+        ],
+    },
     syscall_source!(EventKind::Exec, "execve", required: true, "sys_enter_execve", "sys_exit_execve"),
     syscall_source!(EventKind::Exec, "execveat", required: false, "sys_enter_execveat", "sys_exit_execveat"),
     Source {
@@ -184,34 +262,58 @@ pub const SOURCES: &[Source] = &[
         }],
     },
     // The destination as the kernel copied it, for the connect tracepoints' events.
-    Source {
-        kind: EventKind::Connect,
-        name: "socket_connect",
-        required: false,
-        candidates: &[Candidate {
-            name: "lsm",
-            attachments: &[Attachment {
-                program: "lsm_socket_connect",
-                hook: Hook::Lsm {
-                    name: "socket_connect",
-                },
-            }],
-        }],
-    },
+    enhanced_source!(
+        EventKind::Connect,
+        "socket_connect",
+        "lsm_socket_connect",
+        "fentry_security_socket_connect",
+        "security_socket_connect"
+    ),
     syscall_source!(EventKind::Connect, "connect", required: true, "sys_enter_connect", "sys_exit_connect"),
     // Opens no syscall tracepoint sees (io_uring): the program leaves opens made by the
     // traced syscalls to them, so both attach without duplicates.
+    //
+    // The kernel's own `d_path` first: it is what /proc shows and takes the kernel's
+    // locks; kernels that refuse the helper to these programs still load the dentry
+    // walk.
     Source {
         kind: EventKind::Open,
         name: "file_open",
         required: false,
-        candidates: &[Candidate {
-            name: "lsm",
-            attachments: &[Attachment {
-                program: "lsm_file_open",
-                hook: Hook::Lsm { name: "file_open" },
-            }],
-        }],
+        candidates: &[
+            Candidate {
+                name: "lsm with bpf_d_path",
+                attachments: &[Attachment {
+                    program: "lsm_file_open_d_path",
+                    hook: Hook::Lsm { name: "file_open" },
+                }],
+            },
+            Candidate {
+                name: "lsm with dentry walk",
+                attachments: &[Attachment {
+                    program: "lsm_file_open",
+                    hook: Hook::Lsm { name: "file_open" },
+                }],
+            },
+            Candidate {
+                name: "fentry with bpf_d_path",
+                attachments: &[Attachment {
+                    program: "fentry_security_file_open_d_path",
+                    hook: Hook::FEntry {
+                        function: "security_file_open",
+                    },
+                }],
+            },
+            Candidate {
+                name: "fentry with dentry walk",
+                attachments: &[Attachment {
+                    program: "fentry_security_file_open",
+                    hook: Hook::FEntry {
+                        function: "security_file_open",
+                    },
+                }],
+            },
+        ],
     },
     syscall_source!(EventKind::Open, "openat", required: true, "sys_enter_openat", "sys_exit_openat"),
     syscall_source!(EventKind::Open, "open", required: false, "sys_enter_open", "sys_exit_open"),
@@ -304,6 +406,7 @@ fn unload(ebpf: &mut Ebpf, attachment: &Attachment) {
             <&mut RawTracePoint>::try_from(program).map(|p| p.unload().ok())
         }
         Hook::Lsm { .. } => <&mut Lsm>::try_from(program).map(|p| p.unload().ok()),
+        Hook::FEntry { .. } => <&mut FEntry>::try_from(program).map(|p| p.unload().ok()),
     };
 }
 
@@ -327,14 +430,23 @@ fn attach_one(
             program.attach(name)?;
         }
         Hook::Lsm { name } => {
-            let btf = aya::Btf::parse_file(&kernel.btf, aya::Endianness::default())
-                .map_err(ProgramError::Btf)?;
             let program: &mut Lsm = program.try_into()?;
-            program.load(name, &btf)?;
+            program.load(name, &kernel_btf(kernel)?)?;
+            program.attach()?;
+        }
+        Hook::FEntry { function } => {
+            let program: &mut FEntry = program.try_into()?;
+            program.load(function, &kernel_btf(kernel)?)?;
             program.attach()?;
         }
     }
     Ok(())
+}
+
+/// The kernel BTF that LSM and fentry programs name their attach point in; parsed per
+/// use, as only a few programs need it and it is large.
+fn kernel_btf(kernel: &KernelEnv) -> Result<aya::Btf, ProgramError> {
+    aya::Btf::parse_file(&kernel.btf, aya::Endianness::default()).map_err(ProgramError::Btf)
 }
 
 /// The verifier log is what tells a kernel mismatch apart from a bug; keep its tail.
