@@ -91,7 +91,7 @@ impl Sensor {
             ebpf,
             probes: Vec::new(),
             stats,
-            kernel: probes::KernelEnv::new(&tracefs, &config.btf),
+            kernel: probes::KernelEnv::new(&tracefs, &config.btf).with_absent_members(&offsets),
             attached: KindSet::default(),
         };
         sensor.set_kinds(config.kinds)?;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::tracefs::{has_tracepoint, mount_pseudo_fs};
 use crate::event::EventKind;
+use monitor_common::KernelOffsets;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Hook {
@@ -80,6 +81,8 @@ pub struct KernelEnv {
     pub btf: std::path::PathBuf,
     /// The contents of [`ACTIVE_LSMS`], if readable.
     pub active_lsms: Option<String>,
+    /// Optional kernel struct members (`struct.member`) this kernel's BTF lacks.
+    pub absent_members: Vec<&'static str>,
 }
 
 impl KernelEnv {
@@ -102,7 +105,26 @@ impl KernelEnv {
             tracefs: tracefs.to_path_buf(),
             btf: btf.to_path_buf(),
             active_lsms,
+            absent_members: Vec::new(),
         }
+    }
+}
+
+impl KernelEnv {
+    /// Records which optional members the offsets found absent.
+    pub fn with_absent_members(mut self, offsets: &KernelOffsets) -> Self {
+        let optional = [
+            ("linux_binprm.file", offsets.binprm_file),
+            ("file.f_mode", offsets.file_f_mode),
+            ("file.f_flags", offsets.file_f_flags),
+            ("task_struct.loginuid", offsets.task_loginuid),
+        ];
+        self.absent_members = optional
+            .into_iter()
+            .filter(|&(_, offset)| offset == KernelOffsets::ABSENT)
+            .map(|(member, _)| member)
+            .collect();
+        self
     }
 }
 
@@ -129,6 +151,9 @@ pub struct Source {
     pub kind: EventKind,
     pub name: &'static str,
     pub required: bool,
+    /// Kernel struct members (`struct.member`) its programs read that BTF may lack;
+    /// without one the source is skipped, named as the reason.
+    pub needs: &'static [&'static str],
     pub candidates: &'static [Candidate],
 }
 
@@ -138,6 +163,7 @@ macro_rules! syscall_source {
             kind: $kind,
             name: $name,
             required: $required,
+            needs: &[],
             candidates: &[Candidate {
                 name: "syscall tracepoints",
                 attachments: &[
@@ -170,6 +196,7 @@ macro_rules! enhanced_source {
             kind: $kind,
             name: $hook,
             required: false,
+            needs: &[],
             candidates: &[
                 Candidate {
                     name: "lsm",
@@ -200,6 +227,7 @@ pub const SOURCES: &[Source] = &[
         kind: EventKind::Exec,
         name: "bprm_check_security",
         required: false,
+        needs: &["linux_binprm.file"],
         candidates: &[
             Candidate {
                 name: "lsm with bpf_d_path",
@@ -236,6 +264,7 @@ pub const SOURCES: &[Source] = &[
         kind: EventKind::Fork,
         name: "fork",
         required: true,
+        needs: &[],
         candidates: &[Candidate {
             name: "raw tracepoint",
             attachments: &[Attachment {
@@ -250,6 +279,7 @@ pub const SOURCES: &[Source] = &[
         kind: EventKind::Exit,
         name: "exit",
         required: true,
+        needs: &[],
         candidates: &[Candidate {
             name: "sched tracepoint",
             attachments: &[Attachment {
@@ -280,6 +310,7 @@ pub const SOURCES: &[Source] = &[
         kind: EventKind::Open,
         name: "file_open",
         required: false,
+        needs: &[],
         candidates: &[
             Candidate {
                 name: "lsm with bpf_d_path",
@@ -344,7 +375,16 @@ pub fn attach_source(ebpf: &mut Ebpf, kernel: &KernelEnv, source: &Source) -> Re
         hooks: Vec::new(),
         refused: Vec::new(),
     };
-    for candidate in source.candidates {
+    let absent = source
+        .needs
+        .iter()
+        .find(|member| kernel.absent_members.contains(member));
+    if let Some(member) = absent {
+        report.refused.push(format!(
+            "every candidate: the kernel's BTF has no `{member}`, which its programs read"
+        ));
+    }
+    for candidate in source.candidates.iter().filter(|_| absent.is_none()) {
         match attach_candidate(ebpf, kernel, candidate) {
             Ok(()) => {
                 report.chosen = Some(candidate.name);
@@ -514,6 +554,28 @@ mod tests {
             report.refused,
             vec![
                 "syscall tracepoints: tracepoint/syscalls/sys_enter_openat2 does not exist on this kernel"
+            ]
+        );
+    }
+
+    /// A kernel whose BTF lacks `linux_binprm.file` (simulated: the offsets of this
+    /// kernel with that one marked absent) skips the exec hook that reads it, saying
+    /// why, instead of attaching a program that could only count read errors.
+    #[test]
+    fn a_source_reading_an_absent_member_is_skipped_naming_it() {
+        let (mut ebpf, kernel) = object_and_empty_tracefs();
+        let mut offsets = KernelLayout::open(Path::new(crate::sensor::btf::VMLINUX_BTF))
+            .and_then(|layout| layout.offsets())
+            .expect("kernel BTF");
+        offsets.binprm_file = KernelOffsets::ABSENT;
+        let kernel = kernel.with_absent_members(&offsets);
+        assert_eq!(kernel.absent_members, ["linux_binprm.file"]);
+        let report = attach_source(&mut ebpf, &kernel, source("bprm_check_security")).unwrap();
+        assert_eq!(report.chosen, None);
+        assert_eq!(
+            report.refused,
+            [
+                "every candidate: the kernel's BTF has no `linux_binprm.file`, which its programs read"
             ]
         );
     }
