@@ -1,6 +1,8 @@
 //! The rule engine's throughput, from the criterion bench `monitor/benches/engine.rs`:
 //! the default rules plus Falco's stable ruleset on a recorded mix of events, and the
-//! baseline measured in the same run (one trivial rule on the same events).
+//! baseline measured in the same run (one trivial rule on the same events). Times are
+//! the bench thread's CPU time (the bench's own criterion measurement), so events/s
+//! are per core.
 use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context, Result};
@@ -41,7 +43,9 @@ pub fn run() -> Result<()> {
         .collect::<Result<Vec<f64>>>()?;
     let baseline = rates[rates.len() - 1];
     println!();
-    println!("| engine benchmark | events/s (median) | time per event | vs baseline |");
+    println!(
+        "| engine benchmark | events/s (median, CPU time) | CPU time per event | vs baseline |"
+    );
     println!("| --- | ---: | ---: | ---: |");
     for ((_, what), rate) in BENCHES.iter().zip(&rates) {
         println!(

@@ -1,8 +1,9 @@
 //! One copy of each rule's condition per event type it runs on, simplified for that
 //! type: `evt.type` tests (already decided by the per-type index) and `evt.dir` tests
 //! (always `<` here) become constants and fold away, and the operands of every
-//! `and`/`or` are put cheapest first. Evaluation has no side effects, so the order of
-//! operands changes only the cost, never the result.
+//! `and`/`or` are put in the order most likely to decide early and cheaply.
+//! Evaluation has no side effects, so the order of operands changes only the cost,
+//! never the result.
 use super::{
     compile::{CheckNode, Matcher, Memo, Node},
     fields::FieldId,
@@ -135,13 +136,16 @@ pub(super) fn few_values(id: FieldId) -> bool {
     )
 }
 
-/// Puts the operands of every junction cheapest first, and within one cost class the
-/// operand most likely to decide first: in an `and` the one probably false, in an `or`
-/// the one probably true (a stable sort: otherwise the rule author's order stays).
+/// Orders the operands of every junction: first those most likely to decide it (in an
+/// `and` the ones probably false, in an `or` the ones probably true), cheapest first
+/// within each group, and walks over the ancestors last whatever they decide: one
+/// costs as much as a dozen other tests. A stable sort: otherwise the rule author's
+/// order stays. (Deciding first pays: on the benchmark's mix, putting `fd.name glob`
+/// before four likely-true tests of the same rule saved 11% of the instructions.)
 fn order(node: Node) -> Node {
     let sorted = |items: Box<[Node]>, all: bool| -> Box<[Node]> {
         let mut items: Vec<Node> = items.into_vec().into_iter().map(order).collect();
-        items.sort_by_key(|n| (cost(n), likely_true(n) == all));
+        items.sort_by_key(|n| (cost(n) == 3, likely_true(n) == all, cost(n)));
         items.into()
     };
     match node {
