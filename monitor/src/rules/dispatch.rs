@@ -38,14 +38,19 @@ struct Index {
 impl TypeRules {
     pub fn new(rules: Vec<(usize, Node)>) -> TypeRules {
         let keys: Vec<Vec<Key>> = rules.iter().map(|(_, node)| keys(node)).collect();
-        // The field that files the most rules; one that files fewer than two saves
-        // nothing.
-        let mut counts: Map<&ResolvedField, usize> = Map::default();
+        // The field that files the most rules (ties: `proc.name`, then the field
+        // first seen in load order, so the choice does not depend on hashing); one
+        // that files fewer than two saves nothing.
+        let mut counts: Vec<(&ResolvedField, usize)> = Vec::new();
         for key in keys.iter().flatten() {
-            *counts.entry(&key.field).or_default() += 1;
+            match counts.iter_mut().find(|(field, _)| *field == &key.field) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((&key.field, 1)),
+            }
         }
         let best = counts
             .into_iter()
+            .rev()
             .filter(|&(_, n)| n >= 2)
             .max_by_key(|&(field, n)| (n, field.id == FieldId::ProcName))
             .map(|(field, _)| field.clone());
