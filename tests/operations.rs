@@ -215,12 +215,7 @@ fn metrics_and_health_move_with_events_and_matches() {
     // SIGTERM: detach, drain, flush, exit 0 (asserted by `finish`).
     let finished = monitor.finish(libc::SIGTERM);
     assert_nothing_lost_in_userspace(&finished.totals);
-    let alerts_line = finished
-        .stderr
-        .iter()
-        .find_map(|l| l.strip_prefix("monitor: alerts "))
-        .expect("the alerts summary line");
-    let stats: Value = serde_json::from_str(alerts_line).unwrap();
+    let stats = alerts_summary(&finished);
     assert_eq!(stats["sinks"][0]["delivered"], stats["submitted"]);
     assert!(
         TcpStream::connect(endpoint).is_err(),
@@ -459,15 +454,19 @@ fn hostile_argv_is_one_line_in_every_format() {
     let _ = fs::remove_dir_all(&s.dir);
 }
 
-/// The HTTP sink's counters from the `monitor: alerts {...}` line at exit.
-fn http_sink_summary(finished: &support::Finished) -> Value {
+/// The `monitor: alerts {...}` line the daemon prints at exit.
+fn alerts_summary(finished: &support::Finished) -> Value {
     let line = finished
         .stderr
         .iter()
         .find_map(|l| l.strip_prefix("monitor: alerts "))
         .expect("the alerts summary line");
-    let summary: Value = serde_json::from_str(line).unwrap();
-    summary["sinks"]
+    serde_json::from_str(line).unwrap()
+}
+
+/// The HTTP sink's counters from the alerts summary line.
+fn http_sink_summary(finished: &support::Finished) -> Value {
+    alerts_summary(finished)["sinks"]
         .as_array()
         .unwrap()
         .iter()
