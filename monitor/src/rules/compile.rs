@@ -985,14 +985,7 @@ impl Node {
             Node::Or(items) => items.iter().any(|n| n.eval_operand(ctx)),
             Node::Not(inner) => !inner.eval_operand(ctx),
             Node::Check(c) => c.eval_in(ctx),
-            Node::Memo(m) => {
-                if let Some(r) = ctx.remembered(m.slot) {
-                    return r;
-                }
-                let r = m.node.eval_in(ctx);
-                ctx.remember(m.slot, r);
-                r
-            }
+            Node::Memo(m) => m.eval(ctx),
         }
     }
 
@@ -1002,20 +995,26 @@ impl Node {
     fn eval_operand<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
         match self {
             Node::Check(c) => c.eval_in(ctx),
-            Node::Memo(m) => match ctx.remembered(m.slot) {
-                Some(r) => r,
-                None => {
-                    let r = m.node.eval_in(ctx);
-                    ctx.remember(m.slot, r);
-                    r
-                }
-            },
+            Node::Memo(m) => m.eval(ctx),
             Node::Not(inner) => match &**inner {
                 Node::Check(c) => !c.eval_in(ctx),
                 n => !n.eval_in(ctx),
             },
             n => n.eval_in(ctx),
         }
+    }
+}
+
+impl Memo {
+    /// The macro's result for this event: from the cache, or evaluated and cached.
+    #[inline(always)]
+    fn eval<S: FieldSource + ?Sized>(&self, ctx: &mut EvalCtx<'_, '_, S>) -> bool {
+        if let Some(r) = ctx.remembered(self.slot) {
+            return r;
+        }
+        let r = self.node.eval_in(ctx);
+        ctx.remember(self.slot, r);
+        r
     }
 }
 
