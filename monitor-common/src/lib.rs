@@ -12,26 +12,89 @@
 //! buffer, which is what the verifier can check.
 #![no_std]
 
-/// Stable numeric ids of event kinds. Index 0 is never used so that a zeroed record is
-/// always invalid.
-pub mod kind {
-    pub const EXEC: u16 = 1;
-    pub const FORK: u16 = 2;
-    pub const EXIT: u16 = 3;
-    pub const CONNECT: u16 = 4;
-    pub const OPEN: u16 = 5;
-    /// Size of per-kind arrays (config switches, counters).
-    pub const SLOTS: u32 = 8;
+/// Declares a module of stable numeric ids, each once: the constants, `ALL` in
+/// declaration order, and compile-time checks that every id is non-zero (a zeroed
+/// record is always invalid), below the module's capacity and unique.
+macro_rules! ids {
+    ($(#[$doc:meta])* $module:ident below $capacity:expr; $($(#[$m:meta])* $name:ident = $id:literal,)+) => {
+        $(#[$doc])*
+        pub mod $module {
+            $($(#[$m])* pub const $name: u16 = $id;)+
+            /// Every id, in declaration order.
+            pub const ALL: &[u16] = &[$($name),+];
+            const _: () = {
+                let mut i = 0;
+                while i < ALL.len() {
+                    assert!(ALL[i] != 0, "id 0 is reserved for invalid records");
+                    assert!((ALL[i] as u32) < $capacity, "id beyond the capacity");
+                    let mut j = i + 1;
+                    while j < ALL.len() {
+                        assert!(ALL[i] != ALL[j], "two names share one id");
+                        j += 1;
+                    }
+                    i += 1;
+                }
+            };
+        }
+    };
 }
 
-/// Which syscall produced an exec or open record.
-pub mod syscall {
-    pub const EXECVE: u16 = 1;
-    pub const EXECVEAT: u16 = 2;
-    pub const OPEN: u16 = 3;
-    pub const OPENAT: u16 = 4;
-    pub const OPENAT2: u16 = 5;
-    pub const CREAT: u16 = 6;
+ids! {
+    /// Stable numeric ids of event kinds, the `kind` of [`EventHeader`]. The agent's
+    /// `EventKind` is generated from the same list and checked against it.
+    kind below super::KIND_SLOTS;
+    EXEC = 1,
+    FORK = 2,
+    EXIT = 3,
+    CONNECT = 4,
+    OPEN = 5,
+}
+
+/// Size of per-kind arrays (the kernel's enable switches and counters, the agent's
+/// kind sets): every kind id is below it.
+pub const KIND_SLOTS: u32 = 16;
+
+ids! {
+    /// Which syscall produced an exec or open record. The agent's `EventType` table
+    /// names the syscall each id stands for.
+    syscall below u16::MAX as u32;
+    EXECVE = 1,
+    EXECVEAT = 2,
+    OPEN = 3,
+    OPENAT = 4,
+    OPENAT2 = 5,
+    CREAT = 6,
+}
+
+/// A record's fixed part, with the kind it is the record of: the kernel starts a
+/// record by its type and the agent decodes a kind into its type, so the two cannot
+/// disagree.
+pub trait KindRecord: Copy {
+    const KIND: u16;
+}
+
+macro_rules! kind_records {
+    ($($record:ty => $kind:ident,)+) => {
+        $(impl KindRecord for $record {
+            const KIND: u16 = kind::$kind;
+        })+
+        /// Every kind has exactly one record type.
+        const _: () = {
+            let listed = [$(kind::$kind),+];
+            assert!(listed.len() == kind::ALL.len(), "a kind without a record type, or two");
+            let mut i = 0;
+            while i < kind::ALL.len() {
+                let mut found = false;
+                let mut j = 0;
+                while j < listed.len() {
+                    found |= listed[j] == kind::ALL[i];
+                    j += 1;
+                }
+                assert!(found, "a kind without a record type");
+                i += 1;
+            }
+        };
+    };
 }
 
 /// Bits of [`EventHeader::flags`].
@@ -210,6 +273,14 @@ pub struct OpenRecord {
     pub _pad1: u32,
 }
 
+kind_records! {
+    ExecRecord => EXEC,
+    ForkRecord => FORK,
+    ExitRecord => EXIT,
+    ConnectRecord => CONNECT,
+    OpenRecord => OPEN,
+}
+
 /// Kernel struct member offsets, computed by the agent from the running kernel's BTF
 /// and handed to the programs as a load-time constant. `ABSENT` marks a member this
 /// kernel does not have (e.g. `loginuid` without `CONFIG_AUDIT`).
@@ -326,7 +397,7 @@ pub mod stat {
     /// Records not produced because a kernel read failed (e.g. a missing pending entry).
     pub const ERRORS: u32 = 2;
     pub const STATS_PER_KIND: u32 = 4;
-    pub const SLOTS: u32 = super::kind::SLOTS * STATS_PER_KIND;
+    pub const SLOTS: u32 = super::KIND_SLOTS * STATS_PER_KIND;
 
     pub const fn index(kind: u16, stat: u32) -> u32 {
         kind as u32 * STATS_PER_KIND + stat

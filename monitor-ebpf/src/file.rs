@@ -144,7 +144,7 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let _ = PENDING_OPEN.remove(&pid_tgid);
     let result = syscall_ret(ctx);
-    let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
+    let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
     let mut header_flags = 0u16;
 
     let (path_len, cut) = record.user_str(pending.path, MAX_PATH_BYTES);
@@ -238,7 +238,7 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
     if read::<u32>(file, offset!(file_f_mode)).unwrap_or(0) & FMODE_EXEC != 0 {
         return Ok(());
     }
-    let record = Record::start::<OpenRecord>(kind::OPEN).ok_or(-1i64)?;
+    let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
     let (resolved_len, cut) = if hook_flags & flags::D_PATH != 0 {
         append_d_path(&record, file)
     } else {

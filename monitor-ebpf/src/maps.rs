@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, kind, stat};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, stat};
 
 use crate::record::Scratch;
 
@@ -13,7 +13,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 
 
 /// Per-kind enable switches (index = kind id, non-zero = on), written by the agent.
 #[map]
-pub static KIND_ENABLED: Array<u32> = Array::with_max_entries(kind::SLOTS, 0);
+pub static KIND_ENABLED: Array<u32> = Array::with_max_entries(KIND_SLOTS, 0);
 
 /// Per-kind, per-CPU counters: sent, dropped, errors (see `monitor_common::stat`).
 #[map]

@@ -123,7 +123,7 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         user_addr
     };
     let result = syscall_ret(ctx);
-    let Some(record) = Record::start::<ConnectRecord>(kind::CONNECT) else {
+    let Some(record) = Record::start::<ConnectRecord>() else {
         let _ = PENDING_CONNECT.remove(&pid_tgid);
         return Err(-1);
     };

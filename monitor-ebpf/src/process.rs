@@ -119,7 +119,7 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let _ = PENDING_EXEC.remove(&tgid);
     let result = syscall_ret(ctx);
     let task = current_task();
-    let record = Record::start::<ExecRecord>(kind::EXEC).ok_or(-1i64)?;
+    let record = Record::start::<ExecRecord>().ok_or(-1i64)?;
     let mut header_flags = 0u16;
 
     let mut exe_len = 0usize;
@@ -243,7 +243,7 @@ fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), i64> {
     }
     // The path is assembled in the record scratch, laid out as an `ExecFile`, and
     // copied from there into the map (a map value is too large for the stack).
-    let staging = Record::start::<ExecFileHead>(kind::EXEC).ok_or(-1i64)?;
+    let staging = Record::begin::<ExecFileHead>(kind::EXEC).ok_or(-1i64)?;
     let (len, cut) = if hook_flags & flags::D_PATH != 0 {
         // A plain load, not a probe read: the verifier must see `bprm->file` as the
         // `struct file *` it is to let `bpf_d_path` have its `f_path`.
@@ -314,7 +314,7 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         // A new thread, not a new process.
         return Ok(());
     }
-    let record = Record::start::<ForkRecord>(kind::FORK).ok_or(-1i64)?;
+    let record = Record::start::<ForkRecord>().ok_or(-1i64)?;
     let fixed = ForkRecord {
         header: record.header(0),
         child_pid,
@@ -349,7 +349,7 @@ fn emit_exit() -> Result<(), i64> {
     if live != 0 {
         return Ok(());
     }
-    let record = Record::start::<ExitRecord>(kind::EXIT).ok_or(-1i64)?;
+    let record = Record::start::<ExitRecord>().ok_or(-1i64)?;
     let fixed = ExitRecord {
         header: record.header(0),
         exit_code: read::<i32>(task, offset!(task_exit_code)).unwrap_or(0),

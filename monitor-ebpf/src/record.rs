@@ -22,7 +22,7 @@ use aya_ebpf::helpers::{
         bpf_probe_read_user_str,
     },
 };
-use monitor_common::{EventHeader, stat};
+use monitor_common::{EventHeader, KindRecord, stat};
 
 use crate::maps::{EVENTS, SCRATCH, count};
 
@@ -43,9 +43,17 @@ pub struct Record {
 }
 
 impl Record {
-    /// Starts a record whose fixed part is a `T`; variable data is appended after it.
+    /// Starts a record of `T`'s kind whose fixed part is a `T`; variable data is
+    /// appended after it.
     #[inline(always)]
-    pub fn start<T>(kind: u16) -> Option<Self> {
+    pub fn start<T: KindRecord>() -> Option<Self> {
+        Self::begin::<T>(T::KIND)
+    }
+
+    /// Starts bytes in scratch memory whose fixed part is a `T`, counted as `kind`'s
+    /// (a part of a later record, such as the file an exec runs).
+    #[inline(always)]
+    pub fn begin<T>(kind: u16) -> Option<Self> {
         let scratch = SCRATCH.get_ptr_mut(0)?;
         let record = Self {
             scratch,

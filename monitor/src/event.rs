@@ -3,105 +3,9 @@
 //! Strings that come from the watched processes (paths, argv, comm) stay bytes here:
 //! they are attacker-controlled, may be any bytes, and are only turned into text,
 //! escaped, by an output format.
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::net::IpAddr;
 
-use monitor_common::kind;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKind {
-    Exec,
-    Fork,
-    Exit,
-    Connect,
-    Open,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 5] = [
-        EventKind::Exec,
-        EventKind::Fork,
-        EventKind::Exit,
-        EventKind::Connect,
-        EventKind::Open,
-    ];
-
-    pub fn id(self) -> u16 {
-        match self {
-            EventKind::Exec => kind::EXEC,
-            EventKind::Fork => kind::FORK,
-            EventKind::Exit => kind::EXIT,
-            EventKind::Connect => kind::CONNECT,
-            EventKind::Open => kind::OPEN,
-        }
-    }
-
-    pub fn from_id(id: u16) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.id() == id)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::Exec => "exec",
-            EventKind::Fork => "fork",
-            EventKind::Exit => "exit",
-            EventKind::Connect => "connect",
-            EventKind::Open => "open",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown event kind `{s}` (known: {})", names.join(", "))
-            })
-    }
-}
-
-/// A set of event kinds (the `--kinds` filter, the kernel's enable switches).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KindSet(u8);
-
-impl KindSet {
-    pub fn all() -> Self {
-        EventKind::ALL.into_iter().collect()
-    }
-    pub fn contains(self, kind: EventKind) -> bool {
-        self.0 & (1 << kind.id()) != 0
-    }
-    pub fn insert(&mut self, kind: EventKind) {
-        self.0 |= 1 << kind.id();
-    }
-    pub fn iter(self) -> impl Iterator<Item = EventKind> {
-        EventKind::ALL
-            .into_iter()
-            .filter(move |k| self.contains(*k))
-    }
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
-impl FromIterator<EventKind> for KindSet {
-    fn from_iter<I: IntoIterator<Item = EventKind>>(iter: I) -> Self {
-        let mut set = KindSet::default();
-        for kind in iter {
-            set.insert(kind);
-        }
-        set
-    }
-}
+pub use crate::kinds::{EventKind, EventType, KindSet};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -129,11 +33,11 @@ impl Event {
     pub fn hook(&self) -> &'static str {
         match &self.detail {
             Detail::Exec(x) => match (x.syscall, x.enhanced) {
-                (Syscall::Execveat, None) => "tracepoint/syscalls/sys_exit_execveat",
-                (Syscall::Execveat, Some(Enhanced::Lsm)) => {
+                (EventType::Execveat, None) => "tracepoint/syscalls/sys_exit_execveat",
+                (EventType::Execveat, Some(Enhanced::Lsm)) => {
                     "tracepoint/syscalls/sys_exit_execveat+lsm/bprm_check_security"
                 }
-                (Syscall::Execveat, Some(Enhanced::Fentry)) => {
+                (EventType::Execveat, Some(Enhanced::Fentry)) => {
                     "tracepoint/syscalls/sys_exit_execveat+fentry/security_bprm_check"
                 }
                 (_, None) => "tracepoint/syscalls/sys_exit_execve",
@@ -155,12 +59,10 @@ impl Event {
             },
             Detail::Open(x) if x.enhanced == Some(Enhanced::Lsm) => "lsm/file_open",
             Detail::Open(x) if x.enhanced == Some(Enhanced::Fentry) => "fentry/security_file_open",
-            Detail::Open(x) => match x.syscall {
-                Syscall::Open => "tracepoint/syscalls/sys_exit_open",
-                Syscall::Openat2 => "tracepoint/syscalls/sys_exit_openat2",
-                Syscall::Creat => "tracepoint/syscalls/sys_exit_creat",
-                _ => "tracepoint/syscalls/sys_exit_openat",
-            },
+            Detail::Open(x) => x
+                .syscall
+                .exit_tracepoint()
+                .unwrap_or("tracepoint/syscalls/sys_exit_openat"),
         }
     }
 }
@@ -213,7 +115,8 @@ pub struct Credentials {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exec {
     pub credentials: Credentials,
-    pub syscall: Syscall,
+    /// `execve`/`execveat`, or for opens `open`/`openat`/`openat2`/`creat`.
+    pub syscall: EventType,
     /// 0 or `-errno`.
     pub result: i64,
     /// Absolute path of the new executable (successful execs).
@@ -309,7 +212,8 @@ impl SocketFamily {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Open {
-    pub syscall: Syscall,
+    /// `execve`/`execveat`, or for opens `open`/`openat`/`openat2`/`creat`.
+    pub syscall: EventType,
     /// Seen by the `file_open` hook, not a syscall tracepoint (io_uring opens): no
     /// path as given, no fd yet.
     pub enhanced: Option<Enhanced>,
@@ -325,42 +229,6 @@ pub struct Open {
     /// The new fd, or `-errno`.
     pub result: i64,
     pub uid: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Syscall {
-    Execve,
-    Execveat,
-    Open,
-    Openat,
-    Openat2,
-    Creat,
-}
-
-impl Syscall {
-    pub fn from_raw(raw: u16) -> Option<Self> {
-        use monitor_common::syscall as s;
-        Some(match raw {
-            s::EXECVE => Syscall::Execve,
-            s::EXECVEAT => Syscall::Execveat,
-            s::OPEN => Syscall::Open,
-            s::OPENAT => Syscall::Openat,
-            s::OPENAT2 => Syscall::Openat2,
-            s::CREAT => Syscall::Creat,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Syscall::Execve => "execve",
-            Syscall::Execveat => "execveat",
-            Syscall::Open => "open",
-            Syscall::Openat => "openat",
-            Syscall::Openat2 => "openat2",
-            Syscall::Creat => "creat",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -383,21 +251,6 @@ mod tests {
         assert_eq!(
             (dumped.exit_code, dumped.signal, dumped.core_dumped),
             (None, Some(11), true)
-        );
-    }
-
-    #[test]
-    fn kinds_parse_and_reject_unknown() {
-        assert_eq!("connect".parse::<EventKind>(), Ok(EventKind::Connect));
-        let err = "opne".parse::<EventKind>().unwrap_err();
-        assert_eq!(
-            err,
-            "unknown event kind `opne` (known: exec, fork, exit, connect, open)"
-        );
-        let set: KindSet = [EventKind::Open, EventKind::Exec].into_iter().collect();
-        assert_eq!(
-            set.iter().collect::<Vec<_>>(),
-            vec![EventKind::Exec, EventKind::Open]
         );
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod event;
+pub mod kinds;
 pub mod output;
 pub mod pipeline;
 pub mod rules;

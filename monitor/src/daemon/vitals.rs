@@ -33,7 +33,7 @@ pub fn refresh_metrics(
     generation: u64,
 ) {
     // Every kind is listed, at 0 until it is seen, so rates work from the start.
-    for k in EventKind::ALL {
+    for &k in EventKind::ALL {
         let name = k.name();
         metrics.advance(
             &format!("events/{name}"),

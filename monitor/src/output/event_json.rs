@@ -188,7 +188,7 @@ fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
     map.serialize_entry("loginuid", &c.loginuid)?;
     map.serialize_entry("process_start_boot_ns", &c.process_start_boot_ns)?;
     map.serialize_entry("vpid", &c.vpid)?;
-    map.serialize_entry("syscall", x.syscall.name())?;
+    map.serialize_entry("syscall", x.syscall.as_str())?;
     map.serialize_entry("result", &x.result)?;
     map.serialize_entry("error", &errno_name(x.result))?;
     map.serialize_entry("exe", &x.exe.as_deref().map(Text))?;
@@ -244,7 +244,7 @@ fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Er
 }
 
 fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
-    map.serialize_entry("syscall", x.syscall.name())?;
+    map.serialize_entry("syscall", x.syscall.as_str())?;
     map.serialize_entry("path", &x.enhanced.is_none().then_some(Text(&x.path)))?;
     map.serialize_entry("path_truncated", &x.path_truncated)?;
     map.serialize_entry("resolved_path", &x.resolved.as_deref().map(Text))?;
@@ -318,7 +318,7 @@ pub fn sock_type_name(raw: u16) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Detail, Open, Syscall};
+    use crate::event::{Detail, EventType, Open};
 
     fn open_event(path: &[u8]) -> Event {
         Event {
@@ -328,7 +328,7 @@ mod tests {
             cgroup_id: 4,
             comm: b"evil\n\x1b[31m".to_vec(),
             detail: Detail::Open(Open {
-                syscall: Syscall::Openat,
+                syscall: EventType::Openat,
                 enhanced: None,
                 path: path.to_vec(),
                 path_truncated: false,

@@ -48,7 +48,7 @@ use regex::Regex;
 use super::{
     fields::{self, ArgKind, FieldId, FieldType},
     parser::{Check, Expr, FieldExpr, Op, Rhs, Transformer, Value},
-    source::{EventType, FieldArg, FieldSource, FieldValue, ResolvedField},
+    source::{EventType, FieldArg, FieldSource, FieldValue, ResolvedField, TypeMask},
 };
 
 /// A compiled condition.
@@ -83,7 +83,7 @@ pub struct CheckNode {
     pub matcher: Matcher,
     /// For `evt.type` tests: the event types (bit `EventType::index`) that match,
     /// so the test is a bit test.
-    pub type_mask: Option<u16>,
+    pub type_mask: Option<TypeMask>,
     /// Index of the field in the per-event cache (`NO_SLOT`: not cached). Set when
     /// the engine is built: every check of one (field, argument) shares a slot.
     pub slot: u32,
@@ -465,7 +465,7 @@ impl<'a> Compiler<'a> {
 }
 
 /// The event types an `evt.type` check (without transformers) matches, before negation.
-fn evt_type_mask(c: &CheckNode) -> Option<u16> {
+fn evt_type_mask(c: &CheckNode) -> Option<TypeMask> {
     if c.field.id != FieldId::EvtType || !c.transformers.is_empty() || c.any_ancestor {
         return None;
     }
@@ -474,9 +474,9 @@ fn evt_type_mask(c: &CheckNode) -> Option<u16> {
     }
     Some(
         EventType::ALL
-            .into_iter()
+            .iter()
             .filter(|t| c.match_str(t.as_str()))
-            .fold(0u16, |m, t| m | (1 << t.index())),
+            .fold(0, |m, t| m | t.bit()),
     )
 }
 
@@ -845,7 +845,8 @@ pub fn event_types(node: &Node) -> (TypeSet, bool) {
 /// Which of our event types a set allows.
 pub fn our_types(set: &TypeSet) -> Vec<EventType> {
     EventType::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|t| set.contains(t.as_str()))
         .collect()
 }

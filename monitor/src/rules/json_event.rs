@@ -12,6 +12,8 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use crate::event::EventKind;
+
 use super::{
     event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T},
     source::EventType,
@@ -73,24 +75,14 @@ impl<'a> EventView<JsonRecord<'a>> {
             .get("kind")
             .and_then(Value::as_str)
             .ok_or("event has no 'kind'")?;
-        let syscall = obj.get("syscall").and_then(Value::as_str);
-        let from = |allowed: &[EventType], default: EventType| -> Result<EventType, String> {
-            match syscall {
-                None => Ok(default),
-                Some(s) => match EventType::from_name(s) {
-                    Some(t) if allowed.contains(&t) => Ok(t),
-                    _ => Err(format!("'{s}' is not a syscall of a {kind} event")),
-                },
-            }
-        };
-        use EventType::*;
-        let etype = match kind {
-            "exec" => from(&[Execve, Execveat], Execve)?,
-            "fork" => from(&[Clone, Clone3, Fork, Vfork], Clone)?,
-            "exit" => Procexit,
-            "connect" => Connect,
-            "open" => from(&[Open, Openat, Openat2, Creat], Openat)?,
-            other => return Err(format!("unknown event kind '{other}'")),
+        let kind: EventKind = kind
+            .parse()
+            .map_err(|_| format!("unknown event kind '{kind}'"))?;
+        let etype = match obj.get("syscall").and_then(Value::as_str) {
+            None => kind.default_type(),
+            Some(s) => EventType::from_name(s)
+                .filter(|t| t.kind() == kind)
+                .ok_or_else(|| format!("'{s}' is not a syscall of a {kind} event"))?,
         };
         let top: [Option<&Value>; T::N] = resolve(Some(obj), |k| T::of(k).map(|k| k as usize));
         let object = |k: T| top[k as usize].and_then(Value::as_object);

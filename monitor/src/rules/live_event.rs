@@ -12,7 +12,7 @@ use super::{
 use crate::{
     clock::BootClock,
     context::{EnrichedEvent, process::ProcessInfo},
-    event::{Detail, Event, SocketFamily, Syscall},
+    event::{Detail, Event, SocketFamily},
     output::{
         escape::bytes_to_text,
         event_json::{EnrichedJson, EventJson, errno_name, sock_type_name},
@@ -47,17 +47,11 @@ impl<'a> EventView<LiveRecord<'a>> {
 
     fn of(event: &'a Event, enriched: Option<&'a EnrichedEvent>, clock: &'a BootClock) -> Self {
         let etype = match &event.detail {
-            Detail::Exec(x) if x.syscall == Syscall::Execveat => EventType::Execveat,
-            Detail::Exec(_) => EventType::Execve,
+            Detail::Exec(x) => x.syscall,
             Detail::Fork(_) => EventType::Clone,
             Detail::Exit(_) => EventType::Procexit,
             Detail::Connect(_) => EventType::Connect,
-            Detail::Open(x) => match x.syscall {
-                Syscall::Open => EventType::Open,
-                Syscall::Openat2 => EventType::Openat2,
-                Syscall::Creat => EventType::Creat,
-                _ => EventType::Openat,
-            },
+            Detail::Open(x) => x.syscall,
         };
         let record = LiveRecord {
             event,
@@ -201,7 +195,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
                     T::gid => uint(c.gid),
                     T::loginuid => Raw::opt(c.loginuid, uint),
                     T::process_start_boot_ns => uint(c.process_start_boot_ns),
-                    T::syscall => Raw::Str(Cow::Borrowed(x.syscall.name())),
+                    T::syscall => Raw::Str(Cow::Borrowed(x.syscall.as_str())),
                     T::result => Raw::int(x.result),
                     T::error => opt_str(errno_name(x.result)),
                     T::exe => opt_text(x.exe.as_deref()),
@@ -241,7 +235,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
                 _ => Raw::Absent,
             },
             Detail::Open(x) => match k {
-                T::syscall => Raw::Str(Cow::Borrowed(x.syscall.name())),
+                T::syscall => Raw::Str(Cow::Borrowed(x.syscall.as_str())),
                 T::path => text(&x.path),
                 T::resolved_path => opt_text(x.resolved.as_deref()),
                 T::dirfd => Raw::int(x.dirfd.into()),

@@ -13,8 +13,8 @@ use crate::{
         process::ProcessInfo,
     },
     event::{
-        Connect, Credentials, Detail, Enhanced, Event, Exec, Exit, Fork, Open, SocketFamily,
-        Syscall,
+        Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType, Exec, Exit, Fork,
+        Open, SocketFamily,
     },
 };
 
@@ -127,15 +127,12 @@ fn container(c: Option<&Value>) -> ContainerContext {
     }
 }
 
-fn syscall(v: &Value, default: Syscall) -> Syscall {
-    match s(v, "syscall") {
-        Some("execveat") => Syscall::Execveat,
-        Some("open") => Syscall::Open,
-        Some("openat2") => Syscall::Openat2,
-        Some("creat") => Syscall::Creat,
-        Some("openat") => Syscall::Openat,
-        _ => default,
-    }
+/// The event's `syscall` where it names one of `kind`'s, else the kind's default.
+fn syscall(v: &Value, kind: EventKind) -> EventType {
+    s(v, "syscall")
+        .and_then(EventType::from_name)
+        .filter(|t| t.kind() == kind)
+        .unwrap_or(kind.default_type())
 }
 
 /// The agent's structures for an event in `monitor events` JSON: what the sensor and
@@ -155,7 +152,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
                 process_start_boot_ns: n(v, "process_start_boot_ns").unwrap_or(5) as u64,
                 vpid: None,
             },
-            syscall: syscall(v, Syscall::Execve),
+            syscall: syscall(v, EventKind::Exec),
             result,
             exe: bytes(v, "exe"),
             exe_truncated: false,
@@ -205,7 +202,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),
         }),
         _ => Detail::Open(Open {
-            syscall: syscall(v, Syscall::Openat),
+            syscall: syscall(v, EventKind::Open),
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),
             path: bytes(v, "path").unwrap_or_default(),
             path_truncated: false,

@@ -5,11 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, OpenRecord, flags, kind,
+    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, OpenRecord, flags,
 };
 
 use crate::event::{
-    Connect, Credentials, Detail, Enhanced, Event, Exec, Exit, Fork, Open, SocketFamily, Syscall,
+    Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType, Exec, Exit, Fork, Open,
+    SocketFamily,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +97,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             actual: bytes.len(),
         });
     }
-    let detail = match header.kind {
-        kind::EXEC => decode_exec(bytes, &header)?,
-        kind::FORK => {
+    let kind = EventKind::from_id(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let detail = match kind {
+        EventKind::Exec => decode_exec(bytes, &header)?,
+        EventKind::Fork => {
             let r: ForkRecord = read_fixed(bytes)?;
             split_tail::<0>(&bytes[size_of::<ForkRecord>()..], [])?;
             Detail::Fork(Fork {
@@ -109,14 +111,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 child_vpid: (r.child_vpid != 0).then_some(r.child_vpid),
             })
         }
-        kind::EXIT => {
+        EventKind::Exit => {
             let r: ExitRecord = read_fixed(bytes)?;
             split_tail::<0>(&bytes[size_of::<ExitRecord>()..], [])?;
             Detail::Exit(Exit::from_raw(r.exit_code, r.ppid, r.start_boot_ns))
         }
-        kind::CONNECT => decode_connect(bytes, &header)?,
-        kind::OPEN => decode_open(bytes, &header)?,
-        other => return Err(DecodeError::UnknownKind(other)),
+        EventKind::Connect => decode_connect(bytes, &header)?,
+        EventKind::Open => decode_open(bytes, &header)?,
     };
     Ok(Event {
         boot_ns: header.boot_ns,
@@ -140,7 +141,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
             r.file_len as usize,
         ],
     )?;
-    let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
+    let syscall = syscall_of(EventKind::Exec, r.syscall)?;
     let t = r.task;
     Ok(Detail::Exec(Exec {
         credentials: Credentials {
@@ -212,7 +213,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         &bytes[size_of::<OpenRecord>()..],
         [r.path_len as usize, r.resolved_len as usize],
     )?;
-    let syscall = Syscall::from_raw(r.syscall).ok_or(DecodeError::UnknownSyscall(r.syscall))?;
+    let syscall = syscall_of(EventKind::Open, r.syscall)?;
     Ok(Detail::Open(Open {
         syscall,
         enhanced: enhanced(header),
@@ -226,6 +227,13 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         result: r.result,
         uid: r.uid,
     }))
+}
+
+/// The event type a record's syscall id names, which must be one of the record's kind.
+fn syscall_of(kind: EventKind, id: u16) -> Result<EventType, DecodeError> {
+    EventType::from_syscall_id(id)
+        .filter(|t| t.kind() == kind)
+        .ok_or(DecodeError::UnknownSyscall(id))
 }
 
 /// A kernel-resolved path: `bpf_d_path`'s as it is, the dentry walk's unreversed.
@@ -281,7 +289,7 @@ fn split_args(bytes: &[u8]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monitor_common::{TaskIdentity, syscall};
+    use monitor_common::{TaskIdentity, kind, syscall};
 
     fn as_bytes<T>(value: &T) -> Vec<u8> {
         // SAFETY: test records are padding-free integer structs.
@@ -333,7 +341,7 @@ mod tests {
         assert_eq!(open.path, b"shadow");
         assert_eq!(open.resolved.as_deref(), Some(&b"/etc/shadow"[..]));
         assert_eq!((open.result, open.dirfd, open.uid), (3, -100, 1000));
-        assert_eq!(open.syscall, Syscall::Openat);
+        assert_eq!(open.syscall, EventType::Openat);
     }
 
     #[test]

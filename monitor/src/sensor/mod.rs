@@ -131,7 +131,7 @@ impl Sensor {
                 .map_mut("KIND_ENABLED")
                 .context("map KIND_ENABLED missing")?,
         )?;
-        for kind in EventKind::ALL {
+        for &kind in EventKind::ALL {
             switches.set(kind.id() as u32, u32::from(kinds.contains(kind)), 0)?;
         }
         Ok(())
@@ -153,7 +153,7 @@ impl Sensor {
     /// Kernel counters per kind, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
         let mut out = Vec::new();
-        for kind in EventKind::ALL {
+        for &kind in EventKind::ALL {
             let sum = |which: u32| -> Result<u64> {
                 let per_cpu = self.stats.get(&stat::index(kind.id(), which), 0)?;
                 Ok(per_cpu.iter().sum())

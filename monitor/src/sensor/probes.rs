@@ -532,6 +532,33 @@ mod tests {
         SOURCES.iter().find(|s| s.name == name).expect("source")
     }
 
+    /// Every kind has a source, and every event type a record names by its syscall is
+    /// reported by a tracepoint of that kind's sources: a type added to the table
+    /// without its programs fails here.
+    #[test]
+    fn the_table_covers_every_kind_and_syscall_type() {
+        let hooks_of = |kind: EventKind| -> Vec<String> {
+            SOURCES
+                .iter()
+                .filter(|s| s.kind == kind)
+                .flat_map(|s| s.candidates.iter())
+                .flat_map(|c| c.attachments.iter())
+                .map(|a| a.hook.describe())
+                .collect()
+        };
+        for &kind in EventKind::ALL {
+            assert!(!hooks_of(kind).is_empty(), "no source for {kind}");
+        }
+        for &t in crate::event::EventType::ALL {
+            if let Some(tracepoint) = t.exit_tracepoint() {
+                assert!(
+                    hooks_of(t.kind()).iter().any(|h| h == tracepoint),
+                    "no source attaches {tracepoint} for {t}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_missing_required_tracepoint_is_a_clear_error() {
         let (mut ebpf, kernel) = object_and_empty_tracefs();
