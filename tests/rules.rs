@@ -212,3 +212,203 @@ fn invalid_rules_keep_the_daemon_from_starting() {
     );
     assert!(stderr.contains(&located), "{stderr}");
 }
+
+/// A copy of a host program under a name of this test's, so its alerts on the host
+/// are told apart from everything else the host does meanwhile.
+fn host_tool(program: &str) -> (std::path::PathBuf, String) {
+    let name = format!("mkf{}{program}", std::process::id() % 10_000);
+    let path = std::env::temp_dir().join(&name);
+    std::fs::copy(format!("/bin/{program}"), &path).unwrap();
+    (path, name)
+}
+
+/// The kernel filter changes no alert: the same workload, watched at once by a daemon
+/// that filters in the kernel and one that does not (`--no-kernel-filter`), raises the
+/// same alerts in both, with the default rules and with Falco's stable rules; and the
+/// filtering daemon's kernel counters show it did drop events.
+#[test]
+fn the_kernel_filter_raises_the_same_alerts_as_no_filter() {
+    let _serial = serial();
+    docker::ensure_image();
+    let name = unique("filter");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "300"]);
+    let (cat, cat_name) = host_tool("cat");
+    let falco = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/falco-rules/falco_rules.yaml"
+    );
+    let site = std::env::temp_dir().join(format!("monitor-site-kf-{}.yaml", std::process::id()));
+    std::fs::write(
+        &site,
+        "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
+    )
+    .unwrap();
+    let default_rules = ["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()];
+    for rules in [&default_rules[..], &["--rules", falco][..]] {
+        let filtered = Monitor::run(rules);
+        let mut unfiltered_args = rules.to_vec();
+        unfiltered_args.push("--no-kernel-filter");
+        let unfiltered = Monitor::run(&unfiltered_args);
+        let applet = |args: &[&str]| {
+            let status = Command::new(&cat).args(args).output().unwrap().status;
+            assert!(status.success(), "{cat_name} {args:?}");
+        };
+        // On the host: reads no default rule looks at (but Falco's do), a failed open.
+        applet(&["/etc/shadow"]);
+        applet(&["/etc/hostname"]);
+        let _ = Command::new(&cat).arg("/nonexistent").output();
+        // In the container: sensitive reads, a write below /etc, a loopback connect.
+        for script in [
+            "cat /etc/shadow; cat /etc/hostname; cat /nonexistent; true",
+            "echo x > /etc/monitor-filter-test",
+            "nc -w 1 127.0.0.1 9 </dev/null; true",
+        ] {
+            docker(&["exec", &name, "sh", "-c", script]);
+        }
+        // The marker both must have seen before they stop.
+        docker(&["exec", &name, "cat", "/etc/shadow"]);
+        // The default rules: the marker's is the second shadow read in the container.
+        let marker = |m: &Monitor| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while m
+                .events()
+                .iter()
+                .filter(|a| {
+                    a["rule"] == "Password database read in container"
+                        && a["output_fields"]["container.name"] == name.as_str()
+                })
+                .count()
+                < 2
+            {
+                assert!(std::time::Instant::now() < deadline, "no marker alert");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        // Falco's rules name neither the container nor the command line the same way.
+        let ours = |alerts: &[Value]| {
+            let mut out: Vec<String> = alerts
+                .iter()
+                .filter(|a| {
+                    a["output_fields"]["container.name"] == name.as_str()
+                        || a["output_fields"]["proc.name"] == cat_name.as_str()
+                        || a["output"]
+                            .as_str()
+                            .is_some_and(|o| o.contains(&name) || o.contains(&cat_name))
+                })
+                .map(|a| format!("{} | {}", a["rule"], a["output"]))
+                .map(|s| {
+                    // Times differ between the two daemons' alerts.
+                    s.split_whitespace()
+                        .filter(|w| !w.starts_with("20") && !w.contains("time="))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let default_rules = rules.len() > 2;
+        if default_rules {
+            marker(&filtered);
+            marker(&unfiltered);
+        } else {
+            // Falco's rules have no marker of ours; both daemons poll every
+            // millisecond, so this is ample.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let (with_filter, totals) = filtered.stop();
+        let (without_filter, plain_totals) = unfiltered.stop();
+        let (a, b) = (ours(&with_filter), ours(&without_filter));
+        assert!(!b.is_empty(), "{rules:?}: the workload raised nothing");
+        assert_eq!(a, b, "{rules:?}: alerts differ with the kernel filter");
+        if default_rules {
+            // Host reads, failed opens and the loopback connect are dropped.
+            for kind in ["open", "connect"] {
+                let n = totals["kinds"][kind]["filtered"].as_u64().unwrap();
+                assert!(n > 0, "{kind}: nothing filtered: {totals}");
+            }
+        }
+        assert_eq!(
+            plain_totals["kinds"]["open"]["filtered"], 0,
+            "{plain_totals}"
+        );
+        assert_eq!(
+            plain_totals["kinds"]["connect"]["filtered"], 0,
+            "{plain_totals}"
+        );
+        for kind in ["open", "connect", "exec"] {
+            assert_eq!(
+                totals["kinds"][kind]["sent"], totals["kinds"][kind]["received"],
+                "{totals}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(cat);
+}
+
+/// A reload from rules that let the kernel drop host reads to rules that watch one
+/// takes effect at once, and loses nothing.
+#[test]
+fn a_reload_widens_the_kernel_filter_without_a_restart() {
+    let _serial = serial();
+    let (cat, cat_name) = host_tool("cat");
+    let rules = std::env::temp_dir().join(format!("monitor-kf-reload-{}.yaml", std::process::id()));
+    let container_only = "- rule: container hostname read\n  desc: d\n  condition: evt.type = openat and container.id != host and fd.name = /etc/hostname\n  output: read %fd.name by %proc.name\n  priority: WARNING\n";
+    std::fs::write(&rules, container_only).unwrap();
+    let monitor = Monitor::run(&["--rules", rules.to_str().unwrap(), "--no-docker"]);
+    let read = || {
+        assert!(
+            Command::new(&cat)
+                .arg("/etc/hostname")
+                .output()
+                .unwrap()
+                .status
+                .success()
+        )
+    };
+    read();
+    let host_rule = format!(
+        "- rule: host hostname read\n  desc: d\n  condition: evt.type = openat and container.id = host and fd.name = /etc/hostname and proc.name = {cat_name}\n  output: read %fd.name by %proc.name\n  priority: WARNING\n"
+    );
+    std::fs::write(&rules, host_rule).unwrap();
+    monitor.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while monitor
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("kernel filter installed"))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload installed no filter"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    read();
+    let alert = monitor.wait_for_within("host read after reload", Duration::from_secs(10), |a| {
+        a["rule"] == "host hostname read"
+    });
+    assert_eq!(alert["output_fields"]["fd.name"], "/etc/hostname");
+    assert_eq!(alert["output_fields"]["proc.name"], cat_name.as_str());
+    let (alerts, totals) = monitor.stop();
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|a| a["rule"] == "host hostname read")
+            .count(),
+        1,
+        "only the read after the reload: {alerts:#?}"
+    );
+    assert!(
+        totals["kinds"]["open"]["filtered"].as_u64().unwrap() > 0,
+        "{totals}"
+    );
+    assert_eq!(
+        totals["kinds"]["open"]["sent"],
+        totals["kinds"]["open"]["received"]
+    );
+    let _ = std::fs::remove_file(cat);
+}

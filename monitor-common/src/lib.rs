@@ -57,7 +57,7 @@ pub const KIND_SLOTS: u32 = 16;
 ids! {
     /// Which syscall produced an exec or open record. The agent's `EventType` table
     /// names the syscall each id stands for.
-    syscall below u16::MAX as u32;
+    syscall below 32;
     EXECVE = 1,
     EXECVEAT = 2,
     OPEN = 3,
@@ -137,6 +137,13 @@ pub const MAX_PATH_DEPTH: usize = 48;
 pub const MAX_UNIX_PATH: usize = 108;
 /// Longest cgroup directory name copied (`cri-containerd-<64 hex>.scope` is 85).
 pub const MAX_CGROUP_NAME: usize = 128;
+/// The kernel programs wake the agent for a record only when no wake-up was sent for
+/// this long; the records in between wait for the agent's next poll. A wake-up costs the writing process 1 to 3 µs, more than the
+/// rest of the program. The agent, once it has read everything, keeps polling for
+/// slightly longer than this before it relies on wake-ups alone (see the agent's
+/// reader), so no record waits much longer than this.
+pub const WAKEUP_INTERVAL_NS: u64 = 2_000_000;
+
 /// Default ring buffer size in bytes (a power of two multiple of the page size).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 
@@ -396,6 +403,8 @@ pub mod stat {
     pub const DROPPED: u32 = 1;
     /// Records not produced because a kernel read failed (e.g. a missing pending entry).
     pub const ERRORS: u32 = 2;
+    /// Events the kernel filter ([`super::filter`]) let go: no active rule could match.
+    pub const FILTERED: u32 = 3;
     pub const STATS_PER_KIND: u32 = 4;
     pub const SLOTS: u32 = super::KIND_SLOTS * STATS_PER_KIND;
 
@@ -404,10 +413,107 @@ pub mod stat {
     }
 }
 
+/// The filter the agent derives from the active rules and the kernel programs apply
+/// before any expensive work (path resolution, string copies, the record itself).
+/// Conservative: an event some active rule could match always passes.
+///
+/// An event falls into one of two scopes: `HOST` when its cgroup is one the agent
+/// found to be the host's (`HOST_CGROUPS`), else `OTHER` (a container, or a cgroup the
+/// agent has not classified yet, so `OTHER` admits whatever the host admits too).
+/// Within a scope, each fact of the event (which syscall, the open's access mode, the
+/// result's sign, the socket family) must be one the scope admits: each is a bit set
+/// over the fact's values, computed by the same functions on both sides.
+pub mod filter {
+    pub const SCOPE_HOST: usize = 0;
+    pub const SCOPE_OTHER: usize = 1;
+    pub const SCOPES: usize = 2;
+
+    /// The bit of a record's syscall id (0 for kinds whose records carry none).
+    pub const fn syscall_bit(syscall: u16) -> u32 {
+        1 << (syscall & 31)
+    }
+    /// The bit of an open's access mode (`flags & O_ACCMODE`: read, write, both, or
+    /// the invalid 3).
+    pub const fn access_bit(flags: u64) -> u32 {
+        1 << (flags & 3)
+    }
+    pub const RESULT_OK: u32 = 1;
+    pub const RESULT_FAILED: u32 = 2;
+    pub const fn result_bit(result: i64) -> u32 {
+        if result >= 0 {
+            RESULT_OK
+        } else {
+            RESULT_FAILED
+        }
+    }
+    pub const FAMILY_UNIX: u32 = 1;
+    pub const FAMILY_INET: u32 = 2;
+    pub const FAMILY_INET6: u32 = 4;
+    pub const FAMILY_OTHER: u32 = 8;
+    pub const fn family_bit(family: u16) -> u32 {
+        match family {
+            1 => FAMILY_UNIX,
+            2 => FAMILY_INET,
+            10 => FAMILY_INET6,
+            _ => FAMILY_OTHER,
+        }
+    }
+    /// Entries of the excluded-network tries are keyed by the filter generation first,
+    /// so that a reload writes the next generation's networks beside the current ones.
+    pub const NET_KEY_GENERATION_BITS: u32 = 8;
+}
+
+/// What one scope of a kind admits (see [`filter`]); all zero admits nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScopeFilter {
+    pub syscalls: u32,
+    pub access: u32,
+    pub results: u32,
+    pub families: u32,
+}
+
+impl ScopeFilter {
+    pub const ALL: Self = Self {
+        syscalls: u32::MAX,
+        access: u32::MAX,
+        results: u32::MAX,
+        families: u32::MAX,
+    };
+
+    /// What an open's entry knows: the syscall and the flags.
+    pub const fn admits_open_entry(&self, syscall: u16, flags: u64) -> bool {
+        self.syscalls & filter::syscall_bit(syscall) != 0
+            && self.access & filter::access_bit(flags) != 0
+    }
+
+    pub const fn admits_result(&self, result: i64) -> bool {
+        self.results & filter::result_bit(result) != 0
+    }
+
+    /// A connect's facts (the networks are checked apart, in a trie).
+    pub const fn admits_connect(&self, family: u16, result: i64) -> bool {
+        self.syscalls & filter::syscall_bit(0) != 0
+            && self.families & filter::family_bit(family) != 0
+            && self.admits_result(result)
+    }
+}
+
+/// One kind's filter. `active` 0 admits everything (no filter set: `monitor events`,
+/// or filtering switched off).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindFilter {
+    pub active: u32,
+    pub _pad: u32,
+    pub scopes: [ScopeFilter; filter::SCOPES],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for KindFilter {}
 }
 
 const _: () = {
@@ -419,4 +525,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectRecord>() == 88);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
     assert!(core::mem::size_of::<KernelOffsets>() == 45 * 4);
+    assert!(core::mem::size_of::<KindFilter>() == 8 + 16 * filter::SCOPES);
+    // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
+    assert!((syscall::ALL.len() as u32) < u32::BITS);
 };

@@ -9,6 +9,7 @@ use aya_log_ebpf::warn;
 use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 
 use crate::{
+    filter,
     kernel::{current_task, file_of_fd, offset, read},
     maps::{PENDING_OPEN, count, counted, wanted},
     path::{append_d_path, append_file_path},
@@ -32,6 +33,14 @@ pub struct PendingOpen {
 fn save_open(ctx: &TracePointContext, pending: PendingOpen) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
+        return;
+    }
+    if let Some(filter) = filter::applies(kind::OPEN)
+        && !filter
+            .admits
+            .admits_open_entry(pending.syscall, pending.flags)
+    {
+        count(kind::OPEN, stat::FILTERED);
         return;
     }
     if PENDING_OPEN.insert(&pid_tgid, &pending, 0).is_err() {
@@ -144,6 +153,12 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let _ = PENDING_OPEN.remove(&pid_tgid);
     let result = syscall_ret(ctx);
+    if let Some(filter) = filter::applies(kind::OPEN)
+        && !filter.admits.admits_result(result)
+    {
+        count(kind::OPEN, stat::FILTERED);
+        return Ok(());
+    }
     let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
     let mut header_flags = 0u16;
 
@@ -238,6 +253,14 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
     if read::<u32>(file, offset!(file_f_mode)).unwrap_or(0) & FMODE_EXEC != 0 {
         return Ok(());
     }
+    let file_flags = read::<u32>(file, offset!(file_f_flags)).unwrap_or(0) as u64;
+    if let Some(filter) = filter::applies(kind::OPEN)
+        && !(filter.admits.admits_open_entry(syscall::OPENAT, file_flags)
+            && filter.admits.admits_result(0))
+    {
+        count(kind::OPEN, stat::FILTERED);
+        return Ok(());
+    }
     let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
     let (resolved_len, cut) = if hook_flags & flags::D_PATH != 0 {
         append_d_path(&record, file)
@@ -256,7 +279,7 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
         _pad0: 0,
         dirfd: AT_FDCWD,
         mode: 0,
-        flags: read::<u32>(file, offset!(file_f_flags)).unwrap_or(0) as u64,
+        flags: file_flags,
         result: 0,
         uid: bpf_get_current_uid_gid() as u32,
         _pad1: 0,

@@ -6,6 +6,7 @@
 #![no_main]
 
 mod file;
+mod filter;
 mod kernel;
 mod maps;
 mod network;

@@ -1,9 +1,9 @@
 //! Maps and load-time constants shared by all programs.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, stat};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KindFilter, stat};
 
 use crate::record::Scratch;
 
@@ -40,6 +40,33 @@ pub static EXEC_FILE: LruHashMap<u32, crate::process::ExecFile> =
 #[map]
 pub static PENDING_CONNECT: LruHashMap<u64, crate::network::PendingConnect> =
     LruHashMap::with_max_entries(8192, 0);
+
+/// When the programs last woke the agent (`bpf_ktime_get_ns`), on any CPU: shared,
+/// not per CPU, so that wake-ups stay rare however many CPUs write. Races between CPUs
+/// only ever cause an extra wake-up.
+#[map]
+pub static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+
+/// The kernel filter per kind, twice: entry `generation * KIND_SLOTS + kind`. The agent
+/// writes the generation not in use, then switches `FILTER_GENERATION`, so a reload
+/// changes every table at once.
+#[map]
+pub static FILTERS: Array<KindFilter> = Array::with_max_entries(2 * KIND_SLOTS, 0);
+#[map]
+pub static FILTER_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+
+/// cgroup ids the agent found to be the host's (value unused): their events are in
+/// the filter's host scope.
+#[map]
+pub static HOST_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(16384, 0);
+
+/// Destination networks no rule can match a connect to, keyed by the generation byte
+/// and the address; the value holds the scopes (bit per `filter::SCOPE_*`) for which
+/// the network is excluded.
+#[map]
+pub static EXCLUDED_V4: LpmTrie<[u8; 5], u32> = LpmTrie::with_max_entries(1024, 0);
+#[map]
+pub static EXCLUDED_V6: LpmTrie<[u8; 17], u32> = LpmTrie::with_max_entries(1024, 0);
 
 /// The agent's own thread group id: its syscalls are not reported (they would feed
 /// back into the agent's own event stream).

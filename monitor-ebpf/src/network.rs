@@ -12,6 +12,7 @@ use aya_log_ebpf::warn;
 use monitor_common::{ConnectRecord, MAX_UNIX_PATH, flags, kind, stat};
 
 use crate::{
+    filter,
     kernel::{current_task, file_of_fd, offset, read},
     maps::{PENDING_CONNECT, count, wanted},
     process::{syscall_arg, syscall_ret},
@@ -123,15 +124,9 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         user_addr
     };
     let result = syscall_ret(ctx);
-    let Some(record) = Record::start::<ConnectRecord>() else {
-        let _ = PENDING_CONNECT.remove(&pid_tgid);
-        return Err(-1);
-    };
-
     let family = sockaddr_read::<u16>(sockaddr, 0, kernel).unwrap_or(0);
     let mut port = 0u16;
     let mut addr = [0u8; 16];
-    let mut unix_path_len = 0usize;
     match family {
         AF_INET => {
             port = u16::from_be(sockaddr_read::<u16>(sockaddr, 2, kernel).unwrap_or(0));
@@ -142,13 +137,27 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             port = u16::from_be(sockaddr_read::<u16>(sockaddr, 2, kernel).unwrap_or(0));
             addr = sockaddr_read::<[u8; 16]>(sockaddr, 8, kernel).unwrap_or([0; 16]);
         }
-        AF_UNIX => {
-            // sun_path follows the 2-byte family; an abstract name starts with NUL, so
-            // copy raw bytes rather than a string.
-            let len = (addrlen as usize).saturating_sub(2).min(MAX_UNIX_PATH);
-            unix_path_len = record.raw_bytes(sockaddr + 2, len, kernel);
-        }
         _ => {}
+    }
+    // Judged on the address the record would carry (the kernel's copy where a hook
+    // took one), so rewriting the caller's buffer cannot steer the filter.
+    if let Some(filter) = filter::applies(kind::CONNECT)
+        && (!filter.admits.admits_connect(family, result) || filter.excludes_address(family, &addr))
+    {
+        let _ = PENDING_CONNECT.remove(&pid_tgid);
+        count(kind::CONNECT, stat::FILTERED);
+        return Ok(());
+    }
+    let Some(record) = Record::start::<ConnectRecord>() else {
+        let _ = PENDING_CONNECT.remove(&pid_tgid);
+        return Err(-1);
+    };
+    let mut unix_path_len = 0usize;
+    if family == AF_UNIX {
+        // sun_path follows the 2-byte family; an abstract name starts with NUL, so
+        // copy raw bytes rather than a string.
+        let len = (addrlen as usize).saturating_sub(2).min(MAX_UNIX_PATH);
+        unix_path_len = record.raw_bytes(sockaddr + 2, len, kernel);
     }
     let _ = PENDING_CONNECT.remove(&pid_tgid);
 

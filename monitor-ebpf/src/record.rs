@@ -14,17 +14,18 @@
 //! walk had to be verified separately (more than the 1M-instruction budget).
 use core::ffi::c_void;
 
+use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid,
     generated::{
         bpf_d_path, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
         bpf_probe_read_user_str,
     },
 };
-use monitor_common::{EventHeader, KindRecord, stat};
+use monitor_common::{EventHeader, KindRecord, WAKEUP_INTERVAL_NS, stat};
 
-use crate::maps::{EVENTS, SCRATCH, count};
+use crate::maps::{EVENTS, LAST_WAKEUP, SCRATCH, count};
 
 const CURSOR_MASK: usize = 0x3FFF;
 const LEN_MASK: usize = 0x1FFF;
@@ -34,6 +35,27 @@ const SCRATCH_BYTES: usize = CURSOR_MASK + 1 + LEN_MASK + 1;
 pub struct Scratch {
     cursor: u64,
     bytes: [u8; SCRATCH_BYTES],
+}
+
+/// Whether this record wakes the agent: only the first record after a quiet
+/// [`WAKEUP_INTERVAL_NS`]; the others are read by the agent's next poll (it polls
+/// every millisecond while records flow, so the buffer cannot fill up between
+/// polls). A wake-up per record made the writer pay for the agent's wake-up, and on
+/// kernels whose syscall tracepoints run preemptibly, for the agent's run too.
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    unsafe {
+        if now.wrapping_sub(*last) > WAKEUP_INTERVAL_NS {
+            *last = now;
+            BPF_RB_FORCE_WAKEUP as u64
+        } else {
+            BPF_RB_NO_WAKEUP as u64
+        }
+    }
 }
 
 pub struct Record {
@@ -222,7 +244,7 @@ impl Record {
     pub fn submit(self) {
         let size = self.len() & CURSOR_MASK;
         let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, size) };
-        match EVENTS.output::<[u8]>(bytes, 0) {
+        match EVENTS.output::<[u8]>(bytes, wakeup_flag()) {
             Ok(()) => count(self.kind, stat::SENT),
             Err(_) => count(self.kind, stat::DROPPED),
         }

@@ -120,6 +120,13 @@ pub struct SensorArgs {
     /// [config: sensor.stats_interval_secs; default: 10]
     #[arg(long)]
     pub stats_interval: Option<u64>,
+
+    /// `monitor run` only: send every event to user space, instead of letting the
+    /// kernel drop those no active rule can match (`monitor rules list
+    /// --kernel-filter` shows what it drops; `monitor events` never filters).
+    /// [config: sensor.kernel_filter: false]
+    #[arg(long)]
+    pub no_kernel_filter: bool,
 }
 
 impl SensorArgs {
@@ -136,6 +143,12 @@ impl SensorArgs {
             "sensor.stats_interval_secs",
             "--stats-interval",
             self.stats_interval,
+        );
+        given(
+            out,
+            "sensor.kernel_filter",
+            "--no-kernel-filter",
+            self.no_kernel_filter.then_some(false),
         );
     }
 }

@@ -177,6 +177,13 @@ macro_rules! event_types {
                 None
             }
 
+            /// The syscall id a record of this type carries, where it carries one.
+            pub fn syscall_id(self) -> Option<u16> {
+                match self {
+                    $(EventType::$variant => syscall_id!($($id)?),)+
+                }
+            }
+
             /// The syscall tracepoint whose exit reports this type, where a record
             /// says which syscall made it.
             pub fn exit_tracepoint(self) -> Option<&'static str> {
@@ -188,6 +195,15 @@ macro_rules! event_types {
 
         /// Every record syscall id names exactly one type.
         const _: () = assert!(same_ids(&[$($($id,)?)+], syscall::ALL));
+    };
+}
+
+macro_rules! syscall_id {
+    () => {
+        None
+    };
+    ($id:path) => {
+        Some($id)
     };
 }
 
@@ -311,6 +327,7 @@ mod tests {
         ];
         for (id, t, k) in cases {
             assert_eq!(EventType::from_syscall_id(id), Some(t));
+            assert_eq!(t.syscall_id(), Some(id));
             assert_eq!(t.kind(), k);
         }
         assert_eq!(EventType::from_syscall_id(0), None);

@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     context::{Context, ContextConfig, ContextStats, EnrichedEvent},
     event::{Event, EventKind, KindSet},
+    rules::kernel_filter::KernelFilter,
     sensor::{Sensor, SensorConfig, decode::decode},
 };
 
@@ -48,6 +49,12 @@ pub trait Sink {
     /// SIGHUP. `Some(kinds)` as for `housekeeping`.
     fn reload(&mut self) -> impl Future<Output = Option<KindSet>> {
         async { None }
+    }
+
+    /// The kernel filter the sink's rules allow (asked at start and after every
+    /// reload); `None`: the kernel sends every event.
+    fn kernel_filter(&self) -> Option<KernelFilter> {
+        None
     }
 }
 
@@ -105,6 +112,8 @@ pub struct KindTotals {
     pub received: u64,
     pub dropped: u64,
     pub errors: u64,
+    /// Dropped in the kernel by the filter: no active rule could match them.
+    pub filtered: u64,
 }
 
 enum Step {
@@ -158,6 +167,8 @@ pub async fn run(
     } else {
         KindSet::default()
     };
+    let mut filtering = false;
+    apply_filter(&mut sensor, sink, &mut context, &mut filtering);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut failure = None;
     loop {
@@ -193,6 +204,9 @@ pub async fn run(
                 drops_seen = total_drops;
                 if let Some(kinds) = sink.housekeeping(&status).await {
                     switch_kinds(&mut sensor, kinds, base_kinds);
+                    apply_filter(&mut sensor, sink, &mut context, &mut filtering);
+                } else if filtering {
+                    update_host_cgroups(&mut sensor, &mut context);
                 }
                 if let Some(ready) = ready.take() {
                     ready(&sensor);
@@ -201,6 +215,7 @@ pub async fn run(
             Step::Reload => {
                 if let Some(kinds) = sink.reload().await {
                     switch_kinds(&mut sensor, kinds, base_kinds);
+                    apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 }
             }
             Step::Stop => break,
@@ -267,6 +282,38 @@ fn switch_kinds(sensor: &mut Sensor, wanted: KindSet, base: KindSet) {
     }
 }
 
+/// Installs the sink's kernel filter. The host scope needs the context's view of the
+/// cgroups; without context nothing can be judged host, and every scope filters as a
+/// container's.
+fn apply_filter(
+    sensor: &mut Sensor,
+    sink: &impl Sink,
+    context: &mut Option<Context>,
+    filtering: &mut bool,
+) {
+    let filter = sink.kernel_filter();
+    *filtering = filter.is_some();
+    if *filtering {
+        update_host_cgroups(sensor, context);
+    }
+    match sensor.set_filter(filter.as_ref()) {
+        Ok(()) if *filtering => tracing::info!("kernel filter installed from the active rules"),
+        Ok(()) => {}
+        Err(err) => tracing::error!("could not install the kernel filter: {err:#}"),
+    }
+}
+
+fn update_host_cgroups(sensor: &mut Sensor, context: &mut Option<Context>) {
+    let Some(context) = context else {
+        return;
+    };
+    match sensor.set_host_cgroups(&context.host_cgroups()) {
+        Ok(0) => {}
+        Ok(full) => tracing::debug!("{full} host cgroups left out: the table is full"),
+        Err(err) => tracing::warn!("could not update the host cgroups: {err:#}"),
+    }
+}
+
 fn total_dropped(sensor: &Sensor) -> u64 {
     sensor
         .counters()
@@ -313,6 +360,7 @@ fn print_totals(sensor: &Sensor, counts: &Counts, context: Option<ContextStats>)
                 received,
                 dropped: c.dropped,
                 errors: c.errors,
+                filtered: c.filtered,
             },
         );
     }

@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Only the rule engine's throughput (no root needed).
     #[arg(long)]
     engine_only: bool,
+    /// Operations of each storm in the daemon comparison (opens; connects are a
+    /// tenth, execs a hundredth).
+    #[arg(long, default_value_t = 200_000)]
+    storm: u64,
 }
 
 struct Workload {
@@ -116,6 +120,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         runs.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
         rows.push((workload, runs.swap_remove(runs.len() / 2)));
     }
+    let storms = daemon_storms(args)?;
     let memory = if args.processes > 0 {
         step(&format!(
             "agent memory with {} extra processes",
@@ -144,6 +149,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             m.agent_cpu.as_secs_f64() * 1e6 / m.received.max(1) as f64
         );
     }
+    println!();
+    print!("{storms}");
     if let Some(((idle_rss, idle_tracked), rss, tracked)) = memory {
         println!();
         println!("| agent | processes tracked | VmRSS |");
@@ -238,6 +245,130 @@ fn open_storm(n: u64) -> Result<()> {
     Ok(())
 }
 
+/// `n` TCP connects to a closed loopback port, each refused.
+fn connect_storm(n: u64) -> Result<()> {
+    for _ in 0..n {
+        let _ = std::net::TcpStream::connect("127.0.0.1:9");
+    }
+    Ok(())
+}
+
+/// The open, connect and exec storms under `monitor run` with the default rules, with
+/// Falco's stable rules, each with and without the kernel filter, and under `monitor
+/// events` (everything, with context): wall ratio against a baseline run just before,
+/// what reached the agent and what the kernel filtered, the agent's CPU per operation,
+/// and each kernel program's average run time (`kernel.bpf_stats_enabled`).
+fn daemon_storms(args: &BenchArgs) -> Result<String> {
+    let rules = crate::util::workspace_root().join("rules");
+    let falco = crate::util::workspace_root().join("../shared/falco-rules/falco_rules.yaml");
+    let rules = rules.to_string_lossy().to_string();
+    let falco = falco.to_string_lossy().to_string();
+    let agents: Vec<(&str, Vec<&str>)> = vec![
+        ("run, default rules", vec!["run", "--rules", &rules, "--listen", ""]),
+        (
+            "run, default rules, --no-kernel-filter",
+            vec!["run", "--rules", &rules, "--listen", "", "--no-kernel-filter"],
+        ),
+        ("run, Falco stable", vec!["run", "--rules", &falco, "--listen", ""]),
+        ("events (everything)", ALL_KINDS.to_vec()),
+    ];
+    let storms: [(&str, u64, fn(u64) -> Result<()>); 3] = [
+        ("open+close of one file (host)", args.storm, open_storm),
+        ("refused TCP connect to loopback", args.storm / 10, connect_storm),
+        ("fork+exec of /bin/true", args.storm / 100, exec_storm),
+    ];
+    let _stats = BpfStats::enable()?;
+    let mut out = String::from(
+        "| storm | agent | ops | baseline | monitored | ratio | received | filtered | dropped | agent CPU per op | kernel ns per call |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for (storm, ops, run) in storms {
+        for (agent_name, agent_args) in &agents {
+            step(&format!("{storm} ({ops} ops) under `monitor {agent_name}`"));
+            let baseline = {
+                let start = Instant::now();
+                run(ops)?;
+                start.elapsed()
+            };
+            let agent = Agent::start(agent_args)?;
+            let before = program_stats()?;
+            let start = Instant::now();
+            run(ops)?;
+            let monitored = start.elapsed();
+            let after = program_stats()?;
+            let cpu = agent.cpu_time()?;
+            let totals = agent.stop_totals()?;
+            let sum = |field: &str| -> u64 {
+                totals["kinds"]
+                    .as_object()
+                    .map(|k| k.values().filter_map(|k| k[field].as_u64()).sum())
+                    .unwrap_or(0)
+            };
+            let mut programs: Vec<String> = after
+                .iter()
+                .filter_map(|(name, (count, ns))| {
+                    let (c0, n0) = before.get(name).copied().unwrap_or((0, 0));
+                    let calls = count - c0;
+                    // The storm's own programs, not the background's.
+                    (calls >= ops / 2).then(|| format!("{name} {:.0}", (ns - n0) as f64 / calls as f64))
+                })
+                .collect();
+            programs.sort();
+            out.push_str(&format!(
+                "| {storm} | `{agent_name}` | {ops} | {:.3} s | {:.3} s | {:.2}x | {} | {} | {} | {:.2} µs | {} |\n",
+                baseline.as_secs_f64(),
+                monitored.as_secs_f64(),
+                monitored.as_secs_f64() / baseline.as_secs_f64(),
+                sum("received"),
+                sum("filtered"),
+                sum("dropped"),
+                cpu.as_secs_f64() * 1e6 / ops as f64,
+                programs.join(", ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `kernel.bpf_stats_enabled` on while it lives (the statistics cost a little).
+struct BpfStats;
+
+impl BpfStats {
+    fn enable() -> Result<Self> {
+        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
+            .context("enabling kernel.bpf_stats_enabled")?;
+        Ok(BpfStats)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+    }
+}
+
+/// Per loaded program: (run count, run time ns), from `bpftool prog show`.
+fn program_stats() -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .context("running bpftool (cargo xtask setup installs it)")?;
+    let programs: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let mut out = std::collections::BTreeMap::new();
+    for p in programs.as_array().into_iter().flatten() {
+        if let (Some(name), Some(count), Some(ns)) = (
+            p["name"].as_str(),
+            p["run_cnt"].as_u64(),
+            p["run_time_ns"].as_u64(),
+        ) {
+            let entry = out.entry(name.to_string()).or_insert((0, 0));
+            entry.0 += count;
+            entry.1 += ns;
+        }
+    }
+    Ok(out)
+}
+
 fn exec_storm(n: u64) -> Result<()> {
     for _ in 0..n {
         let status = Command::new("/bin/true").status()?;
@@ -269,7 +400,7 @@ impl Agent {
             if stderr.read_line(&mut line)? == 0 {
                 bail!("monitor exited before it was ready");
             }
-            if line.contains("sensor ready") {
+            if line.contains("sensor ready") || line.contains("monitor running") {
                 return Ok(Self { child, stderr });
             }
         }

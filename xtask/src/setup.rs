@@ -8,8 +8,15 @@ use crate::util::{is_root, run_cmd, step, succeeds};
 
 /// The LLVM major version of the pinned nightly; bpf-linker must link the same one.
 const LLVM_MAJOR: &str = "22";
-/// qemu boots the stock kernels of the kernel matrix.
-const APT_PACKAGES: [&str; 4] = ["docker.io", "rsyslog", "busybox-static", "qemu-system-x86"];
+/// qemu boots the stock kernels of the kernel matrix; bpftool reads the kernel
+/// programs' run times for `cargo xtask bench`.
+const APT_PACKAGES: [&str; 5] = [
+    "docker.io",
+    "rsyslog",
+    "busybox-static",
+    "qemu-system-x86",
+    "bpftool",
+];
 
 pub fn run() -> Result<()> {
     rust_src()?;

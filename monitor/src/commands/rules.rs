@@ -49,6 +49,11 @@ pub enum RulesCommand {
         /// Default: /etc/monitor/rules, else ./rules (as `monitor run`).
         #[arg(env = "MONITOR_RULES")]
         paths: Vec<PathBuf>,
+        /// Then print the kernel filter `monitor run` derives from these rules: per
+        /// event kind and scope (host, containers), what the kernel passes to user
+        /// space, and which rule keeps each fact open.
+        #[arg(long)]
+        kernel_filter: bool,
     },
     /// Run the rule test fixtures (`*.fixtures.yaml`) beside the given rule files or in
     /// the given folders; exit non-zero when one fails.
@@ -103,7 +108,10 @@ pub fn run(args: RulesArgs) -> Result<()> {
             println!("ok: {} rules ({active} active)", engine.summaries().len());
             Ok(())
         }
-        RulesCommand::List { paths } => {
+        RulesCommand::List {
+            paths,
+            kernel_filter,
+        } => {
             let engine = load(&rule_paths(&paths)?)?;
             let mut out = std::io::stdout().lock();
             for s in engine.summaries() {
@@ -120,6 +128,13 @@ pub fn run(args: RulesArgs) -> Result<()> {
                     RuleStatus::Skipped { reason } => format!("skipped   {reason}"),
                 };
                 writeln!(out, "{:<13} {:<60} {status}", s.priority.as_str(), s.name)?;
+            }
+            if kernel_filter {
+                writeln!(
+                    out,
+                    "\nkernel filter (events outside it are dropped in the kernel):"
+                )?;
+                write!(out, "{}", engine.kernel_filter().describe())?;
             }
             Ok(())
         }

@@ -58,6 +58,8 @@ pub struct SensorSettings {
     pub btf: PathBuf,
     /// Seconds between drop reports (and internal drop alerts).
     pub stats_interval_secs: u64,
+    /// `monitor run`: let the kernel drop events no active rule can match.
+    pub kernel_filter: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,6 +206,7 @@ impl Default for SensorSettings {
             ring_buffer_bytes: monitor_common::DEFAULT_RING_BUFFER_BYTES,
             btf: PathBuf::from(VMLINUX_BTF),
             stats_interval_secs: 10,
+            kernel_filter: true,
         }
     }
 }

@@ -128,6 +128,16 @@ impl CgroupPaths {
         self.by_id.get(&cgroup_id).map(String::as_str)
     }
 
+    /// The cgroups (by id) that hold no container, from a fresh scan: the host's.
+    pub fn host_ids(&mut self) -> std::collections::HashSet<u64> {
+        self.rescan();
+        self.by_id
+            .iter()
+            .filter(|(_, path)| container_of(path).is_none())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn rescan(&mut self) {
         self.last_scan = Some(Instant::now());
         let Some(root) = self.root.clone() else {

@@ -131,6 +131,11 @@ impl Context {
         context
     }
 
+    /// The host's cgroups: events from them are the kernel filter's host scope.
+    pub fn host_cgroups(&mut self) -> std::collections::HashSet<u64> {
+        self.cgroups.host_ids()
+    }
+
     pub fn stats(&self) -> ContextStats {
         ContextStats {
             processes: self.processes.stats,

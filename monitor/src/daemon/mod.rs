@@ -123,6 +123,13 @@ impl Sink for Daemon {
         Ok(())
     }
 
+    fn kernel_filter(&self) -> Option<crate::rules::kernel_filter::KernelFilter> {
+        self.settings
+            .sensor
+            .kernel_filter
+            .then(|| self.engine.kernel_filter())
+    }
+
     async fn housekeeping(&mut self, status: &Status<'_>) -> Option<KindSet> {
         self.metrics.health.beat();
         // One snapshot of the sinks serves the metrics and the checks.

@@ -60,6 +60,11 @@ pub fn refresh_metrics(
                 &metrics.kernel_errors.get_or_create(&label),
                 c.errors,
             );
+            metrics.advance(
+                &format!("filtered/{name}"),
+                &metrics.kernel_filtered.get_or_create(&label),
+                c.filtered,
+            );
         }
     }
     metrics.advance("malformed", &metrics.malformed, status.malformed);

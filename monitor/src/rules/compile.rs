@@ -630,7 +630,7 @@ fn parse_net(s: &str) -> Option<(IpAddr, u8)> {
     }
 }
 
-fn ip_in(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+pub(crate) fn ip_in(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if bits == 0 {
@@ -1119,7 +1119,7 @@ impl CheckNode {
         matched != self.negate
     }
 
-    fn match_value(&self, value: &FieldValue<'_>) -> bool {
+    pub(crate) fn match_value(&self, value: &FieldValue<'_>) -> bool {
         match value {
             FieldValue::None => false,
             FieldValue::Str(s) => self.match_str(s),

@@ -15,6 +15,7 @@ pub mod event_fields;
 pub mod fields;
 pub mod fixtures;
 pub mod json_event;
+pub mod kernel_filter;
 pub mod live_event;
 pub mod loader;
 pub mod output;
@@ -261,6 +262,11 @@ impl Engine {
     }
 
     /// The sensor event kinds the active rules need.
+    /// The kernel filter these rules allow (see [`kernel_filter`]).
+    pub fn kernel_filter(&self) -> kernel_filter::KernelFilter {
+        kernel_filter::KernelFilter::of_rules(&self.rules)
+    }
+
     pub fn kernel_interest(&self) -> BTreeSet<EventKind> {
         self.rules
             .iter()

@@ -1,6 +1,7 @@
 //! Loading the kernel programs, attaching them, and reading what they produce.
 pub mod btf;
 pub mod decode;
+mod filter;
 pub mod probes;
 pub mod reader;
 pub mod tracefs;
@@ -56,6 +57,8 @@ pub struct KindCounters {
     pub sent: u64,
     pub dropped: u64,
     pub errors: u64,
+    /// Let go by the kernel filter.
+    pub filtered: u64,
 }
 
 impl Sensor {
@@ -164,6 +167,7 @@ impl Sensor {
                     sent: sum(stat::SENT)?,
                     dropped: sum(stat::DROPPED)?,
                     errors: sum(stat::ERRORS)?,
+                    filtered: sum(stat::FILTERED)?,
                 },
             ));
         }

@@ -1,13 +1,34 @@
-//! Reading the ring buffer without busy-polling: the map's fd becomes readable when
-//! the kernel has submitted records.
-use std::io;
+//! Reading the ring buffer without busy-polling. The kernel programs wake the agent
+//! only for the first record after a quiet [`WAKEUP_INTERVAL_NS`] (or when the buffer
+//! fills up): a wake-up per record cost the watched process more than the rest of
+//! the program. So while records flow the reader polls; once the buffer has been
+//! empty for longer than that interval after the last record, every new record wakes
+//! it, and it sleeps on the fd alone.
+use std::{
+    io,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
+use monitor_common::WAKEUP_INTERVAL_NS;
 use tokio::io::unix::AsyncFd;
+
+/// How long after the last record read the reader keeps polling: the kernel's quiet
+/// interval plus a margin, so that a record the kernel wrote without waking us (a
+/// wake-up was sent less than the interval before) is still found by a poll. Every
+/// wake-up the kernel sends is for a record we then read, so after this long without
+/// records the next record is sure to wake us.
+const POLL_WINDOW: Duration = Duration::from_nanos(WAKEUP_INTERVAL_NS + 1_000_000);
+
+/// How often the reader polls within that window: records the kernel did not wake us
+/// for wait at most this long.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// When a read last returned records.
+    last_records: Instant,
 }
 
 impl EventReader {
@@ -16,7 +37,10 @@ impl EventReader {
         // as it lives; the AsyncFd owns the RingBuf.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)?;
-        Ok(Self { ring })
+        Ok(Self {
+            ring,
+            last_records: Instant::now(),
+        })
     }
 
     /// Waits for records and hands up to `max` of them to `handle`; returns how many
@@ -27,14 +51,25 @@ impl EventReader {
         mut handle: impl FnMut(&[u8]),
     ) -> io::Result<usize> {
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let n = drain_ring(guard.get_inner_mut(), max, &mut handle);
-            if n < max {
-                // Only an emptied buffer may wait for the next wake-up.
-                guard.clear_ready();
-            }
+            let n = drain_ring(self.ring.get_mut(), max, &mut handle);
             if n > 0 {
+                self.last_records = Instant::now();
                 return Ok(n);
+            }
+            // The readiness is cleared before the next read, so a wake-up that comes
+            // after it is never lost.
+            let poll_until = self.last_records + POLL_WINDOW;
+            if Instant::now() < poll_until {
+                let next_poll = tokio::time::Instant::from_std(
+                    (Instant::now() + POLL_INTERVAL).min(poll_until),
+                );
+                if let Ok(guard) =
+                    tokio::time::timeout_at(next_poll, self.ring.readable_mut()).await
+                {
+                    guard?.clear_ready();
+                }
+            } else {
+                self.ring.readable_mut().await?.clear_ready();
             }
         }
     }

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub kernel_sent: Family<KindLabel, Counter>,
     pub kernel_drops: Family<KindLabel, Counter>,
     pub kernel_errors: Family<KindLabel, Counter>,
+    pub kernel_filtered: Family<KindLabel, Counter>,
     pub malformed: Counter,
     pub rule_matches: Family<RuleLabels, Counter>,
     pub alerts: Family<SinkLabels, Counter>,
@@ -154,6 +155,11 @@ impl Default for Metrics {
                 r,
                 "kernel_errors",
                 "Events the kernel programs could not read completely, by kind"
+            ),
+            kernel_filtered: register!(
+                r,
+                "kernel_filtered",
+                "Events the kernel filter dropped because no active rule could match them, by kind"
             ),
             malformed: register!(
                 r,

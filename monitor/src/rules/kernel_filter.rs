@@ -1,0 +1,661 @@
+//! The active rules compiled into the kernel filter (`monitor_common::filter`): per
+//! event kind and scope, the facts (syscall, open access mode, result, socket family,
+//! destination network) an event must have for some rule to be able to match it.
+//!
+//! Each rule's condition, specialised per event type, is read as a region of the
+//! space of those facts: an over-approximation of the events on which it can be
+//! true. A check on a fact is exact per value of the fact (it is evaluated on each
+//! value with the engine's own matcher); a check on anything else (paths, process
+//! names, ...) may be true or false, so it bounds nothing. `and` intersects regions,
+//! `or` joins them, `not` swaps a check's true and false regions. A kind's filter is
+//! the join of its rules' regions, so it admits every event any rule could match:
+//! conservative by construction, and checked by the differential tests against the
+//! engine itself.
+use std::{fmt::Write, net::IpAddr};
+
+use monitor_common::{KindFilter, ScopeFilter, filter};
+
+use super::{
+    CompiledRule,
+    compile::{CheckNode, Matcher, Node, ip_in},
+    fields::FieldId,
+    source::{EventType, FieldArg, FieldValue},
+    specialize::specialize,
+};
+use crate::{
+    context::EnrichedEvent,
+    event::{Detail, EventKind, SocketFamily},
+};
+
+/// The kinds the kernel filters. Exec, fork and exit always reach the process table.
+pub const FILTERED_KINDS: [EventKind; 2] = [EventKind::Open, EventKind::Connect];
+
+const SCOPE_HOST: u8 = 1;
+const SCOPE_CONTAINER: u8 = 2;
+const ALL_SCOPES: u8 = SCOPE_HOST | SCOPE_CONTAINER;
+const ALL_ACCESS: u32 = 0b1111;
+const ALL_RESULTS: u32 = filter::RESULT_OK | filter::RESULT_FAILED;
+const ALL_FAMILIES: u32 =
+    filter::FAMILY_UNIX | filter::FAMILY_INET | filter::FAMILY_INET6 | filter::FAMILY_OTHER;
+
+/// `creat(path, mode)` is `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
+const CREAT_FLAGS: u64 = 0o100 | 0o1 | 0o1000;
+
+/// A network as the rules write them: address and prefix length.
+pub type Net = (IpAddr, u8);
+
+/// Events a condition can be true on (an over-approximation), as a product of fact
+/// sets, less the destinations in `excluded`.
+#[derive(Clone, Debug, PartialEq)]
+struct Region {
+    scopes: u8,
+    syscalls: u32,
+    access: u32,
+    results: u32,
+    families: u32,
+    excluded: Vec<Net>,
+}
+
+impl Region {
+    fn top() -> Region {
+        Region {
+            scopes: ALL_SCOPES,
+            syscalls: u32::MAX,
+            access: ALL_ACCESS,
+            results: ALL_RESULTS,
+            families: ALL_FAMILIES,
+            excluded: Vec::new(),
+        }
+    }
+
+    fn bottom() -> Region {
+        Region {
+            scopes: 0,
+            syscalls: 0,
+            access: 0,
+            results: 0,
+            families: 0,
+            excluded: Vec::new(),
+        }
+    }
+
+    fn is_bottom(&self) -> bool {
+        self.scopes == 0
+            || self.syscalls == 0
+            || self.access == 0
+            || self.results == 0
+            || self.families == 0
+    }
+
+    fn meet(&self, other: &Region) -> Region {
+        let mut excluded = self.excluded.clone();
+        for n in &other.excluded {
+            if !excluded.contains(n) {
+                excluded.push(*n);
+            }
+        }
+        let r = Region {
+            scopes: self.scopes & other.scopes,
+            syscalls: self.syscalls & other.syscalls,
+            access: self.access & other.access,
+            results: self.results & other.results,
+            families: self.families & other.families,
+            excluded,
+        };
+        if r.is_bottom() { Region::bottom() } else { r }
+    }
+
+    fn join(&self, other: &Region) -> Region {
+        if self.is_bottom() {
+            return other.clone();
+        }
+        if other.is_bottom() {
+            return self.clone();
+        }
+        Region {
+            scopes: self.scopes | other.scopes,
+            syscalls: self.syscalls | other.syscalls,
+            access: self.access | other.access,
+            results: self.results | other.results,
+            families: self.families | other.families,
+            excluded: match (self.ip_excluded(), other.ip_excluded()) {
+                (Some(a), Some(b)) => common_networks(a, b),
+                (Some(a), None) | (None, Some(a)) => a.to_vec(),
+                (None, None) => Vec::new(),
+            },
+        }
+    }
+
+    /// The destinations excluded, where the region holds IP sockets at all; `None`
+    /// when it holds none, so every destination is excluded from it.
+    fn ip_excluded(&self) -> Option<&[Net]> {
+        (self.families & (filter::FAMILY_INET | filter::FAMILY_INET6) != 0)
+            .then_some(self.excluded.as_slice())
+    }
+}
+
+/// Networks inside both lists (the smaller of each nested pair): a destination is
+/// excluded from a join only where both sides exclude it.
+fn common_networks(a: &[Net], b: &[Net]) -> Vec<Net> {
+    let mut out = Vec::new();
+    for &x in a {
+        for &y in b {
+            let inner = if contains(y, x) {
+                Some(x)
+            } else if contains(x, y) {
+                Some(y)
+            } else {
+                None
+            };
+            if let Some(n) = inner.filter(|n| !out.contains(n)) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// Is network `inner` inside network `outer` (same family)?
+fn contains(outer: Net, inner: Net) -> bool {
+    outer.0.is_ipv4() == inner.0.is_ipv4() && inner.1 >= outer.1 && ip_in(inner.0, outer.0, outer.1)
+}
+
+/// The regions where a condition is true and where it is false.
+fn regions(node: &Node, t: EventType) -> (Region, Region) {
+    match node {
+        Node::Const(true) => (Region::top(), Region::bottom()),
+        Node::Const(false) => (Region::bottom(), Region::top()),
+        Node::Not(inner) => {
+            let (yes, no) = regions(inner, t);
+            (no, yes)
+        }
+        Node::And(items) => {
+            items
+                .iter()
+                .fold((Region::top(), Region::bottom()), |(yes, no), item| {
+                    let (y, n) = regions(item, t);
+                    (yes.meet(&y), no.join(&n))
+                })
+        }
+        Node::Or(items) => {
+            items
+                .iter()
+                .fold((Region::bottom(), Region::top()), |(yes, no), item| {
+                    let (y, n) = regions(item, t);
+                    (yes.join(&y), no.meet(&n))
+                })
+        }
+        Node::Memo(m) => regions(&m.node, t),
+        Node::Check(c) => check_regions(c, t),
+    }
+}
+
+/// How a check can come out on one value of a fact: (may be true, may be false).
+type Truth = (bool, bool);
+
+/// A check evaluated as the engine does on a value the fact gives the field.
+fn on_value(c: &CheckNode, value: &FieldValue<'_>) -> Truth {
+    let t = match value {
+        FieldValue::None => false,
+        _ if matches!(c.matcher, Matcher::Exists) => true,
+        v => c.match_value(v) != c.negate,
+    };
+    (t, !t)
+}
+
+/// A check on a string field whose value is any string but `except` (a container id
+/// other than `host`, an errno name other than `SUCCESS`).
+fn on_any_string_but(c: &CheckNode, except: &str) -> Truth {
+    let (may_match, may_miss) = match &c.matcher {
+        Matcher::Exists => (true, false),
+        Matcher::StrEq(v) => (&**v != except, true),
+        Matcher::StrIn(set) => (set.iter().any(|v| &**v != except), true),
+        _ => (true, true),
+    };
+    if matches!(c.matcher, Matcher::Exists) || !c.negate {
+        (may_match, may_miss)
+    } else {
+        (may_miss, may_match)
+    }
+}
+
+/// A check on an integer field whose value is anywhere in `lo..=hi`.
+fn on_range(c: &CheckNode, lo: i128, hi: i128) -> Truth {
+    let (may_match, may_miss) = match &c.matcher {
+        Matcher::Exists => return (true, false),
+        Matcher::NumCmp(op, v) => {
+            use super::parser::Op;
+            let v = *v;
+            match op {
+                Op::Eq => (lo <= v && v <= hi, lo != hi || lo != v),
+                Op::Lt => (lo < v, hi >= v),
+                Op::Le => (lo <= v, hi > v),
+                Op::Gt => (hi > v, lo <= v),
+                Op::Ge => (hi >= v, lo < v),
+                _ => (true, true),
+            }
+        }
+        Matcher::NumIn(vs) => (
+            vs.iter().any(|v| lo <= *v && *v <= hi),
+            lo != hi || !vs.contains(&lo),
+        ),
+        _ => (true, true),
+    };
+    if c.negate {
+        (may_miss, may_match)
+    } else {
+        (may_match, may_miss)
+    }
+}
+
+/// The regions of one fact's values where the check may be true and may be false.
+fn split<const N: usize>(values: [(u32, Truth); N], set: fn(&mut Region, u32)) -> (Region, Region) {
+    let (mut yes, mut no) = (0, 0);
+    for (bit, (t, f)) in values {
+        if t {
+            yes |= bit;
+        }
+        if f {
+            no |= bit;
+        }
+    }
+    let region = |bits| {
+        let mut r = Region::top();
+        set(&mut r, bits);
+        if r.is_bottom() { Region::bottom() } else { r }
+    };
+    (region(yes), region(no))
+}
+
+fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
+    let unbounded = (Region::top(), Region::top());
+    if c.any_ancestor || !c.transformers.is_empty() || c.field.arg != FieldArg::None {
+        return unbounded;
+    }
+    let kind = t.kind();
+    let is_open = kind == EventKind::Open;
+    let is_connect = kind == EventKind::Connect;
+    let str_v = |s: &'static str| FieldValue::Str(s.into());
+    let scopes = |r: &mut Region, bits: u32| r.scopes = bits as u8;
+    let access = |r: &mut Region, bits: u32| r.access = bits;
+    let results = |r: &mut Region, bits: u32| r.results = bits;
+    let families = |r: &mut Region, bits: u32| r.families = bits;
+    let ok = filter::RESULT_OK;
+    let failed = filter::RESULT_FAILED;
+    match c.field.id {
+        FieldId::ContainerId => split(
+            [
+                (SCOPE_HOST as u32, on_value(c, &str_v("host"))),
+                (SCOPE_CONTAINER as u32, on_any_string_but(c, "host")),
+            ],
+            scopes,
+        ),
+        FieldId::EvtIsOpenRead | FieldId::EvtIsOpenWrite if is_open => {
+            let read = c.field.id == FieldId::EvtIsOpenRead;
+            let value = |mode: u64| {
+                let (r, w) = (matches!(mode, 0 | 2), matches!(mode, 1 | 2));
+                on_value(c, &FieldValue::Bool(if read { r } else { w }))
+            };
+            split(
+                [0u64, 1, 2, 3].map(|mode| (filter::access_bit(mode), value(mode))),
+                access,
+            )
+        }
+        FieldId::FdNum if is_open => split(
+            [
+                (ok, on_range(c, 0, i64::MAX as i128)),
+                (failed, on_value(c, &FieldValue::I64(-1))),
+            ],
+            results,
+        ),
+        FieldId::EvtRawRes if is_open || is_connect => split(
+            [
+                (ok, on_range(c, 0, i64::MAX as i128)),
+                (failed, on_range(c, i64::MIN as i128, -1)),
+            ],
+            results,
+        ),
+        FieldId::EvtFailed if is_open || is_connect => split(
+            [
+                (ok, on_value(c, &FieldValue::Bool(false))),
+                (failed, on_value(c, &FieldValue::Bool(true))),
+            ],
+            results,
+        ),
+        FieldId::EvtRes if is_open || is_connect => split(
+            [
+                (ok, on_value(c, &str_v("SUCCESS"))),
+                (failed, on_any_string_but(c, "SUCCESS")),
+            ],
+            results,
+        ),
+        FieldId::FdSockfamily | FieldId::FdTypeChar | FieldId::FdType if is_connect => {
+            // The field's value for a unix, IPv4 and IPv6 socket; none for others.
+            let [unix, v4, v6] = match c.field.id {
+                FieldId::FdSockfamily => ["unix", "ip", "ip"],
+                FieldId::FdTypeChar => ["u", "4", "6"],
+                _ => ["unix", "ipv4", "ipv6"],
+            };
+            split(
+                [
+                    (filter::FAMILY_UNIX, on_value(c, &str_v(unix))),
+                    (filter::FAMILY_INET, on_value(c, &str_v(v4))),
+                    (filter::FAMILY_INET6, on_value(c, &str_v(v6))),
+                    (filter::FAMILY_OTHER, on_value(c, &FieldValue::None)),
+                ],
+                families,
+            )
+        }
+        FieldId::FdSip
+        | FieldId::FdRip
+        | FieldId::FdIp
+        | FieldId::FdNet
+        | FieldId::FdSnet
+        | FieldId::FdRnet
+            if is_connect =>
+        {
+            let Matcher::Ip(nets) = &c.matcher else {
+                return unbounded;
+            };
+            // Inside the networks: an IP socket whose destination is in one of them.
+            let mut inside = Region::top();
+            inside.families = filter::FAMILY_INET | filter::FAMILY_INET6;
+            // Not inside (or no address): anything but such a destination.
+            let mut not_inside = Region::top();
+            not_inside.excluded = nets.to_vec();
+            if c.negate {
+                // `!=`: an address outside the networks; false inside them or without one.
+                not_inside.families = inside.families;
+                (not_inside, Region::top())
+            } else {
+                (inside, not_inside)
+            }
+        }
+        _ => unbounded,
+    }
+}
+
+/// What one scope of a kind admits, with the rules that keep each fact open.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeSpec {
+    pub admits: ScopeFilter,
+    /// Destinations no rule of this scope can match (connects).
+    pub excluded: Vec<Net>,
+    /// The rules whose region reaches this scope.
+    pub rules: Vec<String>,
+    /// Per fact left fully open, the first rule that leaves it so.
+    pub open_facts: Vec<(&'static str, String)>,
+}
+
+/// One kind's filter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindSpec {
+    pub kind: EventKind,
+    /// `[host, other]`, as `filter::SCOPE_*`.
+    pub scopes: [ScopeSpec; filter::SCOPES],
+}
+
+impl KindSpec {
+    /// The kernel's table entry.
+    pub fn table(&self) -> KindFilter {
+        KindFilter {
+            active: 1,
+            _pad: 0,
+            scopes: [self.scopes[0].admits, self.scopes[1].admits],
+        }
+    }
+}
+
+/// The filter of every filtered kind, derived from the active rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelFilter {
+    pub kinds: Vec<KindSpec>,
+}
+
+/// The facts the kernel judges an event by, as the kernel programs read them.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub kind: EventKind,
+    pub host: bool,
+    pub syscall: u16,
+    pub flags: u64,
+    pub result: i64,
+    pub family: u16,
+    pub address: Option<IpAddr>,
+}
+
+impl Facts {
+    /// The facts of a decoded event, with the scope the agent gives its container.
+    pub fn of(e: &EnrichedEvent) -> Option<Facts> {
+        let host = e.container.is_host();
+        match &e.event.detail {
+            Detail::Open(o) => Some(Facts {
+                kind: EventKind::Open,
+                host,
+                syscall: o.syscall.syscall_id().unwrap_or(0),
+                // The kernel records creat with the flags creat means; a recorded
+                // event may say 0, which the engine reads the same way.
+                flags: if o.syscall == EventType::Creat && o.flags == 0 {
+                    CREAT_FLAGS
+                } else {
+                    o.flags
+                },
+                result: o.result,
+                family: 0,
+                address: None,
+            }),
+            Detail::Connect(c) => Some(Facts {
+                kind: EventKind::Connect,
+                host,
+                syscall: 0,
+                flags: 0,
+                result: c.result,
+                family: match c.family {
+                    SocketFamily::Unix => 1,
+                    SocketFamily::Inet => 2,
+                    SocketFamily::Inet6 => 10,
+                    SocketFamily::Other(f) => f,
+                },
+                address: c.address,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl KernelFilter {
+    /// Derives the filter from the engine's active rules.
+    pub fn of_rules(rules: &[CompiledRule]) -> KernelFilter {
+        let kinds = FILTERED_KINDS
+            .iter()
+            .map(|&kind| {
+                let mut per_rule = Vec::new();
+                for rule in rules {
+                    let mut region = Region::bottom();
+                    for &t in rule.event_types.iter().filter(|t| t.kind() == kind) {
+                        let (mut yes, _) = regions(&specialize(rule.condition_node(), t), t);
+                        yes.syscalls &= filter::syscall_bit(t.syscall_id().unwrap_or(0));
+                        region = region.join(&yes);
+                    }
+                    if !region.is_bottom() {
+                        per_rule.push((rule.name.as_str(), region));
+                    }
+                }
+                let host = scope_spec(kind, &per_rule, SCOPE_HOST);
+                let other = scope_spec(kind, &per_rule, ALL_SCOPES);
+                KindSpec {
+                    kind,
+                    scopes: [host, other],
+                }
+            })
+            .collect();
+        KernelFilter { kinds }
+    }
+
+    /// Would the kernel pass an event with these facts? The user-space model of the
+    /// programs' checks (the same `ScopeFilter` methods, the networks as the rules
+    /// compare them), for the differential tests.
+    pub fn passes(&self, facts: &Facts) -> bool {
+        let Some(spec) = self.kinds.iter().find(|k| k.kind == facts.kind) else {
+            return true;
+        };
+        let scope = &spec.scopes[if facts.host {
+            filter::SCOPE_HOST
+        } else {
+            filter::SCOPE_OTHER
+        }];
+        let f = &scope.admits;
+        match facts.kind {
+            EventKind::Open => {
+                f.admits_open_entry(facts.syscall, facts.flags) && f.admits_result(facts.result)
+            }
+            EventKind::Connect => {
+                let excluded = matches!(facts.family, 2 | 10)
+                    && facts.address.is_some_and(|a| {
+                        scope
+                            .excluded
+                            .iter()
+                            .any(|(net, bits)| ip_in(a, *net, *bits))
+                    });
+                f.admits_connect(facts.family, facts.result) && !excluded
+            }
+            _ => true,
+        }
+    }
+
+    /// What `monitor rules list --kernel-filter` prints.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for spec in &self.kinds {
+            for (name, scope) in ["host", "containers (and unclassified cgroups)"]
+                .iter()
+                .zip(&spec.scopes)
+            {
+                let _ = write!(out, "{} events on {name}: ", spec.kind);
+                if scope.rules.is_empty() {
+                    let _ = writeln!(out, "all filtered out (no active rule can match)");
+                    continue;
+                }
+                let _ = writeln!(out, "{}", describe_admits(spec.kind, scope));
+                for (fact, rule) in &scope.open_facts {
+                    let _ = writeln!(out, "    any {fact}: kept open by rule \"{rule}\"");
+                }
+                let _ = writeln!(out, "    rules: {}", scope.rules.join(", "));
+            }
+        }
+        out
+    }
+}
+
+fn describe_admits(kind: EventKind, scope: &ScopeSpec) -> String {
+    let f = &scope.admits;
+    let names = |bits: u32, all: &[(u32, &str)]| -> String {
+        let v: Vec<&str> = all
+            .iter()
+            .filter(|(b, _)| bits & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        v.join("|")
+    };
+    let results = names(
+        f.results,
+        &[(filter::RESULT_OK, "ok"), (filter::RESULT_FAILED, "failed")],
+    );
+    match kind {
+        EventKind::Open => {
+            let syscalls: Vec<&str> = kind
+                .types()
+                .filter(|t| f.syscalls & filter::syscall_bit(t.syscall_id().unwrap_or(0)) != 0)
+                .map(EventType::as_str)
+                .collect();
+            let access = names(
+                f.access,
+                &[
+                    (filter::access_bit(0), "read"),
+                    (filter::access_bit(1), "write"),
+                    (filter::access_bit(2), "read-write"),
+                    (filter::access_bit(3), "mode-3"),
+                ],
+            );
+            format!(
+                "passes syscall {}, access {access}, result {results}",
+                syscalls.join("|")
+            )
+        }
+        _ => {
+            let families = names(
+                f.families,
+                &[
+                    (filter::FAMILY_UNIX, "unix"),
+                    (filter::FAMILY_INET, "inet"),
+                    (filter::FAMILY_INET6, "inet6"),
+                    (filter::FAMILY_OTHER, "other"),
+                ],
+            );
+            let nets: Vec<String> = scope
+                .excluded
+                .iter()
+                .map(|(a, b)| format!("{a}/{b}"))
+                .collect();
+            format!(
+                "passes family {families}, result {results}; destinations dropped: {}",
+                if nets.is_empty() {
+                    "none".to_string()
+                } else {
+                    nets.join(", ")
+                }
+            )
+        }
+    }
+}
+
+fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> ScopeSpec {
+    let all_syscalls = kind.types().fold(0, |m, t| {
+        m | filter::syscall_bit(t.syscall_id().unwrap_or(0))
+    });
+    let mut joined = Region::bottom();
+    let mut rules = Vec::new();
+    let mut open_facts: Vec<(&'static str, String)> = Vec::new();
+    for (name, region) in per_rule.iter().filter(|(_, r)| r.scopes & scopes != 0) {
+        joined = joined.join(region);
+        rules.push(name.to_string());
+        let mut note = |fact: &'static str, open: bool| {
+            if open && !open_facts.iter().any(|(f, _)| *f == fact) {
+                open_facts.push((fact, name.to_string()));
+            }
+        };
+        match kind {
+            EventKind::Open => {
+                note("access mode", region.access & ALL_ACCESS == ALL_ACCESS);
+                note("result", region.results & ALL_RESULTS == ALL_RESULTS);
+            }
+            _ => {
+                note("family", region.families & ALL_FAMILIES == ALL_FAMILIES);
+                note(
+                    "destination",
+                    region.families & (filter::FAMILY_INET | filter::FAMILY_INET6) != 0
+                        && region.excluded.is_empty(),
+                );
+            }
+        }
+    }
+    if joined.is_bottom() {
+        return ScopeSpec {
+            admits: ScopeFilter::default(),
+            excluded: Vec::new(),
+            rules,
+            open_facts,
+        };
+    }
+    ScopeSpec {
+        admits: ScopeFilter {
+            syscalls: joined.syscalls & all_syscalls,
+            access: joined.access & ALL_ACCESS,
+            results: joined.results & ALL_RESULTS,
+            families: joined.families & ALL_FAMILIES,
+        },
+        excluded: joined.excluded,
+        rules,
+        open_facts,
+    }
+}

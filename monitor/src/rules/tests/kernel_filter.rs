@@ -1,0 +1,263 @@
+//! The kernel filter never drops an event a rule matches. Recorded events (the default
+//! ruleset's fixtures) and random ones go through the engine and through the
+//! user-space model of the kernel's checks, built by the same code that fills the
+//! kernel's tables: every event the engine matches must pass the model. Also: the
+//! filter does drop what no rule can match (else the test above proves nothing).
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::{
+    clock::BootClock,
+    event::EventKind,
+    rules::{
+        Engine, LiveEvent, Scratch, fixtures,
+        kernel_filter::{Facts, KernelFilter},
+        recorded::enriched_from_json,
+    },
+};
+
+const DEFAULT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+const FALCO_STABLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco_rules.yaml"
+);
+
+fn engines() -> Vec<(&'static str, Engine)> {
+    [("default", DEFAULT_RULES), ("falco stable", FALCO_STABLE)]
+        .into_iter()
+        .map(|(name, path)| {
+            let engine = Engine::load_paths(&[path.into()]).unwrap_or_else(|e| panic!("{e}"));
+            (name, engine)
+        })
+        .collect()
+}
+
+/// Asserts that every event a rule of `engine` matches passes `filter`; returns how
+/// many events matched and how many of the others the filter dropped.
+fn check(engine: &Engine, filter: &KernelFilter, events: &[Value], what: &str) -> (usize, usize) {
+    let clock = BootClock::new();
+    let mut scratch = Scratch::default();
+    let mut matched = Vec::new();
+    let (mut hits, mut dropped) = (0, 0);
+    for v in events {
+        let enriched = enriched_from_json(v);
+        let Some(facts) = Facts::of(&enriched) else {
+            continue;
+        };
+        let live = LiveEvent::enriched(&enriched, &clock);
+        engine.evaluate_all(&live, &mut scratch, &mut matched);
+        let passes = filter.passes(&facts);
+        if let Some(rule) = matched.first() {
+            hits += 1;
+            assert!(
+                passes,
+                "{what}: rule \"{}\" matches an event the kernel filter drops\nfacts: {facts:?}\nevent: {v}",
+                rule.name
+            );
+        } else if !passes {
+            dropped += 1;
+        }
+    }
+    (hits, dropped)
+}
+
+fn fixture_events() -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(DEFAULT_RULES).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".fixtures.yaml") {
+            let fixtures = fixtures::parse_file(Path::new(&path)).unwrap();
+            out.extend(fixtures.into_iter().map(|f| f.event));
+        }
+    }
+    out
+}
+
+/// A small deterministic generator: the same events every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const PATHS: &[&str] = &[
+    "/etc/shadow",
+    "/etc/passwd",
+    "/etc/hostname",
+    "/etc/sudoers",
+    "/etc/pam.d/login",
+    "/etc/ld.so.preload",
+    "/etc/kubernetes/admin.conf",
+    "/root/.ssh/id_rsa",
+    "/root/.ssh/authorized_keys",
+    "/home/u/.aws/credentials",
+    "/home/u/.kube/config",
+    "/run/secrets/kubernetes.io/serviceaccount/token",
+    "/usr/bin/ls",
+    "/usr/local/bin/x",
+    "/bin/sh",
+    "/dev/shm/x",
+    "/tmp/x",
+    "/proc/self/mem",
+    "/sys/fs/cgroup/release_agent",
+    "/var/log/syslog",
+    "/var/lib/app/data",
+    "/",
+];
+const NAMES: &[&str] = &[
+    "cat",
+    "sh",
+    "bash",
+    "python3",
+    "sshd",
+    "ssh",
+    "apt",
+    "dpkg",
+    "sudo",
+    "nginx",
+    "find",
+    "grep",
+    "vi",
+    "runc",
+    "containerd",
+    "docker",
+    "kubelet",
+    "curl",
+    "nc",
+    "java",
+];
+const ADDRESSES: &[&str] = &[
+    "127.0.0.1",
+    "127.0.0.53",
+    "0.0.0.0",
+    "10.0.0.1",
+    "172.17.0.2",
+    "192.168.1.10",
+    "169.254.169.254",
+    "8.8.8.8",
+    "1.2.3.4",
+    "::1",
+    "::",
+    "::ffff:127.0.0.1",
+    "::ffff:10.1.2.3",
+    "fd00::1",
+    "2001:db8::1",
+];
+
+fn random_events(n: usize) -> Vec<Value> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = *rng.pick(NAMES);
+        let parent = *rng.pick(NAMES);
+        let mut v = if rng.next().is_multiple_of(2) {
+            let path = *rng.pick(PATHS);
+            let flags = (rng.next() % 4)
+                | *rng.pick(&[0u64, 0o100, 0o1000, 0o200000, 0o2000000, 0o100 | 0o1000]);
+            let result = *rng.pick(&[3i64, 5, -2, -13, -21]);
+            json!({
+                "kind": "open", "syscall": *rng.pick(&["open", "openat", "openat2", "creat"]),
+                "comm": name, "path": path, "resolved_path": path, "flags": flags,
+                "mode": *rng.pick(&[0o644u64, 0o755]), "result": result,
+                "error": if result < 0 { json!("ENOENT") } else { Value::Null },
+                "uid": *rng.pick(&[0u64, 1000]),
+            })
+        } else {
+            let family = *rng.pick(&["inet", "inet6", "unix", "other"]);
+            let address = *rng.pick(ADDRESSES);
+            let result = *rng.pick(&[0i64, -111, -115, -101, -13]);
+            json!({
+                "kind": "connect", "comm": name, "fd": 3, "family": family,
+                "sock_type": *rng.pick(&["stream", "dgram", "raw"]),
+                "address": if family == "unix" { Value::Null } else { json!(address) },
+                "port": *rng.pick(&[22u64, 53, 80, 443, 4444, 6443, 9, 2379]),
+                "unix_path": if family == "unix" { json!("/run/docker.sock") } else { Value::Null },
+                "result": result,
+                "error": if result < 0 { json!("ECONNREFUSED") } else { Value::Null },
+                "uid": 0,
+            })
+        };
+        v["process"] = json!({"pid": 100, "name": name, "exe": name,
+            "exepath": format!("/usr/bin/{name}"), "args": [], "cwd": "/", "uid": 0,
+            "user": "root", "start_boot_ns": 1});
+        v["ancestors"] = json!([{"pid": 99, "name": parent, "exe": parent,
+            "exepath": format!("/usr/bin/{parent}"), "cmdline": parent}]);
+        if rng.next().is_multiple_of(2) {
+            v["container"] = json!({"id": "4f2a6b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a",
+                "name": "web", "runtime": "docker", "image": "nginx:1.25",
+                "image_repository": "nginx", "image_tag": "1.25", "labels": {}, "privileged": false});
+        }
+        out.push(v);
+    }
+    out
+}
+
+#[test]
+fn the_filter_passes_every_event_a_rule_matches() {
+    let fixtures = fixture_events();
+    let random = random_events(20_000);
+    for (name, engine) in engines() {
+        let filter = engine.kernel_filter();
+        let (hits, _) = check(&engine, &filter, &fixtures, &format!("{name}: fixtures"));
+        assert!(
+            hits > 0,
+            "{name}: no fixture matched, the test proves nothing"
+        );
+        let (hits, dropped) = check(&engine, &filter, &random, &format!("{name}: random"));
+        assert!(hits > 100, "{name}: only {hits} random events matched");
+        assert!(
+            dropped > 1000,
+            "{name}: the filter dropped only {dropped} events"
+        );
+    }
+}
+
+/// What the default rules let the kernel drop: host reads (no default rule looks at
+/// them), failed opens, connects to loopback.
+#[test]
+fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
+    let engine = Engine::load_paths(&[DEFAULT_RULES.into()]).unwrap();
+    let filter = engine.kernel_filter();
+    let facts = |kind, host, flags, result, family, address: Option<&str>| Facts {
+        kind,
+        host,
+        syscall: monitor_common::syscall::OPENAT,
+        flags,
+        result,
+        family,
+        address: address.map(|a| a.parse().unwrap()),
+    };
+    let open = |host, flags, result| facts(EventKind::Open, host, flags, result, 0, None);
+    let connect = |host, address| facts(EventKind::Connect, host, 0, 0, 2, Some(address));
+    assert!(!filter.passes(&open(true, 0, 3)), "host read");
+    assert!(filter.passes(&open(true, 1, 3)), "host write");
+    assert!(filter.passes(&open(false, 0, 3)), "container read");
+    assert!(!filter.passes(&open(false, 0, -2)), "failed open");
+    assert!(!filter.passes(&connect(false, "127.0.0.1")), "loopback");
+    assert!(filter.passes(&connect(false, "10.0.0.1")), "outbound");
+    assert!(
+        !filter.passes(&facts(
+            EventKind::Connect,
+            false,
+            0,
+            0,
+            10,
+            Some("::ffff:127.0.0.1")
+        )),
+        "mapped loopback"
+    );
+    let text = filter.describe();
+    assert!(
+        text.contains("open events on host: passes syscall open|openat|openat2|creat, access write|read-write, result ok"),
+        "{text}"
+    );
+}

@@ -1,0 +1,151 @@
+//! Writing the kernel filter's tables (see `monitor_common::filter`): the rules'
+//! filter per kind, the networks no rule can match, and the host's cgroups.
+use std::{collections::HashSet, net::IpAddr};
+
+use anyhow::{Context, Result};
+use aya::maps::{
+    Array, HashMap,
+    lpm_trie::{Key, LpmTrie},
+};
+use monitor_common::{KIND_SLOTS, KindFilter, filter};
+
+use crate::rules::kernel_filter::KernelFilter;
+
+impl super::Sensor {
+    /// Installs `filter` (or none: every event passes) as one change: the tables of
+    /// the generation not in use are written, then the programs are switched to it,
+    /// then the old generation's networks are removed.
+    pub fn set_filter(&mut self, rules: Option<&KernelFilter>) -> Result<()> {
+        let current = {
+            let generation: Array<_, u32> = Array::try_from(map(&self.ebpf, "FILTER_GENERATION")?)?;
+            generation.get(&0, 0)? & 1
+        };
+        let next = current ^ 1;
+        {
+            let mut filters: Array<_, KindFilter> = Array::try_from(
+                self.ebpf
+                    .map_mut("FILTERS")
+                    .context("map FILTERS missing")?,
+            )?;
+            for slot in 0..KIND_SLOTS {
+                filters.set(next * KIND_SLOTS + slot, KindFilter::default(), 0)?;
+            }
+            for spec in rules.iter().flat_map(|f| &f.kinds) {
+                filters.set(next * KIND_SLOTS + spec.kind.id() as u32, spec.table(), 0)?;
+            }
+        }
+        let networks = rules.map(excluded_networks).unwrap_or_default();
+        write_networks(&mut self.ebpf, next as u8, &networks)?;
+        {
+            let mut generation: Array<_, u32> = Array::try_from(
+                self.ebpf
+                    .map_mut("FILTER_GENERATION")
+                    .context("map FILTER_GENERATION missing")?,
+            )?;
+            generation.set(0, next, 0)?;
+        }
+        write_networks(&mut self.ebpf, current as u8, &[])
+    }
+
+    /// Makes the host scope exactly `ids` (cgroups the agent found to be the host's).
+    /// Returns how many could not be added (the table is full: those cgroups' events
+    /// are then judged as a container's, which is safe).
+    pub fn set_host_cgroups(&mut self, ids: &HashSet<u64>) -> Result<usize> {
+        let mut table: HashMap<_, u64, u8> = HashMap::try_from(
+            self.ebpf
+                .map_mut("HOST_CGROUPS")
+                .context("map HOST_CGROUPS missing")?,
+        )?;
+        let present: Vec<u64> = table.keys().filter_map(Result::ok).collect();
+        for id in present.iter().filter(|id| !ids.contains(id)) {
+            let _ = table.remove(id);
+        }
+        let present: HashSet<u64> = present.into_iter().collect();
+        let mut full = 0;
+        for id in ids.iter().filter(|id| !present.contains(id)) {
+            if table.insert(id, 1, 0).is_err() {
+                full += 1;
+            }
+        }
+        Ok(full)
+    }
+}
+
+fn map<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Result<&'a aya::maps::Map> {
+    ebpf.map(name)
+        .with_context(|| format!("map {name} missing"))
+}
+
+/// A destination network with the scopes (bit per `filter::SCOPE_*`) it is excluded
+/// from.
+type ExcludedNet = (IpAddr, u8, u32);
+
+/// Each network once, with every scope that excludes it or a network containing it:
+/// the trie answers a lookup with the longest match only.
+fn excluded_networks(rules: &KernelFilter) -> Vec<ExcludedNet> {
+    let mut nets: Vec<ExcludedNet> = Vec::new();
+    for spec in rules.kinds.iter() {
+        for (scope, s) in spec.scopes.iter().enumerate() {
+            for &(addr, bits) in &s.excluded {
+                match nets.iter_mut().find(|(a, b, _)| *a == addr && *b == bits) {
+                    Some(entry) => entry.2 |= 1 << scope,
+                    None => nets.push((addr, bits, 1 << scope)),
+                }
+            }
+        }
+    }
+    let all = nets.clone();
+    for (addr, bits, scopes) in nets.iter_mut() {
+        for (outer, outer_bits, outer_scopes) in &all {
+            if outer.is_ipv4() == addr.is_ipv4()
+                && outer_bits <= bits
+                && crate::rules::compile::ip_in(*addr, *outer, *outer_bits)
+            {
+                *scopes |= outer_scopes;
+            }
+        }
+    }
+    nets
+}
+
+/// Replaces generation `generation`'s networks with `nets`.
+fn write_networks(ebpf: &mut aya::Ebpf, generation: u8, nets: &[ExcludedNet]) -> Result<()> {
+    let gen_bits = filter::NET_KEY_GENERATION_BITS;
+    {
+        let mut v4: LpmTrie<_, [u8; 5], u32> = LpmTrie::try_from(
+            ebpf.map_mut("EXCLUDED_V4")
+                .context("map EXCLUDED_V4 missing")?,
+        )?;
+        let old: Vec<Key<[u8; 5]>> = v4.keys().filter_map(Result::ok).collect();
+        for key in old.iter().filter(|k| k.data()[0] == generation) {
+            let _ = v4.remove(key);
+        }
+        for (addr, bits, scopes) in nets {
+            if let IpAddr::V4(a) = addr {
+                let o = a.octets();
+                let key = Key::new(
+                    gen_bits + *bits as u32,
+                    [generation, o[0], o[1], o[2], o[3]],
+                );
+                v4.insert(&key, scopes, 0)?;
+            }
+        }
+    }
+    let mut v6: LpmTrie<_, [u8; 17], u32> = LpmTrie::try_from(
+        ebpf.map_mut("EXCLUDED_V6")
+            .context("map EXCLUDED_V6 missing")?,
+    )?;
+    let old: Vec<Key<[u8; 17]>> = v6.keys().filter_map(Result::ok).collect();
+    for key in old.iter().filter(|k| k.data()[0] == generation) {
+        let _ = v6.remove(key);
+    }
+    for (addr, bits, scopes) in nets {
+        if let IpAddr::V6(a) = addr {
+            let mut data = [0u8; 17];
+            data[0] = generation;
+            data[1..].copy_from_slice(&a.octets());
+            v6.insert(&Key::new(gen_bits + *bits as u32, data), scopes, 0)?;
+        }
+    }
+    Ok(())
+}
