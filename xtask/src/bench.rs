@@ -279,7 +279,7 @@ fn daemon_storms(args: &BenchArgs) -> Result<String> {
     ];
     let _stats = BpfStats::enable()?;
     let mut out = String::from(
-        "| storm | agent | ops | baseline | monitored | ratio | received | filtered | dropped | agent CPU per op | kernel ns per call |\n\
+        "| storm | agent | ops | baseline | monitored | ratio | received | filtered | dropped | agent CPU per op (start-up included) | kernel ns per call |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for (storm, ops, run) in storms {
