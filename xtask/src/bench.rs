@@ -264,17 +264,34 @@ fn daemon_storms(args: &BenchArgs) -> Result<String> {
     let rules = rules.to_string_lossy().to_string();
     let falco = falco.to_string_lossy().to_string();
     let agents: Vec<(&str, Vec<&str>)> = vec![
-        ("run, default rules", vec!["run", "--rules", &rules, "--listen", ""]),
+        (
+            "run, default rules",
+            vec!["run", "--rules", &rules, "--listen", ""],
+        ),
         (
             "run, default rules, --no-kernel-filter",
-            vec!["run", "--rules", &rules, "--listen", "", "--no-kernel-filter"],
+            vec![
+                "run",
+                "--rules",
+                &rules,
+                "--listen",
+                "",
+                "--no-kernel-filter",
+            ],
         ),
-        ("run, Falco stable", vec!["run", "--rules", &falco, "--listen", ""]),
+        (
+            "run, Falco stable",
+            vec!["run", "--rules", &falco, "--listen", ""],
+        ),
         ("events (everything)", ALL_KINDS.to_vec()),
     ];
     let storms: [(&str, u64, fn(u64) -> Result<()>); 3] = [
         ("open+close of one file (host)", args.storm, open_storm),
-        ("refused TCP connect to loopback", args.storm / 10, connect_storm),
+        (
+            "refused TCP connect to loopback",
+            args.storm / 10,
+            connect_storm,
+        ),
         ("fork+exec of /bin/true", args.storm / 100, exec_storm),
     ];
     let _stats = BpfStats::enable()?;
@@ -310,7 +327,8 @@ fn daemon_storms(args: &BenchArgs) -> Result<String> {
                     let (c0, n0) = before.get(name).copied().unwrap_or((0, 0));
                     let calls = count - c0;
                     // The storm's own programs, not the background's.
-                    (calls >= ops / 2).then(|| format!("{name} {:.0}", (ns - n0) as f64 / calls as f64))
+                    (calls >= ops / 2)
+                        .then(|| format!("{name} {:.0}", (ns - n0) as f64 / calls as f64))
                 })
                 .collect();
             programs.sort();
