@@ -245,6 +245,9 @@ fn open_storm(n: u64) -> Result<()> {
     Ok(())
 }
 
+/// A workload of `n` operations.
+type Storm = fn(u64) -> Result<()>;
+
 /// `n` TCP connects to a closed loopback port, each refused.
 fn connect_storm(n: u64) -> Result<()> {
     for _ in 0..n {
@@ -285,7 +288,7 @@ fn daemon_storms(args: &BenchArgs) -> Result<String> {
         ),
         ("events (everything)", ALL_KINDS.to_vec()),
     ];
-    let storms: [(&str, u64, fn(u64) -> Result<()>); 3] = [
+    let storms: [(&str, u64, Storm); 3] = [
         ("open+close of one file (host)", args.storm, open_storm),
         (
             "refused TCP connect to loopback",
