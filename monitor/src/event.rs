@@ -208,6 +208,16 @@ impl SocketFamily {
             other => SocketFamily::Other(other),
         }
     }
+
+    /// The `AF_*` number the kernel reported.
+    pub fn raw(self) -> u16 {
+        match self {
+            SocketFamily::Unix => 1,
+            SocketFamily::Inet => 2,
+            SocketFamily::Inet6 => 10,
+            SocketFamily::Other(raw) => raw,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -211,12 +211,7 @@ fn measure(workload: &Workload) -> Result<Measurement> {
     let monitored = time(workload)?;
     let agent_cpu = agent.cpu_time()?;
     let totals = agent.stop_totals()?;
-    let sum = |field: &str| -> u64 {
-        totals["kinds"]
-            .as_object()
-            .map(|kinds| kinds.values().filter_map(|k| k[field].as_u64()).sum())
-            .unwrap_or(0)
-    };
+    let sum = |field: &str| kinds_sum(&totals, field);
     Ok(Measurement {
         baseline,
         monitored,
@@ -224,6 +219,14 @@ fn measure(workload: &Workload) -> Result<Measurement> {
         dropped: sum("dropped"),
         agent_cpu,
     })
+}
+
+/// A field of the totals line summed over every kind.
+fn kinds_sum(totals: &serde_json::Value, field: &str) -> u64 {
+    totals["kinds"]
+        .as_object()
+        .map(|kinds| kinds.values().filter_map(|k| k[field].as_u64()).sum())
+        .unwrap_or(0)
 }
 
 fn time(workload: &Workload) -> Result<Duration> {
@@ -318,12 +321,7 @@ fn daemon_storms(args: &BenchArgs) -> Result<String> {
             let after = program_stats()?;
             let cpu = agent.cpu_time()?;
             let totals = agent.stop_totals()?;
-            let sum = |field: &str| -> u64 {
-                totals["kinds"]
-                    .as_object()
-                    .map(|k| k.values().filter_map(|k| k[field].as_u64()).sum())
-                    .unwrap_or(0)
-            };
+            let sum = |field: &str| kinds_sum(&totals, field);
             let mut programs: Vec<String> = after
                 .iter()
                 .filter_map(|(name, (count, ns))| {

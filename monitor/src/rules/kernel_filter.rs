@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     context::EnrichedEvent,
-    event::{Detail, EventKind, SocketFamily},
+    event::{Detail, EventKind},
 };
 
 /// The kinds the kernel filters. Exec, fork and exit always reach the process table.
@@ -450,12 +450,7 @@ impl Facts {
                 syscall: 0,
                 flags: 0,
                 result: c.result,
-                family: match c.family {
-                    SocketFamily::Unix => 1,
-                    SocketFamily::Inet => 2,
-                    SocketFamily::Inet6 => 10,
-                    SocketFamily::Other(f) => f,
-                },
+                family: c.family.raw(),
                 address: c.address,
             }),
             _ => None,
