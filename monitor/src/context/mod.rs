@@ -280,6 +280,17 @@ impl Context {
         Some(self.insert_snapshot(snapshot))
     }
 
+    /// The executed file's identity. A short-lived host process may be gone before its
+    /// exec is handled; its file, reached by the path the kernel resolved, usually is
+    /// not (a container's path means nothing on the host, so it has only `/proc`).
+    fn exe_key(&self, pid: u32, exepath: &[u8], on_host: bool) -> Option<FileKey> {
+        FileKey::of(&self.host.proc(pid, "exe")).or_else(|| {
+            (on_host && !exepath.is_empty())
+                .then(|| FileKey::of(&self.host.path(std::ffi::OsStr::from_bytes(exepath))))
+                .flatten()
+        })
+    }
+
     fn on_exec(&mut self, event: &Event, exec: &Exec) -> Arc<ProcessInfo> {
         let pid = event.pid;
         let previous = self.processes.get(pid).cloned();
@@ -310,7 +321,7 @@ impl Context {
                 self.ticks(c.process_start_boot_ns),
                 &exepath,
             ),
-            exe_key: FileKey::of(&self.host.proc(pid, "exe")),
+            exe_key: self.exe_key(pid, &exepath, container.is_none()),
             exepath,
             cwd: procfs::read_link(&self.host, pid, "cwd")
                 .or_else(|| previous.as_ref().and_then(|p| p.cwd.clone())),
