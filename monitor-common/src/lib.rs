@@ -48,6 +48,7 @@ ids! {
     EXIT = 3,
     CONNECT = 4,
     OPEN = 5,
+    SYSCALL = 6,
 }
 
 /// Size of per-kind arrays (the kernel's enable switches and counters, the agent's
@@ -55,8 +56,8 @@ ids! {
 pub const KIND_SLOTS: u32 = 16;
 
 ids! {
-    /// Which syscall produced an exec or open record. The agent's `EventType` table
-    /// names the syscall each id stands for.
+    /// Which syscall produced an exec, open or syscall record. The agent's `EventType`
+    /// table names the syscall each id stands for.
     syscall below 32;
     EXECVE = 1,
     EXECVEAT = 2,
@@ -64,6 +65,17 @@ ids! {
     OPENAT = 4,
     OPENAT2 = 5,
     CREAT = 6,
+    PTRACE = 7,
+    SYMLINK = 8,
+    SYMLINKAT = 9,
+    LINK = 10,
+    LINKAT = 11,
+    INIT_MODULE = 12,
+    FINIT_MODULE = 13,
+    SOCKET = 14,
+    DUP = 15,
+    DUP2 = 16,
+    DUP3 = 17,
 }
 
 /// A record's fixed part, with the kind it is the record of: the kernel starts a
@@ -209,6 +221,33 @@ pub struct ExecRecord {
     pub at_flags: u32,
     pub file_len: u16,
     pub _pad1: u16,
+    /// [`exe`] bits: what the new executable's file is.
+    pub exe_flags: u32,
+    pub _pad2: u32,
+    /// The new image's capability sets (`cred->cap_*`), one bit per `CAP_*` number.
+    pub caps: Capabilities,
+}
+
+/// A task's capability sets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+}
+
+/// Bits of [`ExecRecord::exe_flags`], Falco's `PPM_EXE_*` facts.
+pub mod exe {
+    /// The file is on an overlay filesystem, in its writable upper layer (written or
+    /// copied up after the container started).
+    pub const UPPER_LAYER: u32 = 1;
+    /// The file is on an overlay filesystem, in a lower (image) layer.
+    pub const LOWER_LAYER: u32 = 2;
+    /// The file is a memfd (`memfd_create`), named `memfd:...`.
+    pub const FROM_MEMFD: u32 = 4;
+    /// The kernel could not read the facts (then no other bit is meaningful).
+    pub const UNKNOWN: u32 = 8;
 }
 
 /// A new process (threads are not reported). The header describes the parent.
@@ -280,12 +319,54 @@ pub struct OpenRecord {
     pub _pad1: u32,
 }
 
+/// One of the syscalls Falco's rules name that the other kinds do not report:
+/// `ptrace`, `symlink(at)`, `link(at)`, `(f)init_module`, `socket`, `dup(2,3)`.
+/// `args` are the raw arguments at entry (the syscall's own order); followed by
+/// `str0_len` and `str1_len` bytes of the two string arguments where the syscall has
+/// them (symlink: target, linkpath; link: oldpath, newpath; init_module and
+/// finit_module: the module parameters as `str0`).
+///
+/// For `dup*`, `sock` describes the socket behind the duplicated fd, read at exit
+/// (family 0 when the fd is no socket).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallRecord {
+    pub header: EventHeader,
+    pub syscall: u16,
+    pub str0_len: u16,
+    pub str1_len: u16,
+    pub _pad0: u16,
+    pub uid: u32,
+    pub _pad1: u32,
+    /// The return value: a new fd, 0 or `-errno`.
+    pub result: i64,
+    pub args: [u64; 5],
+    pub sock: SocketFacts,
+}
+
+/// The two ends of a socket as the kernel holds them (`struct sock_common`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketFacts {
+    /// `AF_*`; 0 when there is no socket.
+    pub family: u16,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, ...
+    pub sock_type: u16,
+    /// Ports in host byte order.
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IPv4 in the first four bytes, or IPv6; network byte order.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
 kind_records! {
     ExecRecord => EXEC,
     ForkRecord => FORK,
     ExitRecord => EXIT,
     ConnectRecord => CONNECT,
     OpenRecord => OPEN,
+    SyscallRecord => SYSCALL,
 }
 
 /// Kernel struct member offsets, computed by the agent from the running kernel's BTF
@@ -340,6 +421,24 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     /// `sizeof(struct upid)`: the stride of `pid.numbers`.
     pub upid_size: u32,
+    pub cred_cap_inheritable: u32,
+    pub cred_cap_permitted: u32,
+    pub cred_cap_effective: u32,
+    pub file_f_inode: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_mode: u32,
+    /// `sizeof(struct inode)`: overlayfs keeps its upper dentry right after the inode
+    /// it embeds (`struct ovl_inode`), a module type the kernel BTF does not describe.
+    pub inode_size: u32,
+    pub super_block_s_magic: u32,
+    pub socket_sk: u32,
+    pub sock_common_family: u32,
+    pub sock_common_daddr: u32,
+    pub sock_common_rcv_saddr: u32,
+    pub sock_common_dport: u32,
+    pub sock_common_num: u32,
+    pub sock_common_v6_daddr: u32,
+    pub sock_common_v6_rcv_saddr: u32,
 }
 
 impl KernelOffsets {
@@ -392,6 +491,22 @@ impl KernelOffsets {
         pid_level: Self::ABSENT,
         pid_numbers: Self::ABSENT,
         upid_size: Self::ABSENT,
+        cred_cap_inheritable: Self::ABSENT,
+        cred_cap_permitted: Self::ABSENT,
+        cred_cap_effective: Self::ABSENT,
+        file_f_inode: Self::ABSENT,
+        inode_i_sb: Self::ABSENT,
+        inode_i_mode: Self::ABSENT,
+        inode_size: Self::ABSENT,
+        super_block_s_magic: Self::ABSENT,
+        socket_sk: Self::ABSENT,
+        sock_common_family: Self::ABSENT,
+        sock_common_daddr: Self::ABSENT,
+        sock_common_rcv_saddr: Self::ABSENT,
+        sock_common_dport: Self::ABSENT,
+        sock_common_num: Self::ABSENT,
+        sock_common_v6_daddr: Self::ABSENT,
+        sock_common_v6_rcv_saddr: Self::ABSENT,
     };
 }
 
@@ -487,6 +602,11 @@ impl ScopeFilter {
             && self.access & filter::access_bit(flags) != 0
     }
 
+    /// One of the other syscalls: which one (at entry), then its result.
+    pub const fn admits_syscall(&self, syscall: u16) -> bool {
+        self.syscalls & filter::syscall_bit(syscall) != 0
+    }
+
     pub const fn admits_result(&self, result: i64) -> bool {
         self.results & filter::result_bit(result) != 0
     }
@@ -519,12 +639,13 @@ mod pod {
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 48);
     assert!(core::mem::size_of::<TaskIdentity>() == 40);
-    assert!(core::mem::size_of::<ExecRecord>() == 120);
+    assert!(core::mem::size_of::<ExecRecord>() == 152);
+    assert!(core::mem::size_of::<SyscallRecord>() == 152);
     assert!(core::mem::size_of::<ForkRecord>() == 72);
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 88);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 45 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 61 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 16 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u32::BITS);

@@ -2,7 +2,9 @@
 use aya_ebpf::helpers::{
     bpf_get_current_uid_gid, bpf_probe_read_kernel, generated::bpf_get_current_task,
 };
-use monitor_common::{KernelOffsets, MAX_CGROUP_NAME, TaskIdentity};
+use monitor_common::{
+    Capabilities, KernelOffsets, MAX_CGROUP_NAME, SocketFacts, TaskIdentity, exe,
+};
 
 use crate::record::Record;
 
@@ -108,4 +110,96 @@ pub fn append_cgroup_name(record: &Record, task: u64) -> usize {
         Ok(name) => record.kernel_str(name, MAX_CGROUP_NAME),
         Err(_) => 0,
     }
+}
+
+/// The task's capability sets.
+#[inline(always)]
+pub fn capabilities(task: u64) -> Capabilities {
+    let cred = read::<u64>(task, offset!(task_cred)).unwrap_or(0);
+    Capabilities {
+        inheritable: read::<u64>(cred, offset!(cred_cap_inheritable)).unwrap_or(0),
+        permitted: read::<u64>(cred, offset!(cred_cap_permitted)).unwrap_or(0),
+        effective: read::<u64>(cred, offset!(cred_cap_effective)).unwrap_or(0),
+    }
+}
+
+const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+
+/// What an executable's file is ([`exe`] bits): a memfd (its dentry is named
+/// `memfd:...`), or a file of an overlay's upper or lower layer.
+#[inline(always)]
+pub fn exe_facts(file: u64) -> u32 {
+    let f_path = file + offset!(file_f_path) as u64;
+    let name = read::<u64>(f_path, offset!(path_dentry))
+        .and_then(|dentry| read::<u64>(dentry + offset!(dentry_d_name) as u64, offset!(qstr_name)))
+        .and_then(|name| read::<[u8; 6]>(name, 0));
+    let Ok(name) = name else {
+        return exe::UNKNOWN;
+    };
+    let mut facts = 0;
+    if &name == b"memfd:" {
+        facts |= exe::FROM_MEMFD;
+    }
+    let Ok(inode) = read::<u64>(file, offset!(file_f_inode)) else {
+        return facts | exe::UNKNOWN;
+    };
+    let magic = read::<u64>(inode, offset!(inode_i_sb))
+        .and_then(|sb| read::<u64>(sb, offset!(super_block_s_magic)));
+    match magic {
+        Ok(m) if m & 0xffff_ffff == OVERLAYFS_SUPER_MAGIC => {
+            // `struct ovl_inode` keeps `__upperdentry` right after its `vfs_inode`: set
+            // once the file exists in the upper layer.
+            match read::<u64>(inode, offset!(inode_size)) {
+                Ok(0) => facts | exe::LOWER_LAYER,
+                Ok(_) => facts | exe::UPPER_LAYER,
+                Err(_) => facts | exe::UNKNOWN,
+            }
+        }
+        Ok(_) => facts,
+        Err(_) => facts | exe::UNKNOWN,
+    }
+}
+
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// The ends of the socket behind `file`; all zero when it is no socket.
+#[inline(always)]
+pub fn socket_facts(file: u64) -> SocketFacts {
+    let mut facts = SocketFacts::default();
+    let is_socket = read::<u64>(file, offset!(file_f_inode))
+        .and_then(|inode| read::<u16>(inode, offset!(inode_i_mode)))
+        .is_ok_and(|mode| mode & S_IFMT == S_IFSOCK);
+    if !is_socket {
+        return facts;
+    }
+    let Ok(socket) = read::<u64>(file, offset!(file_private_data)) else {
+        return facts;
+    };
+    let Ok(sk) = read::<u64>(socket, offset!(socket_sk)) else {
+        return facts;
+    };
+    // `struct sock` starts with its `struct sock_common`.
+    facts.family = read::<u16>(sk, offset!(sock_common_family)).unwrap_or(0);
+    facts.sock_type = read::<i16>(socket, offset!(socket_type)).unwrap_or(0) as u16;
+    facts.local_port = read::<u16>(sk, offset!(sock_common_num)).unwrap_or(0);
+    facts.remote_port = u16::from_be(read::<u16>(sk, offset!(sock_common_dport)).unwrap_or(0));
+    match facts.family {
+        AF_INET => {
+            let local = read::<[u8; 4]>(sk, offset!(sock_common_rcv_saddr)).unwrap_or([0; 4]);
+            let remote = read::<[u8; 4]>(sk, offset!(sock_common_daddr)).unwrap_or([0; 4]);
+            facts.local_addr[..4].copy_from_slice(&local);
+            facts.remote_addr[..4].copy_from_slice(&remote);
+        }
+        AF_INET6 => {
+            facts.local_addr =
+                read::<[u8; 16]>(sk, offset!(sock_common_v6_rcv_saddr)).unwrap_or([0; 16]);
+            facts.remote_addr =
+                read::<[u8; 16]>(sk, offset!(sock_common_v6_daddr)).unwrap_or([0; 16]);
+        }
+        _ => {}
+    }
+    facts
 }

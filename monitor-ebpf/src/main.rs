@@ -13,6 +13,7 @@ mod network;
 mod path;
 mod process;
 mod record;
+mod syscalls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -37,6 +37,10 @@ pub static PENDING_OPEN: LruHashMap<u64, crate::file::PendingOpen> =
 #[map]
 pub static EXEC_FILE: LruHashMap<u32, crate::process::ExecFile> =
     LruHashMap::with_max_entries(512, 0);
+/// Arguments of the syscalls of `syscalls`, keyed by thread.
+#[map]
+pub static PENDING_SYSCALL: LruHashMap<u64, crate::syscalls::PendingSyscall> =
+    LruHashMap::with_max_entries(8192, 0);
 #[map]
 pub static PENDING_CONNECT: LruHashMap<u64, crate::network::PendingConnect> =
     LruHashMap::with_max_entries(8192, 0);

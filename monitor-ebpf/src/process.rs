@@ -8,13 +8,14 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_PATH_BYTES, flags, kind,
+    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_PATH_BYTES, exe, flags, kind,
     stat, syscall,
 };
 
 use crate::{
     kernel::{
-        append_cgroup_name, current_task, identity, offset, parent_tgid, process_start, read, vpid,
+        append_cgroup_name, capabilities, current_task, exe_facts, identity, offset, parent_tgid,
+        process_start, read, vpid,
     },
     maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
     path::{append_d_path, append_file_path},
@@ -124,11 +125,13 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
 
     let mut exe_len = 0usize;
     let mut filename_len = 0usize;
+    let mut exe_flags = exe::UNKNOWN;
     let args_len;
     if result == 0 {
         // The caller's memory is gone; the new image tells its file and argv.
         let mm = read::<u64>(task, offset!(task_mm))?;
         if let Ok(exe_file) = read::<u64>(mm, offset!(mm_exe_file)) {
+            exe_flags = exe_facts(exe_file);
             let (len, cut) = append_file_path(&record, exe_file);
             exe_len = len;
             if cut {
@@ -179,6 +182,9 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         at_flags: pending.at_flags,
         file_len: file_len as u16,
         _pad1: 0,
+        exe_flags,
+        _pad2: 0,
+        caps: capabilities(task),
     };
     unsafe { record.fixed::<ExecRecord>().write(fixed) };
     record.submit();

@@ -57,12 +57,13 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct KindsArgs {
-    /// Event kinds to capture, comma-separated: exec, fork, exit, connect, open.
+    /// Event kinds to capture, comma-separated: exec, fork, exit, connect, open,
+    /// syscall (ptrace, symlink, link, init_module, socket, dup and their variants).
     /// Kinds not listed are switched off in the kernel and cost nothing.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "exec,fork,exit,connect,open"
+        default_value = "exec,fork,exit,connect,open,syscall"
     )]
     pub kinds: Vec<EventKind>,
 }

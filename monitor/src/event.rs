@@ -26,6 +26,7 @@ impl Event {
             Detail::Exit(_) => EventKind::Exit,
             Detail::Connect(_) => EventKind::Connect,
             Detail::Open(_) => EventKind::Open,
+            Detail::Syscall(_) => EventKind::Syscall,
         }
     }
 
@@ -63,6 +64,10 @@ impl Event {
                 .syscall
                 .exit_tracepoint()
                 .unwrap_or("tracepoint/syscalls/sys_exit_openat"),
+            Detail::Syscall(x) => x
+                .syscall
+                .exit_tracepoint()
+                .unwrap_or("tracepoint/syscalls/sys_exit_ptrace"),
         }
     }
 }
@@ -96,6 +101,7 @@ pub enum Detail {
     Exit(Exit),
     Connect(Connect),
     Open(Open),
+    Syscall(SyscallDetail),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +144,21 @@ pub struct Exec {
     pub at_flags: u32,
     /// Name of the task's cgroup v2 directory, read in the kernel at exec time.
     pub cgroup_name: Vec<u8>,
+    /// The new image's capability sets (successful execs).
+    pub capabilities: Option<Capabilities>,
+    /// What the executable's file is, where the kernel could tell (successful execs).
+    pub exe_facts: Option<ExeFacts>,
+}
+
+pub use monitor_common::Capabilities;
+
+/// Falco's executable facts (`proc.is_exe_upper_layer`, `proc.is_exe_from_memfd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExeFacts {
+    /// `Some` on an overlay filesystem: in its upper layer (written in the container)
+    /// or a lower (image) layer.
+    pub upper_layer: Option<bool>,
+    pub from_memfd: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +260,39 @@ pub struct Open {
     /// The new fd, or `-errno`.
     pub result: i64,
     pub uid: u32,
+}
+
+/// One of the other syscalls (see `monitor_common::SyscallRecord`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallDetail {
+    pub syscall: EventType,
+    /// A new fd, 0 or `-errno`.
+    pub result: i64,
+    /// The raw arguments, in the syscall's order.
+    pub args: [u64; 5],
+    /// The string arguments: symlink target and link path, link old and new path,
+    /// module parameters (empty where the syscall has none).
+    pub strings: [Vec<u8>; 2],
+    /// `dup*`: the socket behind the duplicated fd.
+    pub socket: Option<SocketEnds>,
+    pub uid: u32,
+}
+
+impl SyscallDetail {
+    /// An argument as the signed int the syscall takes (fds, flags).
+    pub fn int_arg(&self, n: usize) -> i64 {
+        self.args[n] as i32 as i64
+    }
+}
+
+/// A socket's family, type and ends, as the kernel held them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketEnds {
+    pub family: SocketFamily,
+    pub sock_type: u16,
+    /// Address and port of each end (IP sockets only).
+    pub local: Option<(IpAddr, u16)>,
+    pub remote: Option<(IpAddr, u16)>,
 }
 
 #[cfg(test)]

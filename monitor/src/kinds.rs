@@ -53,6 +53,9 @@ event_kinds! {
     Exit = kind::EXIT, "exit", Procexit;
     Connect = kind::CONNECT, "connect", Connect;
     Open = kind::OPEN, "open", Openat;
+    /// The other syscalls Falco's rules name (ptrace, links, module loads, sockets,
+    /// fd duplication).
+    Syscall = kind::SYSCALL, "syscall", Ptrace;
 }
 
 /// The agent knows every kind the kernel declares, and a kind set
@@ -252,6 +255,17 @@ event_types! {
     Openat = "openat", Open, syscall syscall::OPENAT;
     Openat2 = "openat2", Open, syscall syscall::OPENAT2;
     Creat = "creat", Open, syscall syscall::CREAT;
+    Ptrace = "ptrace", Syscall, syscall syscall::PTRACE;
+    Symlink = "symlink", Syscall, syscall syscall::SYMLINK;
+    Symlinkat = "symlinkat", Syscall, syscall syscall::SYMLINKAT;
+    Link = "link", Syscall, syscall syscall::LINK;
+    Linkat = "linkat", Syscall, syscall syscall::LINKAT;
+    InitModule = "init_module", Syscall, syscall syscall::INIT_MODULE;
+    FinitModule = "finit_module", Syscall, syscall syscall::FINIT_MODULE;
+    Socket = "socket", Syscall, syscall syscall::SOCKET;
+    Dup = "dup", Syscall, syscall syscall::DUP;
+    Dup2 = "dup2", Syscall, syscall syscall::DUP2;
+    Dup3 = "dup3", Syscall, syscall syscall::DUP3;
 }
 
 /// A set of event types, one bit per position in [`EventType::ALL`].
@@ -289,7 +303,7 @@ mod tests {
         let err = "opne".parse::<EventKind>().unwrap_err();
         assert_eq!(
             err,
-            "unknown event kind `opne` (known: exec, fork, exit, connect, open)"
+            "unknown event kind `opne` (known: exec, fork, exit, connect, open, syscall)"
         );
         let set: KindSet = [EventKind::Open, EventKind::Exec].into_iter().collect();
         assert_eq!(

@@ -5,6 +5,7 @@
 //! `output` turns them into text for people and machines; `rules` flags what matters
 //! and `alerts` delivers it to stdout, files, syslog and HTTP.
 pub mod alerts;
+pub mod capabilities;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -211,6 +211,8 @@ impl Context {
             cgroup_id: 0,
             container,
             parent_exec_id,
+            capabilities: s.capabilities,
+            exe_facts: None,
         };
         self.processes.insert(info)
     }
@@ -338,6 +340,10 @@ impl Context {
             cgroup_id: event.cgroup_id,
             container,
             parent_exec_id: parent.map(|p| p.exec_id.clone()),
+            capabilities: exec
+                .capabilities
+                .or_else(|| previous.as_ref().and_then(|p| p.capabilities)),
+            exe_facts: exec.exe_facts,
         };
         self.processes.insert(info)
     }

@@ -10,6 +10,7 @@ use std::{
 use sha2::{Digest, Sha256};
 
 use super::{cgroup::ContainerRef, hash::FileKey};
+use crate::event::{Capabilities, ExeFacts};
 
 /// The exec id of a process: unique per exec for the whole boot, and the same whether
 /// the agent saw the exec happen or found the process in /proc after a restart,
@@ -61,6 +62,11 @@ pub struct ProcessInfo {
     pub exec_id: Arc<str>,
     pub parent_exec_id: Option<Arc<str>>,
     pub exe_key: Option<FileKey>,
+    /// From the last exec, or `/proc` for a process found running (a later `capset`
+    /// is not seen).
+    pub capabilities: Option<Capabilities>,
+    /// What the executable's file is, where the kernel told at exec.
+    pub exe_facts: Option<ExeFacts>,
 }
 
 fn cmdline(p: &ProcessInfo) -> Vec<u8> {
@@ -262,6 +268,8 @@ mod tests {
             exec_id: Arc::from(format!("id{pid}")),
             parent_exec_id: None,
             exe_key: None,
+            capabilities: None,
+            exe_facts: None,
         }
     }
 

@@ -3,10 +3,12 @@
 use std::{fs, os::unix::ffi::OsStrExt};
 
 use super::host::HostRoot;
+use crate::event::Capabilities;
 
 /// What /proc tells about one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcSnapshot {
+    pub capabilities: Option<Capabilities>,
     pub pid: u32,
     pub ppid: u32,
     pub comm: Vec<u8>,
@@ -56,6 +58,20 @@ pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
             })
             .unwrap_or_default()
     };
+    let cap = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    };
+    let capabilities = match (cap("CapInh:"), cap("CapPrm:"), cap("CapEff:")) {
+        (Some(inheritable), Some(permitted), Some(effective)) => Some(Capabilities {
+            inheritable,
+            permitted,
+            effective,
+        }),
+        _ => None,
+    };
     let uids = ids("Uid:");
     let gids = ids("Gid:");
     let nspid = ids("NSpid:");
@@ -73,6 +89,7 @@ pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
                 .find_map(|l| l.strip_prefix("0::").map(str::to_string))
         });
     Some(ProcSnapshot {
+        capabilities,
         pid,
         ppid: stat.ppid,
         comm: stat.comm,

@@ -7,9 +7,12 @@ use serde::{
 
 use super::escape::bytes_to_text;
 use crate::{
+    capabilities,
     clock::BootClock,
     context::{ContainerContext, EnrichedEvent, process::ProcessInfo},
-    event::{Connect, Detail, Event, Exec, Exit, Fork, Open, SocketFamily},
+    event::{
+        Connect, Detail, Event, EventType, Exec, Exit, Fork, Open, SocketFamily, SyscallDetail,
+    },
 };
 
 /// An event as JSON, with its wall-clock time.
@@ -102,6 +105,15 @@ impl Serialize for ProcessJson<'_> {
         map.serialize_entry("parent_exec_id", &p.parent_exec_id.as_deref())?;
         map.serialize_entry("start_boot_ns", &p.start_boot_ns)?;
         map.serialize_entry("exe_sha256", &self.exe_sha256)?;
+        if let Some(c) = &p.capabilities {
+            map.serialize_entry("cap_effective", &capabilities::names(c.effective))?;
+            map.serialize_entry("cap_permitted", &capabilities::names(c.permitted))?;
+            map.serialize_entry("cap_inheritable", &capabilities::names(c.inheritable))?;
+        }
+        if let Some(f) = &p.exe_facts {
+            map.serialize_entry("exe_upper_layer", &f.upper_layer)?;
+            map.serialize_entry("exe_from_memfd", &f.from_memfd)?;
+        }
         map.end()
     }
 }
@@ -175,6 +187,7 @@ fn event_fields<M: SerializeMap>(
         Detail::Exit(x) => exit_fields(map, x),
         Detail::Connect(x) => connect_fields(map, x),
         Detail::Open(x) => open_fields(map, x),
+        Detail::Syscall(x) => syscall_fields(map, x),
     }
 }
 
@@ -228,12 +241,7 @@ fn exit_fields<M: SerializeMap>(map: &mut M, x: &Exit) -> Result<(), M::Error> {
 
 fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Error> {
     map.serialize_entry("fd", &x.fd)?;
-    match x.family {
-        SocketFamily::Unix => map.serialize_entry("family", "unix")?,
-        SocketFamily::Inet => map.serialize_entry("family", "inet")?,
-        SocketFamily::Inet6 => map.serialize_entry("family", "inet6")?,
-        SocketFamily::Other(n) => map.serialize_entry("family", &n)?,
-    }
+    family_entry(map, x.family)?;
     map.serialize_entry("sock_type", &sock_type_name(x.sock_type))?;
     map.serialize_entry("address", &x.address.map(|a| a.to_string()))?;
     map.serialize_entry("port", &x.port)?;
@@ -259,6 +267,177 @@ fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
     )?;
     map.serialize_entry("error", &errno_name(x.result))?;
     map.serialize_entry("uid", &x.uid)
+}
+
+fn family_entry<M: SerializeMap>(map: &mut M, family: SocketFamily) -> Result<(), M::Error> {
+    match family_name(family) {
+        Some(name) => map.serialize_entry("family", name),
+        None => map.serialize_entry("family", &family.raw()),
+    }
+}
+
+/// The `family` of the event JSON: a name for the families rules look at, else the
+/// number.
+pub fn family_name(family: SocketFamily) -> Option<&'static str> {
+    match family {
+        SocketFamily::Unix => Some("unix"),
+        SocketFamily::Inet => Some("inet"),
+        SocketFamily::Inet6 => Some("inet6"),
+        SocketFamily::Other(_) => None,
+    }
+}
+
+/// The named arguments of a syscall event: which raw argument each key of its JSON
+/// holds (the keys a syscall does not have stay out).
+#[derive(Default)]
+pub struct SyscallJson<'a> {
+    pub fd: Option<i64>,
+    pub newfd: Option<i64>,
+    pub dirfd: Option<i64>,
+    pub olddirfd: Option<i64>,
+    pub flags: Option<u64>,
+    pub request: Option<u64>,
+    pub target_pid: Option<i64>,
+    pub length: Option<u64>,
+    pub domain: Option<u64>,
+    pub protocol: Option<u64>,
+    pub target: Option<&'a [u8]>,
+    pub linkpath: Option<&'a [u8]>,
+    pub oldpath: Option<&'a [u8]>,
+    pub newpath: Option<&'a [u8]>,
+    pub uargs: Option<&'a [u8]>,
+}
+
+impl<'a> SyscallJson<'a> {
+    pub fn of(x: &'a SyscallDetail) -> Self {
+        let [s0, s1] = &x.strings;
+        let (s0, s1) = (Some(s0.as_slice()), Some(s1.as_slice()));
+        let int = |n: usize| Some(x.int_arg(n));
+        let uint = |n: usize| Some(x.args[n] & 0xffff_ffff);
+        match x.syscall {
+            EventType::Ptrace => SyscallJson {
+                request: Some(x.args[0]),
+                target_pid: int(1),
+                ..Default::default()
+            },
+            EventType::Symlink => SyscallJson {
+                target: s0,
+                linkpath: s1,
+                ..Default::default()
+            },
+            EventType::Symlinkat => SyscallJson {
+                target: s0,
+                dirfd: int(1),
+                linkpath: s1,
+                ..Default::default()
+            },
+            EventType::Link => SyscallJson {
+                oldpath: s0,
+                newpath: s1,
+                ..Default::default()
+            },
+            EventType::Linkat => SyscallJson {
+                olddirfd: int(0),
+                oldpath: s0,
+                dirfd: int(2),
+                newpath: s1,
+                flags: uint(4),
+                ..Default::default()
+            },
+            EventType::InitModule => SyscallJson {
+                length: Some(x.args[1]),
+                uargs: s0,
+                ..Default::default()
+            },
+            EventType::FinitModule => SyscallJson {
+                fd: int(0),
+                uargs: s0,
+                flags: uint(2),
+                ..Default::default()
+            },
+            EventType::Socket => SyscallJson {
+                domain: uint(0),
+                protocol: uint(2),
+                ..Default::default()
+            },
+            EventType::Dup => SyscallJson {
+                fd: int(0),
+                ..Default::default()
+            },
+            EventType::Dup2 => SyscallJson {
+                fd: int(0),
+                newfd: int(1),
+                ..Default::default()
+            },
+            EventType::Dup3 => SyscallJson {
+                fd: int(0),
+                newfd: int(1),
+                flags: uint(2),
+                ..Default::default()
+            },
+            _ => SyscallJson::default(),
+        }
+    }
+}
+
+fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(), M::Error> {
+    map.serialize_entry("syscall", x.syscall.as_str())?;
+    map.serialize_entry("result", &x.result)?;
+    map.serialize_entry("error", &errno_name(x.result))?;
+    map.serialize_entry("uid", &x.uid)?;
+    let a = SyscallJson::of(x);
+    let ints = [
+        ("fd", a.fd),
+        ("newfd", a.newfd),
+        ("dirfd", a.dirfd),
+        ("olddirfd", a.olddirfd),
+        ("target_pid", a.target_pid),
+    ];
+    for (key, value) in ints {
+        if let Some(v) = value {
+            map.serialize_entry(key, &v)?;
+        }
+    }
+    let uints = [
+        ("flags", a.flags),
+        ("request", a.request),
+        ("length", a.length),
+        ("domain", a.domain),
+        ("protocol", a.protocol),
+    ];
+    for (key, value) in uints {
+        if let Some(v) = value {
+            map.serialize_entry(key, &v)?;
+        }
+    }
+    let texts = [
+        ("target", a.target),
+        ("linkpath", a.linkpath),
+        ("oldpath", a.oldpath),
+        ("newpath", a.newpath),
+        ("uargs", a.uargs),
+    ];
+    for (key, value) in texts {
+        if let Some(v) = value {
+            map.serialize_entry(key, &Text(v))?;
+        }
+    }
+    if x.syscall == EventType::Socket {
+        map.serialize_entry("sock_type", &(x.args[1] & 0xffff_ffff))?;
+    }
+    if let Some(s) = &x.socket {
+        family_entry(map, s.family)?;
+        map.serialize_entry("sock_type", &sock_type_name(s.sock_type))?;
+        if let Some((addr, port)) = s.remote {
+            map.serialize_entry("address", &addr.to_string())?;
+            map.serialize_entry("port", &port)?;
+        }
+        if let Some((addr, port)) = s.local {
+            map.serialize_entry("local_address", &addr.to_string())?;
+            map.serialize_entry("local_port", &port)?;
+        }
+    }
+    Ok(())
 }
 
 /// The symbolic name of a `-errno` result, for the errors security rules look at.

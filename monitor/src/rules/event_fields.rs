@@ -37,8 +37,8 @@ macro_rules! keys {
     };
 }
 
-keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm, container, dirfd, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, loginuid, mode, num, path, pid, port, ppid, process, process_start_boot_ns, resolved_path, result, server_name, signal, sock_type, syscall, tid, time, uid, unix_path });
-keys!(P, "Keys of `process`." { args, cap_effective, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
+keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm, container, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, newfd, newpath, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_path, result, server_name, signal, sock_type, syscall, target, target_pid, tid, time, uargs, uid, unix_path });
+keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
 keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts, started_at });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
@@ -270,6 +270,16 @@ impl<'a, R: Record<'a>> EventView<R> {
         self.get(T::family)
     }
 
+    /// A connect, or a `dup*` of a socket: the events whose fd is a socket the event
+    /// describes.
+    fn is_socket(&self) -> bool {
+        match self.etype {
+            EventType::Connect => true,
+            EventType::Dup | EventType::Dup2 | EventType::Dup3 => self.family().is_some(),
+            _ => false,
+        }
+    }
+
     fn is_ip(&self) -> bool {
         matches!(
             self.family().as_ref().and_then(Raw::as_str),
@@ -303,11 +313,19 @@ impl<'a, R: Record<'a>> EventView<R> {
             }
             return self.text(T::unix_path);
         }
+        if self.is_socket() && self.is_ip() {
+            // Falco's tuple: this end first, then the peer.
+            let local = self.text(T::local_address)?;
+            let local_port = self.num(T::local_port)?;
+            let addr = self.text(T::address)?;
+            let port = self.num(T::port)?;
+            return Some(Cow::Owned(format!("{local}:{local_port}->{addr}:{port}")));
+        }
         None
     }
 
     fn sip(&self) -> FieldValue<'a> {
-        if self.etype != EventType::Connect || !self.is_ip() {
+        if !self.is_socket() || !self.is_ip() {
             return FieldValue::None;
         }
         match self.record.address() {
@@ -317,7 +335,7 @@ impl<'a, R: Record<'a>> EventView<R> {
     }
 
     fn sport(&self) -> FieldValue<'a> {
-        if self.etype != EventType::Connect || !self.is_ip() {
+        if !self.is_socket() || !self.is_ip() {
             return FieldValue::None;
         }
         u64v(self.get(T::port))
@@ -332,6 +350,17 @@ impl<'a, R: Record<'a>> EventView<R> {
             EventType::Connect => &["res", "tuple", "fd"],
             EventType::Open | EventType::Creat => &["fd", "name", "flags", "mode"],
             EventType::Openat | EventType::Openat2 => &["fd", "dirfd", "name", "flags", "mode"],
+            EventType::Ptrace => &["res", "addr", "data", "request", "pid"],
+            EventType::Symlink => &["res", "target", "linkpath"],
+            EventType::Symlinkat => &["res", "target", "newdirfd", "linkpath"],
+            EventType::Link => &["res", "oldpath", "newpath"],
+            EventType::Linkat => &["res", "olddir", "oldpath", "newdir", "newpath", "flags"],
+            EventType::InitModule => &["res", "length", "uargs"],
+            EventType::FinitModule => &["res", "fd", "uargs", "flags"],
+            EventType::Socket => &["fd", "domain", "type", "proto"],
+            EventType::Dup => &["res", "oldfd"],
+            EventType::Dup2 => &["res", "oldfd", "newfd"],
+            EventType::Dup3 => &["res", "oldfd", "newfd", "flags"],
         }
     }
 
@@ -382,6 +411,46 @@ impl<'a, R: Record<'a>> EventView<R> {
             },
             (EventKind::Exit, "status") => num(self.num(T::exit_code)),
             (EventKind::Exit, "sig") => num(self.num(T::signal)),
+            (EventKind::Syscall, _) => self.syscall_arg(name),
+            _ => FieldValue::None,
+        }
+    }
+
+    /// An argument of one of the other syscalls, as Falco renders it.
+    fn syscall_arg(&self, name: &str) -> FieldValue<'a> {
+        let num = |k: T| match self.num(k) {
+            Some(n) => FieldValue::Str(Cow::Owned(n.to_string())),
+            None => FieldValue::None,
+        };
+        let named = |k: T, names: fn(u64) -> Option<&'static str>| match self.unum(k) {
+            Some(n) => FieldValue::Str(match names(n) {
+                Some(name) => Cow::Borrowed(name),
+                None => Cow::Owned(n.to_string()),
+            }),
+            None => FieldValue::None,
+        };
+        match (self.etype, name) {
+            (EventType::Socket, "fd") => match self.result() {
+                Some(n) => FieldValue::Str(Cow::Owned(n.to_string())),
+                None => FieldValue::None,
+            },
+            (EventType::Socket, "domain") => named(T::domain, socket_family_name),
+            (EventType::Socket, "type") => num(T::sock_type),
+            (EventType::Socket, "proto") => num(T::protocol),
+            (EventType::Ptrace, "request") => named(T::request, ptrace_request_name),
+            (EventType::Ptrace, "pid") => num(T::target_pid),
+            (EventType::Ptrace, "addr" | "data") => FieldValue::None,
+            (_, "target") => str_v(self.get(T::target)),
+            (_, "linkpath") => str_v(self.get(T::linkpath)),
+            (_, "oldpath") => str_v(self.get(T::oldpath)),
+            (_, "newpath") => str_v(self.get(T::newpath)),
+            (_, "newdirfd" | "newdir") => num(T::dirfd),
+            (_, "olddir") => num(T::olddirfd),
+            (_, "length") => num(T::length),
+            (_, "uargs") => str_v(self.get(T::uargs)),
+            (_, "fd" | "oldfd") => num(T::fd),
+            (_, "newfd") => num(T::newfd),
+            (_, "flags") => num(T::flags),
             _ => FieldValue::None,
         }
     }
@@ -552,6 +621,8 @@ impl<'a, R: Record<'a>> EventView<R> {
             ThreadTid => i64v(self.get(T::tid)),
             // A list of names arrives joined (see `Record::process`).
             ThreadCapEffective => str_c(self.process(P::cap_effective).and_then(Raw::into_str)),
+            ThreadCapPermitted => str_c(self.process(P::cap_permitted).and_then(Raw::into_str)),
+            ThreadCapInheritable => str_c(self.process(P::cap_inheritable).and_then(Raw::into_str)),
 
             UserName => str_v(self.process(P::user)),
             UserUid => u64v(self.process(P::uid).or_else(|| self.get(T::uid))),
@@ -624,7 +695,7 @@ impl<'a, R: Record<'a>> EventView<R> {
                     } else {
                         ("f", "file")
                     }
-                } else if self.etype == EventType::Connect {
+                } else if self.is_socket() {
                     match self.family().as_ref().and_then(Raw::as_str) {
                         Some("inet") => ("4", "ipv4"),
                         Some("inet6") => ("6", "ipv6"),
@@ -643,7 +714,7 @@ impl<'a, R: Record<'a>> EventView<R> {
                         Some(_) => FieldValue::I64(-1),
                         None => FieldValue::None,
                     }
-                } else if self.etype == EventType::Connect {
+                } else if self.is_socket() {
                     i64v(self.get(T::fd))
                 } else {
                     FieldValue::None
@@ -651,10 +722,17 @@ impl<'a, R: Record<'a>> EventView<R> {
             }
             FdSip | FdRip | FdIp | FdNet | FdSnet | FdRnet => self.sip(),
             FdSport | FdRport | FdPort => self.sport(),
+            FdCip | FdLip | FdCnet | FdLnet if self.is_socket() && self.is_ip() => {
+                match self.text(T::local_address).and_then(|a| a.parse().ok()) {
+                    Some(ip) => FieldValue::Ip(ip),
+                    None => FieldValue::None,
+                }
+            }
+            FdCport | FdLport if self.is_socket() && self.is_ip() => u64v(self.get(T::local_port)),
             FdCip | FdCport | FdLip | FdLport | FdCnet | FdLnet | FdNameChanged | FdCipName
             | FdLipName => FieldValue::None,
             FdL4proto => {
-                if self.etype != EventType::Connect || !self.is_ip() {
+                if !self.is_socket() || !self.is_ip() {
                     return FieldValue::None;
                 }
                 match self.get(T::sock_type).as_ref().and_then(Raw::as_str) {
@@ -665,7 +743,7 @@ impl<'a, R: Record<'a>> EventView<R> {
                 }
             }
             FdSockfamily => {
-                if self.etype != EventType::Connect {
+                if !self.is_socket() {
                     return FieldValue::None;
                 }
                 match self.family().as_ref().and_then(Raw::as_str) {
@@ -829,6 +907,75 @@ pub fn render_open_flags(flags: u64) -> String {
         }
     }
     parts.join("|")
+}
+
+/// `ptrace(2)` requests by number, as Falco names them.
+fn ptrace_request_name(request: u64) -> Option<&'static str> {
+    Some(match request {
+        0 => "PTRACE_TRACEME",
+        1 => "PTRACE_PEEKTEXT",
+        2 => "PTRACE_PEEKDATA",
+        3 => "PTRACE_PEEKUSR",
+        4 => "PTRACE_POKETEXT",
+        5 => "PTRACE_POKEDATA",
+        6 => "PTRACE_POKEUSR",
+        7 => "PTRACE_CONT",
+        8 => "PTRACE_KILL",
+        9 => "PTRACE_SINGLESTEP",
+        12 => "PTRACE_GETREGS",
+        13 => "PTRACE_SETREGS",
+        14 => "PTRACE_GETFPREGS",
+        15 => "PTRACE_SETFPREGS",
+        16 => "PTRACE_ATTACH",
+        17 => "PTRACE_DETACH",
+        18 => "PTRACE_GETFPXREGS",
+        19 => "PTRACE_SETFPXREGS",
+        24 => "PTRACE_SYSCALL",
+        30 => "PTRACE_ARCH_PRCTL",
+        31 => "PTRACE_SYSEMU",
+        32 => "PTRACE_SYSEMU_SINGLESTEP",
+        33 => "PTRACE_SINGLEBLOCK",
+        0x4200 => "PTRACE_SETOPTIONS",
+        0x4201 => "PTRACE_GETEVENTMSG",
+        0x4202 => "PTRACE_GETSIGINFO",
+        0x4203 => "PTRACE_SETSIGINFO",
+        0x4204 => "PTRACE_GETREGSET",
+        0x4205 => "PTRACE_SETREGSET",
+        0x4206 => "PTRACE_SEIZE",
+        0x4207 => "PTRACE_INTERRUPT",
+        0x4208 => "PTRACE_LISTEN",
+        0x4209 => "PTRACE_PEEKSIGINFO",
+        0x420a => "PTRACE_GETSIGMASK",
+        0x420b => "PTRACE_SETSIGMASK",
+        0x420c => "PTRACE_SECCOMP_GET_FILTER",
+        _ => return None,
+    })
+}
+
+/// Socket address families by number, as Falco names them.
+fn socket_family_name(family: u64) -> Option<&'static str> {
+    Some(match family {
+        0 => "AF_UNSPEC",
+        1 => "AF_UNIX",
+        2 => "AF_INET",
+        3 => "AF_AX25",
+        4 => "AF_IPX",
+        5 => "AF_APPLETALK",
+        6 => "AF_NETROM",
+        7 => "AF_BRIDGE",
+        8 => "AF_ATMPVC",
+        9 => "AF_X25",
+        10 => "AF_INET6",
+        15 => "AF_KEY",
+        16 => "AF_NETLINK",
+        17 => "AF_PACKET",
+        29 => "AF_CAN",
+        31 => "AF_BLUETOOTH",
+        38 => "AF_ALG",
+        40 => "AF_VSOCK",
+        44 => "AF_XDP",
+        _ => return None,
+    })
 }
 
 /// Resolves `.` and `..` in an absolute path without touching the filesystem.

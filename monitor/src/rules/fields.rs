@@ -87,7 +87,7 @@ macro_rules! catalog {
 }
 
 catalog! {
-    EvtType => "evt.type", Str, None, true, "Syscall name of the event: execve, execveat, clone (clone3, fork, vfork), procexit, connect, open, openat, openat2, creat.";
+    EvtType => "evt.type", Str, None, true, "Syscall name of the event: execve, execveat, clone (clone3, fork, vfork), procexit, connect, open, openat, openat2, creat, ptrace, symlink, symlinkat, link, linkat, init_module, finit_module, socket, dup, dup2, dup3.";
     EvtDir => "evt.dir", Str, None, true, "Direction; always `<` here, every event is a completed syscall.";
     EvtRes => "evt.res", Str, None, true, "Result as text: SUCCESS for a non-negative return, else the errno name (ENOENT, EACCES, ...).";
     EvtRawRes => "evt.rawres", I64, None, true, "Raw return value of the syscall (negative errno on failure).";
@@ -100,7 +100,7 @@ catalog! {
     EvtIsOpenWrite => "evt.is_open_write", Bool, None, true, "For opens: the file was opened for writing (O_WRONLY or O_RDWR).";
     EvtIsOpenExec => "evt.is_open_exec", Bool, None, true, "For opens: a file was created (O_CREAT or creat) with an execute bit in its mode.";
     EvtIsOpenCreate => "evt.is_open_create", Bool, None, true, "For opens: O_CREAT was passed (or the syscall is creat).";
-    EvtArg => "evt.arg", Str, EventArg, true, "One syscall argument as text, by name (evt.arg.flags) or position (evt.arg[1]). open: fd, name, flags, mode, dirfd; exec: res, exe, args, filename, dirfd, flags; connect: res, fd, addr, tuple; clone: res; procexit: status, sig.";
+    EvtArg => "evt.arg", Str, EventArg, true, "One syscall argument as text, by name (evt.arg.flags) or position (evt.arg[1]). open: fd, name, flags, mode, dirfd; exec: res, exe, args, filename, dirfd, flags; connect: res, fd, addr, tuple; clone: res; procexit: status, sig; ptrace: res, addr, data, request (PTRACE_ATTACH, ...), pid; symlink(at): res, target, linkpath (symlinkat also newdirfd); link(at): res, oldpath, newpath (linkat also olddir, newdir, flags); init_module: res, length, uargs; finit_module: res, fd, uargs, flags; socket: fd, domain (AF_PACKET, ...), type, proto; dup: res, oldfd (dup2 and dup3 also newfd, dup3 flags).";
     EvtArgs => "evt.args", Str, None, true, "All syscall arguments as `name=value` pairs separated by spaces.";
 
     ProcName => "proc.name", Str, None, true, "Name of the process (the executable's base name as the kernel keeps it, 16 bytes at most).";
@@ -131,7 +131,9 @@ catalog! {
     ProcExeInoCtimeDurationProcStart => "proc.exe_ino.ctime_duration_proc_start", U64, None, false, "Nanoseconds between the executable inode's change time and the process start (not collected by this agent).";
 
     ThreadTid => "thread.tid", I64, None, true, "Id of the thread that made the syscall.";
-    ThreadCapEffective => "thread.cap_effective", Str, None, true, "Effective capabilities of the thread, names separated by spaces (CAP_SYS_ADMIN ...).";
+    ThreadCapEffective => "thread.cap_effective", Str, None, true, "Effective capabilities of the thread, names separated by spaces (CAP_SYS_ADMIN ...), as of the process's last exec.";
+    ThreadCapPermitted => "thread.cap_permitted", Str, None, true, "Permitted capabilities of the thread, like thread.cap_effective.";
+    ThreadCapInheritable => "thread.cap_inheritable", Str, None, true, "Inheritable capabilities of the thread, like thread.cap_effective.";
 
     UserName => "user.name", Str, None, true, "Name of the process's user.";
     UserUid => "user.uid", U64, None, true, "User id of the process.";

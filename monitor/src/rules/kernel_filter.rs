@@ -28,7 +28,8 @@ use crate::{
 };
 
 /// The kinds the kernel filters. Exec, fork and exit always reach the process table.
-pub const FILTERED_KINDS: [EventKind; 2] = [EventKind::Open, EventKind::Connect];
+pub const FILTERED_KINDS: [EventKind; 3] =
+    [EventKind::Open, EventKind::Connect, EventKind::Syscall];
 
 const SCOPE_HOST: u8 = 1;
 const SCOPE_CONTAINER: u8 = 2;
@@ -275,6 +276,7 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
     let kind = t.kind();
     let is_open = kind == EventKind::Open;
     let is_connect = kind == EventKind::Connect;
+    let has_result = is_open || is_connect || kind == EventKind::Syscall;
     let str_v = |s: &'static str| FieldValue::Str(s.into());
     let scopes = |r: &mut Region, bits: u32| r.scopes = bits as u8;
     let access = |r: &mut Region, bits: u32| r.access = bits;
@@ -308,21 +310,21 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
             ],
             results,
         ),
-        FieldId::EvtRawRes if is_open || is_connect => split(
+        FieldId::EvtRawRes if has_result => split(
             [
                 (ok, on_range(c, 0, i64::MAX as i128)),
                 (failed, on_range(c, i64::MIN as i128, -1)),
             ],
             results,
         ),
-        FieldId::EvtFailed if is_open || is_connect => split(
+        FieldId::EvtFailed if has_result => split(
             [
                 (ok, on_value(c, &FieldValue::Bool(false))),
                 (failed, on_value(c, &FieldValue::Bool(true))),
             ],
             results,
         ),
-        FieldId::EvtRes if is_open || is_connect => split(
+        FieldId::EvtRes if has_result => split(
             [
                 (ok, on_value(c, &str_v("SUCCESS"))),
                 (failed, on_any_string_but(c, "SUCCESS")),
@@ -444,6 +446,15 @@ impl Facts {
                 family: 0,
                 address: None,
             }),
+            Detail::Syscall(x) => Some(Facts {
+                kind: EventKind::Syscall,
+                host,
+                syscall: x.syscall.syscall_id().unwrap_or(0),
+                flags: 0,
+                result: x.result,
+                family: 0,
+                address: None,
+            }),
             Detail::Connect(c) => Some(Facts {
                 kind: EventKind::Connect,
                 host,
@@ -514,6 +525,7 @@ impl KernelFilter {
                     });
                 f.admits_connect(facts.family, facts.result) && !excluded
             }
+            EventKind::Syscall => f.admits_syscall(facts.syscall) && f.admits_result(facts.result),
             _ => true,
         }
     }
@@ -556,13 +568,21 @@ fn describe_admits(kind: EventKind, scope: &ScopeSpec) -> String {
         f.results,
         &[(filter::RESULT_OK, "ok"), (filter::RESULT_FAILED, "failed")],
     );
+    let syscalls: Vec<&str> = kind
+        .types()
+        .filter(|t| f.syscalls & filter::syscall_bit(t.syscall_id().unwrap_or(0)) != 0)
+        .map(EventType::as_str)
+        .collect();
     match kind {
+        EventKind::Syscall => format!(
+            "passes syscall {}, result {results}",
+            if syscalls.is_empty() {
+                "none".to_string()
+            } else {
+                syscalls.join("|")
+            }
+        ),
         EventKind::Open => {
-            let syscalls: Vec<&str> = kind
-                .types()
-                .filter(|t| f.syscalls & filter::syscall_bit(t.syscall_id().unwrap_or(0)) != 0)
-                .map(EventType::as_str)
-                .collect();
             let access = names(
                 f.access,
                 &[
@@ -622,6 +642,9 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
         match kind {
             EventKind::Open => {
                 note("access mode", region.access & ALL_ACCESS == ALL_ACCESS);
+                note("result", region.results & ALL_RESULTS == ALL_RESULTS);
+            }
+            EventKind::Syscall => {
                 note("result", region.results & ALL_RESULTS == ALL_RESULTS);
             }
             _ => {

@@ -10,12 +10,15 @@ use super::{
     source::EventType,
 };
 use crate::{
+    capabilities,
     clock::BootClock,
     context::{EnrichedEvent, process::ProcessInfo},
-    event::{Detail, Event, SocketFamily},
+    event::{Capabilities, Detail, Event, SocketFamily, SyscallDetail},
     output::{
         escape::bytes_to_text,
-        event_json::{EnrichedJson, EventJson, errno_name, sock_type_name},
+        event_json::{
+            EnrichedJson, EventJson, SyscallJson, errno_name, family_name, sock_type_name,
+        },
     },
 };
 
@@ -52,6 +55,7 @@ impl<'a> EventView<LiveRecord<'a>> {
             Detail::Exit(_) => EventType::Procexit,
             Detail::Connect(_) => EventType::Connect,
             Detail::Open(x) => x.syscall,
+            Detail::Syscall(x) => x.syscall,
         };
         let record = LiveRecord {
             event,
@@ -152,6 +156,60 @@ fn process_args(p: &ProcessInfo) -> Cow<'_, str> {
     joined(&p.args)
 }
 
+fn caps<'a>(p: &ProcessInfo, set: fn(&Capabilities) -> u64) -> Raw<'a> {
+    Raw::opt(p.capabilities.as_ref(), |c| {
+        Raw::Str(Cow::Owned(capabilities::names(set(c))))
+    })
+}
+
+/// A key of a syscall event, as its JSON has it (see `event_json::syscall_fields`).
+fn syscall_key<'a>(x: &'a SyscallDetail, k: T) -> Raw<'a> {
+    let view = SyscallJson::of(x);
+    match k {
+        T::syscall => Raw::Str(Cow::Borrowed(x.syscall.as_str())),
+        T::result => Raw::int(x.result),
+        T::error => opt_str(errno_name(x.result)),
+        T::uid => uint(x.uid),
+        T::fd => Raw::opt(view.fd, Raw::int),
+        T::newfd => Raw::opt(view.newfd, Raw::int),
+        T::dirfd => Raw::opt(view.dirfd, Raw::int),
+        T::olddirfd => Raw::opt(view.olddirfd, Raw::int),
+        T::flags => Raw::opt(view.flags, uint),
+        T::request => Raw::opt(view.request, uint),
+        T::target_pid => Raw::opt(view.target_pid, Raw::int),
+        T::length => Raw::opt(view.length, uint),
+        T::domain => Raw::opt(view.domain, uint),
+        T::protocol => Raw::opt(view.protocol, uint),
+        T::target => opt_text(view.target),
+        T::linkpath => opt_text(view.linkpath),
+        T::oldpath => opt_text(view.oldpath),
+        T::newpath => opt_text(view.newpath),
+        T::uargs => opt_text(view.uargs),
+        T::family => Raw::opt(x.socket.map(|s| s.family), family),
+        T::sock_type => match (x.syscall, x.socket) {
+            (EventType::Socket, _) => uint(x.args[1] & 0xffff_ffff),
+            (_, Some(s)) => opt_str(sock_type_name(s.sock_type)),
+            (_, None) => Raw::Absent,
+        },
+        T::address => Raw::opt(x.socket.and_then(|s| s.remote), |(a, _)| {
+            Raw::Str(Cow::Owned(a.to_string()))
+        }),
+        T::port => Raw::opt(x.socket.and_then(|s| s.remote), |(_, p)| uint(p)),
+        T::local_address => Raw::opt(x.socket.and_then(|s| s.local), |(a, _)| {
+            Raw::Str(Cow::Owned(a.to_string()))
+        }),
+        T::local_port => Raw::opt(x.socket.and_then(|s| s.local), |(_, p)| uint(p)),
+        _ => Raw::Absent,
+    }
+}
+
+fn family<'a>(f: SocketFamily) -> Raw<'a> {
+    match family_name(f) {
+        Some(name) => Raw::Str(Cow::Borrowed(name)),
+        None => uint(f.raw()),
+    }
+}
+
 impl<'a> LiveRecord<'a> {
     fn process_info(&self) -> Option<&'a ProcessInfo> {
         self.enriched?.process.as_deref()
@@ -219,12 +277,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             },
             Detail::Connect(x) => match k {
                 T::fd => Raw::int(x.fd.into()),
-                T::family => match x.family {
-                    SocketFamily::Unix => Raw::Str(Cow::Borrowed("unix")),
-                    SocketFamily::Inet => Raw::Str(Cow::Borrowed("inet")),
-                    SocketFamily::Inet6 => Raw::Str(Cow::Borrowed("inet6")),
-                    SocketFamily::Other(n) => uint(n),
-                },
+                T::family => family(x.family),
                 T::sock_type => opt_str(sock_type_name(x.sock_type)),
                 T::address => Raw::opt(x.address, |a| Raw::Str(Cow::Owned(a.to_string()))),
                 T::port => uint(x.port),
@@ -247,6 +300,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
                 T::uid => uint(x.uid),
                 _ => Raw::Absent,
             },
+            Detail::Syscall(x) => syscall_key(x, k),
         }
     }
 
@@ -273,7 +327,12 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             P::loginuid => Raw::opt(p.loginuid, uint),
             P::start_boot_ns => uint(p.start_boot_ns),
             P::exe_sha256 => opt_str(self.enriched.and_then(|e| e.exe_sha256.as_deref())),
-            P::cap_effective | P::exe_from_memfd | P::exe_upper_layer | P::loginname => Raw::Absent,
+            P::cap_effective => caps(p, |c| c.effective),
+            P::cap_permitted => caps(p, |c| c.permitted),
+            P::cap_inheritable => caps(p, |c| c.inheritable),
+            P::exe_from_memfd => Raw::opt(p.exe_facts, |f| Raw::Bool(f.from_memfd)),
+            P::exe_upper_layer => Raw::opt(p.exe_facts.and_then(|f| f.upper_layer), Raw::Bool),
+            P::loginname => Raw::Absent,
         }
     }
 

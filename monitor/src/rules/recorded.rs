@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 use serde_json::Value;
 
 use crate::{
+    capabilities,
     context::{
         ContainerContext, EnrichedEvent,
         cgroup::Runtime,
@@ -13,8 +14,8 @@ use crate::{
         process::ProcessInfo,
     },
     event::{
-        Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType, Exec, Exit, Fork,
-        Open, SocketFamily,
+        Capabilities, Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType,
+        ExeFacts, Exec, Exit, Fork, Open, SocketEnds, SocketFamily, SyscallDetail,
     },
 };
 
@@ -77,7 +78,37 @@ fn process_info(p: &Value, fallback_pid: i64) -> ProcessInfo {
         exec_id: Arc::from("e"),
         parent_exec_id: None,
         exe_key: None,
+        capabilities: capability_sets(p),
+        exe_facts: match (p.get("exe_upper_layer"), p.get("exe_from_memfd")) {
+            (None, None) => None,
+            (upper, memfd) => Some(ExeFacts {
+                upper_layer: upper.and_then(Value::as_bool),
+                from_memfd: memfd.and_then(Value::as_bool) == Some(true),
+            }),
+        },
     }
+}
+
+/// `cap_effective` and friends, each a string of names or a list of them.
+fn capability_sets(p: &Value) -> Option<Capabilities> {
+    let set = |k: &str| -> Option<u64> {
+        match p.get(k)? {
+            Value::String(s) => Some(capabilities::from_names(s.split_whitespace())),
+            Value::Array(a) => Some(capabilities::from_names(a.iter().filter_map(Value::as_str))),
+            _ => None,
+        }
+    };
+    let effective = set("cap_effective");
+    let permitted = set("cap_permitted");
+    let inheritable = set("cap_inheritable");
+    if effective.is_none() && permitted.is_none() && inheritable.is_none() {
+        return None;
+    }
+    Some(Capabilities {
+        inheritable: inheritable.unwrap_or(0),
+        permitted: permitted.unwrap_or(0),
+        effective: effective.unwrap_or(0),
+    })
 }
 
 fn container(c: Option<&Value>) -> ContainerContext {
@@ -135,6 +166,68 @@ fn syscall(v: &Value, kind: EventKind) -> EventType {
         .unwrap_or(kind.default_type())
 }
 
+/// A syscall event's raw arguments back from its named keys (see `SyscallJson`).
+fn syscall_detail(v: &Value) -> SyscallDetail {
+    let syscall = syscall(v, EventKind::Syscall);
+    let int = |k: &str| n(v, k).unwrap_or(0) as u64;
+    let text = |k: &str| bytes(v, k).unwrap_or_default();
+    let (args, strings) = match syscall {
+        EventType::Ptrace => (
+            [int("request"), int("target_pid"), 0, 0, 0],
+            [vec![], vec![]],
+        ),
+        EventType::Symlink => ([0; 5], [text("target"), text("linkpath")]),
+        EventType::Symlinkat => (
+            [0, int("dirfd"), 0, 0, 0],
+            [text("target"), text("linkpath")],
+        ),
+        EventType::Link => ([0; 5], [text("oldpath"), text("newpath")]),
+        EventType::Linkat => (
+            [int("olddirfd"), 0, int("dirfd"), 0, int("flags")],
+            [text("oldpath"), text("newpath")],
+        ),
+        EventType::InitModule => ([0, int("length"), 0, 0, 0], [text("uargs"), vec![]]),
+        EventType::FinitModule => ([int("fd"), 0, int("flags"), 0, 0], [text("uargs"), vec![]]),
+        EventType::Socket => (
+            [int("domain"), int("sock_type"), int("protocol"), 0, 0],
+            [vec![], vec![]],
+        ),
+        _ => (
+            [int("fd"), int("newfd"), int("flags"), 0, 0],
+            [vec![], vec![]],
+        ),
+    };
+    let ip = |addr: &str, port: &str| {
+        Some((
+            s(v, addr)?.parse::<IpAddr>().ok()?,
+            n(v, port).unwrap_or(0) as u16,
+        ))
+    };
+    let socket = s(v, "family").map(|family| SocketEnds {
+        family: match family {
+            "unix" => SocketFamily::Unix,
+            "inet6" => SocketFamily::Inet6,
+            "inet" => SocketFamily::Inet,
+            _ => SocketFamily::Other(17),
+        },
+        sock_type: match s(v, "sock_type") {
+            Some("dgram") => 2,
+            Some("raw") => 3,
+            _ => 1,
+        },
+        local: ip("local_address", "local_port"),
+        remote: ip("address", "port"),
+    });
+    SyscallDetail {
+        syscall,
+        result: n(v, "result").unwrap_or(0),
+        args,
+        strings,
+        socket,
+        uid: n(v, "uid").unwrap_or(0) as u32,
+    }
+}
+
 /// The agent's structures for an event in `monitor events` JSON: what the sensor and
 /// the context would have produced for it. Keys the JSON lacks get plausible defaults.
 pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
@@ -166,6 +259,8 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             dirfd: n(v, "dirfd").unwrap_or(-100) as i32,
             at_flags: 0,
             cgroup_name: Vec::new(),
+            capabilities: None,
+            exe_facts: None,
         }),
         "fork" => Detail::Fork(Fork {
             child_pid: n(v, "child_pid").unwrap_or(pid + 1) as u32,
@@ -201,6 +296,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             uid: n(v, "uid").unwrap_or(0) as u32,
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),
         }),
+        "syscall" => Detail::Syscall(syscall_detail(v)),
         _ => Detail::Open(Open {
             syscall: syscall(v, EventKind::Open),
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),

@@ -155,6 +155,23 @@ impl KernelLayout {
             pid_level: required("pid", "level")?,
             pid_numbers: required("pid", "numbers")?,
             upid_size: self.struct_size("upid")?,
+            cred_cap_inheritable: optional("cred", "cap_inheritable"),
+            cred_cap_permitted: optional("cred", "cap_permitted"),
+            cred_cap_effective: optional("cred", "cap_effective"),
+            file_f_inode: optional("file", "f_inode"),
+            inode_i_sb: optional("inode", "i_sb"),
+            inode_i_mode: optional("inode", "i_mode"),
+            inode_size: self.struct_size("inode").unwrap_or(KernelOffsets::ABSENT),
+            super_block_s_magic: optional("super_block", "s_magic"),
+            socket_sk: optional("socket", "sk"),
+            sock_common_family: optional("sock_common", "skc_family"),
+            sock_common_daddr: optional("sock_common", "skc_daddr"),
+            sock_common_rcv_saddr: optional("sock_common", "skc_rcv_saddr"),
+            sock_common_dport: optional("sock_common", "skc_dport"),
+            sock_common_num: optional("sock_common", "skc_num"),
+            // Without CONFIG_IPV6 a dup'd IPv6 socket has no addresses.
+            sock_common_v6_daddr: optional("sock_common", "skc_v6_daddr"),
+            sock_common_v6_rcv_saddr: optional("sock_common", "skc_v6_rcv_saddr"),
         })
     }
 }

@@ -5,12 +5,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, OpenRecord, flags,
+    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, OpenRecord, SocketFacts,
+    SyscallRecord, exe, flags,
 };
 
 use crate::event::{
-    Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType, Exec, Exit, Fork, Open,
-    SocketFamily,
+    Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType, ExeFacts, Exec, Exit,
+    Fork, Open, SocketEnds, SocketFamily, SyscallDetail,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Connect => decode_connect(bytes, &header)?,
         EventKind::Open => decode_open(bytes, &header)?,
+        EventKind::Syscall => decode_syscall(bytes)?,
     };
     Ok(Event {
         boot_ns: header.boot_ns,
@@ -168,7 +170,55 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         dirfd: r.dirfd,
         at_flags: r.at_flags,
         cgroup_name: cgroup_name.to_vec(),
+        capabilities: (r.result == 0).then_some(r.caps),
+        exe_facts: (r.result == 0 && r.exe_flags & exe::UNKNOWN == 0).then_some(ExeFacts {
+            upper_layer: match (
+                r.exe_flags & exe::UPPER_LAYER != 0,
+                r.exe_flags & exe::LOWER_LAYER != 0,
+            ) {
+                (true, _) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            },
+            from_memfd: r.exe_flags & exe::FROM_MEMFD != 0,
+        }),
     }))
+}
+
+fn decode_syscall(bytes: &[u8]) -> Result<Detail, DecodeError> {
+    let r: SyscallRecord = read_fixed(bytes)?;
+    let [str0, str1] = split_tail(
+        &bytes[size_of::<SyscallRecord>()..],
+        [r.str0_len as usize, r.str1_len as usize],
+    )?;
+    Ok(Detail::Syscall(SyscallDetail {
+        syscall: syscall_of(EventKind::Syscall, r.syscall)?,
+        result: r.result,
+        args: r.args,
+        strings: [str0.to_vec(), str1.to_vec()],
+        socket: socket_ends(&r.sock),
+        uid: r.uid,
+    }))
+}
+
+fn socket_ends(s: &SocketFacts) -> Option<SocketEnds> {
+    if s.family == 0 {
+        return None;
+    }
+    let family = SocketFamily::from_raw(s.family);
+    let ip = |addr: &[u8; 16]| match family {
+        SocketFamily::Inet => Some(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        ))),
+        SocketFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
+        _ => None,
+    };
+    Some(SocketEnds {
+        family,
+        sock_type: s.sock_type,
+        local: ip(&s.local_addr).map(|a| (a, s.local_port)),
+        remote: ip(&s.remote_addr).map(|a| (a, s.remote_port)),
+    })
 }
 
 fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {

@@ -350,6 +350,19 @@ pub const SOURCES: &[Source] = &[
     syscall_source!(EventKind::Open, "open", required: false, "sys_enter_open", "sys_exit_open"),
     syscall_source!(EventKind::Open, "openat2", required: false, "sys_enter_openat2", "sys_exit_openat2"),
     syscall_source!(EventKind::Open, "creat", required: false, "sys_enter_creat", "sys_exit_creat"),
+    // Each optional: an architecture without the legacy forms (`symlink`, `link`,
+    // `dup2` on arm64) keeps the others.
+    syscall_source!(EventKind::Syscall, "ptrace", required: false, "sys_enter_ptrace", "sys_exit_ptrace"),
+    syscall_source!(EventKind::Syscall, "symlink", required: false, "sys_enter_symlink", "sys_exit_symlink"),
+    syscall_source!(EventKind::Syscall, "symlinkat", required: false, "sys_enter_symlinkat", "sys_exit_symlinkat"),
+    syscall_source!(EventKind::Syscall, "link", required: false, "sys_enter_link", "sys_exit_link"),
+    syscall_source!(EventKind::Syscall, "linkat", required: false, "sys_enter_linkat", "sys_exit_linkat"),
+    syscall_source!(EventKind::Syscall, "init_module", required: false, "sys_enter_init_module", "sys_exit_init_module"),
+    syscall_source!(EventKind::Syscall, "finit_module", required: false, "sys_enter_finit_module", "sys_exit_finit_module"),
+    syscall_source!(EventKind::Syscall, "socket", required: false, "sys_enter_socket", "sys_exit_socket"),
+    syscall_source!(EventKind::Syscall, "dup", required: false, "sys_enter_dup", "sys_exit_dup"),
+    syscall_source!(EventKind::Syscall, "dup2", required: false, "sys_enter_dup2", "sys_exit_dup2"),
+    syscall_source!(EventKind::Syscall, "dup3", required: false, "sys_enter_dup3", "sys_exit_dup3"),
 ];
 
 /// What happened to one source at start-up.

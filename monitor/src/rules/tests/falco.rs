@@ -94,6 +94,24 @@ fn container(extra: Value) -> Value {
     )
 }
 
+/// One of the other syscalls, by a process with the given effective capabilities.
+fn syscall(name: &str, syscall: &str, args: Value) -> Value {
+    with(
+        json!({
+            "kind": "syscall", "syscall": syscall, "time": "2025-01-01T00:00:00Z",
+            "boot_ns": 20_000_000_000u64, "pid": 400, "tid": 400, "comm": name, "cgroup_id": 1,
+            "result": 0, "error": null, "uid": 0,
+            "process": {"pid": 400, "ppid": 399, "name": name, "exe": name,
+                "exepath": format!("/usr/bin/{name}"), "args": [], "cwd": "/root/", "tty": 0,
+                "sid": 1, "uid": 0, "user": "root", "gid": 0, "group": "root",
+                "loginuid": null, "start_boot_ns": 1,
+                "cap_effective": "CAP_CHOWN CAP_DAC_OVERRIDE CAP_SETUID"},
+            "ancestors": [{"pid": 399, "name": "bash", "exe": "bash", "exepath": "/usr/bin/bash", "cmdline": "bash"}]
+        }),
+        args,
+    )
+}
+
 const O_WRONLY: u64 = 1;
 const O_TRUNC: u64 = 0o1000;
 
@@ -110,30 +128,17 @@ fn falco_ruleset_counts_and_skip_reasons() {
             RuleStatus::Skipped { reason } => skipped.push(format!("{}: {reason}", s.name)),
         }
     }
-    assert_eq!(active.len(), 18, "{active:#?}");
+    assert_eq!(active.len(), 25, "{active:#?}");
     assert_eq!(disabled.len(), 0);
-    let n = "which this agent does not produce";
-    assert_eq!(
-        skipped,
-        vec![
-            format!(
-                "Create Symlink Over Sensitive Files: needs evt.type in (symlink, symlinkat), {n}"
-            ),
-            format!("Create Hardlink Over Sensitive Files: needs evt.type in (link, linkat), {n}"),
-            format!("Packet socket created in container: needs evt.type in (socket), {n}"),
-            format!(
-                "Redirect STDOUT/STDIN to Network Connection in Container: needs evt.type in (dup, dup2, dup3), {n}"
-            ),
-            format!(
-                "Linux Kernel Module Injection Detected: needs evt.type in (finit_module, init_module), {n}"
-            ),
-            format!("PTRACE attached to process: needs evt.type in (ptrace), {n}"),
-            format!("PTRACE anti-debug attempt: needs evt.type in (ptrace), {n}"),
-        ]
-    );
+    assert_eq!(skipped, Vec::<String>::new());
     assert_eq!(
         engine.kernel_interest().into_iter().collect::<Vec<_>>(),
-        vec![EventKind::Exec, EventKind::Connect, EventKind::Open]
+        vec![
+            EventKind::Exec,
+            EventKind::Connect,
+            EventKind::Open,
+            EventKind::Syscall
+        ]
     );
     let types = |name: &str| engine.rule(name).unwrap().event_types.clone();
     use crate::rules::EventType::*;
@@ -269,6 +274,56 @@ fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
             connect("ssh", "/usr/bin/ssh", "203.0.113.5", 443),
         ),
         (
+            vec!["Create Symlink Over Sensitive Files"],
+            syscall(
+                "ln",
+                "symlinkat",
+                json!({"target": "/etc/shadow", "linkpath": "/tmp/s", "dirfd": -100}),
+            ),
+        ),
+        (
+            vec!["Create Hardlink Over Sensitive Files"],
+            syscall(
+                "ln",
+                "linkat",
+                json!({"oldpath": "/etc/shadow", "newpath": "/tmp/h", "olddirfd": -100, "dirfd": -100, "flags": 0}),
+            ),
+        ),
+        (
+            vec!["Packet socket created in container"],
+            container(syscall(
+                "python3",
+                "socket",
+                json!({"domain": 17, "sock_type": 3, "protocol": 768, "result": 3}),
+            )),
+        ),
+        (
+            vec!["Redirect STDOUT/STDIN to Network Connection in Container"],
+            container(syscall(
+                "bash",
+                "dup2",
+                json!({"fd": 3, "newfd": 0, "result": 0, "family": "inet", "sock_type": "stream",
+                       "address": "10.0.0.9", "port": 4444, "local_address": "172.17.0.2", "local_port": 40000}),
+            )),
+        ),
+        (
+            vec!["Linux Kernel Module Injection Detected"],
+            container(syscall(
+                "insmod",
+                "finit_module",
+                json!({"fd": 3, "uargs": "", "flags": 0, "result": -1, "error": "EPERM",
+                       "process": {"cap_effective": "CAP_SYS_ADMIN CAP_SYS_MODULE"}}),
+            )),
+        ),
+        (
+            vec!["PTRACE attached to process"],
+            syscall("gdb", "ptrace", json!({"request": 16, "target_pid": 1234})),
+        ),
+        (
+            vec!["PTRACE anti-debug attempt"],
+            syscall("malware", "ptrace", json!({"request": 0, "target_pid": 0})),
+        ),
+        (
             vec!["Fileless execution via memfd_create"],
             with(
                 exec("payload", "memfd:payload", &[]),
@@ -330,6 +385,35 @@ fn falco_exclusions_hold() {
         json!({"container": {"id": "host"}, "process": {"tty": 34816}, "ancestors": [{"pid": 1, "name": "sshd"}]}),
     );
     assert!(fired(&engine, &ev).is_empty());
+    // The near misses of the syscall rules: a symlink to an ordinary file, an inet
+    // socket, a shell redirecting its output to a pipe (no socket behind the fd), a
+    // module load without CAP_SYS_MODULE, a debugger reading memory.
+    let benign = [
+        syscall(
+            "ln",
+            "symlinkat",
+            json!({"target": "/etc/hostname", "linkpath": "/tmp/s", "dirfd": -100}),
+        ),
+        container(syscall(
+            "curl",
+            "socket",
+            json!({"domain": 2, "sock_type": 1, "protocol": 6, "result": 3}),
+        )),
+        container(syscall(
+            "bash",
+            "dup2",
+            json!({"fd": 3, "newfd": 1, "result": 1}),
+        )),
+        container(syscall(
+            "insmod",
+            "finit_module",
+            json!({"fd": 3, "uargs": "", "flags": 0, "result": -1}),
+        )),
+        syscall("gdb", "ptrace", json!({"request": 2, "target_pid": 1234})),
+    ];
+    for ev in benign {
+        assert_eq!(fired(&engine, &ev), Vec::<String>::new(), "{ev}");
+    }
 }
 
 #[test]

@@ -159,7 +159,28 @@ fn random_events(n: usize) -> Vec<Value> {
     for _ in 0..n {
         let name = *rng.pick(NAMES);
         let parent = *rng.pick(NAMES);
-        let mut v = if rng.next().is_multiple_of(2) {
+        let mut v = if rng.next().is_multiple_of(5) {
+            let syscall = *rng.pick(&[
+                "ptrace",
+                "symlinkat",
+                "linkat",
+                "finit_module",
+                "socket",
+                "dup2",
+                "dup3",
+            ]);
+            let result = *rng.pick(&[0i64, 1, 3, -1, -13]);
+            json!({
+                "kind": "syscall", "syscall": syscall, "comm": name, "result": result,
+                "error": if result < 0 { json!("EPERM") } else { Value::Null }, "uid": 0,
+                "request": *rng.pick(&[0u64, 2, 16, 0x4206]), "target_pid": 7,
+                "target": *rng.pick(PATHS), "linkpath": "/tmp/l", "oldpath": *rng.pick(PATHS),
+                "newpath": "/tmp/n", "domain": *rng.pick(&[1u64, 2, 10, 17]), "sock_type": 3,
+                "fd": 3, "newfd": *rng.pick(&[0u64, 1, 2, 9]),
+                "family": *rng.pick(&["inet", "inet6", "unix"]), "address": "10.0.0.1",
+                "port": 4444, "local_address": "172.17.0.2", "local_port": 40000,
+            })
+        } else if rng.next().is_multiple_of(2) {
             let path = *rng.pick(PATHS);
             let flags = (rng.next() % 4)
                 | *rng.pick(&[0u64, 0o100, 0o1000, 0o200000, 0o2000000, 0o100 | 0o1000]);
@@ -258,6 +279,39 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     let text = filter.describe();
     assert!(
         text.contains("open events on host: passes syscall open|openat|openat2|creat, access write|read-write, result ok"),
+        "{text}"
+    );
+}
+
+/// Falco's stable rules look at fd duplication and socket creation only in containers
+/// (reverse shells, packet sockets): the kernel drops the host's, which every shell
+/// makes all day, and keeps the symlinks and ptraces the host rules need.
+#[test]
+fn falco_stable_filters_host_dups_and_sockets() {
+    let engine = Engine::load_paths(&[FALCO_STABLE.into()]).unwrap();
+    let filter = engine.kernel_filter();
+    let syscall = |host, id, result| Facts {
+        kind: EventKind::Syscall,
+        host,
+        syscall: id,
+        flags: 0,
+        result,
+        family: 0,
+        address: None,
+    };
+    use monitor_common::syscall::{DUP2, PTRACE, SOCKET, SYMLINKAT};
+    assert!(!filter.passes(&syscall(true, DUP2, 1)), "host dup2");
+    assert!(!filter.passes(&syscall(true, SOCKET, 3)), "host socket");
+    assert!(filter.passes(&syscall(false, DUP2, 1)), "container dup2");
+    assert!(
+        filter.passes(&syscall(false, SOCKET, 3)),
+        "container socket"
+    );
+    assert!(filter.passes(&syscall(true, SYMLINKAT, 0)), "host symlink");
+    assert!(filter.passes(&syscall(true, PTRACE, -1)), "host ptrace");
+    let text = filter.describe();
+    assert!(
+        text.contains("syscall events on host: passes syscall ptrace|symlink|symlinkat|link|linkat, result ok|failed"),
         "{text}"
     );
 }
