@@ -645,3 +645,126 @@ fn missing_btf_is_a_one_line_error_that_says_what_to_do() {
          >= 5.8 built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are)"
     );
 }
+
+/// Whether this kernel has the syscall tracepoint `name` (the module syscalls exist
+/// only with CONFIG_MODULES: the kernel matrix's Debian kernels have them, the CI
+/// host's kernel does not).
+fn has_syscall_tracepoint(name: &str) -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| std::path::Path::new(&format!("{t}/events/syscalls/sys_enter_{name}")).exists())
+}
+
+/// The syscall kind: each syscall with its arguments as the caller passed them, the
+/// string arguments, and for a dup of a socket both of its ends.
+#[test]
+fn other_syscalls_are_reported_with_their_arguments() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "syscall"]);
+    let dir = test_dir("syscalls");
+    let c = |p: PathBuf| CString::new(p.as_os_str().as_bytes()).unwrap();
+    let (target, link, hard) = (
+        c(dir.join("sub/file")),
+        c(dir.join("link")),
+        c(dir.join("hard")),
+    );
+    let tid = gettid();
+    // SAFETY: valid NUL-terminated paths; the other arguments are plain integers.
+    unsafe {
+        assert_eq!(
+            libc::syscall(
+                libc::SYS_symlinkat,
+                target.as_ptr(),
+                libc::AT_FDCWD,
+                link.as_ptr()
+            ),
+            0
+        );
+        assert_eq!(
+            libc::syscall(
+                libc::SYS_linkat,
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_FDCWD,
+                hard.as_ptr(),
+                0
+            ),
+            0
+        );
+        // No such process: the request is reported with its error.
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_ATTACH, i32::MAX, 0usize, 0usize),
+            -1
+        );
+    }
+    let udp = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(udp >= 0);
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let server = listener.local_addr().unwrap();
+    let stream = TcpStream::connect(server).unwrap();
+    let client = stream.local_addr().unwrap();
+    let copy = unsafe { libc::dup3(stream.as_raw_fd(), 100, libc::O_CLOEXEC) };
+    assert_eq!(copy, 100);
+
+    let find = |syscall: &str| {
+        monitor.wait_for(syscall, |e| {
+            e["kind"] == "syscall" && e["tid"] == tid && e["syscall"] == syscall
+        })
+    };
+    let symlink = find("symlinkat");
+    assert_eq!(symlink["target"], target.to_str().unwrap());
+    assert_eq!(symlink["linkpath"], link.to_str().unwrap());
+    assert_eq!(symlink["dirfd"], libc::AT_FDCWD);
+    assert_eq!(symlink["result"], 0);
+    let hardlink = find("linkat");
+    assert_eq!(hardlink["oldpath"], target.to_str().unwrap());
+    assert_eq!(hardlink["newpath"], hard.to_str().unwrap());
+    let ptrace = find("ptrace");
+    assert_eq!(ptrace["request"], libc::PTRACE_ATTACH);
+    assert_eq!(ptrace["target_pid"], i32::MAX);
+    assert_eq!(ptrace["error"], "ESRCH");
+    let socket = find("socket");
+    assert_eq!(socket["domain"], libc::AF_INET);
+    assert_eq!(socket["sock_type"], libc::SOCK_DGRAM | libc::SOCK_CLOEXEC);
+    assert_eq!(socket["result"], udp);
+    let dup = find("dup3");
+    assert_eq!(dup["fd"], stream.as_raw_fd());
+    assert_eq!(dup["newfd"], 100);
+    assert_eq!(dup["flags"], libc::O_CLOEXEC);
+    assert_eq!(dup["result"], 100);
+    assert_eq!(dup["family"], "inet");
+    assert_eq!(dup["sock_type"], "stream");
+    assert_eq!(dup["local_address"], "127.0.0.1");
+    assert_eq!(dup["local_port"], client.port());
+    assert_eq!(dup["address"], "127.0.0.1");
+    assert_eq!(dup["port"], server.port());
+
+    if has_syscall_tracepoint("finit_module") {
+        // Not a module: the kernel refuses it after the syscall is recorded.
+        let junk = dir.join("junk.ko");
+        fs::write(&junk, b"not a module").unwrap();
+        let file = fs::File::open(&junk).unwrap();
+        let params = CString::new("debug=1").unwrap();
+        // SAFETY: an open fd and a NUL-terminated string.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+        assert_eq!(rc, -1);
+        let module = find("finit_module");
+        assert_eq!(module["fd"], file.as_raw_fd());
+        assert_eq!(module["uargs"], "debug=1");
+        assert!(module["result"].as_i64().unwrap() < 0, "{module}");
+    } else {
+        let log = monitor.stderr_lines().join("\n");
+        assert!(
+            log.lines().any(|l| l.contains("source=\"finit_module\"")
+                && l.contains("does not exist on this kernel")),
+            "a kernel without module syscalls must say why they are not watched:\n{log}"
+        );
+    }
+    unsafe {
+        libc::close(copy);
+        libc::close(udp);
+    }
+    monitor.stop();
+    let _ = fs::remove_dir_all(dir);
+}

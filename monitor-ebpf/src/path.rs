@@ -65,9 +65,6 @@ fn append_path(record: &Record, vfsmount: u64, mut dentry: u64) -> (usize, bool)
         let Ok(parent) = read::<u64>(dentry, offset!(dentry_d_parent)) else {
             return (written, false);
         };
-        if parent == dentry {
-            return (written, false);
-        }
         if written > MAX_PATH_BYTES - MAX_NAME_BYTES {
             return (written, true);
         }
@@ -77,6 +74,13 @@ fn append_path(record: &Record, vfsmount: u64, mut dentry: u64) -> (usize, bool)
         };
         if record.kernel_str_with_nul(name, MAX_NAME_BYTES) == 0 {
             return (written, false);
+        }
+        if parent == dentry {
+            // A dentry that is its own parent without being a mount's root belongs to
+            // no directory (a memfd, `memfd:name`): its name is the whole path, as
+            // d_path gives it.
+            let total = record.len().wrapping_sub(start);
+            return (total, false);
         }
         dentry = parent;
     }

@@ -580,7 +580,12 @@ impl<'a, R: Record<'a>> EventView<R> {
             ProcPid => i64v(self.pid()),
             ProcPpid => i64v(self.process(P::ppid).or_else(|| self.get(T::ppid))),
             ProcTty => i64v(self.process(P::tty)),
-            ProcCwd => str_v(self.process(P::cwd)),
+            // Falco's ends with `/` (`/dev/shm/` for a process in /dev/shm).
+            ProcCwd => match self.process(P::cwd).and_then(Raw::into_str) {
+                Some(cwd) if cwd.ends_with('/') => FieldValue::Str(cwd),
+                Some(cwd) => FieldValue::Str(Cow::Owned(format!("{cwd}/"))),
+                None => FieldValue::None,
+            },
             ProcSid => i64v(self.process(P::sid)),
             ProcSname => {
                 let Some(sid) = self.process(P::sid).and_then(|v| v.as_i64()) else {

@@ -118,7 +118,7 @@ catalog! {
     ProcPid => "proc.pid", I64, None, true, "Process id (thread group id).";
     ProcPpid => "proc.ppid", I64, None, true, "Pid of the parent process.";
     ProcTty => "proc.tty", I64, None, true, "Controlling terminal device number; 0 when the process has none.";
-    ProcCwd => "proc.cwd", Path, None, true, "Current working directory of the process.";
+    ProcCwd => "proc.cwd", Path, None, true, "Current working directory of the process, ending with `/` as Falco's does (`/dev/shm/`).";
     ProcSid => "proc.sid", I64, None, true, "Session id of the process.";
     ProcSname => "proc.sname", Str, None, true, "proc.name of the session leader (the process or ancestor whose pid is proc.sid).";
     ProcVpid => "proc.vpid", I64, None, true, "Process id as seen inside its pid namespace.";

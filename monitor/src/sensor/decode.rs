@@ -539,6 +539,57 @@ mod tests {
     }
 
     #[test]
+    fn syscall_record_with_strings_and_socket_ends() {
+        let (target, linkpath) = (b"/etc/shadow", b"/tmp/s");
+        let size = size_of::<SyscallRecord>() + target.len() + linkpath.len();
+        let mut sock = SocketFacts {
+            family: 2,
+            sock_type: 1,
+            local_port: 40000,
+            remote_port: 4444,
+            ..Default::default()
+        };
+        sock.local_addr[..4].copy_from_slice(&[172, 17, 0, 2]);
+        sock.remote_addr[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let fixed = SyscallRecord {
+            header: header(kind::SYSCALL, size),
+            syscall: syscall::SYMLINKAT,
+            str0_len: target.len() as u16,
+            str1_len: linkpath.len() as u16,
+            result: 0,
+            args: [1, -100i64 as u64, 2, 0, 0],
+            sock,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&fixed);
+        bytes.extend_from_slice(target);
+        bytes.extend_from_slice(linkpath);
+        let event = decode(&bytes).unwrap();
+        assert_eq!(event.hook(), "tracepoint/syscalls/sys_exit_symlinkat");
+        let Detail::Syscall(x) = event.detail else {
+            panic!("not a syscall event")
+        };
+        assert_eq!(x.syscall, EventType::Symlinkat);
+        assert_eq!(x.strings, [target.to_vec(), linkpath.to_vec()]);
+        assert_eq!(x.int_arg(1), -100);
+        let ends = x.socket.unwrap();
+        assert_eq!(ends.local, Some(("172.17.0.2".parse().unwrap(), 40000)));
+        assert_eq!(ends.remote, Some(("10.0.0.9".parse().unwrap(), 4444)));
+        // An id of another kind's syscall is refused.
+        let mut wrong = bytes.clone();
+        wrong[48..50].copy_from_slice(&syscall::OPENAT.to_ne_bytes());
+        assert_eq!(
+            decode(&wrong).unwrap_err(),
+            DecodeError::UnknownSyscall(syscall::OPENAT)
+        );
+        // Lengths that do not add up are an error, not a read past the end.
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::SizeMismatch { .. })
+        ));
+    }
+
+    #[test]
     fn paths_unreverse() {
         assert_eq!(unreverse_path(b""), b"/");
         assert_eq!(unreverse_path(b"tmp\0"), b"/tmp");

@@ -263,6 +263,14 @@ fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
             exec("x", "/dev/shm/x", &[]),
         ),
         (
+            // Run as ./x from inside /dev/shm: only proc.cwd (`/dev/shm/`) tells.
+            vec!["Execution from /dev/shm"],
+            with(
+                exec("x", "./x", &[]),
+                json!({"process": {"cwd": "/dev/shm", "exepath": "/dev/shm/x"}}),
+            ),
+        ),
+        (
             vec!["Drop and execute new binary in container"],
             container(with(
                 exec("miner", "/tmp/miner", &[]),
