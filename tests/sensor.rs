@@ -264,6 +264,12 @@ fn tcp_connect_to_loopback_v4_and_v6() {
     assert_eq!(e4["address"], "127.0.0.1");
     assert_eq!(e4["result"], 0);
     assert_eq!(e4["error"], Value::Null);
+    // The socket's own end, read from the kernel's socket at exit (Falco's fd.name
+    // tuple starts with it).
+    assert_eq!(e4["local_address"], "127.0.0.1");
+    assert_eq!(e4["local_port"], s4.local_addr().unwrap().port());
+    assert_eq!(e6["local_address"], "::1");
+    assert_eq!(e6["local_port"], s6.local_addr().unwrap().port());
     assert_eq!(e6["fd"], s6.as_raw_fd());
     assert_eq!(e6["family"], "inet6");
     assert_eq!(e6["sock_type"], "stream");

@@ -293,6 +293,12 @@ pub struct ConnectRecord {
     pub uid: u32,
     /// IPv4 in the first four bytes, or IPv6; network byte order.
     pub addr: [u8; 16],
+    /// The socket's own end at exit, as the kernel holds it (port in host order; all
+    /// zero when the socket has none, as after a refused connect).
+    pub local_port: u16,
+    pub _pad0: u16,
+    pub _pad1: u32,
+    pub local_addr: [u8; 16],
 }
 
 /// `open`/`openat`/`openat2`/`creat` completion. Followed by `path_len` bytes of the
@@ -643,7 +649,7 @@ const _: () = {
     assert!(core::mem::size_of::<SyscallRecord>() == 152);
     assert!(core::mem::size_of::<ForkRecord>() == 72);
     assert!(core::mem::size_of::<ExitRecord>() == 64);
-    assert!(core::mem::size_of::<ConnectRecord>() == 88);
+    assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
     assert!(core::mem::size_of::<KernelOffsets>() == 61 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 16 * filter::SCOPES);

@@ -9,11 +9,11 @@ use aya_ebpf::{
     programs::{FEntryContext, LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
-use monitor_common::{ConnectRecord, MAX_UNIX_PATH, flags, kind, stat};
+use monitor_common::{ConnectRecord, MAX_UNIX_PATH, SocketFacts, flags, kind, stat};
 
 use crate::{
     filter,
-    kernel::{current_task, file_of_fd, offset, read},
+    kernel::{current_task, file_of_fd, socket_facts},
     maps::{PENDING_CONNECT, count, wanted},
     process::{syscall_arg, syscall_ret},
     record::Record,
@@ -161,21 +161,27 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let _ = PENDING_CONNECT.remove(&pid_tgid);
 
-    let sock_type = if result == -EBADF || result == -ENOTSOCK {
-        0
+    let sock = if result == -EBADF || result == -ENOTSOCK {
+        SocketFacts::default()
     } else {
-        socket_type(fd)
+        file_of_fd(current_task(), fd)
+            .map(socket_facts)
+            .unwrap_or_default()
     };
     let fixed = ConnectRecord {
         header: record.header(hook_flags),
         fd: fd as i32,
         family,
-        sock_type,
+        sock_type: sock.sock_type,
         result,
         port,
         unix_path_len: unix_path_len as u16,
         uid: bpf_get_current_uid_gid() as u32,
         addr,
+        local_port: sock.local_port,
+        _pad0: 0,
+        _pad1: 0,
+        local_addr: sock.local_addr,
     };
     unsafe { record.fixed::<ConnectRecord>().write(fixed) };
     record.submit();
@@ -194,16 +200,4 @@ fn sockaddr_read<T>(sockaddr: u64, offset: u64, kernel: bool) -> Result<T, i64> 
         }
     }
     .map_err(|e| e as i64)
-}
-
-/// `SOCK_STREAM`, `SOCK_DGRAM`, ... of the socket behind `fd`, or 0.
-#[inline(always)]
-fn socket_type(fd: i64) -> u16 {
-    let Ok(file) = file_of_fd(current_task(), fd) else {
-        return 0;
-    };
-    read::<u64>(file, offset!(file_private_data))
-        .and_then(|socket| read::<i16>(socket, offset!(socket_type)))
-        .map(|t| t as u16)
-        .unwrap_or(0)
 }

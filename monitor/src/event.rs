@@ -204,6 +204,9 @@ pub struct Connect {
     pub result: i64,
     pub address: Option<IpAddr>,
     pub port: u16,
+    /// The socket's own address and port at the connect's exit (IP sockets that had
+    /// one: a refused connect leaves none).
+    pub local: Option<(IpAddr, u16)>,
     /// `sun_path` bytes; an abstract socket name starts with a NUL byte.
     pub unix_path: Option<Vec<u8>>,
     pub uid: u32,
@@ -334,6 +337,7 @@ mod tests {
                 result: 0,
                 address: None,
                 port: 80,
+                local: None,
                 unix_path: None,
                 uid: 0,
                 enhanced,

@@ -245,6 +245,8 @@ fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Er
     map.serialize_entry("sock_type", &sock_type_name(x.sock_type))?;
     map.serialize_entry("address", &x.address.map(|a| a.to_string()))?;
     map.serialize_entry("port", &x.port)?;
+    map.serialize_entry("local_address", &x.local.map(|(a, _)| a.to_string()))?;
+    map.serialize_entry("local_port", &x.local.map(|(_, p)| p))?;
     map.serialize_entry("unix_path", &x.unix_path.as_deref().map(Text))?;
     map.serialize_entry("result", &x.result)?;
     map.serialize_entry("error", &errno_name(x.result))?;

@@ -305,13 +305,14 @@ impl<'a, R: Record<'a>> EventView<R> {
             }
             return Some(path);
         }
-        if self.etype == EventType::Connect {
-            if self.is_ip() {
-                let addr = self.text(T::address)?;
-                let port = self.num(T::port)?;
-                return Some(Cow::Owned(format!("{addr}:{port}")));
-            }
+        if self.etype == EventType::Connect && !self.is_ip() {
             return self.text(T::unix_path);
+        }
+        if self.etype == EventType::Connect && self.get(T::local_address).is_none() {
+            // The socket had no address of its own to report (a refused connect).
+            let addr = self.text(T::address)?;
+            let port = self.num(T::port)?;
+            return Some(Cow::Owned(format!("{addr}:{port}")));
         }
         if self.is_socket() && self.is_ip() {
             // Falco's tuple: this end first, then the peer.
@@ -572,6 +573,11 @@ impl<'a, R: Record<'a>> EventView<R> {
                 Some(n) => str_v(self.ancestor(n, A::exepath)),
                 None => FieldValue::None,
             },
+            ProcAexe => match index {
+                Some(0) => self.field_id(ProcExe),
+                Some(n) => str_v(self.ancestor(n, A::exe)),
+                None => FieldValue::None,
+            },
             ProcApid => match index {
                 Some(0) => self.field_id(ProcPid),
                 Some(n) => i64v(self.ancestor(n, A::pid)),
@@ -770,7 +776,13 @@ impl<'a, R: Record<'a>> EventView<R> {
                 str_v(self.get(T::server_name))
             }
 
-            ContainerId => str_v(self.container(C::id)),
+            ContainerId => match self.container(C::id).and_then(Raw::into_str) {
+                // Falco's container.id is the short id; `host` stays `host`.
+                Some(Cow::Borrowed(id)) => FieldValue::Str(Cow::Borrowed(short_id(id))),
+                Some(Cow::Owned(id)) => FieldValue::Str(Cow::Owned(short_id(&id).to_string())),
+                None => FieldValue::None,
+            },
+            ContainerFullId => str_v(self.container(C::id)),
             ContainerName => str_v(self.container(C::name)),
             ContainerImage => str_v(self.container(C::image)),
             ContainerImageRepository => str_v(self.container(C::image_repository)),
@@ -912,6 +924,11 @@ pub fn render_open_flags(flags: u64) -> String {
         }
     }
     parts.join("|")
+}
+
+/// The first 12 characters of a container id (`host` is shorter and stays whole).
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// `ptrace(2)` requests by number, as Falco names them.

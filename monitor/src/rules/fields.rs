@@ -115,6 +115,7 @@ catalog! {
     ProcAname => "proc.aname", Str, AncestorIndex, true, "proc.name of an ancestor: [0] the process, [1] its parent, [2] the grandparent, ...; without an index (conditions only) true when any ancestor (from the parent up) matches.";
     ProcAexePath => "proc.aexepath", Path, AncestorIndex, true, "proc.exepath of an ancestor, indexed like proc.aname.";
     ProcApid => "proc.apid", I64, AncestorIndex, true, "Pid of an ancestor, indexed like proc.aname.";
+    ProcAexe => "proc.aexe", Str, AncestorIndex, true, "proc.exe (argv[0]) of an ancestor, indexed like proc.aname.";
     ProcPid => "proc.pid", I64, None, true, "Process id (thread group id).";
     ProcPpid => "proc.ppid", I64, None, true, "Pid of the parent process.";
     ProcTty => "proc.tty", I64, None, true, "Controlling terminal device number; 0 when the process has none.";
@@ -173,7 +174,8 @@ catalog! {
     FdCipName => "fd.cip.name", Str, None, false, "DNS name of the client IP (not known to this agent).";
     FdLipName => "fd.lip.name", Str, None, false, "DNS name of the local IP (not known to this agent).";
 
-    ContainerId => "container.id", Str, None, true, "Container id (64 hex digits), or `host` for processes outside containers.";
+    ContainerId => "container.id", Str, None, true, "Container id as Falco gives it: its first 12 hex digits, or `host` for processes outside containers.";
+    ContainerFullId => "container.full_id", Str, None, true, "The whole container id (64 hex digits), or `host`.";
     ContainerName => "container.name", Str, None, true, "Container name (`host` outside containers).";
     ContainerImage => "container.image", Str, None, true, "Image as the container was created from (repository:tag).";
     ContainerImageRepository => "container.image.repository", Str, None, true, "Repository part of the image (nginx, docker.io/library/nginx).";

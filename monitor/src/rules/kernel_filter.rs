@@ -285,7 +285,7 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
     let ok = filter::RESULT_OK;
     let failed = filter::RESULT_FAILED;
     match c.field.id {
-        FieldId::ContainerId => split(
+        FieldId::ContainerId | FieldId::ContainerFullId => split(
             [
                 (SCOPE_HOST as u32, on_value(c, &str_v("host"))),
                 (SCOPE_CONTAINER as u32, on_any_string_but(c, "host")),

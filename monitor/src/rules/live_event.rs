@@ -281,6 +281,8 @@ impl<'a> Record<'a> for LiveRecord<'a> {
                 T::sock_type => opt_str(sock_type_name(x.sock_type)),
                 T::address => Raw::opt(x.address, |a| Raw::Str(Cow::Owned(a.to_string()))),
                 T::port => uint(x.port),
+                T::local_address => Raw::opt(x.local, |(a, _)| Raw::Str(Cow::Owned(a.to_string()))),
+                T::local_port => Raw::opt(x.local, |(_, p)| uint(p)),
                 T::unix_path => opt_text(x.unix_path.as_deref()),
                 T::result => Raw::int(x.result),
                 T::error => opt_str(errno_name(x.result)),

@@ -292,6 +292,9 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             result,
             address: s(v, "address").and_then(|a| a.parse::<IpAddr>().ok()),
             port: n(v, "port").unwrap_or(0) as u16,
+            local: s(v, "local_address")
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .map(|a| (a, n(v, "local_port").unwrap_or(0) as u16)),
             unix_path: bytes(v, "unix_path"),
             uid: n(v, "uid").unwrap_or(0) as u32,
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),

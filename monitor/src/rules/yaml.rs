@@ -99,9 +99,26 @@ struct Receiver {
     root: Option<Node>,
     error: Option<YamlError>,
     depth_exceeded: bool,
+    /// Nodes that aliases copied so far.
+    nodes: usize,
 }
 
 const MAX_DEPTH: usize = 256;
+/// Far above any ruleset (Falco's largest file has about 20,000 nodes), far below what
+/// exhausts memory: a few aliases of aliases (a "billion laughs" file) would otherwise
+/// copy a small file into billions of nodes.
+const MAX_NODES: usize = 1_000_000;
+
+fn node_count(node: &Node) -> usize {
+    1 + match &node.kind {
+        Kind::Seq(items) => items.iter().map(node_count).sum(),
+        Kind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| node_count(k) + node_count(v))
+            .sum(),
+        _ => 0,
+    }
+}
 
 impl Receiver {
     fn push_node(&mut self, node: Node, anchor: usize) {
@@ -191,8 +208,22 @@ impl MarkedEventReceiver for Receiver {
                 }
                 None => {}
             },
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push_node(node, 0),
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(node) => {
+                    // Counted before the copy is made.
+                    self.nodes = self.nodes.saturating_add(node_count(node));
+                    if self.nodes > MAX_NODES {
+                        self.error = Some(YamlError {
+                            mark,
+                            message: format!(
+                                "aliases expand to more than {MAX_NODES} nodes (an alias bomb?)"
+                            ),
+                        });
+                        return;
+                    }
+                    let node = node.clone();
+                    self.push_node(node, 0)
+                }
                 None => {
                     self.error = Some(YamlError {
                         mark,
@@ -206,7 +237,27 @@ impl MarkedEventReceiver for Receiver {
 }
 
 /// Parses one YAML document. An empty document gives `Ok(None)`.
+///
+/// A flow collection whose closing bracket is indented no deeper than the key that
+/// holds it (Falco's sandbox ruleset has `items: [` ... `  ]` under `- list:`) breaks
+/// YAML's indentation rule, but libyaml, which Falco's yaml-cpp follows, accepts it;
+/// so does this, by reading such a file again with those bracket lines indented like
+/// the line before them. Every other line keeps its position, so errors still point
+/// where they are.
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    match parse_strict(text) {
+        Err(e) if e.message.contains("invalid indentation") => {
+            let relaxed = indent_flow_closers(text);
+            if relaxed == text {
+                return Err(e);
+            }
+            parse_strict(&relaxed).map_err(|_| e)
+        }
+        result => result,
+    }
+}
+
+fn parse_strict(text: &str) -> Result<Option<Node>, YamlError> {
     let mut receiver = Receiver::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut receiver, false) {
@@ -219,6 +270,29 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         return Err(e);
     }
     Ok(receiver.root)
+}
+
+/// `text` with each line that holds only closing brackets (`]`, `}`, with commas and a
+/// comment) indented at least as deep as the line before it.
+fn indent_flow_closers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut previous_indent = 0;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        let body = content.split('#').next().unwrap_or("").trim_end();
+        let closer = !body.is_empty() && body.chars().all(|c| matches!(c, ']' | '}' | ',' | ' '));
+        if closer && indent < previous_indent {
+            out.extend(std::iter::repeat_n(' ', previous_indent));
+            out.push_str(content);
+            continue;
+        }
+        if !body.is_empty() {
+            previous_indent = indent;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Maps a character offset inside a scalar's value back to the file's `line:col`,
@@ -279,6 +353,46 @@ pub fn locate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Falco's sandbox ruleset closes a flow sequence less indented than its key; as
+    /// in libyaml, that parses, and the lines around keep their positions.
+    #[test]
+    fn a_flow_sequence_closed_at_the_key_indentation_parses() {
+        let text =
+            "- list: miners\n  items: [\n    \"a\",\n    \"b\"\n  ]\n\n- list: x\n  items: [c]\n";
+        let root = parse(text).unwrap().unwrap();
+        let Kind::Seq(items) = root.kind else {
+            panic!("not a sequence")
+        };
+        let Kind::Map(entries) = &items[0].kind else {
+            panic!("not a map")
+        };
+        let Kind::Seq(values) = &entries[1].1.kind else {
+            panic!("items is not a sequence")
+        };
+        let values: Vec<_> = values.iter().filter_map(Node::as_str).collect();
+        assert_eq!(values, ["a", "b"]);
+        assert_eq!((values.len(), items[1].mark.line), (2, 7));
+        // Other indentation errors stay errors, at their place.
+        let err = parse("a:\n  b: 1\n c: 2\n").unwrap_err();
+        assert_eq!(err.mark.line, 3, "{}", err.message);
+    }
+
+    /// A "billion laughs" file: each alias level multiplies the nodes by ten.
+    #[test]
+    fn alias_bombs_are_refused_not_expanded() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..9 {
+            let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+        assert!(err.mark.line >= 6, "{}", err.mark.line);
+        // Ordinary aliases are fine.
+        let ok = parse("base: &b {x: 1}\nother: *b\n").unwrap().unwrap();
+        assert!(matches!(ok.kind, Kind::Map(ref e) if e.len() == 2));
+    }
 
     fn first_value(text: &str) -> Node {
         let root = parse(text).unwrap().unwrap();

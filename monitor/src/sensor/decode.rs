@@ -206,19 +206,23 @@ fn socket_ends(s: &SocketFacts) -> Option<SocketEnds> {
         return None;
     }
     let family = SocketFamily::from_raw(s.family);
-    let ip = |addr: &[u8; 16]| match family {
+    Some(SocketEnds {
+        family,
+        sock_type: s.sock_type,
+        local: ip_of(family, &s.local_addr).map(|a| (a, s.local_port)),
+        remote: ip_of(family, &s.remote_addr).map(|a| (a, s.remote_port)),
+    })
+}
+
+/// An address of `family` as the records carry it (IPv4 in the first four bytes).
+fn ip_of(family: SocketFamily, addr: &[u8; 16]) -> Option<IpAddr> {
+    match family {
         SocketFamily::Inet => Some(IpAddr::V4(Ipv4Addr::new(
             addr[0], addr[1], addr[2], addr[3],
         ))),
         SocketFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
         _ => None,
-    };
-    Some(SocketEnds {
-        family,
-        sock_type: s.sock_type,
-        local: ip(&s.local_addr).map(|a| (a, s.local_port)),
-        remote: ip(&s.remote_addr).map(|a| (a, s.remote_port)),
-    })
+    }
 }
 
 fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
@@ -228,13 +232,10 @@ fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeEr
         [r.unix_path_len as usize],
     )?;
     let family = SocketFamily::from_raw(r.family);
-    let address = match family {
-        SocketFamily::Inet => Some(IpAddr::V4(Ipv4Addr::new(
-            r.addr[0], r.addr[1], r.addr[2], r.addr[3],
-        ))),
-        SocketFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::from(r.addr))),
-        _ => None,
-    };
+    let address = ip_of(family, &r.addr);
+    let local = ip_of(family, &r.local_addr)
+        .filter(|a| r.local_port != 0 || !a.is_unspecified())
+        .map(|a| (a, r.local_port));
     let unix_path = (family == SocketFamily::Unix).then(|| {
         // A path name ends at its first NUL; an abstract name (leading NUL) is
         // exactly as long as the caller's addrlen says.
@@ -251,6 +252,7 @@ fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeEr
         result: r.result,
         address,
         port: r.port,
+        local,
         unix_path,
         uid: r.uid,
         enhanced: enhanced(header),
