@@ -132,6 +132,10 @@ pub mod flags {
     /// `bprm_check_security`) is as the kernel's `d_path` wrote it (`bpf_d_path`):
     /// forward and absolute, not reversed; an unlinked file ends in ` (deleted)`.
     pub const D_PATH: u16 = 64;
+    /// Syscall records: reported by the `raw_syscalls` tracepoints, on a kernel that
+    /// lacks the syscall's own (a module syscall on a kernel built without modules:
+    /// the attempt still happens, and fails with `ENOSYS`).
+    pub const RAW_SYSCALL: u16 = 128;
 }
 
 /// Upper bound of the argv bytes copied per exec.

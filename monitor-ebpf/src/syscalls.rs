@@ -4,12 +4,13 @@
 //! string arguments (the caller's memory is still there), and for `dup*` the socket
 //! behind the duplicated fd.
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
-use monitor_common::{MAX_PATH_BYTES, SocketFacts, SyscallRecord, kind, stat, syscall};
+use monitor_common::{MAX_PATH_BYTES, SocketFacts, SyscallRecord, flags, kind, stat, syscall};
 
 use crate::{
     filter,
@@ -39,7 +40,7 @@ macro_rules! traced {
 
         #[tracepoint]
         pub fn $exit(ctx: TracePointContext) -> u32 {
-            if emit(&ctx, $id, $s0, $s1, $fd).is_err() {
+            if emit(&ctx, $id, $s0, $s1, $fd, 0).is_err() {
                 count(kind::SYSCALL, stat::ERRORS);
             }
             0
@@ -58,6 +59,54 @@ traced!(sys_enter_socket, sys_exit_socket, syscall::SOCKET, strings: [NONE, NONE
 traced!(sys_enter_dup, sys_exit_dup, syscall::DUP, strings: [NONE, NONE], socket_fd: 0);
 traced!(sys_enter_dup2, sys_exit_dup2, syscall::DUP2, strings: [NONE, NONE], socket_fd: 0);
 traced!(sys_enter_dup3, sys_exit_dup3, syscall::DUP3, strings: [NONE, NONE], socket_fd: 0);
+
+/// The kernel's numbers of `init_module` and `finit_module` on this architecture, set by
+/// the agent at load time (only the `raw_syscalls` fallback reads them).
+#[unsafe(no_mangle)]
+static MODULE_SYSCALL_NRS: [u64; 2] = [u64::MAX; 2];
+
+/// Which module syscall the `raw_syscalls` id is, if either (the id is at byte 8 of
+/// both raw tracepoints; their arguments and return value sit where the per-syscall
+/// tracepoints keep them, so `save` and `emit` read them alike).
+#[inline(always)]
+fn module_syscall(ctx: &TracePointContext) -> Option<u16> {
+    // A plain load from the tracepoint's record (the verifier allows it for
+    // tracepoint programs): no helper call on a path every syscall takes.
+    let id = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(8) as *const u64) };
+    let nrs = unsafe { core::ptr::read_volatile(&MODULE_SYSCALL_NRS) };
+    if id == nrs[0] {
+        Some(syscall::INIT_MODULE)
+    } else if id == nrs[1] {
+        Some(syscall::FINIT_MODULE)
+    } else {
+        None
+    }
+}
+
+/// Module loads where the kernel has no tracepoints of their own (built without
+/// module support, the syscalls still exist and fail with `ENOSYS`): the raw syscall
+/// tracepoints run for every syscall, so this is only attached in that case.
+#[tracepoint]
+pub fn raw_sys_enter_module(ctx: TracePointContext) -> u32 {
+    if let Some(id) = module_syscall(&ctx) {
+        save(&ctx, id);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn raw_sys_exit_module(ctx: TracePointContext) -> u32 {
+    let raw = flags::RAW_SYSCALL;
+    let result = match module_syscall(&ctx) {
+        Some(syscall::INIT_MODULE) => emit(&ctx, syscall::INIT_MODULE, 2, NONE, NONE, raw),
+        Some(_) => emit(&ctx, syscall::FINIT_MODULE, 1, NONE, NONE, raw),
+        None => Ok(()),
+    };
+    if result.is_err() {
+        count(kind::SYSCALL, stat::ERRORS);
+    }
+    0
+}
 
 #[inline(always)]
 fn save(ctx: &TracePointContext, id: u16) {
@@ -97,6 +146,7 @@ fn emit(
     s0: usize,
     s1: usize,
     socket_fd: usize,
+    header_flags: u16,
 ) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = (unsafe { PENDING_SYSCALL.get(&pid_tgid) }).copied() else {
@@ -127,7 +177,7 @@ fn emit(
         SocketFacts::default()
     };
     let fixed = SyscallRecord {
-        header: record.header(0),
+        header: record.header(header_flags),
         syscall: id,
         str0_len,
         str1_len,

@@ -64,6 +64,7 @@ impl Event {
                 .syscall
                 .exit_tracepoint()
                 .unwrap_or("tracepoint/syscalls/sys_exit_openat"),
+            Detail::Syscall(x) if x.raw => "tracepoint/raw_syscalls/sys_exit",
             Detail::Syscall(x) => x
                 .syscall
                 .exit_tracepoint()
@@ -279,6 +280,9 @@ pub struct SyscallDetail {
     /// `dup*`: the socket behind the duplicated fd.
     pub socket: Option<SocketEnds>,
     pub uid: u32,
+    /// Seen by the `raw_syscalls` tracepoints (the kernel has none of the syscall's
+    /// own; see `monitor_common::flags::RAW_SYSCALL`).
+    pub raw: bool,
 }
 
 impl SyscallDetail {

@@ -482,6 +482,7 @@ pub fn errno_name(result: i64) -> Option<&'static str> {
         libc::EHOSTUNREACH => "EHOSTUNREACH",
         libc::EALREADY => "EALREADY",
         libc::EINPROGRESS => "EINPROGRESS",
+        libc::ENOSYS => "ENOSYS",
         _ => return None,
     })
 }

@@ -225,6 +225,7 @@ fn syscall_detail(v: &Value) -> SyscallDetail {
         strings,
         socket,
         uid: n(v, "uid").unwrap_or(0) as u32,
+        raw: s(v, "hook") == Some("tracepoint/raw_syscalls/sys_exit"),
     }
 }
 

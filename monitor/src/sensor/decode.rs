@@ -119,7 +119,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Connect => decode_connect(bytes, &header)?,
         EventKind::Open => decode_open(bytes, &header)?,
-        EventKind::Syscall => decode_syscall(bytes)?,
+        EventKind::Syscall => decode_syscall(bytes, &header)?,
     };
     Ok(Event {
         boot_ns: header.boot_ns,
@@ -185,7 +185,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
     }))
 }
 
-fn decode_syscall(bytes: &[u8]) -> Result<Detail, DecodeError> {
+fn decode_syscall(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: SyscallRecord = read_fixed(bytes)?;
     let [str0, str1] = split_tail(
         &bytes[size_of::<SyscallRecord>()..],
@@ -198,6 +198,7 @@ fn decode_syscall(bytes: &[u8]) -> Result<Detail, DecodeError> {
         strings: [str0.to_vec(), str1.to_vec()],
         socket: socket_ends(&r.sock),
         uid: r.uid,
+        raw: header.flags & flags::RAW_SYSCALL != 0,
     }))
 }
 

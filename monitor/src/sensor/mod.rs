@@ -219,6 +219,10 @@ fn forward_kernel_logs(ebpf: &mut Ebpf) {
     });
 }
 
+/// This architecture's numbers of `init_module` and `finit_module`, for the programs
+/// that find them among all syscalls (see the probe table's module source).
+const MODULE_SYSCALL_NRS: [u64; 2] = [libc::SYS_init_module as u64, libc::SYS_finit_module as u64];
+
 /// Creates the maps and prepares (but does not load) the programs, with this
 /// kernel's offsets and the agent's pid patched in.
 fn load_object(offsets: &KernelOffsets, ring_buffer_bytes: u32) -> Result<Ebpf> {
@@ -226,6 +230,7 @@ fn load_object(offsets: &KernelOffsets, ring_buffer_bytes: u32) -> Result<Ebpf> 
     EbpfLoader::new()
         .override_global("OFFSETS", offsets, true)
         .override_global("AGENT_TGID", &agent_tgid, true)
+        .override_global("MODULE_SYSCALL_NRS", &MODULE_SYSCALL_NRS, true)
         .map_max_entries("EVENTS", ring_buffer_bytes)
         .load(PROGRAMS)
         .context("loading the eBPF object")

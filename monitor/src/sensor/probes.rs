@@ -187,6 +187,17 @@ macro_rules! syscall_source {
     };
 }
 
+/// A syscall tracepoint whose program has the tracepoint's name.
+const fn syscall_tracepoint(name: &'static str) -> Attachment {
+    Attachment {
+        program: name,
+        hook: Hook::Tracepoint {
+            category: "syscalls",
+            name,
+        },
+    }
+}
+
 /// An optional source seen by an LSM hook: the BPF LSM program where the bpf LSM is
 /// active, else the same program body on fentry of the `security_*` function the hook
 /// runs inside, else nothing (the tracepoints keep working without it).
@@ -357,8 +368,46 @@ pub const SOURCES: &[Source] = &[
     syscall_source!(EventKind::Syscall, "symlinkat", required: false, "sys_enter_symlinkat", "sys_exit_symlinkat"),
     syscall_source!(EventKind::Syscall, "link", required: false, "sys_enter_link", "sys_exit_link"),
     syscall_source!(EventKind::Syscall, "linkat", required: false, "sys_enter_linkat", "sys_exit_linkat"),
-    syscall_source!(EventKind::Syscall, "init_module", required: false, "sys_enter_init_module", "sys_exit_init_module"),
-    syscall_source!(EventKind::Syscall, "finit_module", required: false, "sys_enter_finit_module", "sys_exit_finit_module"),
+    // Module loads: their own tracepoints; on a kernel built without module support
+    // (which has none, yet the syscalls exist and fail with ENOSYS, and an attempt is
+    // still worth an alert) the raw syscall tracepoints, which run on every syscall
+    // and so are only the fallback.
+    Source {
+        kind: EventKind::Syscall,
+        name: "init_module, finit_module",
+        required: false,
+        needs: &[],
+        candidates: &[
+            Candidate {
+                name: "syscall tracepoints",
+                attachments: &[
+                    syscall_tracepoint("sys_enter_init_module"),
+                    syscall_tracepoint("sys_exit_init_module"),
+                    syscall_tracepoint("sys_enter_finit_module"),
+                    syscall_tracepoint("sys_exit_finit_module"),
+                ],
+            },
+            Candidate {
+                name: "raw syscall tracepoints",
+                attachments: &[
+                    Attachment {
+                        program: "raw_sys_enter_module",
+                        hook: Hook::Tracepoint {
+                            category: "raw_syscalls",
+                            name: "sys_enter",
+                        },
+                    },
+                    Attachment {
+                        program: "raw_sys_exit_module",
+                        hook: Hook::Tracepoint {
+                            category: "raw_syscalls",
+                            name: "sys_exit",
+                        },
+                    },
+                ],
+            },
+        ],
+    },
     syscall_source!(EventKind::Syscall, "socket", required: false, "sys_enter_socket", "sys_exit_socket"),
     syscall_source!(EventKind::Syscall, "dup", required: false, "sys_enter_dup", "sys_exit_dup"),
     syscall_source!(EventKind::Syscall, "dup2", required: false, "sys_enter_dup2", "sys_exit_dup2"),
