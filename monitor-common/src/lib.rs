@@ -76,6 +76,13 @@ ids! {
     DUP = 15,
     DUP2 = 16,
     DUP3 = 17,
+    SETNS = 18,
+    UNSHARE = 19,
+    SETUID = 20,
+    CHMOD = 21,
+    FCHMOD = 22,
+    FCHMODAT = 23,
+    BPF = 24,
 }
 
 /// A record's fixed part, with the kind it is the record of: the kernel starts a
@@ -136,10 +143,14 @@ pub mod flags {
     /// lacks the syscall's own (a module syscall on a kernel built without modules:
     /// the attempt still happens, and fails with `ENOSYS`).
     pub const RAW_SYSCALL: u16 = 128;
+    /// Exec: the environment was longer than [`super::MAX_ENV_BYTES`].
+    pub const ENV_TRUNCATED: u16 = 256;
 }
 
 /// Upper bound of the argv bytes copied per exec.
 pub const MAX_ARGS_BYTES: usize = 4096;
+/// Upper bound of the environment bytes copied per exec (Falco's `proc.env`).
+pub const MAX_ENV_BYTES: usize = 4096;
 /// Upper bound of argv entries copied from a failed exec (a successful one is copied as
 /// one block from the new image's argument area, bounded by bytes only).
 pub const MAX_ARGS: usize = 64;
@@ -207,7 +218,8 @@ pub struct TaskIdentity {
 /// the task's cgroup v2 directory (which names the container: reading it in the kernel
 /// works even when the container is gone before user space looks), then `file_len`
 /// bytes of the file the caller named, as the kernel resolved it (a reversed path, from
-/// the LSM `bprm_check_security` hook; present with [`flags::ENHANCED`]).
+/// the LSM `bprm_check_security` hook; present with [`flags::ENHANCED`]), then
+/// `env_len` bytes of the new image's environment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecRecord {
@@ -224,7 +236,9 @@ pub struct ExecRecord {
     pub dirfd: i32,
     pub at_flags: u32,
     pub file_len: u16,
-    pub _pad1: u16,
+    /// The new image's environment (NUL-separated `NAME=value`, at most
+    /// [`MAX_ENV_BYTES`]), after the file; successful execs only.
+    pub env_len: u16,
     /// [`exe`] bits: what the new executable's file is.
     pub exe_flags: u32,
     pub _pad2: u32,
@@ -330,11 +344,12 @@ pub struct OpenRecord {
 }
 
 /// One of the syscalls Falco's rules name that the other kinds do not report:
-/// `ptrace`, `symlink(at)`, `link(at)`, `(f)init_module`, `socket`, `dup(2,3)`.
+/// `ptrace`, `symlink(at)`, `link(at)`, `(f)init_module`, `socket`, `dup(2,3)`,
+/// `setns`, `unshare`, `setuid`, `(f)chmod(at)`, `bpf`.
 /// `args` are the raw arguments at entry (the syscall's own order); followed by
 /// `str0_len` and `str1_len` bytes of the two string arguments where the syscall has
 /// them (symlink: target, linkpath; link: oldpath, newpath; init_module and
-/// finit_module: the module parameters as `str0`).
+/// finit_module: the module parameters as `str0`; chmod, fchmodat: the path as `str0`).
 ///
 /// For `dup*`, `sock` describes the socket behind the duplicated fd, read at exit
 /// (family 0 when the fd is no socket).
@@ -403,6 +418,8 @@ pub struct KernelOffsets {
     pub cred_egid: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub mm_exe_file: u32,
     pub binprm_file: u32,
     pub files_fdt: u32,
@@ -474,6 +491,8 @@ impl KernelOffsets {
         cred_egid: Self::ABSENT,
         mm_arg_start: Self::ABSENT,
         mm_arg_end: Self::ABSENT,
+        mm_env_start: Self::ABSENT,
+        mm_env_end: Self::ABSENT,
         mm_exe_file: Self::ABSENT,
         binprm_file: Self::ABSENT,
         files_fdt: Self::ABSENT,
@@ -655,7 +674,7 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 61 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 63 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 16 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u32::BITS);

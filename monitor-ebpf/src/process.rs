@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_PATH_BYTES, exe, flags, kind,
-    stat, syscall,
+    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_ENV_BYTES, MAX_PATH_BYTES,
+    exe, flags, kind, stat, syscall,
 };
 
 use crate::{
@@ -126,6 +126,7 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let mut exe_len = 0usize;
     let mut filename_len = 0usize;
     let mut exe_flags = exe::UNKNOWN;
+    let mut env = (0u64, 0usize);
     let args_len;
     if result == 0 {
         // The caller's memory is gone; the new image tells its file and argv.
@@ -146,6 +147,14 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
             header_flags |= flags::ARGS_TRUNCATED;
         }
         args_len = record.user_bytes(start, len);
+        let env_start = read::<u64>(mm, offset!(mm_env_start)).unwrap_or(0);
+        let env_end = read::<u64>(mm, offset!(mm_env_end)).unwrap_or(0);
+        let mut env_len = env_end.saturating_sub(env_start) as usize;
+        if env_len > MAX_ENV_BYTES {
+            env_len = MAX_ENV_BYTES;
+            header_flags |= flags::ENV_TRUNCATED;
+        }
+        env = (env_start, env_len);
     } else {
         let (len, cut) = record.user_str(pending.filename, MAX_PATH_BYTES);
         filename_len = len;
@@ -168,6 +177,8 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         header_flags |= file.head.flags as u16;
         let _ = EXEC_FILE.remove(&tgid);
     }
+    // Last, so that a failed read leaves the other parts whole.
+    let env_len = record.user_bytes(env.0, env.1);
 
     let fixed = ExecRecord {
         header: record.header(header_flags),
@@ -181,7 +192,7 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         dirfd: pending.dirfd,
         at_flags: pending.at_flags,
         file_len: file_len as u16,
-        _pad1: 0,
+        env_len: env_len as u16,
         exe_flags,
         _pad2: 0,
         caps: capabilities(task),

@@ -1,5 +1,6 @@
 //! The other syscalls Falco's rules name (`ptrace`, `symlink(at)`, `link(at)`,
-//! `(f)init_module`, `socket`, `dup(2,3)`): rare or cheap to describe, so one record
+//! `(f)init_module`, `socket`, `dup(2,3)`, `setns`, `unshare`, `setuid`,
+//! `(f)chmod(at)`, `bpf`): rare or cheap to describe, so one record
 //! type carries them all. Entry saves the raw arguments; exit adds the result, the
 //! string arguments (the caller's memory is still there), and for `dup*` the socket
 //! behind the duplicated fd.
@@ -59,6 +60,13 @@ traced!(sys_enter_socket, sys_exit_socket, syscall::SOCKET, strings: [NONE, NONE
 traced!(sys_enter_dup, sys_exit_dup, syscall::DUP, strings: [NONE, NONE], socket_fd: 0);
 traced!(sys_enter_dup2, sys_exit_dup2, syscall::DUP2, strings: [NONE, NONE], socket_fd: 0);
 traced!(sys_enter_dup3, sys_exit_dup3, syscall::DUP3, strings: [NONE, NONE], socket_fd: 0);
+traced!(sys_enter_setns, sys_exit_setns, syscall::SETNS, strings: [NONE, NONE], socket_fd: NONE);
+traced!(sys_enter_unshare, sys_exit_unshare, syscall::UNSHARE, strings: [NONE, NONE], socket_fd: NONE);
+traced!(sys_enter_setuid, sys_exit_setuid, syscall::SETUID, strings: [NONE, NONE], socket_fd: NONE);
+traced!(sys_enter_chmod, sys_exit_chmod, syscall::CHMOD, strings: [0, NONE], socket_fd: NONE);
+traced!(sys_enter_fchmod, sys_exit_fchmod, syscall::FCHMOD, strings: [NONE, NONE], socket_fd: NONE);
+traced!(sys_enter_fchmodat, sys_exit_fchmodat, syscall::FCHMODAT, strings: [1, NONE], socket_fd: NONE);
+traced!(sys_enter_bpf, sys_exit_bpf, syscall::BPF, strings: [NONE, NONE], socket_fd: NONE);
 
 /// The kernel's numbers of `init_module` and `finit_module` on this architecture, set by
 /// the agent at load time (only the `raw_syscalls` fallback reads them).

@@ -145,6 +145,11 @@ pub struct Exec {
     pub at_flags: u32,
     /// Name of the task's cgroup v2 directory, read in the kernel at exec time.
     pub cgroup_name: Vec<u8>,
+    /// The new image's environment, `NAME=value` each (successful execs; at most
+    /// `monitor_common::MAX_ENV_BYTES`). Kept for rules (`proc.env`), never printed
+    /// with the event: environments hold secrets.
+    pub env: Option<Vec<Vec<u8>>>,
+    pub env_truncated: bool,
     /// The new image's capability sets (successful execs).
     pub capabilities: Option<Capabilities>,
     /// What the executable's file is, where the kernel could tell (successful execs).

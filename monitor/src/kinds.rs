@@ -54,7 +54,7 @@ event_kinds! {
     Connect = kind::CONNECT, "connect", Connect;
     Open = kind::OPEN, "open", Openat;
     /// The other syscalls Falco's rules name (ptrace, links, module loads, sockets,
-    /// fd duplication).
+    /// fd duplication, namespaces, setuid, chmod, bpf).
     Syscall = kind::SYSCALL, "syscall", Ptrace;
 }
 
@@ -266,6 +266,13 @@ event_types! {
     Dup = "dup", Syscall, syscall syscall::DUP;
     Dup2 = "dup2", Syscall, syscall syscall::DUP2;
     Dup3 = "dup3", Syscall, syscall syscall::DUP3;
+    Setns = "setns", Syscall, syscall syscall::SETNS;
+    Unshare = "unshare", Syscall, syscall syscall::UNSHARE;
+    Setuid = "setuid", Syscall, syscall syscall::SETUID;
+    Chmod = "chmod", Syscall, syscall syscall::CHMOD;
+    Fchmod = "fchmod", Syscall, syscall syscall::FCHMOD;
+    Fchmodat = "fchmodat", Syscall, syscall syscall::FCHMODAT;
+    Bpf = "bpf", Syscall, syscall syscall::BPF;
 }
 
 /// A set of event types, one bit per position in [`EventType::ALL`].

@@ -437,6 +437,8 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t securityfs securityfs /sys/kernel/security
 mount -t bpf bpf /sys/fs/bpf
 ip link set lo up
+# Kernel messages (a refused module load logs one) must not split the tests' lines.
+dmesg -n 1
 echo "{RELEASE} $(uname -r)"
 echo "@@lsm $(cat /sys/kernel/security/lsm)"
 echo {PROBES_BEGIN}

@@ -323,6 +323,7 @@ fn usage_name(f: &fields::FieldInfo) -> String {
         fields::ArgKind::None => f.name.to_string(),
         fields::ArgKind::AncestorIndex => format!("{}[N]", f.name),
         fields::ArgKind::Key => format!("{}[KEY]", f.name),
+        fields::ArgKind::OptionalKey => format!("{} or {}[KEY]", f.name, f.name),
         fields::ArgKind::EventArg => format!("{}.NAME", f.name),
     }
 }

@@ -213,6 +213,7 @@ impl Context {
             parent_exec_id,
             capabilities: s.capabilities,
             exe_facts: None,
+            env: s.env.map(Arc::new),
         };
         self.processes.insert(info)
     }
@@ -344,6 +345,14 @@ impl Context {
                 .capabilities
                 .or_else(|| previous.as_ref().and_then(|p| p.capabilities)),
             exe_facts: exec.exe_facts,
+            // An exec usually keeps the environment it inherited: share it.
+            env: exec
+                .env
+                .as_ref()
+                .map(|env| match previous.as_ref().and_then(|p| p.env.clone()) {
+                    Some(inherited) if *inherited == *env => inherited,
+                    _ => Arc::new(env.clone()),
+                }),
         };
         self.processes.insert(info)
     }

@@ -67,6 +67,9 @@ pub struct ProcessInfo {
     pub capabilities: Option<Capabilities>,
     /// What the executable's file is, where the kernel told at exec.
     pub exe_facts: Option<ExeFacts>,
+    /// The environment as of the last exec (`NAME=value` each), shared with the
+    /// process it was inherited from when unchanged.
+    pub env: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 fn cmdline(p: &ProcessInfo) -> Vec<u8> {
@@ -270,6 +273,7 @@ mod tests {
             exe_key: None,
             capabilities: None,
             exe_facts: None,
+            env: None,
         }
     }
 

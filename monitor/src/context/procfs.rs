@@ -8,6 +8,7 @@ use crate::event::Capabilities;
 /// What /proc tells about one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcSnapshot {
+    pub env: Option<Vec<Vec<u8>>>,
     pub capabilities: Option<Capabilities>,
     pub pid: u32,
     pub ppid: u32,
@@ -72,6 +73,11 @@ pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
         }),
         _ => None,
     };
+    // As much of the environment as an exec record carries.
+    let env = fs::read(host.proc(pid, "environ")).ok().map(|mut raw| {
+        raw.truncate(monitor_common::MAX_ENV_BYTES);
+        split_nul(&raw)
+    });
     let uids = ids("Uid:");
     let gids = ids("Gid:");
     let nspid = ids("NSpid:");
@@ -89,6 +95,7 @@ pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
                 .find_map(|l| l.strip_prefix("0::").map(str::to_string))
         });
     Some(ProcSnapshot {
+        env,
         capabilities,
         pid,
         ppid: stat.ppid,

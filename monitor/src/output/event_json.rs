@@ -299,6 +299,10 @@ pub struct SyscallJson<'a> {
     pub olddirfd: Option<i64>,
     pub flags: Option<u64>,
     pub request: Option<u64>,
+    pub nstype: Option<u64>,
+    pub target_uid: Option<u64>,
+    pub cmd: Option<u64>,
+    pub mode: Option<u64>,
     pub target_pid: Option<i64>,
     pub length: Option<u64>,
     pub domain: Option<u64>,
@@ -308,6 +312,7 @@ pub struct SyscallJson<'a> {
     pub oldpath: Option<&'a [u8]>,
     pub newpath: Option<&'a [u8]>,
     pub uargs: Option<&'a [u8]>,
+    pub path: Option<&'a [u8]>,
 }
 
 impl<'a> SyscallJson<'a> {
@@ -377,6 +382,39 @@ impl<'a> SyscallJson<'a> {
                 flags: uint(2),
                 ..Default::default()
             },
+            EventType::Setns => SyscallJson {
+                fd: int(0),
+                nstype: uint(1),
+                ..Default::default()
+            },
+            EventType::Unshare => SyscallJson {
+                flags: uint(0),
+                ..Default::default()
+            },
+            EventType::Setuid => SyscallJson {
+                target_uid: uint(0),
+                ..Default::default()
+            },
+            EventType::Chmod => SyscallJson {
+                path: s0,
+                mode: uint(1),
+                ..Default::default()
+            },
+            EventType::Fchmod => SyscallJson {
+                fd: int(0),
+                mode: uint(1),
+                ..Default::default()
+            },
+            EventType::Fchmodat => SyscallJson {
+                dirfd: int(0),
+                path: s0,
+                mode: uint(2),
+                ..Default::default()
+            },
+            EventType::Bpf => SyscallJson {
+                cmd: uint(0),
+                ..Default::default()
+            },
             _ => SyscallJson::default(),
         }
     }
@@ -406,6 +444,10 @@ fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(),
         ("length", a.length),
         ("domain", a.domain),
         ("protocol", a.protocol),
+        ("nstype", a.nstype),
+        ("target_uid", a.target_uid),
+        ("cmd", a.cmd),
+        ("mode", a.mode),
     ];
     for (key, value) in uints {
         if let Some(v) = value {
@@ -418,6 +460,7 @@ fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(),
         ("oldpath", a.oldpath),
         ("newpath", a.newpath),
         ("uargs", a.uargs),
+        ("path", a.path),
     ];
     for (key, value) in texts {
         if let Some(v) = value {

@@ -37,8 +37,8 @@ macro_rules! keys {
     };
 }
 
-keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, comm, container, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, newfd, newpath, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_path, result, server_name, signal, sock_type, syscall, target, target_pid, tid, time, uargs, uid, unix_path });
-keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
+keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, cmd, comm, container, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_path, result, server_name, signal, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
+keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
 keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts, started_at });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
@@ -147,6 +147,8 @@ pub trait Record<'a> {
     fn args(&self, list: ArgList) -> Option<(usize, Cow<'a, str>)>;
     /// argv[0] of the exec event's `args`.
     fn exec_argv0(&self) -> Raw<'a>;
+    /// The value of one variable of `process.env`.
+    fn env_var(&self, name: &str) -> Raw<'a>;
     /// `top(T::address)` as an address.
     fn address(&self) -> Option<IpAddr> {
         self.top(T::address).as_str()?.parse().ok()
@@ -362,6 +364,13 @@ impl<'a, R: Record<'a>> EventView<R> {
             EventType::Dup => &["res", "oldfd"],
             EventType::Dup2 => &["res", "oldfd", "newfd"],
             EventType::Dup3 => &["res", "oldfd", "newfd", "flags"],
+            EventType::Setns => &["res", "fd", "nstype"],
+            EventType::Unshare => &["res", "flags"],
+            EventType::Setuid => &["res", "uid"],
+            EventType::Chmod => &["res", "filename", "mode"],
+            EventType::Fchmod => &["res", "fd", "mode"],
+            EventType::Fchmodat => &["res", "dirfd", "filename", "mode"],
+            EventType::Bpf => &["fd", "cmd"],
         }
     }
 
@@ -441,6 +450,19 @@ impl<'a, R: Record<'a>> EventView<R> {
             (EventType::Ptrace, "request") => named(T::request, ptrace_request_name),
             (EventType::Ptrace, "pid") => num(T::target_pid),
             (EventType::Ptrace, "addr" | "data") => FieldValue::None,
+            (EventType::Setns, "nstype") => flags_v(self.unum(T::nstype), CLONE_NAMESPACES),
+            (EventType::Unshare, "flags") => flags_v(self.unum(T::flags), CLONE_NAMESPACES),
+            (EventType::Setuid, "uid") => num(T::target_uid),
+            (EventType::Chmod | EventType::Fchmod | EventType::Fchmodat, "mode") => {
+                flags_v(self.unum(T::mode), MODE_BITS)
+            }
+            (EventType::Chmod | EventType::Fchmodat, "filename") => str_v(self.get(T::path)),
+            (EventType::Fchmodat, "dirfd") => num(T::dirfd),
+            (EventType::Bpf, "fd") => match self.result() {
+                Some(n) => FieldValue::Str(Cow::Owned(n.to_string())),
+                None => FieldValue::None,
+            },
+            (EventType::Bpf, "cmd") => named(T::cmd, bpf_cmd_name),
             (_, "target") => str_v(self.get(T::target)),
             (_, "linkpath") => str_v(self.get(T::linkpath)),
             (_, "oldpath") => str_v(self.get(T::oldpath)),
@@ -613,6 +635,10 @@ impl<'a, R: Record<'a>> EventView<R> {
             ProcIsExeFromMemfd => match self.memfd() {
                 Some(b) => FieldValue::Bool(b),
                 None => FieldValue::None,
+            },
+            ProcEnv => match &f.arg {
+                FieldArg::Key(k) => str_v(self.record.env_var(k).value()),
+                _ => str_v(self.process(P::env)),
             },
             ProcExeSha256 => str_v(self.process(P::exe_sha256)),
             ProcDuration => {
@@ -926,9 +952,85 @@ pub fn render_open_flags(flags: u64) -> String {
     parts.join("|")
 }
 
+/// The value of `name` among `NAME=value` entries.
+pub fn env_value<'e, I: IntoIterator<Item = &'e [u8]>>(entries: I, name: &str) -> Option<&'e [u8]> {
+    entries.into_iter().find_map(|e| {
+        e.strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+    })
+}
+
 /// The first 12 characters of a container id (`host` is shorter and stays whole).
 fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
+}
+
+/// Flag bits rendered as Falco renders them: the names of the set bits joined by `|`
+/// (0 when none is set).
+fn flags_v(value: Option<u64>, names: &[(u64, &str)]) -> FieldValue<'static> {
+    let Some(value) = value else {
+        return FieldValue::None;
+    };
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| value & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    FieldValue::Str(Cow::Owned(if set.is_empty() {
+        "0".to_string()
+    } else {
+        set.join("|")
+    }))
+}
+
+/// The namespace flags of `setns` and `unshare`.
+const CLONE_NAMESPACES: &[(u64, &str)] = &[
+    (0x0002_0000, "CLONE_NEWNS"),
+    (0x0200_0000, "CLONE_NEWCGROUP"),
+    (0x0400_0000, "CLONE_NEWUTS"),
+    (0x0800_0000, "CLONE_NEWIPC"),
+    (0x1000_0000, "CLONE_NEWUSER"),
+    (0x2000_0000, "CLONE_NEWPID"),
+    (0x4000_0000, "CLONE_NEWNET"),
+    (0x0000_0080, "CLONE_NEWTIME"),
+    (0x0000_0200, "CLONE_FS"),
+    (0x0000_0400, "CLONE_FILES"),
+    (0x0000_8000, "CLONE_SYSVSEM"),
+];
+
+/// File mode bits of `chmod`.
+const MODE_BITS: &[(u64, &str)] = &[
+    (0o1, "S_IXOTH"),
+    (0o2, "S_IWOTH"),
+    (0o4, "S_IROTH"),
+    (0o10, "S_IXGRP"),
+    (0o20, "S_IWGRP"),
+    (0o40, "S_IRGRP"),
+    (0o100, "S_IXUSR"),
+    (0o200, "S_IWUSR"),
+    (0o400, "S_IRUSR"),
+    (0o1000, "S_ISVTX"),
+    (0o2000, "S_ISGID"),
+    (0o4000, "S_ISUID"),
+];
+
+/// `bpf(2)` commands by number.
+fn bpf_cmd_name(cmd: u64) -> Option<&'static str> {
+    Some(match cmd {
+        0 => "BPF_MAP_CREATE",
+        1 => "BPF_MAP_LOOKUP_ELEM",
+        2 => "BPF_MAP_UPDATE_ELEM",
+        3 => "BPF_MAP_DELETE_ELEM",
+        4 => "BPF_MAP_GET_NEXT_KEY",
+        5 => "BPF_PROG_LOAD",
+        6 => "BPF_OBJ_PIN",
+        7 => "BPF_OBJ_GET",
+        8 => "BPF_PROG_ATTACH",
+        9 => "BPF_PROG_DETACH",
+        10 => "BPF_PROG_TEST_RUN",
+        28 => "BPF_LINK_CREATE",
+        _ => return None,
+    })
 }
 
 /// `ptrace(2)` requests by number, as Falco names them.

@@ -57,6 +57,8 @@ pub enum ArgKind {
     AncestorIndex,
     /// `[key]` or `.key`, required.
     Key,
+    /// `[key]`, or nothing for the whole value.
+    OptionalKey,
     /// `.name` or `[N]` (event arguments).
     EventArg,
 }
@@ -87,7 +89,7 @@ macro_rules! catalog {
 }
 
 catalog! {
-    EvtType => "evt.type", Str, None, true, "Syscall name of the event: execve, execveat, clone (clone3, fork, vfork), procexit, connect, open, openat, openat2, creat, ptrace, symlink, symlinkat, link, linkat, init_module, finit_module, socket, dup, dup2, dup3.";
+    EvtType => "evt.type", Str, None, true, "Syscall name of the event: execve, execveat, clone (clone3, fork, vfork), procexit, connect, open, openat, openat2, creat, ptrace, symlink, symlinkat, link, linkat, init_module, finit_module, socket, dup, dup2, dup3, setns, unshare, setuid, chmod, fchmod, fchmodat, bpf.";
     EvtDir => "evt.dir", Str, None, true, "Direction; always `<` here, every event is a completed syscall.";
     EvtRes => "evt.res", Str, None, true, "Result as text: SUCCESS for a non-negative return, else the errno name (ENOENT, EACCES, ...).";
     EvtRawRes => "evt.rawres", I64, None, true, "Raw return value of the syscall (negative errno on failure).";
@@ -100,7 +102,7 @@ catalog! {
     EvtIsOpenWrite => "evt.is_open_write", Bool, None, true, "For opens: the file was opened for writing (O_WRONLY or O_RDWR).";
     EvtIsOpenExec => "evt.is_open_exec", Bool, None, true, "For opens: a file was created (O_CREAT or creat) with an execute bit in its mode.";
     EvtIsOpenCreate => "evt.is_open_create", Bool, None, true, "For opens: O_CREAT was passed (or the syscall is creat).";
-    EvtArg => "evt.arg", Str, EventArg, true, "One syscall argument as text, by name (evt.arg.flags) or position (evt.arg[1]). open: fd, name, flags, mode, dirfd; exec: res, exe, args, filename, dirfd, flags; connect: res, fd, addr, tuple; clone: res; procexit: status, sig; ptrace: res, addr, data, request (PTRACE_ATTACH, ...), pid; symlink(at): res, target, linkpath (symlinkat also newdirfd); link(at): res, oldpath, newpath (linkat also olddir, newdir, flags); init_module: res, length, uargs; finit_module: res, fd, uargs, flags; socket: fd, domain (AF_PACKET, ...), type, proto; dup: res, oldfd (dup2 and dup3 also newfd, dup3 flags).";
+    EvtArg => "evt.arg", Str, EventArg, true, "One syscall argument as text, by name (evt.arg.flags) or position (evt.arg[1]). open: fd, name, flags, mode, dirfd; exec: res, exe, args, filename, dirfd, flags; connect: res, fd, addr, tuple; clone: res; procexit: status, sig; ptrace: res, addr, data, request (PTRACE_ATTACH, ...), pid; symlink(at): res, target, linkpath (symlinkat also newdirfd); link(at): res, oldpath, newpath (linkat also olddir, newdir, flags); init_module: res, length, uargs; finit_module: res, fd, uargs, flags; socket: fd, domain (AF_PACKET, ...), type, proto; dup: res, oldfd (dup2 and dup3 also newfd, dup3 flags); setns: res, fd, nstype (CLONE_NEW* names); unshare: res, flags; setuid: res, uid; chmod, fchmodat: res, filename, mode (S_ISUID|... names), fchmodat also dirfd; fchmod: res, fd, mode; bpf: fd, cmd (BPF_PROG_LOAD, ...).";
     EvtArgs => "evt.args", Str, None, true, "All syscall arguments as `name=value` pairs separated by spaces.";
 
     ProcName => "proc.name", Str, None, true, "Name of the process (the executable's base name as the kernel keeps it, 16 bytes at most).";
@@ -125,6 +127,7 @@ catalog! {
     ProcVpid => "proc.vpid", I64, None, true, "Process id as seen inside its pid namespace.";
     ProcIsExeUpperLayer => "proc.is_exe_upper_layer", Bool, None, true, "The executable lives in the writable upper layer of an overlay filesystem (written after the container started).";
     ProcIsExeFromMemfd => "proc.is_exe_from_memfd", Bool, None, true, "The executable is a memfd (an anonymous in-memory file).";
+    ProcEnv => "proc.env", Str, OptionalKey, true, "The process's environment as of its exec (`NAME=value` entries separated by spaces, at most 4096 bytes, read in the kernel); proc.env[NAME] is one variable's value. Never printed unless a rule's output asks for it.";
     ProcExeSha256 => "proc.exe_sha256", Str, None, true, "SHA-256 of the executable file, hex.";
     ProcDuration => "proc.duration", U64, None, true, "Nanoseconds since the process started.";
     ProcExeInoCtime => "proc.exe_ino.ctime", U64, None, false, "Change time of the executable's inode (not collected by this agent).";
@@ -225,7 +228,10 @@ pub fn resolve(
                     return Err(format!("field '{name}' needs a numeric index, got '{b}'"));
                 }
             },
-            (ArgKind::Key, Some(b)) if !b.is_empty() => FieldArg::Key(b.into()),
+            (ArgKind::Key | ArgKind::OptionalKey, Some(b)) if !b.is_empty() => {
+                FieldArg::Key(b.into())
+            }
+            (ArgKind::OptionalKey, _) => FieldArg::None,
             (ArgKind::Key, _) => return Err(format!("field '{name}' needs a key: {name}[key]")),
             (ArgKind::EventArg, Some(b)) => match b.trim().parse::<usize>() {
                 Ok(n) => FieldArg::Index(n),

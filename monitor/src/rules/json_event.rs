@@ -5,7 +5,8 @@
 //!
 //! Extensions beyond the sensor's schema, all optional: `hostname`, `num` (top level),
 //! `server_name` on connect events (fills `fd.sip.name`), `process.cap_effective`
-//! (a string or a list of capability names), `process.exe_from_memfd`,
+//! (a string or a list of capability names), `process.env` (a string of `NAME=value`
+//! entries separated by spaces, or a list of them), `process.exe_from_memfd`,
 //! `process.exe_upper_layer`, `process.loginname`, `container.start_ts` (nanoseconds;
 //! without it the runtime's `started_at` is read), `container.pod.labels`.
 use std::borrow::Cow;
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::event::EventKind;
 
 use super::{
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, env_value},
     source::EventType,
 };
 
@@ -130,7 +131,10 @@ impl<'a> Record<'a> for JsonRecord<'a> {
     fn process(&self, k: P) -> Raw<'a> {
         let v = self.process[k as usize];
         match (k, v) {
-            (P::cap_effective, Some(Value::Array(a))) => Raw::Str(joined(a).1),
+            (
+                P::cap_effective | P::cap_permitted | P::cap_inheritable | P::env,
+                Some(Value::Array(a)),
+            ) => Raw::Str(joined(a).1),
             _ => raw(v),
         }
     }
@@ -193,5 +197,19 @@ impl<'a> Record<'a> for JsonRecord<'a> {
         raw(self.top[T::args as usize]
             .and_then(Value::as_array)
             .and_then(|a| a.first()))
+    }
+
+    fn env_var(&self, name: &str) -> Raw<'a> {
+        let found = match self.process[P::env as usize] {
+            Some(Value::Array(a)) => {
+                env_value(a.iter().filter_map(Value::as_str).map(str::as_bytes), name)
+            }
+            Some(Value::String(s)) => env_value(s.split(' ').map(str::as_bytes), name),
+            _ => None,
+        };
+        // The value is a suffix of a `str`, cut after an ASCII `=`: still UTF-8.
+        found
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map_or(Raw::Absent, |v| Raw::Str(Cow::Borrowed(v)))
     }
 }

@@ -6,7 +6,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 use super::{
     Alert, CompiledRule, Engine, Scratch,
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, env_value},
     source::EventType,
 };
 use crate::{
@@ -185,6 +185,11 @@ fn syscall_key<'a>(x: &'a SyscallDetail, k: T) -> Raw<'a> {
         T::oldpath => opt_text(view.oldpath),
         T::newpath => opt_text(view.newpath),
         T::uargs => opt_text(view.uargs),
+        T::path => opt_text(view.path),
+        T::nstype => Raw::opt(view.nstype, uint),
+        T::target_uid => Raw::opt(view.target_uid, uint),
+        T::cmd => Raw::opt(view.cmd, uint),
+        T::mode => Raw::opt(view.mode, uint),
         T::family => Raw::opt(x.socket.map(|s| s.family), family),
         T::sock_type => match (x.syscall, x.socket) {
             (EventType::Socket, _) => uint(x.args[1] & 0xffff_ffff),
@@ -335,6 +340,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             P::exe_from_memfd => Raw::opt(p.exe_facts, |f| Raw::Bool(f.from_memfd)),
             P::exe_upper_layer => Raw::opt(p.exe_facts.and_then(|f| f.upper_layer), Raw::Bool),
             P::loginname => Raw::Absent,
+            P::env => Raw::opt(p.env.as_deref(), |env| Raw::Str(joined(env))),
         }
     }
 
@@ -434,9 +440,17 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         }
     }
 
+    fn env_var(&self, name: &str) -> Raw<'a> {
+        let Some(env) = self.process_info().and_then(|p| p.env.as_deref()) else {
+            return Raw::Absent;
+        };
+        env_value(env.iter().map(Vec::as_slice), name).map_or(Raw::Absent, text)
+    }
+
     fn address(&self) -> Option<IpAddr> {
         match &self.event.detail {
             Detail::Connect(x) => x.address,
+            Detail::Syscall(x) => x.socket.and_then(|s| s.remote).map(|(a, _)| a),
             _ => None,
         }
     }

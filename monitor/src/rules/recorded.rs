@@ -78,6 +78,13 @@ fn process_info(p: &Value, fallback_pid: i64) -> ProcessInfo {
         exec_id: Arc::from("e"),
         parent_exec_id: None,
         exe_key: None,
+        env: match p.get("env") {
+            Some(Value::String(env)) => Some(Arc::new(
+                env.split(' ').map(|v| v.as_bytes().to_vec()).collect(),
+            )),
+            Some(Value::Array(_)) => Some(Arc::new(list(p, "env"))),
+            _ => None,
+        },
         capabilities: capability_sets(p),
         exe_facts: match (p.get("exe_upper_layer"), p.get("exe_from_memfd")) {
             (None, None) => None,
@@ -260,6 +267,8 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             dirfd: n(v, "dirfd").unwrap_or(-100) as i32,
             at_flags: 0,
             cgroup_name: Vec::new(),
+            env: None,
+            env_truncated: false,
             capabilities: None,
             exe_facts: None,
         }),

@@ -128,6 +128,8 @@ impl KernelLayout {
             cred_egid: required("cred", "egid")?,
             mm_arg_start: required("mm_struct", "arg_start")?,
             mm_arg_end: required("mm_struct", "arg_end")?,
+            mm_env_start: optional("mm_struct", "env_start"),
+            mm_env_end: optional("mm_struct", "env_end"),
             mm_exe_file: required("mm_struct", "exe_file")?,
             binprm_file: optional("linux_binprm", "file"),
             files_fdt: required("files_struct", "fdt")?,

@@ -412,6 +412,13 @@ pub const SOURCES: &[Source] = &[
     syscall_source!(EventKind::Syscall, "dup", required: false, "sys_enter_dup", "sys_exit_dup"),
     syscall_source!(EventKind::Syscall, "dup2", required: false, "sys_enter_dup2", "sys_exit_dup2"),
     syscall_source!(EventKind::Syscall, "dup3", required: false, "sys_enter_dup3", "sys_exit_dup3"),
+    syscall_source!(EventKind::Syscall, "setns", required: false, "sys_enter_setns", "sys_exit_setns"),
+    syscall_source!(EventKind::Syscall, "unshare", required: false, "sys_enter_unshare", "sys_exit_unshare"),
+    syscall_source!(EventKind::Syscall, "setuid", required: false, "sys_enter_setuid", "sys_exit_setuid"),
+    syscall_source!(EventKind::Syscall, "chmod", required: false, "sys_enter_chmod", "sys_exit_chmod"),
+    syscall_source!(EventKind::Syscall, "fchmod", required: false, "sys_enter_fchmod", "sys_exit_fchmod"),
+    syscall_source!(EventKind::Syscall, "fchmodat", required: false, "sys_enter_fchmodat", "sys_exit_fchmodat"),
+    syscall_source!(EventKind::Syscall, "bpf", required: false, "sys_enter_bpf", "sys_exit_bpf"),
 ];
 
 /// What happened to one source at start-up.

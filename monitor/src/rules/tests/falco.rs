@@ -14,11 +14,11 @@ const FALCO_RULES: &str = concat!(
     "/../../shared/falco-rules/falco_rules.yaml"
 );
 
-fn engine() -> Engine {
+pub(super) fn engine() -> Engine {
     Engine::load_paths(&[FALCO_RULES.into()]).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn fired(engine: &Engine, event: &Value) -> Vec<String> {
+pub(super) fn fired(engine: &Engine, event: &Value) -> Vec<String> {
     let ev = JsonEvent::new(event).unwrap();
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
@@ -29,7 +29,7 @@ fn fired(engine: &Engine, event: &Value) -> Vec<String> {
 }
 
 /// Merges `extra` into `base` (objects recursively).
-fn with(mut base: Value, extra: Value) -> Value {
+pub(super) fn with(mut base: Value, extra: Value) -> Value {
     fn merge(a: &mut Value, b: Value) {
         match (a, b) {
             (Value::Object(a), Value::Object(b)) => {
@@ -44,7 +44,7 @@ fn with(mut base: Value, extra: Value) -> Value {
     base
 }
 
-fn exec(name: &str, exe: &str, args: &[&str]) -> Value {
+pub(super) fn exec(name: &str, exe: &str, args: &[&str]) -> Value {
     let mut argv = vec![name.to_string()];
     argv.extend(args.iter().map(|s| s.to_string()));
     json!({
@@ -61,7 +61,7 @@ fn exec(name: &str, exe: &str, args: &[&str]) -> Value {
     })
 }
 
-fn open(name: &str, path: &str, resolved: &str, flags: u64) -> Value {
+pub(super) fn open(name: &str, path: &str, resolved: &str, flags: u64) -> Value {
     json!({
         "kind": "open", "syscall": "openat", "time": "2025-01-01T00:00:00Z",
         "boot_ns": 20_000_000_000u64, "pid": 200, "tid": 200, "comm": name, "cgroup_id": 1,
@@ -74,7 +74,7 @@ fn open(name: &str, path: &str, resolved: &str, flags: u64) -> Value {
     })
 }
 
-fn connect(name: &str, exe: &str, addr: &str, port: u16) -> Value {
+pub(super) fn connect(name: &str, exe: &str, addr: &str, port: u16) -> Value {
     json!({
         "kind": "connect", "time": "2025-01-01T00:00:00Z", "boot_ns": 1, "pid": 300, "tid": 300,
         "comm": name, "cgroup_id": 1, "fd": 3, "family": "inet", "sock_type": "stream",
@@ -84,7 +84,7 @@ fn connect(name: &str, exe: &str, addr: &str, port: u16) -> Value {
     })
 }
 
-fn container(extra: Value) -> Value {
+pub(super) fn container(extra: Value) -> Value {
     with(
         json!({"container": {"id": "4f2a6b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a",
             "short_id": "4f2a6b0c9d8e", "name": "web", "runtime": "docker", "image": "nginx:1.25",
@@ -95,7 +95,7 @@ fn container(extra: Value) -> Value {
 }
 
 /// One of the other syscalls, by a process with the given effective capabilities.
-fn syscall(name: &str, syscall: &str, args: Value) -> Value {
+pub(super) fn syscall(name: &str, syscall: &str, args: Value) -> Value {
     with(
         json!({
             "kind": "syscall", "syscall": syscall, "time": "2025-01-01T00:00:00Z",

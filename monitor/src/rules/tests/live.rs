@@ -11,7 +11,7 @@ use crate::{
     event::Detail,
     rules::{
         FieldArg, FieldSource, JsonEvent, LiveEvent, ResolvedField,
-        fields::{ArgKind, CATALOG},
+        fields::{ArgKind, CATALOG, FieldId},
         fixtures,
         recorded::enriched_from_json as native,
     },
@@ -31,9 +31,16 @@ fn every_field() -> Vec<ResolvedField> {
                 .into_iter()
                 .map(|k| FieldArg::Key(k.into()))
                 .collect(),
+            ArgKind::OptionalKey => vec![
+                FieldArg::None,
+                FieldArg::Key("PATH".into()),
+                FieldArg::Key("missing".into()),
+            ],
             ArgKind::EventArg => [
                 "res", "exe", "args", "filename", "pathname", "flags", "fd", "name", "path",
-                "dirfd", "mode", "tuple", "addr", "status", "sig", "bogus",
+                "dirfd", "mode", "tuple", "addr", "status", "sig", "request", "pid", "target",
+                "linkpath", "oldpath", "newpath", "domain", "type", "proto", "oldfd", "newfd",
+                "uargs", "length", "bogus",
             ]
             .into_iter()
             .map(|k| FieldArg::Key(k.into()))
@@ -58,7 +65,12 @@ fn assert_same(live: &LiveEvent<'_>, what: &str) -> usize {
         "{what}: evt.type"
     );
     let mut with_value = 0;
-    for f in every_field() {
+    // The environment is for rules only: the event's JSON never carries it (it holds
+    // secrets). `environment_is_for_rules_not_for_the_json` checks it apart.
+    for f in every_field()
+        .into_iter()
+        .filter(|f| f.id != FieldId::ProcEnv)
+    {
         let (a, b) = (live.field(&f), from_json.field(&f));
         assert_eq!(
             a,
@@ -148,6 +160,27 @@ fn live_fields_equal_json_fields_on_edge_cases() {
             "ancestors": ancestors}),
         json!({"kind": "exit", "exit_code": 3}),
         json!({"kind": "fork", "child_pid": 41, "process": base_process}),
+        json!({"kind": "connect", "family": "inet", "sock_type": "stream", "address": "10.0.0.1",
+            "port": 443, "local_address": "172.17.0.2", "local_port": 40000, "result": 0,
+            "process": {"pid": 40, "name": "curl", "env": ["PATH=/bin", "HTTP_PROXY=http://p:3128"],
+                "cap_effective": "CAP_CHOWN CAP_SYS_ADMIN", "cap_permitted": ["CAP_CHOWN"],
+                "exe_upper_layer": true, "exe_from_memfd": false}}),
+        json!({"kind": "syscall", "syscall": "ptrace", "request": 16, "target_pid": 7,
+            "result": -3, "process": base_process}),
+        json!({"kind": "syscall", "syscall": "symlinkat", "target": "/etc/shadow",
+            "linkpath": "/tmp/s", "dirfd": -100, "result": 0}),
+        json!({"kind": "syscall", "syscall": "linkat", "oldpath": "/etc/shadow",
+            "newpath": "/tmp/h", "olddirfd": -100, "dirfd": -100, "flags": 0, "result": 0}),
+        json!({"kind": "syscall", "syscall": "socket", "domain": 17, "sock_type": 3,
+            "protocol": 768, "result": 4}),
+        json!({"kind": "syscall", "syscall": "dup2", "fd": 3, "newfd": 0, "result": 0,
+            "family": "inet", "sock_type": "stream", "address": "10.0.0.9", "port": 4444,
+            "local_address": "172.17.0.2", "local_port": 40000, "process": base_process}),
+        json!({"kind": "syscall", "syscall": "dup3", "fd": 5, "newfd": 1, "flags": 524288,
+            "result": 1}),
+        json!({"kind": "syscall", "syscall": "finit_module", "fd": 3, "uargs": "debug=1",
+            "flags": 0, "result": -38, "error": "ENOSYS",
+            "hook": "tracepoint/raw_syscalls/sys_exit"}),
     ];
     for (i, v) in cases.iter().enumerate() {
         let enriched = native(v);
@@ -228,4 +261,37 @@ fn specialised_conditions_decide_like_the_rules() {
         fired += run.len();
     }
     assert!(fired > 50, "{fired}");
+}
+
+#[test]
+fn environment_is_for_rules_not_for_the_json() {
+    let v = json!({"kind": "exec", "result": 0, "exe": "/usr/bin/curl", "args": ["curl"],
+        "process": {"pid": 40, "name": "curl",
+            "env": ["PATH=/bin", "HTTP_PROXY=http://p:3128", "EMPTY="]}});
+    let enriched = native(&v);
+    let clock = BootClock::new();
+    let live = LiveEvent::enriched(&enriched, &clock);
+    let field = |arg: FieldArg| {
+        live.field(&ResolvedField {
+            id: FieldId::ProcEnv,
+            arg,
+        })
+        .to_string()
+    };
+    assert_eq!(
+        field(FieldArg::None),
+        "PATH=/bin HTTP_PROXY=http://p:3128 EMPTY="
+    );
+    assert_eq!(field(FieldArg::Key("HTTP_PROXY".into())), "http://p:3128");
+    assert_eq!(field(FieldArg::Key("EMPTY".into())), "");
+    assert!(
+        live.field(&ResolvedField {
+            id: FieldId::ProcEnv,
+            arg: FieldArg::Key("HTTP".into())
+        })
+        .is_none()
+    );
+    let json = live.to_json().unwrap();
+    assert!(json["process"].get("env").is_none(), "{json}");
+    assert!(!json.to_string().contains("p:3128"), "{json}");
 }
