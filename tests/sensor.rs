@@ -711,6 +711,23 @@ fn other_syscalls_are_reported_with_their_arguments() {
     let client = stream.local_addr().unwrap();
     let copy = unsafe { libc::dup3(stream.as_raw_fd(), 100, libc::O_CLOEXEC) };
     assert_eq!(copy, 100);
+    // Namespaces, identity, modes and BPF, each harmless: joining the namespace the
+    // test is already in, unsharing nothing, becoming the uid it has, a setuid bit on
+    // a file of its own, a program load with no program.
+    let uts = fs::File::open("/proc/self/ns/uts").unwrap();
+    let mode_path = c(dir.join("sub/file"));
+    // SAFETY: an open fd, plain integers, a NUL-terminated path; bpf gets no attributes.
+    unsafe {
+        assert_eq!(libc::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS), 0);
+        assert_eq!(libc::unshare(0), 0);
+        assert_eq!(libc::setuid(libc::getuid()), 0);
+        assert_eq!(libc::syscall(libc::SYS_chmod, mode_path.as_ptr(), 0o4755), 0);
+        assert_eq!(
+            libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, mode_path.as_ptr(), 0o644, 0),
+            0
+        );
+        assert_eq!(libc::syscall(libc::SYS_bpf, 5, 0usize, 0), -1);
+    }
 
     let find = |syscall: &str| {
         monitor.wait_for(syscall, |e| {
@@ -745,6 +762,22 @@ fn other_syscalls_are_reported_with_their_arguments() {
     assert_eq!(dup["address"], "127.0.0.1");
     assert_eq!(dup["port"], server.port());
 
+    let setns = find("setns");
+    assert_eq!(setns["fd"], uts.as_raw_fd());
+    assert_eq!(setns["nstype"], libc::CLONE_NEWUTS);
+    assert_eq!(setns["result"], 0);
+    assert_eq!(find("unshare")["flags"], 0);
+    let setuid = find("setuid");
+    assert_eq!(setuid["target_uid"], unsafe { libc::getuid() });
+    let chmod = find("chmod");
+    assert_eq!(chmod["path"], mode_path.to_str().unwrap());
+    assert_eq!(chmod["mode"], 0o4755);
+    let fchmodat = find("fchmodat");
+    assert_eq!(fchmodat["dirfd"], libc::AT_FDCWD);
+    assert_eq!(fchmodat["mode"], 0o644);
+    let bpf = find("bpf");
+    assert_eq!(bpf["cmd"], 5);
+    assert!(bpf["result"].as_i64().unwrap() < 0, "{bpf}");
     // Not a module: the kernel refuses it after the syscall is recorded. A kernel built
     // without module support (the CI host's) has no tracepoints for it, yet the
     // syscall exists and fails with ENOSYS: the raw syscall tracepoints report it.
