@@ -721,9 +721,18 @@ fn other_syscalls_are_reported_with_their_arguments() {
         assert_eq!(libc::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS), 0);
         assert_eq!(libc::unshare(0), 0);
         assert_eq!(libc::setuid(libc::getuid()), 0);
-        assert_eq!(libc::syscall(libc::SYS_chmod, mode_path.as_ptr(), 0o4755), 0);
         assert_eq!(
-            libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, mode_path.as_ptr(), 0o644, 0),
+            libc::syscall(libc::SYS_chmod, mode_path.as_ptr(), 0o4755),
+            0
+        );
+        assert_eq!(
+            libc::syscall(
+                libc::SYS_fchmodat,
+                libc::AT_FDCWD,
+                mode_path.as_ptr(),
+                0o644,
+                0
+            ),
             0
         );
         assert_eq!(libc::syscall(libc::SYS_bpf, 5, 0usize, 0), -1);
@@ -804,4 +813,44 @@ fn other_syscalls_are_reported_with_their_arguments() {
     }
     monitor.stop();
     let _ = fs::remove_dir_all(dir);
+}
+
+/// Falco's exec facts, read in the kernel: root (CAP_DAC_OVERRIDE) may write the file
+/// it runs, `nobody` may not write root's `/bin/true`; neither is on an overlay
+/// or a memfd here, and the capability sets are the callers'.
+#[test]
+fn exec_facts_follow_the_caller() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "exec"]);
+    let as_root = Command::new("/bin/true").spawn().unwrap();
+    let root_pid = as_root.id();
+    as_root.wait_with_output().unwrap();
+    let as_nobody = Command::new("/bin/true")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let nobody_pid = as_nobody.id();
+    as_nobody.wait_with_output().unwrap();
+    let exec_of = |pid: u32| {
+        monitor.wait_for("exec", |e| {
+            e["kind"] == "exec" && e["pid"] == pid && !e["process"].is_null()
+        })
+    };
+    let (root, nobody) = (exec_of(root_pid), exec_of(nobody_pid));
+    monitor.stop();
+    assert_eq!(root["process"]["exe_writable"], true, "{root}");
+    assert_eq!(nobody["process"]["exe_writable"], false, "{nobody}");
+    for e in [&root, &nobody] {
+        assert_eq!(e["process"]["exe_from_memfd"], false, "{e}");
+        assert_eq!(e["process"]["exe_upper_layer"], Value::Null, "{e}");
+    }
+    assert!(
+        root["process"]["cap_effective"]
+            .as_str()
+            .unwrap()
+            .contains("CAP_DAC_OVERRIDE"),
+        "{root}"
+    );
+    assert_eq!(nobody["process"]["cap_effective"], "", "{nobody}");
 }

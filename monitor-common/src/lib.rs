@@ -266,6 +266,10 @@ pub mod exe {
     pub const FROM_MEMFD: u32 = 4;
     /// The kernel could not read the facts (then no other bit is meaningful).
     pub const UNKNOWN: u32 = 8;
+    /// The process may write its own executable (Falco's `EXE_WRITABLE`): the
+    /// filesystem is writable, the file not immutable, and its mode grants the
+    /// process's fsuid or fsgid write, or the process has `CAP_DAC_OVERRIDE`.
+    pub const WRITABLE: u32 = 16;
 }
 
 /// A new process (threads are not reported). The header describes the parent.
@@ -454,6 +458,12 @@ pub struct KernelOffsets {
     pub file_f_inode: u32,
     pub inode_i_sb: u32,
     pub inode_i_mode: u32,
+    pub inode_i_uid: u32,
+    pub inode_i_gid: u32,
+    pub inode_i_flags: u32,
+    pub super_block_s_flags: u32,
+    pub cred_fsuid: u32,
+    pub cred_fsgid: u32,
     /// `sizeof(struct inode)`: overlayfs keeps its upper dentry right after the inode
     /// it embeds (`struct ovl_inode`), a module type the kernel BTF does not describe.
     pub inode_size: u32,
@@ -526,6 +536,12 @@ impl KernelOffsets {
         file_f_inode: Self::ABSENT,
         inode_i_sb: Self::ABSENT,
         inode_i_mode: Self::ABSENT,
+        inode_i_uid: Self::ABSENT,
+        inode_i_gid: Self::ABSENT,
+        inode_i_flags: Self::ABSENT,
+        super_block_s_flags: Self::ABSENT,
+        cred_fsuid: Self::ABSENT,
+        cred_fsgid: Self::ABSENT,
         inode_size: Self::ABSENT,
         super_block_s_magic: Self::ABSENT,
         socket_sk: Self::ABSENT,
@@ -674,7 +690,7 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 63 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 69 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 16 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u32::BITS);

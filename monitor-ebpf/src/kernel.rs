@@ -125,10 +125,44 @@ pub fn capabilities(task: u64) -> Capabilities {
 
 const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
 
-/// What an executable's file is ([`exe`] bits): a memfd (its dentry is named
-/// `memfd:...`), or a file of an overlay's upper or lower layer.
+const SB_RDONLY: u64 = 1;
+const S_IMMUTABLE: u32 = 8;
+const CAP_DAC_OVERRIDE: u64 = 1 << 1;
+
+/// Whether `task` may write `inode` (see [`exe::WRITABLE`]).
 #[inline(always)]
-pub fn exe_facts(file: u64) -> u32 {
+fn writable_by(task: u64, inode: u64) -> bool {
+    let Ok(mode) = read::<u16>(inode, offset!(inode_i_mode)) else {
+        return false;
+    };
+    let read_only = read::<u64>(inode, offset!(inode_i_sb))
+        .and_then(|sb| read::<u64>(sb, offset!(super_block_s_flags)))
+        .is_ok_and(|f| f & SB_RDONLY != 0);
+    let immutable = read::<u32>(inode, offset!(inode_i_flags)).is_ok_and(|f| f & S_IMMUTABLE != 0);
+    if read_only || immutable {
+        return false;
+    }
+    let cred = read::<u64>(task, offset!(task_cred)).unwrap_or(0);
+    let fsuid = read::<u32>(cred, offset!(cred_fsuid)).unwrap_or(u32::MAX);
+    let fsgid = read::<u32>(cred, offset!(cred_fsgid)).unwrap_or(u32::MAX);
+    let owner = read::<u32>(inode, offset!(inode_i_uid)).unwrap_or(u32::MAX - 1);
+    let group = read::<u32>(inode, offset!(inode_i_gid)).unwrap_or(u32::MAX - 1);
+    let bits = if fsuid == owner {
+        mode >> 6
+    } else if fsgid == group {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o2 != 0
+        || read::<u64>(cred, offset!(cred_cap_effective)).is_ok_and(|c| c & CAP_DAC_OVERRIDE != 0)
+}
+
+/// What an executable's file is ([`exe`] bits): a memfd (its dentry is named
+/// `memfd:...`), or a file of an overlay's upper or lower layer, and whether `task`
+/// may write it.
+#[inline(always)]
+pub fn exe_facts(task: u64, file: u64) -> u32 {
     let f_path = file + offset!(file_f_path) as u64;
     let name = read::<u64>(f_path, offset!(path_dentry))
         .and_then(|dentry| read::<u64>(dentry + offset!(dentry_d_name) as u64, offset!(qstr_name)))
@@ -143,6 +177,9 @@ pub fn exe_facts(file: u64) -> u32 {
     let Ok(inode) = read::<u64>(file, offset!(file_f_inode)) else {
         return facts | exe::UNKNOWN;
     };
+    if writable_by(task, inode) {
+        facts |= exe::WRITABLE;
+    }
     let magic = read::<u64>(inode, offset!(inode_i_sb))
         .and_then(|sb| read::<u64>(sb, offset!(super_block_s_magic)));
     match magic {

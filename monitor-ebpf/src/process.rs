@@ -132,7 +132,7 @@ fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         // The caller's memory is gone; the new image tells its file and argv.
         let mm = read::<u64>(task, offset!(task_mm))?;
         if let Ok(exe_file) = read::<u64>(mm, offset!(mm_exe_file)) {
-            exe_flags = exe_facts(exe_file);
+            exe_flags = exe_facts(task, exe_file);
             let (len, cut) = append_file_path(&record, exe_file);
             exe_len = len;
             if cut {

@@ -37,9 +37,26 @@ const FALCO_RULES: &str = concat!(
     "/../../shared/falco-rules/falco_rules.yaml"
 );
 
+const FALCO_INCUBATING_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco-incubating_rules.yaml"
+);
+
 fn engine() -> Engine {
     let rules = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
     Engine::load_paths(&[rules, PathBuf::from(FALCO_RULES)]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The default rules with Falco's stable and incubating rulesets (the sandbox one
+/// names fields this agent lacks).
+fn engine_with_incubating() -> Engine {
+    let rules = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
+    Engine::load_paths(&[
+        rules,
+        PathBuf::from(FALCO_RULES),
+        PathBuf::from(FALCO_INCUBATING_RULES),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A small deterministic generator, so every run sees the same mix.
@@ -419,9 +436,16 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     )])
     .unwrap_or_else(|e| panic!("{e}"));
 
+    let incubating = engine_with_incubating();
+    eprintln!(
+        "engine bench: with Falco's incubating rules, {} active rules",
+        incubating.rules().len()
+    );
+
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(parsed.len() as u64));
     run(&mut group, "evaluate_mix", &engine, &live);
+    run(&mut group, "evaluate_mix_incubating", &incubating, &live);
     run(&mut group, "evaluate_mix_json", &engine, &parsed);
     run(&mut group, "baseline_one_rule", &trivial, &live);
     group.finish();

@@ -165,6 +165,8 @@ pub struct ExeFacts {
     /// or a lower (image) layer.
     pub upper_layer: Option<bool>,
     pub from_memfd: bool,
+    /// The process may write the file it runs (`proc.is_exe_writable`).
+    pub writable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

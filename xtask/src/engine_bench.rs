@@ -16,6 +16,10 @@ const BENCHES: &[(&str, &str)] = &[
         "default rules + Falco stable rules, live events (the daemon's path)",
     ),
     (
+        "evaluate_mix_incubating",
+        "default rules + Falco stable and incubating rules, live events",
+    ),
+    (
         "evaluate_mix_json",
         "default rules + Falco stable rules, JSON events (fixtures, replay)",
     ),

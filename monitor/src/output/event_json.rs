@@ -113,6 +113,7 @@ impl Serialize for ProcessJson<'_> {
         if let Some(f) = &p.exe_facts {
             map.serialize_entry("exe_upper_layer", &f.upper_layer)?;
             map.serialize_entry("exe_from_memfd", &f.from_memfd)?;
+            map.serialize_entry("exe_writable", &f.writable)?;
         }
         map.end()
     }

@@ -38,7 +38,7 @@ macro_rules! keys {
 }
 
 keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, cmd, comm, container, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_path, result, server_name, signal, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
-keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
+keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
 keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts, started_at });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
@@ -400,10 +400,14 @@ impl<'a, R: Record<'a>> EventView<R> {
             (EventKind::Exec, "flags") => {
                 let upper = self.process(P::exe_upper_layer).and_then(|v| v.as_bool());
                 let memfd = self.memfd();
-                if upper.is_none() && memfd.is_none() {
+                let writable = self.process(P::exe_writable).and_then(|v| v.as_bool());
+                if upper.is_none() && memfd.is_none() && writable.is_none() {
                     return FieldValue::None;
                 }
                 let mut parts = Vec::new();
+                if writable == Some(true) {
+                    parts.push("EXE_WRITABLE");
+                }
                 match upper {
                     Some(true) => parts.push("EXE_UPPER_LAYER"),
                     Some(false) => parts.push("EXE_LOWER_LAYER"),
@@ -632,6 +636,7 @@ impl<'a, R: Record<'a>> EventView<R> {
             }
             ProcVpid => i64v(self.process(P::vpid)),
             ProcIsExeUpperLayer => opt_bool(self.process(P::exe_upper_layer)),
+            ProcIsExeWritable => opt_bool(self.process(P::exe_writable)),
             ProcIsExeFromMemfd => match self.memfd() {
                 Some(b) => FieldValue::Bool(b),
                 None => FieldValue::None,

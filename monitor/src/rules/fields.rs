@@ -126,6 +126,7 @@ catalog! {
     ProcSname => "proc.sname", Str, None, true, "proc.name of the session leader (the process or ancestor whose pid is proc.sid).";
     ProcVpid => "proc.vpid", I64, None, true, "Process id as seen inside its pid namespace.";
     ProcIsExeUpperLayer => "proc.is_exe_upper_layer", Bool, None, true, "The executable lives in the writable upper layer of an overlay filesystem (written after the container started).";
+    ProcIsExeWritable => "proc.is_exe_writable", Bool, None, true, "The process may write the file it runs: a writable filesystem, a file not immutable, a mode that lets its fsuid or fsgid write, or CAP_DAC_OVERRIDE (read in the kernel at exec).";
     ProcIsExeFromMemfd => "proc.is_exe_from_memfd", Bool, None, true, "The executable is a memfd (an anonymous in-memory file).";
     ProcEnv => "proc.env", Str, OptionalKey, true, "The process's environment as of its exec (`NAME=value` entries separated by spaces, at most 4096 bytes, read in the kernel); proc.env[NAME] is one variable's value. Never printed unless a rule's output asks for it.";
     ProcExeSha256 => "proc.exe_sha256", Str, None, true, "SHA-256 of the executable file, hex.";

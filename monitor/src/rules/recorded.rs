@@ -86,11 +86,16 @@ fn process_info(p: &Value, fallback_pid: i64) -> ProcessInfo {
             _ => None,
         },
         capabilities: capability_sets(p),
-        exe_facts: match (p.get("exe_upper_layer"), p.get("exe_from_memfd")) {
-            (None, None) => None,
-            (upper, memfd) => Some(ExeFacts {
+        exe_facts: match (
+            p.get("exe_upper_layer"),
+            p.get("exe_from_memfd"),
+            p.get("exe_writable"),
+        ) {
+            (None, None, None) => None,
+            (upper, memfd, writable) => Some(ExeFacts {
                 upper_layer: upper.and_then(Value::as_bool),
                 from_memfd: memfd.and_then(Value::as_bool) == Some(true),
+                writable: writable.and_then(Value::as_bool) == Some(true),
             }),
         },
     }

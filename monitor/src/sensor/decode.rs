@@ -184,6 +184,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
                 (false, false) => None,
             },
             from_memfd: r.exe_flags & exe::FROM_MEMFD != 0,
+            writable: r.exe_flags & exe::WRITABLE != 0,
         }),
     }))
 }
