@@ -1,6 +1,7 @@
 //! Unit tests of the engine: parser, loader, evaluation, output.
 mod dispatch;
 mod falco;
+mod falco_incubating;
 mod kernel_filter;
 mod lang;
 mod live;

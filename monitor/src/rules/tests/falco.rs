@@ -112,12 +112,9 @@ pub(super) fn syscall(name: &str, syscall: &str, args: Value) -> Value {
     )
 }
 
-const O_WRONLY: u64 = 1;
-const O_TRUNC: u64 = 0o1000;
-
-#[test]
-fn falco_ruleset_counts_and_skip_reasons() {
-    let engine = engine();
+/// The engine's rules by status: active names, disabled names, `name: reason` of the
+/// skipped ones.
+pub(super) fn statuses(engine: &Engine) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut active = Vec::new();
     let mut disabled = Vec::new();
     let mut skipped = Vec::new();
@@ -128,6 +125,16 @@ fn falco_ruleset_counts_and_skip_reasons() {
             RuleStatus::Skipped { reason } => skipped.push(format!("{}: {reason}", s.name)),
         }
     }
+    (active, disabled, skipped)
+}
+
+const O_WRONLY: u64 = 1;
+const O_TRUNC: u64 = 0o1000;
+
+#[test]
+fn falco_ruleset_counts_and_skip_reasons() {
+    let engine = engine();
+    let (active, disabled, skipped) = statuses(&engine);
     assert_eq!(active.len(), 25, "{active:#?}");
     assert_eq!(disabled.len(), 0);
     assert_eq!(skipped, Vec::<String>::new());
