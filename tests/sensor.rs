@@ -130,10 +130,20 @@ fn exec_of_a_script_names_the_script_where_bprm_check_security_attached() {
     std::os::unix::fs::symlink("sub/run.sh", &link).unwrap();
     let monitor = Monitor::start(&["--kinds", "exec"]);
     let log = monitor.stderr_lines().join("\n");
-    let hook = match enhanced(&log, "bprm_check_security") {
-        Some("lsm") => "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security",
-        Some(_) => "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check",
-        None => "tracepoint/syscalls/sys_exit_execve",
+    // A success is seen when the new image is in place, a failure at the syscall's exit.
+    let (hook, failed_hook) = match enhanced(&log, "bprm_check_security") {
+        Some("lsm") => (
+            "raw_tp/sched_process_exec+lsm/bprm_check_security",
+            "tracepoint/syscalls/sys_exit_execve+lsm/bprm_check_security",
+        ),
+        Some(_) => (
+            "raw_tp/sched_process_exec+fentry/security_bprm_check",
+            "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check",
+        ),
+        None => (
+            "raw_tp/sched_process_exec",
+            "tracepoint/syscalls/sys_exit_execve",
+        ),
     };
 
     let child = Command::new("./link.sh").current_dir(&dir).spawn().unwrap();
@@ -159,7 +169,7 @@ fn exec_of_a_script_names_the_script_where_bprm_check_security_attached() {
     assert_eq!(failed["result"], -libc::ENOENT);
     assert_eq!(failed["exe"], Value::Null);
     assert_eq!(exec["hook"], hook);
-    assert_eq!(failed["hook"], hook);
+    assert_eq!(failed["hook"], failed_hook);
     if hook.contains('+') {
         assert_eq!(exec["resolved_filename"], script);
         assert_eq!(failed["resolved_filename"], broken);

@@ -94,9 +94,11 @@ fn save_exec(ctx: &TracePointContext, pending: PendingExec) {
     }
 }
 
+/// A failed exec: the caller's memory still holds what it asked for. (A successful one
+/// is reported by `sched_process_exec`, which leaves no pending entry behind.)
 #[tracepoint]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    if emit_exec(&ctx).is_err() {
+    if emit_failed_exec(&ctx).is_err() {
         count(kind::EXEC, stat::ERRORS);
     }
     0
@@ -104,102 +106,191 @@ pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    if emit_exec(&ctx).is_err() {
+    if emit_failed_exec(&ctx).is_err() {
         count(kind::EXEC, stat::ERRORS);
     }
     0
 }
 
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
+/// the new image is in place and the exec can no longer fail. Reporting the success
+/// here and the failure at the syscall's exit keeps each program small enough for
+/// older verifiers (6.1 gave up on one program doing both).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+    counted(kind::EXEC, emit_exec_image())
+}
+
 #[inline(always)]
-fn emit_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn take_pending_exec(tgid: u32) -> Option<PendingExec> {
+    let pending = (unsafe { PENDING_EXEC.get(&tgid) }).copied()?;
+    let _ = PENDING_EXEC.remove(&tgid);
+    Some(pending)
+}
+
+#[inline(always)]
+fn emit_exec_image() -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(pending) = (unsafe { PENDING_EXEC.get(&tgid) }).copied() else {
+    let Some(pending) = take_pending_exec(tgid) else {
         // Not saved at entry: the kind is off, or this is the agent.
         return Ok(());
     };
-    let _ = PENDING_EXEC.remove(&tgid);
-    let result = syscall_ret(ctx);
     let task = current_task();
     let record = Record::start::<ExecRecord>().ok_or(-1i64)?;
     let mut header_flags = 0u16;
 
+    // The caller's memory is gone; the new image tells its file and argv.
+    let mm = read::<u64>(task, offset!(task_mm))?;
     let mut exe_len = 0usize;
-    let mut filename_len = 0usize;
-    let mut exe_flags = exe::UNKNOWN;
-    let mut env = (0u64, 0usize);
-    let args_len;
-    if result == 0 {
-        // The caller's memory is gone; the new image tells its file and argv.
-        let mm = read::<u64>(task, offset!(task_mm))?;
-        if let Ok(exe_file) = read::<u64>(mm, offset!(mm_exe_file)) {
-            exe_flags = exe_facts(task, exe_file);
-            let (len, cut) = append_file_path(&record, exe_file);
-            exe_len = len;
-            if cut {
-                header_flags |= flags::RESOLVED_TRUNCATED;
-            }
-        }
-        let start = read::<u64>(mm, offset!(mm_arg_start)).unwrap_or(0);
-        let end = read::<u64>(mm, offset!(mm_arg_end)).unwrap_or(0);
-        let mut len = end.saturating_sub(start) as usize;
-        if len > MAX_ARGS_BYTES {
-            len = MAX_ARGS_BYTES;
-            header_flags |= flags::ARGS_TRUNCATED;
-        }
-        args_len = record.user_bytes(start, len);
-        let env_start = read::<u64>(mm, offset!(mm_env_start)).unwrap_or(0);
-        let env_end = read::<u64>(mm, offset!(mm_env_end)).unwrap_or(0);
-        let mut env_len = env_end.saturating_sub(env_start) as usize;
-        if env_len > MAX_ENV_BYTES {
-            env_len = MAX_ENV_BYTES;
-            header_flags |= flags::ENV_TRUNCATED;
-        }
-        env = (env_start, env_len);
-    } else {
-        let (len, cut) = record.user_str(pending.filename, MAX_PATH_BYTES);
-        filename_len = len;
+    let mut exe = 0u64;
+    if let Ok(exe_file) = read::<u64>(mm, offset!(mm_exe_file)) {
+        exe = exe_file;
+        let (len, cut) = append_file_path(&record, exe_file);
+        exe_len = len;
         if cut {
-            header_flags |= flags::PATH_TRUNCATED;
-        }
-        let (len, cut) = append_argv(&record, pending.argv);
-        args_len = len;
-        if cut {
-            header_flags |= flags::ARGS_TRUNCATED;
+            header_flags |= flags::RESOLVED_TRUNCATED;
         }
     }
-
+    let start = read::<u64>(mm, offset!(mm_arg_start)).unwrap_or(0);
+    let end = read::<u64>(mm, offset!(mm_arg_end)).unwrap_or(0);
+    let mut len = end.saturating_sub(start) as usize;
+    if len > MAX_ARGS_BYTES {
+        len = MAX_ARGS_BYTES;
+        header_flags |= flags::ARGS_TRUNCATED;
+    }
+    let args_len = record.user_bytes(start, len);
     let cgroup_name_len = append_cgroup_name(&record, task);
-
-    let mut file_len = 0usize;
-    if let Some(file) = unsafe { EXEC_FILE.get(&tgid) } {
-        let len = (file.head.len as usize).min(MAX_PATH_BYTES);
-        file_len = record.raw_bytes(file.path.as_ptr() as u64, len, true);
-        header_flags |= file.head.flags as u16;
-        let _ = EXEC_FILE.remove(&tgid);
-    }
+    let file_len = append_exec_file(&record, tgid, &mut header_flags);
     // Last, so that a failed read leaves the other parts whole.
-    let env_len = record.user_bytes(env.0, env.1);
+    let env_start = read::<u64>(mm, offset!(mm_env_start)).unwrap_or(0);
+    let env_end = read::<u64>(mm, offset!(mm_env_end)).unwrap_or(0);
+    let mut env_len = env_end.saturating_sub(env_start) as usize;
+    if env_len > MAX_ENV_BYTES {
+        env_len = MAX_ENV_BYTES;
+        header_flags |= flags::ENV_TRUNCATED;
+    }
+    let env_len = record.user_bytes(env_start, env_len);
+    let exe_flags = if exe != 0 {
+        exe_facts(task, exe)
+    } else {
+        exe::UNKNOWN
+    };
+    submit_exec(
+        record,
+        task,
+        header_flags,
+        &pending,
+        ExecParts {
+            exe_len,
+            filename_len: 0,
+            cgroup_name_len,
+            args_len,
+            file_len,
+            env_len,
+            exe_flags,
+            result: 0,
+        },
+    );
+    Ok(())
+}
 
+#[inline(always)]
+fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(pending) = take_pending_exec(tgid) else {
+        // Not saved at entry, or already reported by `sched_process_exec`.
+        return Ok(());
+    };
+    let result = syscall_ret(ctx);
+    if result == 0 {
+        // A success `sched_process_exec` did not see: its program is not attached.
+        return Err(-1);
+    }
+    let task = current_task();
+    let record = Record::start::<ExecRecord>().ok_or(-1i64)?;
+    let mut header_flags = 0u16;
+    let (filename_len, cut) = record.user_str(pending.filename, MAX_PATH_BYTES);
+    if cut {
+        header_flags |= flags::PATH_TRUNCATED;
+    }
+    let (args_len, cut) = append_argv(&record, pending.argv);
+    if cut {
+        header_flags |= flags::ARGS_TRUNCATED;
+    }
+    let cgroup_name_len = append_cgroup_name(&record, task);
+    let file_len = append_exec_file(&record, tgid, &mut header_flags);
+    submit_exec(
+        record,
+        task,
+        header_flags,
+        &pending,
+        ExecParts {
+            exe_len: 0,
+            filename_len,
+            cgroup_name_len,
+            args_len,
+            file_len,
+            env_len: 0,
+            exe_flags: exe::UNKNOWN,
+            result,
+        },
+    );
+    Ok(())
+}
+
+/// Appends the file `bprm_check_security` saw for this exec, if it saw one; returns
+/// its length.
+#[inline(always)]
+fn append_exec_file(record: &Record, tgid: u32, header_flags: &mut u16) -> usize {
+    let Some(file) = (unsafe { EXEC_FILE.get(&tgid) }) else {
+        return 0;
+    };
+    let len = (file.head.len as usize).min(MAX_PATH_BYTES);
+    let len = record.raw_bytes(file.path.as_ptr() as u64, len, true);
+    *header_flags |= file.head.flags as u16;
+    let _ = EXEC_FILE.remove(&tgid);
+    len
+}
+
+/// The lengths and facts of an exec record's parts, in record order.
+struct ExecParts {
+    exe_len: usize,
+    filename_len: usize,
+    cgroup_name_len: usize,
+    args_len: usize,
+    file_len: usize,
+    env_len: usize,
+    exe_flags: u32,
+    result: i64,
+}
+
+#[inline(always)]
+fn submit_exec(
+    record: Record,
+    task: u64,
+    header_flags: u16,
+    pending: &PendingExec,
+    parts: ExecParts,
+) {
     let fixed = ExecRecord {
         header: record.header(header_flags),
         task: identity(task),
-        result,
+        result: parts.result,
         syscall: pending.syscall,
-        exe_len: exe_len as u16,
-        filename_len: filename_len as u16,
-        cgroup_name_len: cgroup_name_len as u16,
-        args_len: args_len as u32,
+        exe_len: parts.exe_len as u16,
+        filename_len: parts.filename_len as u16,
+        cgroup_name_len: parts.cgroup_name_len as u16,
+        args_len: parts.args_len as u32,
         dirfd: pending.dirfd,
         at_flags: pending.at_flags,
-        file_len: file_len as u16,
-        env_len: env_len as u16,
-        exe_flags,
+        file_len: parts.file_len as u16,
+        env_len: parts.env_len as u16,
+        exe_flags: parts.exe_flags,
         _pad2: 0,
         caps: capabilities(task),
     };
     unsafe { record.fixed::<ExecRecord>().write(fixed) };
     record.submit();
-    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -264,8 +355,8 @@ fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), i64> {
     let (len, cut) = if hook_flags & flags::D_PATH != 0 {
         // A plain load, not a probe read: the verifier must see `bprm->file` as the
         // `struct file *` it is to let `bpf_d_path` have its `f_path`.
-        let file =
-            unsafe { core::ptr::read_volatile((bprm + offset!(binprm_file) as u64) as *const u64) };
+        let field = bprm + offset!(binprm_file) as u64;
+        let file = unsafe { core::ptr::read_volatile(field as *const u64) };
         append_d_path(&staging, file)
     } else {
         append_file_path(&staging, read::<u64>(bprm, offset!(binprm_file))?)

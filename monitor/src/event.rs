@@ -33,6 +33,11 @@ impl Event {
     /// The kernel hook that produced the event (the `hook` of the event JSON).
     pub fn hook(&self) -> &'static str {
         match &self.detail {
+            Detail::Exec(x) if x.result == 0 => match x.enhanced {
+                None => "raw_tp/sched_process_exec",
+                Some(Enhanced::Lsm) => "raw_tp/sched_process_exec+lsm/bprm_check_security",
+                Some(Enhanced::Fentry) => "raw_tp/sched_process_exec+fentry/security_bprm_check",
+            },
             Detail::Exec(x) => match (x.syscall, x.enhanced) {
                 (EventType::Execveat, None) => "tracepoint/syscalls/sys_exit_execveat",
                 (EventType::Execveat, Some(Enhanced::Lsm)) => {

@@ -534,7 +534,7 @@ mod tests {
         let event = decode(&bytes).unwrap();
         assert_eq!(
             event.hook(),
-            "tracepoint/syscalls/sys_exit_execve+fentry/security_bprm_check"
+            "raw_tp/sched_process_exec+fentry/security_bprm_check"
         );
         let Detail::Exec(exec) = event.detail else {
             panic!("not an exec")

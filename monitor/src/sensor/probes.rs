@@ -269,6 +269,23 @@ pub const SOURCES: &[Source] = &[
             },
         ],
     },
+    // Successful execs, whichever syscall made them; the syscall tracepoints save the
+    // arguments and report failures.
+    Source {
+        kind: EventKind::Exec,
+        name: "exec image",
+        required: true,
+        needs: &[],
+        candidates: &[Candidate {
+            name: "raw tracepoint",
+            attachments: &[Attachment {
+                program: "sched_process_exec",
+                hook: Hook::RawTracepoint {
+                    name: "sched_process_exec",
+                },
+            }],
+        }],
+    },
     syscall_source!(EventKind::Exec, "execve", required: true, "sys_enter_execve", "sys_exit_execve"),
     syscall_source!(EventKind::Exec, "execveat", required: false, "sys_enter_execveat", "sys_exit_execveat"),
     Source {
