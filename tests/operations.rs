@@ -167,7 +167,7 @@ fn metrics_and_health_move_with_events_and_matches() {
     let (status, body) = get(endpoint, "/readyz");
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("ready: 1 rules active from "), "{body}");
-    assert!(body.contains("probes: execve="), "{body}");
+    assert!(body.contains(" execve=syscall tracepoints "), "{body}");
     let (status, body) = get(endpoint, "/healthz");
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("ok: the pipeline turned "), "{body}");

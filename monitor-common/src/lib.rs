@@ -58,7 +58,7 @@ pub const KIND_SLOTS: u32 = 16;
 ids! {
     /// Which syscall produced an exec, open or syscall record. The agent's `EventType`
     /// table names the syscall each id stands for.
-    syscall below 32;
+    syscall below 64;
     EXECVE = 1,
     EXECVEAT = 2,
     OPEN = 3,
@@ -83,6 +83,23 @@ ids! {
     FCHMOD = 22,
     FCHMODAT = 23,
     BPF = 24,
+    UNLINK = 25,
+    UNLINKAT = 26,
+    RENAME = 27,
+    RENAMEAT = 28,
+    RENAMEAT2 = 29,
+    MKDIR = 30,
+    MKDIRAT = 31,
+    RMDIR = 32,
+    USERFAULTFD = 33,
+    LISTEN = 34,
+    ACCEPT = 35,
+    ACCEPT4 = 36,
+    SENDTO = 37,
+    SENDMSG = 38,
+    RECVFROM = 39,
+    RECVMSG = 40,
+    MEMFD_CREATE = 41,
 }
 
 /// A record's fixed part, with the kind it is the record of: the kernel starts a
@@ -241,7 +258,9 @@ pub struct ExecRecord {
     pub env_len: u16,
     /// [`exe`] bits: what the new executable's file is.
     pub exe_flags: u32,
-    pub _pad2: u32,
+    /// The process group id in the task's own pid namespace (Falco's `proc.vpgid`);
+    /// 0 when unknown.
+    pub vpgid: u32,
     /// The new image's capability sets (`cred->cap_*`), one bit per `CAP_*` number.
     pub caps: Capabilities,
 }
@@ -347,16 +366,26 @@ pub struct OpenRecord {
     pub _pad1: u32,
 }
 
-/// One of the syscalls Falco's rules name that the other kinds do not report:
-/// `ptrace`, `symlink(at)`, `link(at)`, `(f)init_module`, `socket`, `dup(2,3)`,
-/// `setns`, `unshare`, `setuid`, `(f)chmod(at)`, `bpf`.
-/// `args` are the raw arguments at entry (the syscall's own order); followed by
-/// `str0_len` and `str1_len` bytes of the two string arguments where the syscall has
-/// them (symlink: target, linkpath; link: oldpath, newpath; init_module and
-/// finit_module: the module parameters as `str0`; chmod, fchmodat: the path as `str0`).
+/// One of the syscalls Falco's rules name that the other kinds do not report: see
+/// [`syscall`] from `PTRACE` on. `args` are the raw arguments at entry (the syscall's
+/// own order). Followed by, in this order:
+/// - `str0_len` and `str1_len` bytes of the string arguments where the syscall has
+///   them (symlink: target, linkpath; link and rename: old and new path; unlink,
+///   rmdir, mkdir, chmod: the path as `str0`; init_module and finit_module: the
+///   module parameters; memfd_create: the name);
+/// - `dir_len` bytes of the directory a relative path argument starts from (its
+///   dirfd's, or the working directory), a reversed path; `dir_for` says which
+///   strings ([`DIR_FOR_STR0`], [`DIR_FOR_STR1`]) it is the base of (none when
+///   every path is absolute; a second relative path from another directory than the
+///   first's has no base);
+/// - `data_len` bytes of the data a `send*`/`recv*` moved (its first
+///   [`SNAPLEN`] bytes);
+/// - `addr_len` bytes of the socket address a `sendto`/`sendmsg` named or a
+///   `recvfrom`/`recvmsg` was given (a raw `struct sockaddr`).
 ///
-/// For `dup*`, `sock` describes the socket behind the duplicated fd, read at exit
-/// (family 0 when the fd is no socket).
+/// `sock` describes the socket the syscall worked on, read at exit (family 0 when
+/// there is none): the duplicated fd of `dup*`, the fd of `listen` and `send*`/`recv*`,
+/// the new fd of `accept*`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallRecord {
@@ -364,14 +393,26 @@ pub struct SyscallRecord {
     pub syscall: u16,
     pub str0_len: u16,
     pub str1_len: u16,
-    pub _pad0: u16,
+    pub dir_len: u16,
     pub uid: u32,
-    pub _pad1: u32,
+    pub dir_for: u16,
+    pub data_len: u16,
     /// The return value: a new fd, 0 or `-errno`.
     pub result: i64,
     pub args: [u64; 5],
     pub sock: SocketFacts,
+    pub addr_len: u16,
+    pub _pad: [u16; 3],
 }
+
+/// Bits of [`SyscallRecord::dir_for`].
+pub const DIR_FOR_STR0: u16 = 1;
+pub const DIR_FOR_STR1: u16 = 2;
+
+/// Bytes of a `send*`/`recv*` buffer copied (Falco's default snapshot length).
+pub const SNAPLEN: usize = 80;
+/// Longest socket address copied from a `send*`/`recv*` (a `sockaddr_un`).
+pub const MAX_SOCKADDR: usize = 112;
 
 /// The two ends of a socket as the kernel holds them (`struct sock_common`).
 #[repr(C)]
@@ -476,6 +517,9 @@ pub struct KernelOffsets {
     pub sock_common_num: u32,
     pub sock_common_v6_daddr: u32,
     pub sock_common_v6_rcv_saddr: u32,
+    pub task_fs: u32,
+    pub fs_pwd: u32,
+    pub signal_pids: u32,
 }
 
 impl KernelOffsets {
@@ -552,6 +596,9 @@ impl KernelOffsets {
         sock_common_num: Self::ABSENT,
         sock_common_v6_daddr: Self::ABSENT,
         sock_common_v6_rcv_saddr: Self::ABSENT,
+        task_fs: Self::ABSENT,
+        fs_pwd: Self::ABSENT,
+        signal_pids: Self::ABSENT,
     };
 }
 
@@ -589,8 +636,8 @@ pub mod filter {
     pub const SCOPES: usize = 2;
 
     /// The bit of a record's syscall id (0 for kinds whose records carry none).
-    pub const fn syscall_bit(syscall: u16) -> u32 {
-        1 << (syscall & 31)
+    pub const fn syscall_bit(syscall: u16) -> u64 {
+        1 << (syscall & 63)
     }
     /// The bit of an open's access mode (`flags & O_ACCMODE`: read, write, both, or
     /// the invalid 3).
@@ -627,18 +674,20 @@ pub mod filter {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScopeFilter {
-    pub syscalls: u32,
+    pub syscalls: u64,
     pub access: u32,
     pub results: u32,
     pub families: u32,
+    pub _pad: u32,
 }
 
 impl ScopeFilter {
     pub const ALL: Self = Self {
-        syscalls: u32::MAX,
+        syscalls: u64::MAX,
         access: u32::MAX,
         results: u32::MAX,
         families: u32::MAX,
+        _pad: 0,
     };
 
     /// What an open's entry knows: the syscall and the flags.
@@ -685,13 +734,13 @@ const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 48);
     assert!(core::mem::size_of::<TaskIdentity>() == 40);
     assert!(core::mem::size_of::<ExecRecord>() == 152);
-    assert!(core::mem::size_of::<SyscallRecord>() == 152);
+    assert!(core::mem::size_of::<SyscallRecord>() == 160);
     assert!(core::mem::size_of::<ForkRecord>() == 72);
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 69 * 4);
-    assert!(core::mem::size_of::<KindFilter>() == 8 + 16 * filter::SCOPES);
+    assert!(core::mem::size_of::<KernelOffsets>() == 72 * 4);
+    assert!(core::mem::size_of::<KindFilter>() == 8 + 24 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
-    assert!((syscall::ALL.len() as u32) < u32::BITS);
+    assert!((syscall::ALL.len() as u32) < u64::BITS);
 };

@@ -12,12 +12,11 @@ use crate::{
     filter,
     kernel::{current_task, file_of_fd, offset, read},
     maps::{PENDING_OPEN, count, counted, wanted},
-    path::{append_d_path, append_file_path},
+    path::{AT_FDCWD, append_d_path, append_file_path},
     process::{syscall_arg, syscall_ret},
     record::Record,
 };
 
-const AT_FDCWD: i32 = -100;
 const O_CREAT_WRONLY_TRUNC: u64 = 0o100 | 0o1 | 0o1000;
 
 #[derive(Clone, Copy)]

@@ -57,10 +57,41 @@ pub fn vpid(task: u64) -> u32 {
     let Ok(level) = read::<u32>(pid, offset!(pid_level)) else {
         return 0;
     };
+    pid_nr_at(pid, level)
+}
+
+/// The number a `struct pid` has in the pid namespace at `level`; 0 when it has none
+/// there.
+#[inline(always)]
+fn pid_nr_at(pid: u64, level: u32) -> u32 {
+    if read::<u32>(pid, offset!(pid_level)).is_ok_and(|own| own < level) {
+        return 0;
+    }
     // Pid namespaces nest at most 32 deep.
     let level = level & 31;
     let upid = offset!(pid_numbers) as u64 + level as u64 * offset!(upid_size) as u64;
     read::<u32>(pid, upid as u32).unwrap_or(0)
+}
+
+const PIDTYPE_PGID: u32 = 2;
+
+/// The task's process group id in its own pid namespace (Falco's `proc.vpgid`).
+#[inline(always)]
+pub fn vpgid(task: u64) -> u32 {
+    let Ok(level) = read::<u64>(task, offset!(task_thread_pid))
+        .and_then(|pid| read::<u32>(pid, offset!(pid_level)))
+    else {
+        return 0;
+    };
+    if offset!(signal_pids) == KernelOffsets::ABSENT {
+        return 0;
+    }
+    let group = read::<u64>(task, offset!(task_signal))
+        .and_then(|signal| read::<u64>(signal, offset!(signal_pids) + 8 * PIDTYPE_PGID));
+    match group {
+        Ok(group) => pid_nr_at(group, level),
+        Err(_) => 0,
+    }
 }
 
 /// Credentials and lineage of the current task.

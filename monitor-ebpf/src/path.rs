@@ -4,7 +4,7 @@
 use monitor_common::{MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH};
 
 use crate::{
-    kernel::{offset, read},
+    kernel::{file_of_fd, offset, read},
     record::Record,
 };
 
@@ -12,15 +12,41 @@ use crate::{
 /// whether it was cut short.
 #[inline(always)]
 pub fn append_file_path(record: &Record, file: u64) -> (usize, bool) {
-    let f_path = file + offset!(file_f_path) as u64;
+    append_path_of(record, file + offset!(file_f_path) as u64)
+}
+
+/// Appends the reversed path of a `struct path`.
+#[inline(always)]
+pub fn append_path_of(record: &Record, path: u64) -> (usize, bool) {
     let (Ok(vfsmount), Ok(dentry)) = (
-        read::<u64>(f_path, offset!(path_mnt)),
-        read::<u64>(f_path, offset!(path_dentry)),
+        read::<u64>(path, offset!(path_mnt)),
+        read::<u64>(path, offset!(path_dentry)),
     ) else {
         return (0, false);
     };
     append_path(record, vfsmount, dentry)
 }
+
+/// Appends the reversed path of the directory a relative path given with `dirfd`
+/// starts from: the file behind `dirfd`, or with `AT_FDCWD` the working directory.
+#[inline(always)]
+pub fn append_base_dir(record: &Record, task: u64, dirfd: i32) -> usize {
+    if dirfd == AT_FDCWD {
+        let Ok(fs) = read::<u64>(task, offset!(task_fs)) else {
+            return 0;
+        };
+        if offset!(fs_pwd) == monitor_common::KernelOffsets::ABSENT {
+            return 0;
+        }
+        return append_path_of(record, fs + offset!(fs_pwd) as u64).0;
+    }
+    match file_of_fd(task, dirfd as i64) {
+        Ok(file) => append_file_path(record, file).0,
+        Err(_) => 0,
+    }
+}
+
+pub const AT_FDCWD: i32 = -100;
 
 /// Appends the forward path of `file` from `bpf_d_path` (see `flags::D_PATH`). Only
 /// programs the kernel allows the helper (LSM programs on sleepable hooks such as

@@ -15,14 +15,12 @@ use monitor_common::{
 use crate::{
     kernel::{
         append_cgroup_name, capabilities, current_task, exe_facts, identity, offset, parent_tgid,
-        process_start, read, vpid,
+        process_start, read, vpgid, vpid,
     },
     maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
-    path::{append_d_path, append_file_path},
+    path::{AT_FDCWD, append_d_path, append_file_path},
     record::Record,
 };
-
-const AT_FDCWD: i32 = -100;
 
 #[derive(Clone, Copy)]
 pub struct PendingExec {
@@ -286,7 +284,7 @@ fn submit_exec(
         file_len: parts.file_len as u16,
         env_len: parts.env_len as u16,
         exe_flags: parts.exe_flags,
-        _pad2: 0,
+        vpgid: vpgid(task),
         caps: capabilities(task),
     };
     unsafe { record.fixed::<ExecRecord>().write(fixed) };

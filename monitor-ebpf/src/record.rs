@@ -109,6 +109,12 @@ impl Record {
         self.base as *mut T
     }
 
+    /// The byte at `at` (a position an earlier append reported).
+    #[inline(always)]
+    pub fn byte_at(&self, at: usize) -> u8 {
+        unsafe { *self.base.add(at & CURSOR_MASK) }
+    }
+
     #[inline(always)]
     fn tail(&self) -> *mut c_void {
         unsafe { self.base.add(self.len() & CURSOR_MASK) as *mut c_void }

@@ -1,38 +1,88 @@
-//! The other syscalls Falco's rules name (`ptrace`, `symlink(at)`, `link(at)`,
-//! `(f)init_module`, `socket`, `dup(2,3)`, `setns`, `unshare`, `setuid`,
-//! `(f)chmod(at)`, `bpf`): rare or cheap to describe, so one record
-//! type carries them all. Entry saves the raw arguments; exit adds the result, the
-//! string arguments (the caller's memory is still there), and for `dup*` the socket
-//! behind the duplicated fd.
+//! The other syscalls Falco's rules name (see `monitor_common::SyscallRecord`): rare,
+//! or cheap to describe, so one record type carries them all. Entry saves the raw
+//! arguments; exit adds the result, the string arguments (the caller's memory is still
+//! there), the directory a relative path starts from, the socket the syscall worked
+//! on, and for `send*`/`recv*` the first bytes moved and the address named.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
-use monitor_common::{MAX_PATH_BYTES, SocketFacts, SyscallRecord, flags, kind, stat, syscall};
+use monitor_common::{
+    DIR_FOR_STR0, DIR_FOR_STR1, MAX_PATH_BYTES, MAX_SOCKADDR, SNAPLEN, SocketFacts, SyscallRecord,
+    flags, kind, stat, syscall,
+};
 
 use crate::{
     filter,
     kernel::{current_task, file_of_fd, socket_facts},
     maps::{PENDING_SYSCALL, count, wanted},
+    path::{AT_FDCWD, append_base_dir},
     process::{syscall_arg, syscall_ret},
     record::Record,
 };
 
-/// No string argument at this position.
+/// No argument at this position.
 const NONE: usize = usize::MAX;
+/// A relative path starts from the working directory (the syscall takes no dirfd).
+const CWD: usize = usize::MAX - 1;
+/// The socket is the fd the syscall returns.
+const RESULT: usize = usize::MAX - 2;
 
 #[derive(Clone, Copy)]
 pub struct PendingSyscall {
-    args: [u64; 5],
+    args: [u64; 6],
 }
 
-/// Declares the entry and exit programs of one syscall: its id, and which arguments
-/// are strings to copy (up to two) and which is an fd whose socket to describe.
+/// What a syscall's record holds besides its raw arguments and result. Every field is
+/// a constant per program, so each exit program keeps only the code its syscall needs.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Argument positions of up to two string arguments.
+    strings: [usize; 2],
+    /// Per string that is a path: the argument holding the dirfd a relative path
+    /// starts from, or `CWD`; `NONE` for strings that are no path of the caller's
+    /// (a symlink's target, module parameters, a memfd's name).
+    bases: [usize; 2],
+    /// The fd of the socket to describe: an argument position, or `RESULT`.
+    socket: usize,
+    io: Io,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    None,
+    /// `sendto`/`recvfrom(fd, buf, len, flags, addr, addrlen)`.
+    Buffer,
+    /// `sendmsg`/`recvmsg(fd, msg, flags)`.
+    Message,
+}
+
+const fn paths(strings: [usize; 2], bases: [usize; 2]) -> Shape {
+    Shape {
+        strings,
+        bases,
+        socket: NONE,
+        io: Io::None,
+    }
+}
+
+const fn socket(fd: usize, io: Io) -> Shape {
+    Shape {
+        strings: [NONE, NONE],
+        bases: [NONE, NONE],
+        socket: fd,
+        io,
+    }
+}
+
+const PLAIN: Shape = paths([NONE, NONE], [NONE, NONE]);
+
+/// Declares the entry and exit programs of one syscall.
 macro_rules! traced {
-    ($enter:ident, $exit:ident, $id:path, strings: [$s0:expr, $s1:expr], socket_fd: $fd:expr) => {
+    ($enter:ident, $exit:ident, $id:path, $shape:expr) => {
         #[tracepoint]
         pub fn $enter(ctx: TracePointContext) -> u32 {
             save(&ctx, $id);
@@ -41,7 +91,7 @@ macro_rules! traced {
 
         #[tracepoint]
         pub fn $exit(ctx: TracePointContext) -> u32 {
-            if emit(&ctx, $id, $s0, $s1, $fd, 0).is_err() {
+            if emit(&ctx, $id, $shape, 0).is_err() {
                 count(kind::SYSCALL, stat::ERRORS);
             }
             0
@@ -49,24 +99,181 @@ macro_rules! traced {
     };
 }
 
-traced!(sys_enter_ptrace, sys_exit_ptrace, syscall::PTRACE, strings: [NONE, NONE], socket_fd: NONE);
-traced!(sys_enter_symlink, sys_exit_symlink, syscall::SYMLINK, strings: [0, 1], socket_fd: NONE);
-traced!(sys_enter_symlinkat, sys_exit_symlinkat, syscall::SYMLINKAT, strings: [0, 2], socket_fd: NONE);
-traced!(sys_enter_link, sys_exit_link, syscall::LINK, strings: [0, 1], socket_fd: NONE);
-traced!(sys_enter_linkat, sys_exit_linkat, syscall::LINKAT, strings: [1, 3], socket_fd: NONE);
-traced!(sys_enter_init_module, sys_exit_init_module, syscall::INIT_MODULE, strings: [2, NONE], socket_fd: NONE);
-traced!(sys_enter_finit_module, sys_exit_finit_module, syscall::FINIT_MODULE, strings: [1, NONE], socket_fd: NONE);
-traced!(sys_enter_socket, sys_exit_socket, syscall::SOCKET, strings: [NONE, NONE], socket_fd: NONE);
-traced!(sys_enter_dup, sys_exit_dup, syscall::DUP, strings: [NONE, NONE], socket_fd: 0);
-traced!(sys_enter_dup2, sys_exit_dup2, syscall::DUP2, strings: [NONE, NONE], socket_fd: 0);
-traced!(sys_enter_dup3, sys_exit_dup3, syscall::DUP3, strings: [NONE, NONE], socket_fd: 0);
-traced!(sys_enter_setns, sys_exit_setns, syscall::SETNS, strings: [NONE, NONE], socket_fd: NONE);
-traced!(sys_enter_unshare, sys_exit_unshare, syscall::UNSHARE, strings: [NONE, NONE], socket_fd: NONE);
-traced!(sys_enter_setuid, sys_exit_setuid, syscall::SETUID, strings: [NONE, NONE], socket_fd: NONE);
-traced!(sys_enter_chmod, sys_exit_chmod, syscall::CHMOD, strings: [0, NONE], socket_fd: NONE);
-traced!(sys_enter_fchmod, sys_exit_fchmod, syscall::FCHMOD, strings: [NONE, NONE], socket_fd: NONE);
-traced!(sys_enter_fchmodat, sys_exit_fchmodat, syscall::FCHMODAT, strings: [1, NONE], socket_fd: NONE);
-traced!(sys_enter_bpf, sys_exit_bpf, syscall::BPF, strings: [NONE, NONE], socket_fd: NONE);
+traced!(sys_enter_ptrace, sys_exit_ptrace, syscall::PTRACE, PLAIN);
+traced!(
+    sys_enter_symlink,
+    sys_exit_symlink,
+    syscall::SYMLINK,
+    paths([0, 1], [NONE, CWD])
+);
+traced!(
+    sys_enter_symlinkat,
+    sys_exit_symlinkat,
+    syscall::SYMLINKAT,
+    paths([0, 2], [NONE, 1])
+);
+traced!(
+    sys_enter_link,
+    sys_exit_link,
+    syscall::LINK,
+    paths([0, 1], [CWD, CWD])
+);
+traced!(
+    sys_enter_linkat,
+    sys_exit_linkat,
+    syscall::LINKAT,
+    paths([1, 3], [0, 2])
+);
+traced!(
+    sys_enter_init_module,
+    sys_exit_init_module,
+    syscall::INIT_MODULE,
+    paths([2, NONE], [NONE, NONE])
+);
+traced!(
+    sys_enter_finit_module,
+    sys_exit_finit_module,
+    syscall::FINIT_MODULE,
+    paths([1, NONE], [NONE, NONE])
+);
+traced!(sys_enter_socket, sys_exit_socket, syscall::SOCKET, PLAIN);
+traced!(
+    sys_enter_dup,
+    sys_exit_dup,
+    syscall::DUP,
+    socket(0, Io::None)
+);
+traced!(
+    sys_enter_dup2,
+    sys_exit_dup2,
+    syscall::DUP2,
+    socket(0, Io::None)
+);
+traced!(
+    sys_enter_dup3,
+    sys_exit_dup3,
+    syscall::DUP3,
+    socket(0, Io::None)
+);
+traced!(sys_enter_setns, sys_exit_setns, syscall::SETNS, PLAIN);
+traced!(sys_enter_unshare, sys_exit_unshare, syscall::UNSHARE, PLAIN);
+traced!(sys_enter_setuid, sys_exit_setuid, syscall::SETUID, PLAIN);
+traced!(
+    sys_enter_chmod,
+    sys_exit_chmod,
+    syscall::CHMOD,
+    paths([0, NONE], [CWD, NONE])
+);
+traced!(sys_enter_fchmod, sys_exit_fchmod, syscall::FCHMOD, PLAIN);
+traced!(
+    sys_enter_fchmodat,
+    sys_exit_fchmodat,
+    syscall::FCHMODAT,
+    paths([1, NONE], [0, NONE])
+);
+traced!(sys_enter_bpf, sys_exit_bpf, syscall::BPF, PLAIN);
+traced!(
+    sys_enter_unlink,
+    sys_exit_unlink,
+    syscall::UNLINK,
+    paths([0, NONE], [CWD, NONE])
+);
+traced!(
+    sys_enter_unlinkat,
+    sys_exit_unlinkat,
+    syscall::UNLINKAT,
+    paths([1, NONE], [0, NONE])
+);
+traced!(
+    sys_enter_rename,
+    sys_exit_rename,
+    syscall::RENAME,
+    paths([0, 1], [CWD, CWD])
+);
+traced!(
+    sys_enter_renameat,
+    sys_exit_renameat,
+    syscall::RENAMEAT,
+    paths([1, 3], [0, 2])
+);
+traced!(
+    sys_enter_renameat2,
+    sys_exit_renameat2,
+    syscall::RENAMEAT2,
+    paths([1, 3], [0, 2])
+);
+traced!(
+    sys_enter_mkdir,
+    sys_exit_mkdir,
+    syscall::MKDIR,
+    paths([0, NONE], [CWD, NONE])
+);
+traced!(
+    sys_enter_mkdirat,
+    sys_exit_mkdirat,
+    syscall::MKDIRAT,
+    paths([1, NONE], [0, NONE])
+);
+traced!(
+    sys_enter_rmdir,
+    sys_exit_rmdir,
+    syscall::RMDIR,
+    paths([0, NONE], [CWD, NONE])
+);
+traced!(
+    sys_enter_userfaultfd,
+    sys_exit_userfaultfd,
+    syscall::USERFAULTFD,
+    PLAIN
+);
+traced!(
+    sys_enter_memfd_create,
+    sys_exit_memfd_create,
+    syscall::MEMFD_CREATE,
+    paths([0, NONE], [NONE, NONE])
+);
+traced!(
+    sys_enter_listen,
+    sys_exit_listen,
+    syscall::LISTEN,
+    socket(0, Io::None)
+);
+traced!(
+    sys_enter_accept,
+    sys_exit_accept,
+    syscall::ACCEPT,
+    socket(RESULT, Io::None)
+);
+traced!(
+    sys_enter_accept4,
+    sys_exit_accept4,
+    syscall::ACCEPT4,
+    socket(RESULT, Io::None)
+);
+traced!(
+    sys_enter_sendto,
+    sys_exit_sendto,
+    syscall::SENDTO,
+    socket(0, Io::Buffer)
+);
+traced!(
+    sys_enter_recvfrom,
+    sys_exit_recvfrom,
+    syscall::RECVFROM,
+    socket(0, Io::Buffer)
+);
+traced!(
+    sys_enter_sendmsg,
+    sys_exit_sendmsg,
+    syscall::SENDMSG,
+    socket(0, Io::Message)
+);
+traced!(
+    sys_enter_recvmsg,
+    sys_exit_recvmsg,
+    syscall::RECVMSG,
+    socket(0, Io::Message)
+);
 
 /// The kernel's numbers of `init_module` and `finit_module` on this architecture, set by
 /// the agent at load time (only the `raw_syscalls` fallback reads them).
@@ -104,12 +311,14 @@ pub fn raw_sys_enter_module(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn raw_sys_exit_module(ctx: TracePointContext) -> u32 {
-    let raw = flags::RAW_SYSCALL;
-    let result = match module_syscall(&ctx) {
-        Some(syscall::INIT_MODULE) => emit(&ctx, syscall::INIT_MODULE, 2, NONE, NONE, raw),
-        Some(_) => emit(&ctx, syscall::FINIT_MODULE, 1, NONE, NONE, raw),
-        None => Ok(()),
+    // One call, so that one copy of the record's code is inlined.
+    let (id, params) = match module_syscall(&ctx) {
+        Some(syscall::INIT_MODULE) => (syscall::INIT_MODULE, 2),
+        Some(_) => (syscall::FINIT_MODULE, 1),
+        None => return 0,
     };
+    let shape = paths([params, NONE], [NONE, NONE]);
+    let result = emit(&ctx, id, shape, flags::RAW_SYSCALL);
     if result.is_err() {
         count(kind::SYSCALL, stat::ERRORS);
     }
@@ -135,6 +344,7 @@ fn save(ctx: &TracePointContext, id: u16) {
             syscall_arg(ctx, 2),
             syscall_arg(ctx, 3),
             syscall_arg(ctx, 4),
+            syscall_arg(ctx, 5),
         ],
     };
     if PENDING_SYSCALL.insert(&pid_tgid, &pending, 0).is_err() {
@@ -148,14 +358,7 @@ fn save(ctx: &TracePointContext, id: u16) {
 }
 
 #[inline(always)]
-fn emit(
-    ctx: &TracePointContext,
-    id: u16,
-    s0: usize,
-    s1: usize,
-    socket_fd: usize,
-    header_flags: u16,
-) -> Result<(), i64> {
+fn emit(ctx: &TracePointContext, id: u16, shape: Shape, header_flags: u16) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = (unsafe { PENDING_SYSCALL.get(&pid_tgid) }).copied() else {
         return Ok(());
@@ -168,35 +371,123 @@ fn emit(
         count(kind::SYSCALL, stat::FILTERED);
         return Ok(());
     }
+    let args = pending.args;
+    let task = current_task();
     let record = Record::start::<SyscallRecord>().ok_or(-1i64)?;
-    let string = |at: usize| -> u16 {
-        if at >= pending.args.len() {
-            return 0;
+    let start0 = record.len();
+    let str0_len = append_string(&record, &args, shape.strings[0]);
+    let start1 = record.len();
+    let str1_len = append_string(&record, &args, shape.strings[1]);
+    // One directory walk at most: the first relative path's base, which a second
+    // relative path shares when it starts from the same directory (rename(a, b),
+    // renameat(fd, a, fd, b)). Two relative paths from two dirfds leave the second's
+    // base unknown.
+    let relative0 = shape.bases[0] != NONE && str0_len > 0 && record.byte_at(start0) != b'/';
+    let relative1 = shape.bases[1] != NONE && str1_len > 0 && record.byte_at(start1) != b'/';
+    let base0 = dirfd_of(&args, shape.bases[0]);
+    let base1 = dirfd_of(&args, shape.bases[1]);
+    let mut dir_for = 0u16;
+    let mut dirfd = AT_FDCWD;
+    if relative0 {
+        dir_for = DIR_FOR_STR0;
+        dirfd = base0;
+        if relative1 && base1 == base0 {
+            dir_for |= DIR_FOR_STR1;
         }
-        record.user_str(pending.args[at], MAX_PATH_BYTES).0 as u16
-    };
-    let str0_len = string(s0);
-    let str1_len = string(s1);
-    let sock = if socket_fd < pending.args.len() && result >= 0 {
-        file_of_fd(current_task(), pending.args[socket_fd] as i32 as i64)
-            .map(socket_facts)
-            .unwrap_or_default()
+    } else if relative1 {
+        dir_for = DIR_FOR_STR1;
+        dirfd = base1;
+    }
+    let dir_len = if dir_for != 0 {
+        append_base_dir(&record, task, dirfd) as u16
     } else {
+        0
+    };
+
+    let (mut data_len, mut addr_len) = (0u16, 0u16);
+    if shape.io != Io::None && result > 0 {
+        let (buf, buf_len, addr, addr_len_arg) = if shape.io == Io::Buffer {
+            (args[1], args[2], args[4], args[5])
+        } else {
+            message_parts(args[1])
+        };
+        let moved = (result as u64).min(buf_len).min(SNAPLEN as u64) as usize;
+        data_len = record.user_bytes(buf, moved) as u16;
+        if addr != 0 {
+            // recvfrom's address length is a pointer to what the kernel wrote.
+            let len = if id == syscall::RECVFROM {
+                unsafe { bpf_probe_read_user(addr_len_arg as *const u32) }.unwrap_or(0) as u64
+            } else {
+                addr_len_arg
+            };
+            addr_len = record.user_bytes(addr, (len as usize).min(MAX_SOCKADDR)) as u16;
+        }
+    }
+    let sock = if shape.socket == NONE || result < 0 {
         SocketFacts::default()
+    } else {
+        let fd = if shape.socket == RESULT {
+            result
+        } else {
+            arg(&args, shape.socket) as i32 as i64
+        };
+        file_of_fd(task, fd).map(socket_facts).unwrap_or_default()
     };
-    let fixed = SyscallRecord {
-        header: record.header(header_flags),
-        syscall: id,
-        str0_len,
-        str1_len,
-        _pad0: 0,
-        uid: bpf_get_current_uid_gid() as u32,
-        _pad1: 0,
-        result,
-        args: pending.args,
-        sock,
-    };
-    unsafe { record.fixed::<SyscallRecord>().write(fixed) };
+    // Written in place: a record built on the stack and copied would not fit the
+    // stack of the programs that hold more than one syscall's code.
+    let fixed = record.fixed::<SyscallRecord>();
+    unsafe {
+        (*fixed).header = record.header(header_flags);
+        (*fixed).syscall = id;
+        (*fixed).str0_len = str0_len;
+        (*fixed).str1_len = str1_len;
+        (*fixed).dir_len = dir_len;
+        (*fixed).uid = bpf_get_current_uid_gid() as u32;
+        (*fixed).dir_for = dir_for;
+        (*fixed).data_len = data_len;
+        (*fixed).result = result;
+        (*fixed).args = [args[0], args[1], args[2], args[3], args[4]];
+        (*fixed).sock = sock;
+        (*fixed).addr_len = addr_len;
+        (*fixed)._pad = [0; 3];
+    }
     record.submit();
     Ok(())
+}
+
+/// Appends the string argument at `at`, if any; returns its length.
+#[inline(always)]
+fn append_string(record: &Record, args: &[u64; 6], at: usize) -> u16 {
+    if at == NONE {
+        return 0;
+    }
+    record.user_str(arg(args, at), MAX_PATH_BYTES).0 as u16
+}
+
+/// The dirfd a relative path given at `base` starts from.
+#[inline(always)]
+fn dirfd_of(args: &[u64; 6], base: usize) -> i32 {
+    if base == CWD {
+        AT_FDCWD
+    } else {
+        arg(args, base) as i32
+    }
+}
+
+/// Argument `n` (0 past the saved ones).
+#[inline(always)]
+fn arg(args: &[u64; 6], n: usize) -> u64 {
+    args.get(n).copied().unwrap_or(0)
+}
+
+/// A `struct msghdr`'s first data buffer and its address: `(buf, buf_len, name,
+/// name_len)` (`msg_name` at 0, `msg_namelen` at 8, `msg_iov` at 16; an iovec is
+/// base then length).
+#[inline(always)]
+fn message_parts(msg: u64) -> (u64, u64, u64, u64) {
+    let user = |at: u64| unsafe { bpf_probe_read_user(at as *const u64) }.unwrap_or(0);
+    let name = user(msg);
+    let name_len = user(msg + 8) & 0xffff_ffff;
+    let iov = user(msg + 16);
+    (user(iov), user(iov + 8), name, name_len)
 }

@@ -122,6 +122,9 @@ pub struct Credentials {
     pub process_start_boot_ns: u64,
     /// Pid inside the process's own pid namespace (`None` when the kernel did not say).
     pub vpid: Option<u32>,
+    /// Process group id inside the process's own pid namespace (`None` when the
+    /// kernel did not say).
+    pub vpgid: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,11 +289,22 @@ pub struct SyscallDetail {
     pub result: i64,
     /// The raw arguments, in the syscall's order.
     pub args: [u64; 5],
-    /// The string arguments: symlink target and link path, link old and new path,
-    /// module parameters (empty where the syscall has none).
+    /// The string arguments: symlink target and link path, link and rename old and new
+    /// path, the path of unlink, mkdir, rmdir and chmod, module parameters, a memfd's
+    /// name (empty where the syscall has none).
     pub strings: [Vec<u8>; 2],
-    /// `dup*`: the socket behind the duplicated fd.
+    /// Per string that is a relative path: the path joined to the directory it starts
+    /// from as the kernel had it (the dirfd's or the working directory), `.` and `..`
+    /// folded, as Falco resolves such an argument; `None` for an absolute path, a
+    /// string that is no path, or an unknown directory.
+    pub resolved: [Option<Vec<u8>>; 2],
+    /// The socket the syscall worked on: the duplicated fd of `dup*`, the fd of
+    /// `listen`, `send*` and `recv*`, the new fd of `accept*`.
     pub socket: Option<SocketEnds>,
+    /// `send*`/`recv*`: the first bytes moved (`monitor_common::SNAPLEN` at most).
+    pub data: Option<Vec<u8>>,
+    /// `send*`/`recv*`: the address the caller named or was given.
+    pub address: Option<SockAddr>,
     pub uid: u32,
     /// Seen by the `raw_syscalls` tracepoints (the kernel has none of the syscall's
     /// own; see `monitor_common::flags::RAW_SYSCALL`).
@@ -301,6 +315,171 @@ impl SyscallDetail {
     /// An argument as the signed int the syscall takes (fds, flags).
     pub fn int_arg(&self, n: usize) -> i64 {
         self.args[n] as i32 as i64
+    }
+
+    /// The peer: the address a `send*`/`recv*` named or was given, else the socket's
+    /// remote end (an unconnected socket has none).
+    pub fn remote(&self) -> Option<(IpAddr, u16)> {
+        if let Some(SockAddr::Ip(addr, port)) = self.address {
+            return Some((addr, port));
+        }
+        self.socket?
+            .remote
+            .filter(|(addr, port)| *port != 0 || !addr.is_unspecified())
+    }
+
+    /// String `n` as Falco's `evt.arg` compares it: resolved when it was a relative
+    /// path, else as given.
+    pub fn path_arg(&self, n: usize) -> &[u8] {
+        self.resolved[n].as_deref().unwrap_or(&self.strings[n])
+    }
+
+    /// Argument `slot`'s value (see [`syscall_args`]).
+    pub fn slot(&self, slot: Slot) -> ArgValue<'_> {
+        match slot {
+            Slot::Int(n) => ArgValue::Int(self.int_arg(n)),
+            Slot::Uint(n) => ArgValue::Uint(self.args[n] & 0xffff_ffff),
+            Slot::Text(n) | Slot::Path(n) => ArgValue::Text(&self.strings[n]),
+        }
+    }
+}
+
+/// Where a syscall record holds one named argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Raw argument `n`, a signed int (fds).
+    Int(usize),
+    /// Raw argument `n`, an unsigned int (flags, modes, ids).
+    Uint(usize),
+    /// String `n`, no path of the caller's (a symlink's target, module parameters, a
+    /// memfd's name).
+    Text(usize),
+    /// String `n`, a path; relative ones are resolved (see `SyscallDetail::resolved`).
+    Path(usize),
+}
+
+pub enum ArgValue<'a> {
+    Int(i64),
+    Uint(u64),
+    Text(&'a [u8]),
+}
+
+/// The named arguments of each syscall event, by the key its JSON gives them, and
+/// where the record holds them. The JSON writer, the JSON reader (fixtures, replay)
+/// and the rule fields of live events all read this one table.
+pub fn syscall_args(t: EventType) -> &'static [(&'static str, Slot)] {
+    use Slot::*;
+    match t {
+        EventType::Ptrace => &[("request", Uint(0)), ("target_pid", Int(1))],
+        EventType::Symlink => &[("target", Text(0)), ("linkpath", Path(1))],
+        EventType::Symlinkat => &[
+            ("target", Text(0)),
+            ("dirfd", Int(1)),
+            ("linkpath", Path(1)),
+        ],
+        EventType::Link | EventType::Rename => &[("oldpath", Path(0)), ("newpath", Path(1))],
+        EventType::Linkat | EventType::Renameat2 => &[
+            ("olddirfd", Int(0)),
+            ("oldpath", Path(0)),
+            ("dirfd", Int(2)),
+            ("newpath", Path(1)),
+            ("flags", Uint(4)),
+        ],
+        EventType::Renameat => &[
+            ("olddirfd", Int(0)),
+            ("oldpath", Path(0)),
+            ("dirfd", Int(2)),
+            ("newpath", Path(1)),
+        ],
+        EventType::InitModule => &[("length", Uint(1)), ("uargs", Text(0))],
+        EventType::FinitModule => &[("fd", Int(0)), ("uargs", Text(0)), ("flags", Uint(2))],
+        EventType::Socket => &[
+            ("domain", Uint(0)),
+            ("sock_type", Uint(1)),
+            ("protocol", Uint(2)),
+        ],
+        EventType::Dup => &[("fd", Int(0))],
+        EventType::Dup2 => &[("fd", Int(0)), ("newfd", Int(1))],
+        EventType::Dup3 => &[("fd", Int(0)), ("newfd", Int(1)), ("flags", Uint(2))],
+        EventType::Setns => &[("fd", Int(0)), ("nstype", Uint(1))],
+        EventType::Unshare | EventType::Userfaultfd => &[("flags", Uint(0))],
+        EventType::Setuid => &[("target_uid", Uint(0))],
+        EventType::Chmod | EventType::Mkdir => &[("path", Path(0)), ("mode", Uint(1))],
+        EventType::Fchmod => &[("fd", Int(0)), ("mode", Uint(1))],
+        EventType::Fchmodat | EventType::Mkdirat => {
+            &[("dirfd", Int(0)), ("path", Path(0)), ("mode", Uint(2))]
+        }
+        EventType::Bpf => &[("cmd", Uint(0))],
+        EventType::Unlink | EventType::Rmdir => &[("path", Path(0))],
+        EventType::Unlinkat => &[("dirfd", Int(0)), ("name", Path(0)), ("flags", Uint(2))],
+        EventType::MemfdCreate => &[("name", Text(0)), ("flags", Uint(1))],
+        EventType::Listen => &[("fd", Int(0)), ("backlog", Int(1))],
+        EventType::Accept => &[("fd", Int(0))],
+        EventType::Accept4 => &[("fd", Int(0)), ("flags", Uint(3))],
+        EventType::Sendto | EventType::Recvfrom => &[("fd", Int(0)), ("size", Uint(2))],
+        EventType::Sendmsg | EventType::Recvmsg => &[("fd", Int(0))],
+        _ => &[],
+    }
+}
+
+/// `.` and `..` components resolved and repeated slashes folded, without looking at
+/// the filesystem (as Falco joins a relative path to its directory).
+pub fn normalize_path(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for part in parts {
+        out.push(b'/');
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// A socket address from a syscall's arguments (`struct sockaddr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SockAddr {
+    Ip(IpAddr, u16),
+    /// `sun_path` bytes; an abstract name starts with a NUL byte.
+    Unix(Vec<u8>),
+}
+
+impl SockAddr {
+    /// The address in raw `sockaddr` bytes (family first, port in network order);
+    /// `None` for an empty or unknown one.
+    pub fn parse(raw: &[u8]) -> Option<SockAddr> {
+        let family = u16::from_ne_bytes(raw.get(..2)?.try_into().ok()?);
+        let port = || raw.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+        match family {
+            1 => {
+                let path = &raw[2..];
+                let end = if path.first() == Some(&0) {
+                    path.len()
+                } else {
+                    path.iter().position(|&b| b == 0).unwrap_or(path.len())
+                };
+                Some(SockAddr::Unix(path[..end].to_vec()))
+            }
+            2 => {
+                let a: [u8; 4] = raw.get(4..8)?.try_into().ok()?;
+                Some(SockAddr::Ip(IpAddr::from(a), port()?))
+            }
+            10 => {
+                let a: [u8; 16] = raw.get(8..24)?.try_into().ok()?;
+                Some(SockAddr::Ip(IpAddr::from(a), port()?))
+            }
+            _ => None,
+        }
     }
 }
 

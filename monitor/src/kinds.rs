@@ -53,8 +53,9 @@ event_kinds! {
     Exit = kind::EXIT, "exit", Procexit;
     Connect = kind::CONNECT, "connect", Connect;
     Open = kind::OPEN, "open", Openat;
-    /// The other syscalls Falco's rules name (ptrace, links, module loads, sockets,
-    /// fd duplication, namespaces, setuid, chmod, bpf).
+    /// The other syscalls Falco's rules name (ptrace, links, renames, removals,
+    /// directories, module loads, sockets and their traffic, fd duplication,
+    /// namespaces, setuid, chmod, bpf, userfaultfd, memfd_create).
     Syscall = kind::SYSCALL, "syscall", Ptrace;
 }
 
@@ -273,12 +274,80 @@ event_types! {
     Fchmod = "fchmod", Syscall, syscall syscall::FCHMOD;
     Fchmodat = "fchmodat", Syscall, syscall syscall::FCHMODAT;
     Bpf = "bpf", Syscall, syscall syscall::BPF;
+    Unlink = "unlink", Syscall, syscall syscall::UNLINK;
+    Unlinkat = "unlinkat", Syscall, syscall syscall::UNLINKAT;
+    Rename = "rename", Syscall, syscall syscall::RENAME;
+    Renameat = "renameat", Syscall, syscall syscall::RENAMEAT;
+    Renameat2 = "renameat2", Syscall, syscall syscall::RENAMEAT2;
+    Mkdir = "mkdir", Syscall, syscall syscall::MKDIR;
+    Mkdirat = "mkdirat", Syscall, syscall syscall::MKDIRAT;
+    Rmdir = "rmdir", Syscall, syscall syscall::RMDIR;
+    Userfaultfd = "userfaultfd", Syscall, syscall syscall::USERFAULTFD;
+    Listen = "listen", Syscall, syscall syscall::LISTEN;
+    Accept = "accept", Syscall, syscall syscall::ACCEPT;
+    Accept4 = "accept4", Syscall, syscall syscall::ACCEPT4;
+    Sendto = "sendto", Syscall, syscall syscall::SENDTO;
+    Sendmsg = "sendmsg", Syscall, syscall syscall::SENDMSG;
+    Recvfrom = "recvfrom", Syscall, syscall syscall::RECVFROM;
+    Recvmsg = "recvmsg", Syscall, syscall syscall::RECVMSG;
+    MemfdCreate = "memfd_create", Syscall, syscall syscall::MEMFD_CREATE;
 }
 
 /// A set of event types, one bit per position in [`EventType::ALL`].
 pub type TypeMask = u64;
 
 const _: () = assert!(EventType::ALL.len() <= TypeMask::BITS as usize);
+
+/// What the kernel is asked to report: event kinds, and within them the event types
+/// (a kind's syscall sources are attached only for the types wanted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    types: TypeMask,
+}
+
+impl Interest {
+    pub fn all() -> Self {
+        Self::of_kinds(KindSet::all())
+    }
+
+    /// Every type of these kinds.
+    pub fn of_kinds(kinds: KindSet) -> Self {
+        EventType::ALL
+            .iter()
+            .copied()
+            .filter(|t| kinds.contains(t.kind()))
+            .collect()
+    }
+
+    pub fn union(self, other: Interest) -> Self {
+        Self {
+            types: self.types | other.types,
+        }
+    }
+
+    pub fn kinds(self) -> KindSet {
+        self.types().map(EventType::kind).collect()
+    }
+
+    pub fn wants(self, t: EventType) -> bool {
+        self.types & t.bit() != 0
+    }
+
+    pub fn types(self) -> impl Iterator<Item = EventType> {
+        EventType::ALL
+            .iter()
+            .copied()
+            .filter(move |t| self.wants(*t))
+    }
+}
+
+impl FromIterator<EventType> for Interest {
+    fn from_iter<I: IntoIterator<Item = EventType>>(iter: I) -> Self {
+        Self {
+            types: iter.into_iter().fold(0, |mask, t| mask | t.bit()),
+        }
+    }
+}
 
 impl EventType {
     pub fn from_name(name: &str) -> Option<EventType> {
@@ -291,6 +360,14 @@ impl EventType {
 
     pub fn bit(self) -> TypeMask {
         1 << self.index()
+    }
+
+    /// `send*`/`recv*`: the syscall moves data, whose first bytes its record carries.
+    pub fn moves_data(self) -> bool {
+        matches!(
+            self,
+            EventType::Sendto | EventType::Sendmsg | EventType::Recvfrom | EventType::Recvmsg
+        )
     }
 }
 

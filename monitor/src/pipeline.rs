@@ -11,7 +11,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     context::{Context, ContextConfig, ContextStats, EnrichedEvent},
-    event::{Event, EventKind, KindSet},
+    event::{Event, EventKind},
+    kinds::Interest,
     rules::kernel_filter::KernelFilter,
     sensor::{Sensor, SensorConfig, decode::decode},
 };
@@ -40,14 +41,14 @@ pub trait Sink {
     fn accept(&mut self, item: Item) -> io::Result<()>;
     fn flush(&mut self) -> io::Result<()>;
 
-    /// Called about once a second with the pipeline's state. `Some(kinds)`: the sink
-    /// reloaded itself and now needs these kinds from the kernel.
-    fn housekeeping(&mut self, _status: &Status<'_>) -> impl Future<Output = Option<KindSet>> {
+    /// Called about once a second with the pipeline's state. `Some(interest)`: the
+    /// sink reloaded itself and now needs this from the kernel.
+    fn housekeeping(&mut self, _status: &Status<'_>) -> impl Future<Output = Option<Interest>> {
         async { None }
     }
 
-    /// SIGHUP. `Some(kinds)` as for `housekeeping`.
-    fn reload(&mut self) -> impl Future<Output = Option<KindSet>> {
+    /// SIGHUP. `Some(interest)` as for `housekeeping`.
+    fn reload(&mut self) -> impl Future<Output = Option<Interest>> {
         async { None }
     }
 
@@ -85,9 +86,7 @@ impl PipelineConfig {
         stats_interval: Duration,
     ) -> Self {
         if context.is_some() {
-            for kind in [EventKind::Exec, EventKind::Fork, EventKind::Exit] {
-                sensor.kinds.insert(kind);
-            }
+            sensor.interest = sensor.interest.union(context_interest());
         }
         Self {
             sensor,
@@ -129,6 +128,15 @@ struct Counts {
     malformed: BTreeMap<String, u64>,
 }
 
+/// What the process table lives on: every exec, fork and exit.
+fn context_interest() -> Interest {
+    Interest::of_kinds(
+        [EventKind::Exec, EventKind::Fork, EventKind::Exit]
+            .into_iter()
+            .collect(),
+    )
+}
+
 /// Runs until a signal (or the sink fails); prints the totals line.
 pub async fn run(
     config: PipelineConfig,
@@ -159,13 +167,11 @@ pub async fn run(
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_dropped = 0u64;
     let mut drops_seen = 0u64;
-    // The kinds the context lives on stay on whatever a reload asks for.
-    let base_kinds = if context.is_some() {
-        [EventKind::Exec, EventKind::Fork, EventKind::Exit]
-            .into_iter()
-            .collect()
+    // What the context lives on stays on whatever a reload asks for.
+    let base_interest = if context.is_some() {
+        context_interest()
     } else {
-        KindSet::default()
+        Interest::default()
     };
     let mut filtering = false;
     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
@@ -202,8 +208,8 @@ pub async fn run(
                     new_drops: total_drops.saturating_sub(drops_seen),
                 };
                 drops_seen = total_drops;
-                if let Some(kinds) = sink.housekeeping(&status).await {
-                    switch_kinds(&mut sensor, kinds, base_kinds);
+                if let Some(interest) = sink.housekeeping(&status).await {
+                    switch_interest(&mut sensor, interest, base_interest);
                     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 } else if filtering {
                     update_host_cgroups(&mut sensor, &mut context);
@@ -213,8 +219,8 @@ pub async fn run(
                 }
             }
             Step::Reload => {
-                if let Some(kinds) = sink.reload().await {
-                    switch_kinds(&mut sensor, kinds, base_kinds);
+                if let Some(interest) = sink.reload().await {
+                    switch_interest(&mut sensor, interest, base_interest);
                     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 }
             }
@@ -269,13 +275,14 @@ async fn deliver(
     Ok(())
 }
 
-/// The kinds a reloaded sink needs, plus those the context lives on. Switching is a
-/// map update; the ring buffer and the events in it are untouched.
-fn switch_kinds(sensor: &mut Sensor, wanted: KindSet, base: KindSet) {
-    let kinds: KindSet = wanted.iter().chain(base.iter()).collect();
-    match sensor.set_kinds(kinds) {
+/// What a reloaded sink needs, plus what the context lives on. Switching is a map
+/// update (and attaching sources not needed before); the ring buffer and the events in
+/// it are untouched.
+fn switch_interest(sensor: &mut Sensor, wanted: Interest, base: Interest) {
+    let interest = wanted.union(base);
+    match sensor.set_interest(interest) {
         Ok(()) => {
-            let names: Vec<&str> = kinds.iter().map(EventKind::name).collect();
+            let names: Vec<&str> = interest.kinds().iter().map(EventKind::name).collect();
             tracing::info!("kernel events now: {}", names.join(","));
         }
         Err(err) => tracing::error!("could not switch the kernel's event kinds: {err:#}"),

@@ -8,6 +8,7 @@ use crate::{
     clock::BootClock,
     config::Loaded,
     event::{EventKind, KindSet},
+    kinds::Interest,
     output::event_json::{EnrichedJson, EventJson},
     pipeline::{self, Item, PipelineConfig, Sink},
 };
@@ -53,7 +54,7 @@ pub fn run(args: EventsArgs, loaded: Loaded) -> Result<()> {
     let settings = &loaded.settings;
     let shown: KindSet = args.kinds.kinds.iter().copied().collect();
     let config = PipelineConfig::new(
-        settings.sensor_config(shown),
+        settings.sensor_config(Interest::of_kinds(shown)),
         settings.context_config(),
         settings.stats_interval(),
     );

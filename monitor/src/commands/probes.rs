@@ -1,10 +1,10 @@
 //! `monitor probes`: what the probe table chose on this kernel.
 use anyhow::Result;
 
-use crate::{cli::ProbesArgs, config::Loaded, event::KindSet, sensor::Sensor};
+use crate::{cli::ProbesArgs, config::Loaded, kinds::Interest, sensor::Sensor};
 
 pub fn run(args: ProbesArgs, loaded: Loaded) -> Result<()> {
-    let sensor = Sensor::start(&loaded.settings.sensor_config(KindSet::all()))?;
+    let sensor = Sensor::start(&loaded.settings.sensor_config(Interest::all()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(sensor.probes())?);
         return Ok(());

@@ -33,11 +33,17 @@ pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
     // Only what the rules need runs in the kernel (plus what the context lives on,
     // which `PipelineConfig::new` adds).
     let config = PipelineConfig::new(
-        settings.sensor_config(engine.kernel_interest().into_iter().collect()),
+        settings.sensor_config(engine.kernel_interest()),
         settings.context_config(),
         settings.stats_interval(),
     );
-    let kinds: Vec<&str> = config.sensor.kinds.iter().map(EventKind::name).collect();
+    let kinds: Vec<&str> = config
+        .sensor
+        .interest
+        .kinds()
+        .iter()
+        .map(EventKind::name)
+        .collect();
     let hostname = std::fs::read_to_string(
         HostRoot::new(&settings.context.host_root).path("/proc/sys/kernel/hostname"),
     )

@@ -13,7 +13,7 @@ pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_na
 use crate::{
     alerts::{AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig},
     context::ContextConfig,
-    event::KindSet,
+    kinds::Interest,
     rules::{Priority, RuleMatching},
     sensor::{SensorConfig, btf::VMLINUX_BTF},
 };
@@ -377,9 +377,9 @@ impl Settings {
         Duration::from_secs(self.sensor.stats_interval_secs.max(1))
     }
 
-    pub fn sensor_config(&self, kinds: KindSet) -> SensorConfig {
+    pub fn sensor_config(&self, interest: Interest) -> SensorConfig {
         SensorConfig {
-            kinds,
+            interest,
             ring_buffer_bytes: self.sensor.ring_buffer_bytes,
             btf: self.sensor.btf.clone(),
         }

@@ -26,9 +26,23 @@ use super::lock;
 pub struct Mount {
     pub source: String,
     pub destination: String,
+    /// The mount's options as the runtime states them (`z`, `ro`, ...; often empty).
+    pub mode: String,
     pub rw: bool,
+    /// `rprivate`, `rshared`, ...
+    pub propagation: String,
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+impl Mount {
+    /// Falco's form of one mount: `source:dest:mode:rw:propagation`.
+    pub fn falco_form(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.source, self.destination, self.mode, self.rw, self.propagation
+        )
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -376,7 +390,9 @@ fn to_meta(
             .map(|m| Mount {
                 source: m.source.unwrap_or_default(),
                 destination: m.destination.unwrap_or_default(),
+                mode: m.mode.unwrap_or_default(),
                 rw: m.rw.unwrap_or(false),
+                propagation: m.propagation.unwrap_or_default(),
                 kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
             })
             .collect(),

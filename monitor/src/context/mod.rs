@@ -201,6 +201,7 @@ impl Context {
             tty: s.tty,
             sid: s.sid,
             vpid: s.vpid,
+            vpgid: s.vpgid,
             uid: s.uid,
             gid: s.gid,
             euid: s.euid,
@@ -310,6 +311,9 @@ impl Context {
         let vpid = c
             .vpid
             .unwrap_or_else(|| previous.as_ref().map_or(pid, |p| p.vpid));
+        let vpgid = c
+            .vpgid
+            .unwrap_or_else(|| previous.as_ref().map_or(0, |p| p.vpgid));
         let mut argv = exec.args.iter().cloned();
         let info = ProcessInfo {
             pid,
@@ -331,6 +335,7 @@ impl Context {
             tty,
             sid,
             vpid,
+            vpgid,
             uid: c.uid,
             gid: c.gid,
             euid: c.euid,

@@ -49,6 +49,9 @@ pub struct ProcessInfo {
     pub tty: u32,
     pub sid: u32,
     pub vpid: u32,
+    /// Process group id in the process's own pid namespace (Falco's `proc.vpgid`);
+    /// 0 when unknown.
+    pub vpgid: u32,
     pub uid: u32,
     pub gid: u32,
     pub euid: u32,
@@ -259,6 +262,7 @@ mod tests {
             tty: 0,
             sid: 0,
             vpid: pid,
+            vpgid: 0,
             uid: 0,
             gid: 0,
             euid: 0,

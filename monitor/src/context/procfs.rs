@@ -20,6 +20,8 @@ pub struct ProcSnapshot {
     pub sid: u32,
     /// The pid in the process's own pid namespace.
     pub vpid: u32,
+    /// Process group id in the process's own pid namespace; 0 when unknown.
+    pub vpgid: u32,
     pub uid: u32,
     pub gid: u32,
     pub euid: u32,
@@ -81,6 +83,7 @@ pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
     let uids = ids("Uid:");
     let gids = ids("Gid:");
     let nspid = ids("NSpid:");
+    let nspgid = ids("NSpgid:");
     let argv = fs::read(host.proc(pid, "cmdline"))
         .map(|raw| split_nul(&raw))
         .unwrap_or_default();
@@ -106,6 +109,7 @@ pub fn snapshot(host: &HostRoot, pid: u32) -> Option<ProcSnapshot> {
         tty: stat.tty,
         sid: stat.sid,
         vpid: nspid.last().copied().unwrap_or(pid),
+        vpgid: nspgid.last().copied().unwrap_or(0),
         uid: uids.first().copied().unwrap_or(0),
         euid: uids.get(1).copied().unwrap_or(0),
         gid: gids.first().copied().unwrap_or(0),

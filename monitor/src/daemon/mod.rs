@@ -13,7 +13,7 @@ use crate::{
     alerts::{self, Dispatcher},
     clock::BootClock,
     config::{Override, Settings, SettingsSource},
-    event::KindSet,
+    kinds::Interest,
     pipeline::{Item, Sink, Status},
     rules::{Engine, LiveEvent, RuleStatus, Scratch},
     server::{Metrics, metrics::RuleLabels},
@@ -130,7 +130,7 @@ impl Sink for Daemon {
             .then(|| self.engine.kernel_filter())
     }
 
-    async fn housekeeping(&mut self, status: &Status<'_>) -> Option<KindSet> {
+    async fn housekeeping(&mut self, status: &Status<'_>) -> Option<Interest> {
         self.metrics.health.beat();
         // One snapshot of the sinks serves the metrics and the checks.
         let sinks = self.dispatcher.stats();
@@ -149,11 +149,11 @@ impl Sink for Daemon {
         None
     }
 
-    async fn reload(&mut self) -> Option<KindSet> {
+    async fn reload(&mut self) -> Option<Interest> {
         match self.try_reload().await {
-            Ok(kinds) => {
+            Ok(interest) => {
                 self.metrics.reloads.get_or_create(&result("ok")).inc();
-                Some(kinds)
+                Some(interest)
             }
             Err(message) => {
                 self.metrics.reloads.get_or_create(&result("failed")).inc();

@@ -3,11 +3,11 @@
 //! were.
 use super::{Daemon, active_rules};
 use crate::{
-    alerts::Dispatcher, commands::rules::rule_paths, config, event::KindSet, rules::Engine,
+    alerts::Dispatcher, commands::rules::rule_paths, config, kinds::Interest, rules::Engine,
 };
 
 impl Daemon {
-    pub(super) async fn try_reload(&mut self) -> Result<KindSet, String> {
+    pub(super) async fn try_reload(&mut self) -> Result<Interest, String> {
         let loaded = config::load(&self.source, std::env::vars(), &self.overrides)
             .map_err(|e| format!("invalid settings:\n{e}"))?;
         let new = loaded.settings;
@@ -37,7 +37,7 @@ impl Daemon {
         if let Some(watch) = &mut self.watch {
             watch.remember(&self.source, &new);
         }
-        let kinds = engine.kernel_interest().into_iter().collect();
+        let interest = engine.kernel_interest();
         let active = active_rules(&engine);
         tracing::info!(
             "reloaded: {active} rules active from {}",
@@ -50,7 +50,7 @@ impl Daemon {
         self.metrics.rules_active.set(active as i64);
         self.engine = engine;
         self.settings = new;
-        Ok(kinds)
+        Ok(interest)
     }
 
     /// New outputs: the old sinks hand over first (delivering or spooling what they

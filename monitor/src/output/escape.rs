@@ -26,6 +26,34 @@ pub fn bytes_to_text(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// The inverse of [`bytes_to_text`]: each `\xNN` is the byte it stands for (a
+/// `\xNN` that was in valid text to begin with is read as that byte too).
+pub fn text_to_bytes(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (
+            b[i],
+            b.get(i + 1),
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'\\', Some(b'x'), Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Makes text safe for one line of a terminal or log: control characters (C0, DEL,
 /// C1), and the Unicode line and paragraph separators become visible escapes (`\n`,
 /// `\r`, `\t`, `\xNN`, `\u{NNNN}`), so an attacker's string can neither end the
@@ -84,5 +112,12 @@ mod tests {
     #[test]
     fn invalid_bytes_become_hex_escapes() {
         assert_eq!(bytes_to_text(b"a\xffb\xc3"), "a\\xffb\\xc3");
+    }
+
+    #[test]
+    fn escaped_bytes_read_back() {
+        let raw = b"\xca\xfe\xba\xbe GET / \x00";
+        assert_eq!(text_to_bytes(&bytes_to_text(raw)), raw.to_vec());
+        assert_eq!(text_to_bytes("\\xzz"), b"\\xzz".to_vec());
     }
 }

@@ -11,7 +11,8 @@ use crate::{
     clock::BootClock,
     context::{ContainerContext, EnrichedEvent, process::ProcessInfo},
     event::{
-        Connect, Detail, Event, EventType, Exec, Exit, Fork, Open, SocketFamily, SyscallDetail,
+        ArgValue, Connect, Detail, Event, Exec, Exit, Fork, Open, Slot, SockAddr, SocketFamily,
+        SyscallDetail, syscall_args,
     },
 };
 
@@ -95,6 +96,7 @@ impl Serialize for ProcessJson<'_> {
         map.serialize_entry("tty", &p.tty)?;
         map.serialize_entry("sid", &p.sid)?;
         map.serialize_entry("vpid", &p.vpid)?;
+        map.serialize_entry("vpgid", &(p.vpgid != 0).then_some(p.vpgid))?;
         map.serialize_entry("uid", &p.uid)?;
         map.serialize_entry("user", &p.user.as_deref())?;
         map.serialize_entry("gid", &p.gid)?;
@@ -202,6 +204,7 @@ fn exec_fields<M: SerializeMap>(map: &mut M, x: &Exec) -> Result<(), M::Error> {
     map.serialize_entry("loginuid", &c.loginuid)?;
     map.serialize_entry("process_start_boot_ns", &c.process_start_boot_ns)?;
     map.serialize_entry("vpid", &c.vpid)?;
+    map.serialize_entry("vpgid", &c.vpgid)?;
     map.serialize_entry("syscall", x.syscall.as_str())?;
     map.serialize_entry("result", &x.result)?;
     map.serialize_entry("error", &errno_name(x.result))?;
@@ -290,135 +293,16 @@ pub fn family_name(family: SocketFamily) -> Option<&'static str> {
     }
 }
 
-/// The named arguments of a syscall event: which raw argument each key of its JSON
-/// holds (the keys a syscall does not have stay out).
-#[derive(Default)]
-pub struct SyscallJson<'a> {
-    pub fd: Option<i64>,
-    pub newfd: Option<i64>,
-    pub dirfd: Option<i64>,
-    pub olddirfd: Option<i64>,
-    pub flags: Option<u64>,
-    pub request: Option<u64>,
-    pub nstype: Option<u64>,
-    pub target_uid: Option<u64>,
-    pub cmd: Option<u64>,
-    pub mode: Option<u64>,
-    pub target_pid: Option<i64>,
-    pub length: Option<u64>,
-    pub domain: Option<u64>,
-    pub protocol: Option<u64>,
-    pub target: Option<&'a [u8]>,
-    pub linkpath: Option<&'a [u8]>,
-    pub oldpath: Option<&'a [u8]>,
-    pub newpath: Option<&'a [u8]>,
-    pub uargs: Option<&'a [u8]>,
-    pub path: Option<&'a [u8]>,
-}
-
-impl<'a> SyscallJson<'a> {
-    pub fn of(x: &'a SyscallDetail) -> Self {
-        let [s0, s1] = &x.strings;
-        let (s0, s1) = (Some(s0.as_slice()), Some(s1.as_slice()));
-        let int = |n: usize| Some(x.int_arg(n));
-        let uint = |n: usize| Some(x.args[n] & 0xffff_ffff);
-        match x.syscall {
-            EventType::Ptrace => SyscallJson {
-                request: Some(x.args[0]),
-                target_pid: int(1),
-                ..Default::default()
-            },
-            EventType::Symlink => SyscallJson {
-                target: s0,
-                linkpath: s1,
-                ..Default::default()
-            },
-            EventType::Symlinkat => SyscallJson {
-                target: s0,
-                dirfd: int(1),
-                linkpath: s1,
-                ..Default::default()
-            },
-            EventType::Link => SyscallJson {
-                oldpath: s0,
-                newpath: s1,
-                ..Default::default()
-            },
-            EventType::Linkat => SyscallJson {
-                olddirfd: int(0),
-                oldpath: s0,
-                dirfd: int(2),
-                newpath: s1,
-                flags: uint(4),
-                ..Default::default()
-            },
-            EventType::InitModule => SyscallJson {
-                length: Some(x.args[1]),
-                uargs: s0,
-                ..Default::default()
-            },
-            EventType::FinitModule => SyscallJson {
-                fd: int(0),
-                uargs: s0,
-                flags: uint(2),
-                ..Default::default()
-            },
-            EventType::Socket => SyscallJson {
-                domain: uint(0),
-                protocol: uint(2),
-                ..Default::default()
-            },
-            EventType::Dup => SyscallJson {
-                fd: int(0),
-                ..Default::default()
-            },
-            EventType::Dup2 => SyscallJson {
-                fd: int(0),
-                newfd: int(1),
-                ..Default::default()
-            },
-            EventType::Dup3 => SyscallJson {
-                fd: int(0),
-                newfd: int(1),
-                flags: uint(2),
-                ..Default::default()
-            },
-            EventType::Setns => SyscallJson {
-                fd: int(0),
-                nstype: uint(1),
-                ..Default::default()
-            },
-            EventType::Unshare => SyscallJson {
-                flags: uint(0),
-                ..Default::default()
-            },
-            EventType::Setuid => SyscallJson {
-                target_uid: uint(0),
-                ..Default::default()
-            },
-            EventType::Chmod => SyscallJson {
-                path: s0,
-                mode: uint(1),
-                ..Default::default()
-            },
-            EventType::Fchmod => SyscallJson {
-                fd: int(0),
-                mode: uint(1),
-                ..Default::default()
-            },
-            EventType::Fchmodat => SyscallJson {
-                dirfd: int(0),
-                path: s0,
-                mode: uint(2),
-                ..Default::default()
-            },
-            EventType::Bpf => SyscallJson {
-                cmd: uint(0),
-                ..Default::default()
-            },
-            _ => SyscallJson::default(),
-        }
-    }
+/// The key of a path argument's resolved form (see `SyscallDetail::resolved`).
+pub fn resolved_key(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "path" => "resolved_path",
+        "name" => "resolved_name",
+        "oldpath" => "resolved_oldpath",
+        "newpath" => "resolved_newpath",
+        "linkpath" => "resolved_linkpath",
+        _ => return None,
+    })
 }
 
 fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(), M::Error> {
@@ -426,55 +310,22 @@ fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(),
     map.serialize_entry("result", &x.result)?;
     map.serialize_entry("error", &errno_name(x.result))?;
     map.serialize_entry("uid", &x.uid)?;
-    let a = SyscallJson::of(x);
-    let ints = [
-        ("fd", a.fd),
-        ("newfd", a.newfd),
-        ("dirfd", a.dirfd),
-        ("olddirfd", a.olddirfd),
-        ("target_pid", a.target_pid),
-    ];
-    for (key, value) in ints {
-        if let Some(v) = value {
-            map.serialize_entry(key, &v)?;
+    for &(key, slot) in syscall_args(x.syscall) {
+        match x.slot(slot) {
+            ArgValue::Int(v) => map.serialize_entry(key, &v)?,
+            ArgValue::Uint(v) => map.serialize_entry(key, &v)?,
+            ArgValue::Text(v) => map.serialize_entry(key, &Text(v))?,
         }
-    }
-    let uints = [
-        ("flags", a.flags),
-        ("request", a.request),
-        ("length", a.length),
-        ("domain", a.domain),
-        ("protocol", a.protocol),
-        ("nstype", a.nstype),
-        ("target_uid", a.target_uid),
-        ("cmd", a.cmd),
-        ("mode", a.mode),
-    ];
-    for (key, value) in uints {
-        if let Some(v) = value {
-            map.serialize_entry(key, &v)?;
+        if let Slot::Path(n) = slot
+            && let (Some(resolved), Some(rkey)) = (&x.resolved[n], resolved_key(key))
+        {
+            map.serialize_entry(rkey, &Text(resolved))?;
         }
-    }
-    let texts = [
-        ("target", a.target),
-        ("linkpath", a.linkpath),
-        ("oldpath", a.oldpath),
-        ("newpath", a.newpath),
-        ("uargs", a.uargs),
-        ("path", a.path),
-    ];
-    for (key, value) in texts {
-        if let Some(v) = value {
-            map.serialize_entry(key, &Text(v))?;
-        }
-    }
-    if x.syscall == EventType::Socket {
-        map.serialize_entry("sock_type", &(x.args[1] & 0xffff_ffff))?;
     }
     if let Some(s) = &x.socket {
         family_entry(map, s.family)?;
         map.serialize_entry("sock_type", &sock_type_name(s.sock_type))?;
-        if let Some((addr, port)) = s.remote {
+        if let Some((addr, port)) = x.remote() {
             map.serialize_entry("address", &addr.to_string())?;
             map.serialize_entry("port", &port)?;
         }
@@ -482,6 +333,12 @@ fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(),
             map.serialize_entry("local_address", &addr.to_string())?;
             map.serialize_entry("local_port", &port)?;
         }
+    }
+    if let Some(SockAddr::Unix(path)) = &x.address {
+        map.serialize_entry("unix_path", &Text(path))?;
+    }
+    if let Some(data) = &x.data {
+        map.serialize_entry("data", &Text(data))?;
     }
     Ok(())
 }

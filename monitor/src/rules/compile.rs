@@ -1130,6 +1130,11 @@ impl CheckNode {
                 Matcher::Ip(nets) => nets.iter().any(|(n, bits)| ip_in(*ip, *n, *bits)),
                 _ => false,
             },
+            FieldValue::Bytes(b) => match &self.matcher {
+                Matcher::BContains(ac) => ac.is_match(&**b),
+                Matcher::BStartsWith(v) => b.starts_with(v),
+                _ => self.match_str(&crate::output::escape::bytes_to_text(b)),
+            },
         }
     }
 

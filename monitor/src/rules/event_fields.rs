@@ -11,7 +11,7 @@ use super::{
     fields::FieldId,
     source::{EventType, FieldArg, FieldValue, ResolvedField},
 };
-use crate::event::EventKind;
+use crate::{context::docker::Mount, event::EventKind};
 
 const AT_FDCWD: i64 = -100;
 
@@ -33,13 +33,19 @@ macro_rules! keys {
                     _ => None,
                 }
             }
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$k => stringify!($k),)*
+                }
+            }
         }
     };
 }
 
-keys!(T, "Top-level keys." { address, ancestors, args, boot_ns, child_pid, cmd, comm, container, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_path, result, server_name, signal, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
-keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpid });
-keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, name, pod, privileged, runtime, start_ts, started_at });
+keys!(T, "Top-level keys." { address, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
+keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
+keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
 
@@ -149,6 +155,14 @@ pub trait Record<'a> {
     fn exec_argv0(&self) -> Raw<'a>;
     /// The value of one variable of `process.env`.
     fn env_var(&self, name: &str) -> Raw<'a>;
+    /// The container's mounts.
+    fn mounts(&self) -> Cow<'a, [Mount]>;
+    /// The bytes a `send*`/`recv*` moved (`data`, which the JSON holds as text).
+    fn data(&self) -> Option<Cow<'a, [u8]>> {
+        Some(Cow::Owned(crate::output::escape::text_to_bytes(
+            self.top(T::data).as_str()?,
+        )))
+    }
     /// `top(T::address)` as an address.
     fn address(&self) -> Option<IpAddr> {
         self.top(T::address).as_str()?.parse().ok()
@@ -272,14 +286,52 @@ impl<'a, R: Record<'a>> EventView<R> {
         self.get(T::family)
     }
 
-    /// A connect, or a `dup*` of a socket: the events whose fd is a socket the event
-    /// describes.
+    /// The events whose fd is a socket the event describes: a connect, and a `dup*`,
+    /// `listen`, `accept*`, `send*` or `recv*` of a socket.
     fn is_socket(&self) -> bool {
         match self.etype {
             EventType::Connect => true,
-            EventType::Dup | EventType::Dup2 | EventType::Dup3 => self.family().is_some(),
+            EventType::Dup
+            | EventType::Dup2
+            | EventType::Dup3
+            | EventType::Listen
+            | EventType::Accept
+            | EventType::Accept4 => self.family().is_some(),
+            t => t.moves_data() && self.family().is_some(),
+        }
+    }
+
+    /// Is the socket's remote end the client? An accepted connection's peer is; for
+    /// traffic on a socket the event does not say how it was made, so the end whose
+    /// port is in the kernel's ephemeral range (and the other's not) is taken for the
+    /// client, as a server's clients' ports are.
+    fn remote_is_client(&self) -> bool {
+        match self.etype {
+            EventType::Accept | EventType::Accept4 => true,
+            t if t.moves_data() => {
+                let ephemeral = |p: Option<i64>| p.is_some_and(|p| p >= EPHEMERAL_PORTS_START);
+                ephemeral(self.num(T::port)) && !ephemeral(self.num(T::local_port))
+            }
             _ => false,
         }
+    }
+
+    /// One end of the socket: the local one, or the remote one.
+    fn end(&self, local: bool) -> (Option<Cow<'a, str>>, Option<i64>) {
+        if local {
+            (self.text(T::local_address), self.num(T::local_port))
+        } else {
+            (self.text(T::address), self.num(T::port))
+        }
+    }
+
+    /// The client's end (`client`) or the server's: a listening socket has only a
+    /// server end, its own.
+    fn role_end(&self, client: bool) -> (Option<Cow<'a, str>>, Option<i64>) {
+        if self.etype == EventType::Listen {
+            return if client { (None, None) } else { self.end(true) };
+        }
+        self.end(client != self.remote_is_client())
     }
 
     fn is_ip(&self) -> bool {
@@ -316,32 +368,45 @@ impl<'a, R: Record<'a>> EventView<R> {
             let port = self.num(T::port)?;
             return Some(Cow::Owned(format!("{addr}:{port}")));
         }
+        if self.is_socket() && !self.is_ip() {
+            return self.text(T::unix_path);
+        }
         if self.is_socket() && self.is_ip() {
-            // Falco's tuple: this end first, then the peer.
-            let local = self.text(T::local_address)?;
-            let local_port = self.num(T::local_port)?;
-            let addr = self.text(T::address)?;
-            let port = self.num(T::port)?;
-            return Some(Cow::Owned(format!("{local}:{local_port}->{addr}:{port}")));
+            if self.etype == EventType::Listen {
+                // A listening socket is named by the address it is bound to.
+                let (addr, port) = self.end(true);
+                return Some(Cow::Owned(format!("{}:{}", addr?, port?)));
+            }
+            // Falco's tuple: the client's end first, then the server's.
+            let (client, client_port) = self.role_end(true);
+            let (server, server_port) = self.role_end(false);
+            return Some(Cow::Owned(format!(
+                "{}:{}->{}:{}",
+                client?, client_port?, server?, server_port?
+            )));
         }
         None
     }
 
-    fn sip(&self) -> FieldValue<'a> {
+    /// The address of an end of the socket (see [`Self::end`], [`Self::role_end`]).
+    fn ip_of(&self, (addr, _): (Option<Cow<'a, str>>, Option<i64>)) -> FieldValue<'a> {
         if !self.is_socket() || !self.is_ip() {
             return FieldValue::None;
         }
-        match self.record.address() {
+        match addr.and_then(|a| a.parse().ok()) {
             Some(ip) => FieldValue::Ip(ip),
             None => FieldValue::None,
         }
     }
 
-    fn sport(&self) -> FieldValue<'a> {
+    fn port_of(&self, (_, port): (Option<Cow<'a, str>>, Option<i64>)) -> FieldValue<'a> {
         if !self.is_socket() || !self.is_ip() {
             return FieldValue::None;
         }
-        u64v(self.get(T::port))
+        match port {
+            Some(p) => FieldValue::U64(p as u64),
+            None => FieldValue::None,
+        }
     }
 
     /// Event arguments by name, in positional order.
@@ -371,6 +436,21 @@ impl<'a, R: Record<'a>> EventView<R> {
             EventType::Fchmod => &["res", "fd", "mode"],
             EventType::Fchmodat => &["res", "dirfd", "filename", "mode"],
             EventType::Bpf => &["fd", "cmd"],
+            EventType::Unlink | EventType::Rmdir => &["res", "path"],
+            EventType::Unlinkat => &["res", "dirfd", "name", "flags"],
+            EventType::Mkdir => &["res", "path", "mode"],
+            EventType::Mkdirat => &["res", "dirfd", "path", "mode"],
+            EventType::Rename => &["res", "oldpath", "newpath"],
+            EventType::Renameat => &["res", "olddirfd", "oldpath", "newdirfd", "newpath"],
+            EventType::Renameat2 => &["res", "olddirfd", "oldpath", "newdirfd", "newpath", "flags"],
+            EventType::Userfaultfd => &["res", "flags"],
+            EventType::MemfdCreate => &["fd", "name", "flags"],
+            EventType::Listen => &["res", "fd", "backlog"],
+            EventType::Accept => &["fd", "tuple", "queuepct", "queuelen", "queuemax"],
+            EventType::Accept4 => &["fd", "tuple", "queuepct", "queuelen", "queuemax", "flags"],
+            EventType::Sendto | EventType::Sendmsg => &["res", "data", "fd", "size", "tuple"],
+            EventType::Recvfrom => &["res", "data", "tuple", "fd", "size"],
+            EventType::Recvmsg => &["res", "size", "data", "tuple", "msgcontrol", "fd"],
         }
     }
 
@@ -443,8 +523,11 @@ impl<'a, R: Record<'a>> EventView<R> {
             }),
             None => FieldValue::None,
         };
+        // A path argument as Falco compares it: resolved when it was relative.
+        let path = |k: T, resolved: T| str_v(self.get(resolved).or_else(|| self.get(k)));
         match (self.etype, name) {
-            (EventType::Socket, "fd") => match self.result() {
+            (EventType::Socket | EventType::MemfdCreate, "fd")
+            | (EventType::Accept | EventType::Accept4, "fd") => match self.result() {
                 Some(n) => FieldValue::Str(Cow::Owned(n.to_string())),
                 None => FieldValue::None,
             },
@@ -460,7 +543,37 @@ impl<'a, R: Record<'a>> EventView<R> {
             (EventType::Chmod | EventType::Fchmod | EventType::Fchmodat, "mode") => {
                 flags_v(self.unum(T::mode), MODE_BITS)
             }
-            (EventType::Chmod | EventType::Fchmodat, "filename") => str_v(self.get(T::path)),
+            (EventType::Chmod | EventType::Fchmodat, "filename") => path(T::path, T::resolved_path),
+            (EventType::Mkdir | EventType::Mkdirat, "mode") => match self.unum(T::mode) {
+                Some(m) => FieldValue::Str(Cow::Owned(format!("{m:X}"))),
+                None => FieldValue::None,
+            },
+            (EventType::Unlinkat, "flags") => flags_v(self.unum(T::flags), UNLINKAT_FLAGS),
+            (EventType::Renameat2, "flags") => flags_v(self.unum(T::flags), RENAMEAT2_FLAGS),
+            (EventType::MemfdCreate, "flags") => flags_v(self.unum(T::flags), MEMFD_FLAGS),
+            (EventType::Userfaultfd, "flags") => match self.unum(T::flags) {
+                Some(f) => FieldValue::Str(Cow::Owned(render_open_flags(f))),
+                None => FieldValue::None,
+            },
+            (EventType::Accept4, "flags") => match self.unum(T::flags) {
+                Some(f) => FieldValue::Str(Cow::Owned(format!("{f:X}"))),
+                None => FieldValue::None,
+            },
+            (EventType::MemfdCreate, "name") => str_v(self.get(T::name)),
+            (_, "name") => path(T::name, T::resolved_name),
+            (_, "path") => path(T::path, T::resolved_path),
+            (_, "backlog") => num(T::backlog),
+            (EventType::Recvmsg | EventType::Sendmsg, "size") => match self.result() {
+                Some(n) if n >= 0 => FieldValue::Str(Cow::Owned(n.to_string())),
+                _ => FieldValue::None,
+            },
+            (_, "size") => num(T::size),
+            (_, "data") => str_v(self.get(T::data)),
+            (_, "tuple") => match self.fd_name() {
+                Some(n) => FieldValue::Str(n),
+                None => FieldValue::None,
+            },
+            (_, "olddirfd") => num(T::olddirfd),
             (EventType::Fchmodat, "dirfd") => num(T::dirfd),
             (EventType::Bpf, "fd") => match self.result() {
                 Some(n) => FieldValue::Str(Cow::Owned(n.to_string())),
@@ -468,9 +581,9 @@ impl<'a, R: Record<'a>> EventView<R> {
             },
             (EventType::Bpf, "cmd") => named(T::cmd, bpf_cmd_name),
             (_, "target") => str_v(self.get(T::target)),
-            (_, "linkpath") => str_v(self.get(T::linkpath)),
-            (_, "oldpath") => str_v(self.get(T::oldpath)),
-            (_, "newpath") => str_v(self.get(T::newpath)),
+            (_, "linkpath") => path(T::linkpath, T::resolved_linkpath),
+            (_, "oldpath") => path(T::oldpath, T::resolved_oldpath),
+            (_, "newpath") => path(T::newpath, T::resolved_newpath),
             (_, "newdirfd" | "newdir") => num(T::dirfd),
             (_, "olddir") => num(T::olddirfd),
             (_, "length") => num(T::length),
@@ -554,6 +667,10 @@ impl<'a, R: Record<'a>> EventView<R> {
                 },
                 FieldArg::None => FieldValue::None,
             },
+            EvtBuffer => match self.record.data() {
+                Some(b) => FieldValue::Bytes(b),
+                None => FieldValue::None,
+            },
             EvtArgs => {
                 let parts: Vec<String> = self
                     .arg_names()
@@ -635,6 +752,16 @@ impl<'a, R: Record<'a>> EventView<R> {
                 }
             }
             ProcVpid => i64v(self.process(P::vpid)),
+            ProcVpgid => i64v(self.process(P::vpgid)),
+            ProcIsVpgidLeader => {
+                match (
+                    self.process(P::vpid).and_then(|v| v.as_i64()),
+                    self.process(P::vpgid).and_then(|v| v.as_i64()),
+                ) {
+                    (Some(pid), Some(pgid)) => FieldValue::Bool(pid == pgid),
+                    _ => FieldValue::None,
+                }
+            }
             ProcIsExeUpperLayer => opt_bool(self.process(P::exe_upper_layer)),
             ProcIsExeWritable => opt_bool(self.process(P::exe_writable)),
             ProcIsExeFromMemfd => match self.memfd() {
@@ -756,23 +883,26 @@ impl<'a, R: Record<'a>> EventView<R> {
                         Some(_) => FieldValue::I64(-1),
                         None => FieldValue::None,
                     }
+                } else if self.is_socket()
+                    && matches!(self.etype, EventType::Accept | EventType::Accept4)
+                {
+                    // Falco's accept reports the new connection's fd.
+                    opt_i64(self.result())
                 } else if self.is_socket() {
                     i64v(self.get(T::fd))
                 } else {
                     FieldValue::None
                 }
             }
-            FdSip | FdRip | FdIp | FdNet | FdSnet | FdRnet => self.sip(),
-            FdSport | FdRport | FdPort => self.sport(),
-            FdCip | FdLip | FdCnet | FdLnet if self.is_socket() && self.is_ip() => {
-                match self.text(T::local_address).and_then(|a| a.parse().ok()) {
-                    Some(ip) => FieldValue::Ip(ip),
-                    None => FieldValue::None,
-                }
-            }
-            FdCport | FdLport if self.is_socket() && self.is_ip() => u64v(self.get(T::local_port)),
-            FdCip | FdCport | FdLip | FdLport | FdCnet | FdLnet | FdNameChanged | FdCipName
-            | FdLipName => FieldValue::None,
+            FdSip | FdIp | FdNet | FdSnet => self.ip_of(self.role_end(false)),
+            FdSport | FdPort => self.port_of(self.role_end(false)),
+            FdCip | FdCnet => self.ip_of(self.role_end(true)),
+            FdCport => self.port_of(self.role_end(true)),
+            FdRip | FdRnet => self.ip_of(self.end(false)),
+            FdRport => self.port_of(self.end(false)),
+            FdLip | FdLnet => self.ip_of(self.end(true)),
+            FdLport => self.port_of(self.end(true)),
+            FdNameChanged | FdCipName | FdLipName => FieldValue::None,
             FdL4proto => {
                 if !self.is_socket() || !self.is_ip() {
                     return FieldValue::None;
@@ -794,12 +924,16 @@ impl<'a, R: Record<'a>> EventView<R> {
                     _ => FieldValue::None,
                 }
             }
-            FdConnected => {
-                if self.etype != EventType::Connect {
-                    return FieldValue::None;
+            FdConnected => match self.etype {
+                EventType::Connect => FieldValue::Bool(self.result() == Some(0)),
+                // Falco marks a socket connected at its first successful transfer.
+                EventType::Accept | EventType::Accept4 => FieldValue::Bool(true),
+                t if t.moves_data() && self.is_socket() => {
+                    FieldValue::Bool(self.result().is_some_and(|r| r >= 0))
                 }
-                FieldValue::Bool(self.result() == Some(0))
-            }
+                EventType::Listen if self.is_socket() => FieldValue::Bool(false),
+                _ => FieldValue::None,
+            },
             FdSipName | FdRipName => {
                 if self.etype != EventType::Connect {
                     return FieldValue::None;
@@ -822,6 +956,46 @@ impl<'a, R: Record<'a>> EventView<R> {
             ContainerImageId => str_v(self.container(C::image_id)),
             ContainerType => str_v(self.container(C::runtime)),
             ContainerPrivileged => opt_bool(self.container(C::privileged)),
+            ContainerMounts => {
+                if self.container(C::id).is_none() {
+                    return FieldValue::None;
+                }
+                let mounts = self.record.mounts();
+                let all: Vec<String> = mounts.iter().map(Mount::falco_form).collect();
+                FieldValue::Str(Cow::Owned(all.join(",")))
+            }
+            ContainerMount
+            | ContainerMountSource
+            | ContainerMountDest
+            | ContainerMountMode
+            | ContainerMountRdwr
+            | ContainerMountPropagation => {
+                let FieldArg::Key(key) = &f.arg else {
+                    return FieldValue::None;
+                };
+                let mounts = self.record.mounts();
+                // Falco's container plugin finds a mount by its position, or by its
+                // source (by its destination for `.source`) searched with the key as an
+                // unanchored regular expression.
+                let by_dest = f.id == ContainerMountSource;
+                let found = match key.parse::<usize>() {
+                    Ok(i) => mounts.get(i),
+                    Err(_) => mounts.iter().find(|m| {
+                        mount_key_matches(key, if by_dest { &m.destination } else { &m.source })
+                    }),
+                };
+                let Some(m) = found else {
+                    return FieldValue::None;
+                };
+                FieldValue::Str(Cow::Owned(match f.id {
+                    ContainerMount => m.falco_form(),
+                    ContainerMountSource => m.source.clone(),
+                    ContainerMountDest => m.destination.clone(),
+                    ContainerMountMode => m.mode.clone(),
+                    ContainerMountRdwr => m.rw.to_string(),
+                    _ => m.propagation.clone(),
+                }))
+            }
             ContainerLabel => match &f.arg {
                 FieldArg::Key(k) => str_v(self.record.label(k).value()),
                 _ => FieldValue::None,
@@ -987,6 +1161,47 @@ fn flags_v(value: Option<u64>, names: &[(u64, &str)]) -> FieldValue<'static> {
         set.join("|")
     }))
 }
+
+/// Does a mount's source (or destination) match a `container.mount.*[key]` key, as
+/// Falco's container plugin matches it (an unanchored regular expression; an invalid
+/// one is taken literally)? Compiled keys are kept: a rule's keys are few and fixed.
+fn mount_key_matches(key: &str, value: &str) -> bool {
+    use std::{cell::RefCell, collections::HashMap};
+    thread_local! {
+        static KEYS: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::default();
+    }
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if keys.len() > 1024 {
+            keys.clear();
+        }
+        let re = keys
+            .entry(key.to_string())
+            .or_insert_with(|| regex::Regex::new(key).ok());
+        match re {
+            Some(re) => re.is_match(value),
+            None => value.contains(key),
+        }
+    })
+}
+
+/// `unlinkat`'s flags.
+const UNLINKAT_FLAGS: &[(u64, &str)] = &[(0x200, "AT_REMOVEDIR")];
+/// `renameat2`'s flags.
+const RENAMEAT2_FLAGS: &[(u64, &str)] = &[
+    (1, "RENAME_NOREPLACE"),
+    (2, "RENAME_EXCHANGE"),
+    (4, "RENAME_WHITEOUT"),
+];
+/// `memfd_create`'s flags.
+const MEMFD_FLAGS: &[(u64, &str)] = &[
+    (1, "MFD_CLOEXEC"),
+    (2, "MFD_ALLOW_SEALING"),
+    (4, "MFD_HUGETLB"),
+];
+
+/// The lowest port of Linux's default ephemeral range (`ip_local_port_range`).
+const EPHEMERAL_PORTS_START: i64 = 32768;
 
 /// The namespace flags of `setns` and `unshare`.
 const CLONE_NAMESPACES: &[(u64, &str)] = &[

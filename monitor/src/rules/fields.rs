@@ -103,6 +103,7 @@ catalog! {
     EvtIsOpenExec => "evt.is_open_exec", Bool, None, true, "For opens: a file was created (O_CREAT or creat) with an execute bit in its mode.";
     EvtIsOpenCreate => "evt.is_open_create", Bool, None, true, "For opens: O_CREAT was passed (or the syscall is creat).";
     EvtArg => "evt.arg", Str, EventArg, true, "One syscall argument as text, by name (evt.arg.flags) or position (evt.arg[1]). open: fd, name, flags, mode, dirfd; exec: res, exe, args, filename, dirfd, flags; connect: res, fd, addr, tuple; clone: res; procexit: status, sig; ptrace: res, addr, data, request (PTRACE_ATTACH, ...), pid; symlink(at): res, target, linkpath (symlinkat also newdirfd); link(at): res, oldpath, newpath (linkat also olddir, newdir, flags); init_module: res, length, uargs; finit_module: res, fd, uargs, flags; socket: fd, domain (AF_PACKET, ...), type, proto; dup: res, oldfd (dup2 and dup3 also newfd, dup3 flags); setns: res, fd, nstype (CLONE_NEW* names); unshare: res, flags; setuid: res, uid; chmod, fchmodat: res, filename, mode (S_ISUID|... names), fchmodat also dirfd; fchmod: res, fd, mode; bpf: fd, cmd (BPF_PROG_LOAD, ...).";
+    EvtBuffer => "evt.buffer", Str, None, true, "sendto, sendmsg, recvfrom, recvmsg: the first bytes the call moved (80 at most, Falco's snapshot length); bcontains and bstartswith compare them as bytes (hex), outputs print non-printable bytes as `.`.";
     EvtArgs => "evt.args", Str, None, true, "All syscall arguments as `name=value` pairs separated by spaces.";
 
     ProcName => "proc.name", Str, None, true, "Name of the process (the executable's base name as the kernel keeps it, 16 bytes at most).";
@@ -125,6 +126,8 @@ catalog! {
     ProcSid => "proc.sid", I64, None, true, "Session id of the process.";
     ProcSname => "proc.sname", Str, None, true, "proc.name of the session leader (the process or ancestor whose pid is proc.sid).";
     ProcVpid => "proc.vpid", I64, None, true, "Process id as seen inside its pid namespace.";
+    ProcVpgid => "proc.vpgid", I64, None, true, "Process group id as seen inside the process's pid namespace (read in the kernel at exec; a later setpgid is not seen).";
+    ProcIsVpgidLeader => "proc.is_vpgid_leader", Bool, None, true, "The process leads its process group (proc.vpid = proc.vpgid), as a shell's foreground job does.";
     ProcIsExeUpperLayer => "proc.is_exe_upper_layer", Bool, None, true, "The executable lives in the writable upper layer of an overlay filesystem (written after the container started).";
     ProcIsExeWritable => "proc.is_exe_writable", Bool, None, true, "The process may write the file it runs: a writable filesystem, a file not immutable, a mode that lets its fsuid or fsgid write, or CAP_DAC_OVERRIDE (read in the kernel at exec).";
     ProcIsExeFromMemfd => "proc.is_exe_from_memfd", Bool, None, true, "The executable is a memfd (an anonymous in-memory file).";
@@ -188,6 +191,13 @@ catalog! {
     ContainerImageId => "container.image.id", Str, None, true, "Image id.";
     ContainerType => "container.type", Str, None, true, "Container runtime (docker, containerd, cri-o, podman).";
     ContainerPrivileged => "container.privileged", Bool, None, true, "The container runs privileged.";
+    ContainerMounts => "container.mounts", Str, None, true, "The container's mounts, each `source:dest:mode:rdwr:propagation`, separated by commas (empty for a container without mounts; no value on the host).";
+    ContainerMount => "container.mount", Str, Key, true, "One mount in the form of container.mounts: container.mount[0] by position, or container.mount[/var/run/docker.sock] by source (the key is searched in the source as an unanchored regular expression, as Falco's container plugin does).";
+    ContainerMountSource => "container.mount.source", Str, Key, true, "A mount's source, by position or by destination (searched like container.mount).";
+    ContainerMountDest => "container.mount.dest", Str, Key, true, "A mount's destination, by position or by source (searched like container.mount).";
+    ContainerMountMode => "container.mount.mode", Str, Key, true, "A mount's mode (options such as `z` or `ro`), by position or by source.";
+    ContainerMountRdwr => "container.mount.rdwr", Str, Key, true, "`true` when a mount is writable, by position or by source.";
+    ContainerMountPropagation => "container.mount.propagation", Str, Key, true, "A mount's propagation (`rprivate`, ...), by position or by source.";
     ContainerLabel => "container.label", Str, Key, true, "One container label: container.label[app] or container.label.app.";
     ContainerStartTs => "container.start_ts", U64, None, true, "Container start time, nanoseconds since the epoch.";
 

@@ -13,10 +13,11 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::event::EventKind;
+use crate::{context::docker::Mount, event::EventKind};
 
 use super::{
     event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, env_value},
+    recorded::mounts_of,
     source::EventType,
 };
 
@@ -150,6 +151,13 @@ impl<'a> Record<'a> for JsonRecord<'a> {
             Pod::uid => "uid",
         };
         raw(self.pod_object().and_then(|p| p.get(key)))
+    }
+
+    fn mounts(&self) -> Cow<'a, [Mount]> {
+        match self.container[C::mounts as usize] {
+            Some(list) => Cow::Owned(mounts_of(list)),
+            None => Cow::Borrowed(&[]),
+        }
     }
 
     fn label(&self, key: &str) -> Raw<'a> {

@@ -50,7 +50,7 @@ pub type Net = (IpAddr, u8);
 #[derive(Clone, Debug, PartialEq)]
 struct Region {
     scopes: u8,
-    syscalls: u32,
+    syscalls: u64,
     access: u32,
     results: u32,
     families: u32,
@@ -61,7 +61,7 @@ impl Region {
     fn top() -> Region {
         Region {
             scopes: ALL_SCOPES,
-            syscalls: u32::MAX,
+            syscalls: u64::MAX,
             access: ALL_ACCESS,
             results: ALL_RESULTS,
             families: ALL_FAMILIES,
@@ -268,9 +268,22 @@ fn split<const N: usize>(values: [(u32, Truth); N], set: fn(&mut Region, u32)) -
     (region(yes), region(no))
 }
 
+/// A check decided whatever the event: where it may be true, and where false.
+fn decided((may_match, may_miss): Truth) -> (Region, Region) {
+    let region = |may| if may { Region::top() } else { Region::bottom() };
+    (region(may_match), region(may_miss))
+}
+
 fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
     let unbounded = (Region::top(), Region::top());
-    if c.any_ancestor || !c.transformers.is_empty() || c.field.arg != FieldArg::None {
+    if c.any_ancestor || !c.transformers.is_empty() {
+        return unbounded;
+    }
+    if !c.field.id.info().available {
+        // A field this agent never has a value for: the check is decided.
+        return decided(on_value(c, &FieldValue::None));
+    }
+    if c.field.arg != FieldArg::None {
         return unbounded;
     }
     let kind = t.kind();
@@ -328,6 +341,15 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
             [
                 (ok, on_value(c, &str_v("SUCCESS"))),
                 (failed, on_any_string_but(c, "SUCCESS")),
+            ],
+            results,
+        ),
+        // Traffic marks its socket connected when it succeeds (see `fd.connected`); a
+        // failed call's fd may be no socket at all.
+        FieldId::FdConnected if t.moves_data() => split(
+            [
+                (ok, on_value(c, &FieldValue::Bool(true))),
+                (failed, (true, true)),
             ],
             results,
         ),
@@ -530,6 +552,15 @@ impl KernelFilter {
         }
     }
 
+    /// Could an event of type `t` pass, in some scope?
+    pub fn may_admit(&self, t: EventType) -> bool {
+        let Some(spec) = self.kinds.iter().find(|k| k.kind == t.kind()) else {
+            return true;
+        };
+        let bit = filter::syscall_bit(t.syscall_id().unwrap_or(0));
+        spec.scopes.iter().any(|s| s.admits.syscalls & bit != 0)
+    }
+
     /// What `monitor rules list --kernel-filter` prints.
     pub fn describe(&self) -> String {
         let mut out = String::new();
@@ -671,6 +702,7 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
             access: joined.access & ALL_ACCESS,
             results: joined.results & ALL_RESULTS,
             families: joined.families & ALL_FAMILIES,
+            _pad: 0,
         },
         excluded: joined.excluded,
         rules,

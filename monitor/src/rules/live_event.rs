@@ -12,12 +12,15 @@ use super::{
 use crate::{
     capabilities,
     clock::BootClock,
-    context::{EnrichedEvent, process::ProcessInfo},
-    event::{Capabilities, Detail, Event, SocketFamily, SyscallDetail},
+    context::{EnrichedEvent, docker::Mount, process::ProcessInfo},
+    event::{
+        ArgValue, Capabilities, Detail, Event, Slot, SockAddr, SocketFamily, SyscallDetail,
+        syscall_args,
+    },
     output::{
         escape::bytes_to_text,
         event_json::{
-            EnrichedJson, EventJson, SyscallJson, errno_name, family_name, sock_type_name,
+            EnrichedJson, EventJson, errno_name, family_name, resolved_key, sock_type_name,
         },
     },
 };
@@ -164,46 +167,39 @@ fn caps<'a>(p: &ProcessInfo, set: fn(&Capabilities) -> u64) -> Raw<'a> {
 
 /// A key of a syscall event, as its JSON has it (see `event_json::syscall_fields`).
 fn syscall_key<'a>(x: &'a SyscallDetail, k: T) -> Raw<'a> {
-    let view = SyscallJson::of(x);
+    let name = k.name();
+    for &(key, slot) in syscall_args(x.syscall) {
+        if key == name {
+            return match x.slot(slot) {
+                ArgValue::Int(v) => Raw::int(v),
+                ArgValue::Uint(v) => uint(v),
+                ArgValue::Text(v) => text(v),
+            };
+        }
+        if let Slot::Path(n) = slot
+            && resolved_key(key) == Some(name)
+        {
+            return Raw::opt(x.resolved[n].as_deref(), text);
+        }
+    }
     match k {
         T::syscall => Raw::Str(Cow::Borrowed(x.syscall.as_str())),
         T::result => Raw::int(x.result),
         T::error => opt_str(errno_name(x.result)),
         T::uid => uint(x.uid),
-        T::fd => Raw::opt(view.fd, Raw::int),
-        T::newfd => Raw::opt(view.newfd, Raw::int),
-        T::dirfd => Raw::opt(view.dirfd, Raw::int),
-        T::olddirfd => Raw::opt(view.olddirfd, Raw::int),
-        T::flags => Raw::opt(view.flags, uint),
-        T::request => Raw::opt(view.request, uint),
-        T::target_pid => Raw::opt(view.target_pid, Raw::int),
-        T::length => Raw::opt(view.length, uint),
-        T::domain => Raw::opt(view.domain, uint),
-        T::protocol => Raw::opt(view.protocol, uint),
-        T::target => opt_text(view.target),
-        T::linkpath => opt_text(view.linkpath),
-        T::oldpath => opt_text(view.oldpath),
-        T::newpath => opt_text(view.newpath),
-        T::uargs => opt_text(view.uargs),
-        T::path => opt_text(view.path),
-        T::nstype => Raw::opt(view.nstype, uint),
-        T::target_uid => Raw::opt(view.target_uid, uint),
-        T::cmd => Raw::opt(view.cmd, uint),
-        T::mode => Raw::opt(view.mode, uint),
         T::family => Raw::opt(x.socket.map(|s| s.family), family),
-        T::sock_type => match (x.syscall, x.socket) {
-            (EventType::Socket, _) => uint(x.args[1] & 0xffff_ffff),
-            (_, Some(s)) => opt_str(sock_type_name(s.sock_type)),
-            (_, None) => Raw::Absent,
-        },
-        T::address => Raw::opt(x.socket.and_then(|s| s.remote), |(a, _)| {
-            Raw::Str(Cow::Owned(a.to_string()))
-        }),
-        T::port => Raw::opt(x.socket.and_then(|s| s.remote), |(_, p)| uint(p)),
+        T::sock_type => Raw::opt(x.socket, |s| opt_str(sock_type_name(s.sock_type))),
+        T::address => Raw::opt(x.remote(), |(a, _)| Raw::Str(Cow::Owned(a.to_string()))),
+        T::port => Raw::opt(x.remote(), |(_, p)| uint(p)),
         T::local_address => Raw::opt(x.socket.and_then(|s| s.local), |(a, _)| {
             Raw::Str(Cow::Owned(a.to_string()))
         }),
         T::local_port => Raw::opt(x.socket.and_then(|s| s.local), |(_, p)| uint(p)),
+        T::unix_path => match &x.address {
+            Some(SockAddr::Unix(path)) => text(path),
+            _ => Raw::Absent,
+        },
+        T::data => Raw::opt(x.data.as_deref(), text),
         _ => Raw::Absent,
     }
 }
@@ -327,6 +323,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             P::tty => uint(p.tty),
             P::sid => uint(p.sid),
             P::vpid => uint(p.vpid),
+            P::vpgid => Raw::opt((p.vpgid != 0).then_some(p.vpgid), uint),
             P::uid => uint(p.uid),
             P::user => opt_str(p.user.as_deref()),
             P::gid => uint(p.gid),
@@ -363,7 +360,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             (C::image_digest, Some(m)) => opt_str(m.image_digest.as_deref()),
             (C::image_id, Some(m)) => opt_str(m.image_id.as_deref()),
             (C::privileged, Some(m)) => Raw::Bool(m.privileged),
-            (C::labels, Some(_)) => Raw::Other,
+            (C::labels | C::mounts, Some(_)) => Raw::Other,
             (C::pod, Some(m)) => Raw::opt(m.pod.as_ref(), |_| Raw::Other),
             (C::started_at, Some(m)) => opt_str(m.started_at.as_deref()),
             (C::start_ts, Some(_)) => Raw::Absent,
@@ -448,10 +445,24 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         env_value(env.iter().map(Vec::as_slice), name).map_or(Raw::Absent, text)
     }
 
+    fn mounts(&self) -> Cow<'a, [Mount]> {
+        match self.enriched.and_then(|e| e.container.meta.as_deref()) {
+            Some(m) => Cow::Borrowed(&m.mounts),
+            None => Cow::Borrowed(&[]),
+        }
+    }
+
+    fn data(&self) -> Option<Cow<'a, [u8]>> {
+        match &self.event.detail {
+            Detail::Syscall(x) => x.data.as_deref().map(Cow::Borrowed),
+            _ => None,
+        }
+    }
+
     fn address(&self) -> Option<IpAddr> {
         match &self.event.detail {
             Detail::Connect(x) => x.address,
-            Detail::Syscall(x) => x.socket.and_then(|s| s.remote).map(|(a, _)| a),
+            Detail::Syscall(x) => x.remote().map(|(a, _)| a),
             _ => None,
         }
     }

@@ -30,7 +30,7 @@ pub mod yaml;
 mod tests;
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
 };
@@ -50,7 +50,7 @@ use parser::{Check, Expr, FieldExpr, Op, Rhs, Value};
 use text::{Loc, SourceFile};
 use yaml::Kind;
 
-use crate::event::EventKind;
+use crate::kinds::Interest;
 
 /// Whether every matching rule alerts, or only the first (in load order).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -261,16 +261,20 @@ impl Engine {
         }
     }
 
-    /// The sensor event kinds the active rules need.
     /// The kernel filter these rules allow (see [`kernel_filter`]).
     pub fn kernel_filter(&self) -> kernel_filter::KernelFilter {
         kernel_filter::KernelFilter::of_rules(&self.rules)
     }
 
-    pub fn kernel_interest(&self) -> BTreeSet<EventKind> {
+    /// The event types (and so kinds) the active rules need from the kernel: those the
+    /// rules name, less the syscalls the kernel filter admits in no scope (no rule can
+    /// match them), which need not even be attached.
+    pub fn kernel_interest(&self) -> Interest {
+        let filter = self.kernel_filter();
         self.rules
             .iter()
-            .flat_map(|r| r.event_types.iter().map(|t| t.kind()))
+            .flat_map(|r| r.event_types.iter().copied())
+            .filter(|t| filter.may_admit(*t))
             .collect()
     }
 }

@@ -10,13 +10,15 @@ use crate::{
     context::{
         ContainerContext, EnrichedEvent,
         cgroup::Runtime,
-        docker::{ContainerMeta, PodInfo},
+        docker::{ContainerMeta, Mount, PodInfo},
         process::ProcessInfo,
     },
     event::{
         Capabilities, Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType,
-        ExeFacts, Exec, Exit, Fork, Open, SocketEnds, SocketFamily, SyscallDetail,
+        ExeFacts, Exec, Exit, Fork, Open, Slot, SockAddr, SocketEnds, SocketFamily, SyscallDetail,
+        syscall_args,
     },
+    output::{escape::text_to_bytes, event_json::resolved_key},
 };
 
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
@@ -66,6 +68,7 @@ fn process_info(p: &Value, fallback_pid: i64) -> ProcessInfo {
         tty: n(p, "tty").unwrap_or(0) as u32,
         sid: n(p, "sid").unwrap_or(1) as u32,
         vpid: n(p, "vpid").unwrap_or(fallback_pid) as u32,
+        vpgid: n(p, "vpgid").unwrap_or(0) as u32,
         uid: n(p, "uid").unwrap_or(0) as u32,
         gid: n(p, "gid").unwrap_or(0) as u32,
         euid: n(p, "uid").unwrap_or(0) as u32,
@@ -154,6 +157,7 @@ fn container(c: Option<&Value>) -> ContainerContext {
         image_id: opt("image_id"),
         labels,
         privileged: c.get("privileged").and_then(Value::as_bool) == Some(true),
+        mounts: c.get("mounts").map(mounts_of).unwrap_or_default(),
         started_at: opt("started_at"),
         pod: c.get("pod").map(|p| PodInfo {
             name: s(p, "name").map(str::to_string),
@@ -170,6 +174,26 @@ fn container(c: Option<&Value>) -> ContainerContext {
     }
 }
 
+/// A container's `mounts` in the event JSON.
+pub fn mounts_of(mounts: &Value) -> Vec<Mount> {
+    let text = |m: &Value, k: &str| s(m, k).unwrap_or_default().to_string();
+    mounts
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|m| Mount {
+                    source: text(m, "source"),
+                    destination: text(m, "destination"),
+                    mode: text(m, "mode"),
+                    rw: m.get("rw").and_then(Value::as_bool).unwrap_or(false),
+                    propagation: text(m, "propagation"),
+                    kind: text(m, "type"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The event's `syscall` where it names one of `kind`'s, else the kind's default.
 fn syscall(v: &Value, kind: EventKind) -> EventType {
     s(v, "syscall")
@@ -178,37 +202,23 @@ fn syscall(v: &Value, kind: EventKind) -> EventType {
         .unwrap_or(kind.default_type())
 }
 
-/// A syscall event's raw arguments back from its named keys (see `SyscallJson`).
+/// A syscall event's raw arguments back from its named keys (see
+/// `event::syscall_args`).
 fn syscall_detail(v: &Value) -> SyscallDetail {
     let syscall = syscall(v, EventKind::Syscall);
-    let int = |k: &str| n(v, k).unwrap_or(0) as u64;
-    let text = |k: &str| bytes(v, k).unwrap_or_default();
-    let (args, strings) = match syscall {
-        EventType::Ptrace => (
-            [int("request"), int("target_pid"), 0, 0, 0],
-            [vec![], vec![]],
-        ),
-        EventType::Symlink => ([0; 5], [text("target"), text("linkpath")]),
-        EventType::Symlinkat => (
-            [0, int("dirfd"), 0, 0, 0],
-            [text("target"), text("linkpath")],
-        ),
-        EventType::Link => ([0; 5], [text("oldpath"), text("newpath")]),
-        EventType::Linkat => (
-            [int("olddirfd"), 0, int("dirfd"), 0, int("flags")],
-            [text("oldpath"), text("newpath")],
-        ),
-        EventType::InitModule => ([0, int("length"), 0, 0, 0], [text("uargs"), vec![]]),
-        EventType::FinitModule => ([int("fd"), 0, int("flags"), 0, 0], [text("uargs"), vec![]]),
-        EventType::Socket => (
-            [int("domain"), int("sock_type"), int("protocol"), 0, 0],
-            [vec![], vec![]],
-        ),
-        _ => (
-            [int("fd"), int("newfd"), int("flags"), 0, 0],
-            [vec![], vec![]],
-        ),
-    };
+    let mut args = [0u64; 5];
+    let mut strings = [Vec::new(), Vec::new()];
+    let mut resolved = [None, None];
+    for &(key, slot) in syscall_args(syscall) {
+        match slot {
+            Slot::Int(i) | Slot::Uint(i) => args[i] = n(v, key).unwrap_or(0) as u64,
+            Slot::Text(i) => strings[i] = bytes(v, key).unwrap_or_default(),
+            Slot::Path(i) => {
+                strings[i] = bytes(v, key).unwrap_or_default();
+                resolved[i] = resolved_key(key).and_then(|k| bytes(v, k));
+            }
+        }
+    }
     let ip = |addr: &str, port: &str| {
         Some((
             s(v, addr)?.parse::<IpAddr>().ok()?,
@@ -235,7 +245,12 @@ fn syscall_detail(v: &Value) -> SyscallDetail {
         result: n(v, "result").unwrap_or(0),
         args,
         strings,
+        resolved,
         socket,
+        data: syscall
+            .moves_data()
+            .then(|| s(v, "data").map(text_to_bytes).unwrap_or_default()),
+        address: bytes(v, "unix_path").map(SockAddr::Unix),
         uid: n(v, "uid").unwrap_or(0) as u32,
         raw: s(v, "hook") == Some("tracepoint/raw_syscalls/sys_exit"),
     }
@@ -257,6 +272,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
                 loginuid: n(v, "loginuid").map(|l| l as u32),
                 process_start_boot_ns: n(v, "process_start_boot_ns").unwrap_or(5) as u64,
                 vpid: None,
+                vpgid: None,
             },
             syscall: syscall(v, EventKind::Exec),
             result,

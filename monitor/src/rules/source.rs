@@ -31,6 +31,9 @@ pub enum FieldValue<'a> {
     I64(i64),
     Bool(bool),
     Ip(IpAddr),
+    /// Raw bytes (`evt.buffer`): `bcontains`/`bstartswith` compare them as they are,
+    /// the string operators compare their text.
+    Bytes(Cow<'a, [u8]>),
 }
 
 impl FieldValue<'_> {
@@ -47,8 +50,23 @@ impl FieldValue<'_> {
             FieldValue::I64(n) => (*n).into(),
             FieldValue::Bool(b) => (*b).into(),
             FieldValue::Ip(ip) => ip.to_string().into(),
+            FieldValue::Bytes(b) => printable(b).into(),
         }
     }
+}
+
+/// Bytes as Falco prints a buffer: printable ASCII as it is, anything else as `.`.
+pub fn printable(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for FieldValue<'_> {
@@ -60,6 +78,7 @@ impl fmt::Display for FieldValue<'_> {
             FieldValue::I64(n) => write!(f, "{n}"),
             FieldValue::Bool(b) => write!(f, "{b}"),
             FieldValue::Ip(ip) => write!(f, "{ip}"),
+            FieldValue::Bytes(b) => f.write_str(&printable(b)),
         }
     }
 }

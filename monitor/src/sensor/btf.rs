@@ -180,6 +180,9 @@ impl KernelLayout {
             // Without CONFIG_IPV6 a dup'd IPv6 socket has no addresses.
             sock_common_v6_daddr: optional("sock_common", "skc_v6_daddr"),
             sock_common_v6_rcv_saddr: optional("sock_common", "skc_v6_rcv_saddr"),
+            task_fs: optional("task_struct", "fs"),
+            fs_pwd: optional("fs_struct", "pwd"),
+            signal_pids: optional("signal_struct", "pids"),
         })
     }
 }

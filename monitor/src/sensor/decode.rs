@@ -5,13 +5,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    ConnectRecord, EventHeader, ExecRecord, ExitRecord, ForkRecord, OpenRecord, SocketFacts,
-    SyscallRecord, exe, flags,
+    ConnectRecord, DIR_FOR_STR0, DIR_FOR_STR1, EventHeader, ExecRecord, ExitRecord, ForkRecord,
+    OpenRecord, SocketFacts, SyscallRecord, exe, flags,
 };
 
 use crate::event::{
     Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType, ExeFacts, Exec, Exit,
-    Fork, Open, SocketEnds, SocketFamily, SyscallDetail,
+    Fork, Open, SockAddr, SocketEnds, SocketFamily, SyscallDetail, normalize_path,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +156,7 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
             loginuid: (t.loginuid != u32::MAX).then_some(t.loginuid),
             process_start_boot_ns: t.start_boot_ns,
             vpid: (t.vpid != 0).then_some(t.vpid),
+            vpgid: (r.vpgid != 0).then_some(r.vpgid),
         },
         syscall,
         result: r.result,
@@ -191,16 +192,35 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
 
 fn decode_syscall(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: SyscallRecord = read_fixed(bytes)?;
-    let [str0, str1] = split_tail(
+    let [str0, str1, dir, data, addr] = split_tail(
         &bytes[size_of::<SyscallRecord>()..],
-        [r.str0_len as usize, r.str1_len as usize],
+        [
+            r.str0_len as usize,
+            r.str1_len as usize,
+            r.dir_len as usize,
+            r.data_len as usize,
+            r.addr_len as usize,
+        ],
     )?;
+    let base = unreverse_path(dir);
+    let resolve = |path: &[u8], bit: u16| {
+        (r.dir_for & bit != 0 && !dir.is_empty() && path.first() != Some(&b'/')).then(|| {
+            let mut joined = base.clone();
+            joined.push(b'/');
+            joined.extend_from_slice(path);
+            normalize_path(&joined)
+        })
+    };
+    let syscall = syscall_of(EventKind::Syscall, r.syscall)?;
     Ok(Detail::Syscall(SyscallDetail {
-        syscall: syscall_of(EventKind::Syscall, r.syscall)?,
+        syscall,
         result: r.result,
         args: r.args,
         strings: [str0.to_vec(), str1.to_vec()],
+        resolved: [resolve(str0, DIR_FOR_STR0), resolve(str1, DIR_FOR_STR1)],
         socket: socket_ends(&r.sock),
+        data: syscall.moves_data().then(|| data.to_vec()),
+        address: SockAddr::parse(addr),
         uid: r.uid,
         raw: header.flags & flags::RAW_SYSCALL != 0,
     }))

@@ -16,7 +16,7 @@ use aya::{
 use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, stat};
 use serde::Serialize;
 
-use crate::event::{EventKind, KindSet};
+use crate::{event::EventKind, kinds::Interest};
 pub use probes::ProbeReport;
 pub use reader::EventReader;
 
@@ -25,7 +25,7 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 
 #[derive(Clone, Debug)]
 pub struct SensorConfig {
-    pub kinds: KindSet,
+    pub interest: Interest,
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
     /// Kernel BTF to take struct offsets from.
@@ -35,7 +35,7 @@ pub struct SensorConfig {
 impl Default for SensorConfig {
     fn default() -> Self {
         Self {
-            kinds: KindSet::all(),
+            interest: Interest::all(),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             btf: PathBuf::from(btf::VMLINUX_BTF),
         }
@@ -47,8 +47,9 @@ pub struct Sensor {
     probes: Vec<ProbeReport>,
     stats: PerCpuArray<MapData, u64>,
     kernel: probes::KernelEnv,
-    /// Kinds whose sources were attached (whether or not switched on now).
-    attached: KindSet,
+    /// Per entry of `probes::SOURCES`: tried already (attached or skipped), whether or
+    /// not its kind is switched on now.
+    tried: Vec<bool>,
 }
 
 /// Kernel-side counters of one event kind, summed over CPUs.
@@ -95,20 +96,23 @@ impl Sensor {
             probes: Vec::new(),
             stats,
             kernel: probes::KernelEnv::new(&tracefs, &config.btf).with_absent_members(&offsets),
-            attached: KindSet::default(),
+            tried: vec![false; probes::SOURCES.len()],
         };
-        sensor.set_kinds(config.kinds)?;
+        sensor.set_interest(config.interest)?;
         Ok(sensor)
     }
 
-    /// Switches the kernel's capture to exactly `kinds`, attaching the sources of kinds
-    /// not attached before. A kind switched off stays attached and returns at its
-    /// first check, so switching it on again later loses nothing to attaching.
-    pub fn set_kinds(&mut self, kinds: KindSet) -> Result<()> {
-        for source in probes::SOURCES
-            .iter()
-            .filter(|s| kinds.contains(s.kind) && !self.attached.contains(s.kind))
-        {
+    /// Switches the kernel's capture to exactly the kinds of `interest`, attaching the
+    /// sources it needs that were not attached before. A kind switched off stays
+    /// attached and returns at its first check, so switching it on again later loses
+    /// nothing to attaching; a syscall source nothing wanted is never attached, so a
+    /// busy syscall no rule names costs nothing.
+    pub fn set_interest(&mut self, interest: Interest) -> Result<()> {
+        for (i, source) in probes::SOURCES.iter().enumerate() {
+            if self.tried[i] || !source.serves(interest) {
+                continue;
+            }
+            self.tried[i] = true;
             let report = probes::attach_source(&mut self.ebpf, &self.kernel, source)?;
             match report.chosen {
                 Some(chosen) => tracing::info!(
@@ -126,9 +130,7 @@ impl Sensor {
             }
             self.probes.push(report);
         }
-        for kind in kinds.iter() {
-            self.attached.insert(kind);
-        }
+        let kinds = interest.kinds();
         let mut switches: Array<_, u32> = Array::try_from(
             self.ebpf
                 .map_mut("KIND_ENABLED")

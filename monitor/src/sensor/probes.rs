@@ -12,7 +12,10 @@ use aya::{
 use serde::Serialize;
 
 use super::tracefs::{has_tracepoint, mount_pseudo_fs};
-use crate::event::EventKind;
+use crate::{
+    event::{EventKind, EventType},
+    kinds::Interest,
+};
 use monitor_common::KernelOffsets;
 
 #[derive(Clone, Copy, Debug)]
@@ -149,7 +152,11 @@ pub struct Candidate {
 #[derive(Clone, Copy, Debug)]
 pub struct Source {
     pub kind: EventKind,
+    /// With `per_type`, the event types the source reports, comma-separated.
     pub name: &'static str,
+    /// The source reports only the types its name lists, and is attached only when one
+    /// of them is wanted; otherwise it serves its whole kind.
+    pub per_type: bool,
     pub required: bool,
     /// Kernel struct members (`struct.member`) its programs read that BTF may lack;
     /// without one the source is skipped, named as the reason.
@@ -162,6 +169,7 @@ macro_rules! syscall_source {
         Source {
             kind: $kind,
             name: $name,
+            per_type: true,
             required: $required,
             needs: &[],
             candidates: &[Candidate {
@@ -206,6 +214,7 @@ macro_rules! enhanced_source {
         Source {
             kind: $kind,
             name: $hook,
+            per_type: false,
             required: false,
             needs: &[],
             candidates: &[
@@ -237,6 +246,7 @@ pub const SOURCES: &[Source] = &[
     Source {
         kind: EventKind::Exec,
         name: "bprm_check_security",
+        per_type: false,
         required: false,
         needs: &["linux_binprm.file"],
         candidates: &[
@@ -273,7 +283,8 @@ pub const SOURCES: &[Source] = &[
     // arguments and report failures.
     Source {
         kind: EventKind::Exec,
-        name: "exec image",
+        name: "sched_process_exec",
+        per_type: false,
         required: true,
         needs: &[],
         candidates: &[Candidate {
@@ -291,6 +302,7 @@ pub const SOURCES: &[Source] = &[
     Source {
         kind: EventKind::Fork,
         name: "fork",
+        per_type: false,
         required: true,
         needs: &[],
         candidates: &[Candidate {
@@ -306,6 +318,7 @@ pub const SOURCES: &[Source] = &[
     Source {
         kind: EventKind::Exit,
         name: "exit",
+        per_type: false,
         required: true,
         needs: &[],
         candidates: &[Candidate {
@@ -337,6 +350,7 @@ pub const SOURCES: &[Source] = &[
     Source {
         kind: EventKind::Open,
         name: "file_open",
+        per_type: false,
         required: false,
         needs: &[],
         candidates: &[
@@ -392,6 +406,7 @@ pub const SOURCES: &[Source] = &[
     Source {
         kind: EventKind::Syscall,
         name: "init_module, finit_module",
+        per_type: true,
         required: false,
         needs: &[],
         candidates: &[
@@ -436,7 +451,45 @@ pub const SOURCES: &[Source] = &[
     syscall_source!(EventKind::Syscall, "fchmod", required: false, "sys_enter_fchmod", "sys_exit_fchmod"),
     syscall_source!(EventKind::Syscall, "fchmodat", required: false, "sys_enter_fchmodat", "sys_exit_fchmodat"),
     syscall_source!(EventKind::Syscall, "bpf", required: false, "sys_enter_bpf", "sys_exit_bpf"),
+    syscall_source!(EventKind::Syscall, "unlink", required: false, "sys_enter_unlink", "sys_exit_unlink"),
+    syscall_source!(EventKind::Syscall, "unlinkat", required: false, "sys_enter_unlinkat", "sys_exit_unlinkat"),
+    syscall_source!(EventKind::Syscall, "rename", required: false, "sys_enter_rename", "sys_exit_rename"),
+    syscall_source!(EventKind::Syscall, "renameat", required: false, "sys_enter_renameat", "sys_exit_renameat"),
+    syscall_source!(EventKind::Syscall, "renameat2", required: false, "sys_enter_renameat2", "sys_exit_renameat2"),
+    syscall_source!(EventKind::Syscall, "mkdir", required: false, "sys_enter_mkdir", "sys_exit_mkdir"),
+    syscall_source!(EventKind::Syscall, "mkdirat", required: false, "sys_enter_mkdirat", "sys_exit_mkdirat"),
+    syscall_source!(EventKind::Syscall, "rmdir", required: false, "sys_enter_rmdir", "sys_exit_rmdir"),
+    syscall_source!(EventKind::Syscall, "userfaultfd", required: false, "sys_enter_userfaultfd", "sys_exit_userfaultfd"),
+    syscall_source!(EventKind::Syscall, "memfd_create", required: false, "sys_enter_memfd_create", "sys_exit_memfd_create"),
+    syscall_source!(EventKind::Syscall, "listen", required: false, "sys_enter_listen", "sys_exit_listen"),
+    syscall_source!(EventKind::Syscall, "accept", required: false, "sys_enter_accept", "sys_exit_accept"),
+    syscall_source!(EventKind::Syscall, "accept4", required: false, "sys_enter_accept4", "sys_exit_accept4"),
+    // Traffic syscalls run often: they are attached only where a rule names them, and
+    // the kernel filter judges them at entry.
+    syscall_source!(EventKind::Syscall, "sendto", required: false, "sys_enter_sendto", "sys_exit_sendto"),
+    syscall_source!(EventKind::Syscall, "sendmsg", required: false, "sys_enter_sendmsg", "sys_exit_sendmsg"),
+    syscall_source!(EventKind::Syscall, "recvfrom", required: false, "sys_enter_recvfrom", "sys_exit_recvfrom"),
+    syscall_source!(EventKind::Syscall, "recvmsg", required: false, "sys_enter_recvmsg", "sys_exit_recvmsg"),
 ];
+
+impl Source {
+    /// The event types a per-type source reports.
+    pub fn types(&self) -> impl Iterator<Item = EventType> + '_ {
+        self.name
+            .split(", ")
+            .filter(|_| self.per_type)
+            .filter_map(EventType::from_name)
+    }
+
+    /// Is the source needed for this interest?
+    pub fn serves(&self, interest: Interest) -> bool {
+        if self.per_type {
+            self.types().any(|t| interest.wants(t))
+        } else {
+            interest.kinds().contains(self.kind)
+        }
+    }
+}
 
 /// What happened to one source at start-up.
 #[derive(Clone, Debug, Serialize)]
@@ -616,6 +669,25 @@ mod tests {
 
     fn source(name: &str) -> &'static Source {
         SOURCES.iter().find(|s| s.name == name).expect("source")
+    }
+
+    /// A per-type source names event types of its own kind, each known.
+    #[test]
+    fn per_type_sources_name_their_types() {
+        for source in SOURCES.iter().filter(|s| s.per_type) {
+            let names: Vec<&str> = source.name.split(", ").collect();
+            let types: Vec<EventType> = source.types().collect();
+            assert_eq!(types.len(), names.len(), "{}", source.name);
+            assert!(
+                types.iter().all(|t| t.kind() == source.kind),
+                "{}",
+                source.name
+            );
+        }
+        let only_sendto: Interest = [EventType::Sendto].into_iter().collect();
+        assert!(source("sendto").serves(only_sendto));
+        assert!(!source("recvfrom").serves(only_sendto));
+        assert!(!source("openat").serves(only_sendto));
     }
 
     /// Every kind has a source, and every event type a record names by its syscall is
