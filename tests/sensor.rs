@@ -825,6 +825,132 @@ fn other_syscalls_are_reported_with_their_arguments() {
     let _ = fs::remove_dir_all(dir);
 }
 
+/// The file syscalls report relative paths resolved in the kernel against their dirfd
+/// (or the caller's working directory); the socket syscalls, the socket they worked on,
+/// the peer, and the first bytes they moved.
+#[test]
+fn file_and_traffic_syscalls_carry_resolved_paths_sockets_and_data() {
+    let _serial = serial();
+    let monitor = Monitor::start(&["--kinds", "syscall"]);
+    let dir = test_dir("file-syscalls");
+    let dir_text = dir.to_str().unwrap().to_string();
+    let cstr = |s: &str| CString::new(s).unwrap();
+    let dirfd = fs::File::open(&dir).unwrap();
+    let tid = gettid();
+    let (made, gone) = (cstr("made"), cstr(&format!("{dir_text}/sub/file")));
+    let memfd_name = cstr("monitor-test-memfd");
+    // SAFETY: an open directory fd, NUL-terminated paths and plain integers.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_mkdirat, dirfd.as_raw_fd(), made.as_ptr(), 0o750),
+            0
+        );
+        assert_eq!(
+            libc::syscall(
+                libc::SYS_unlinkat,
+                dirfd.as_raw_fd(),
+                made.as_ptr(),
+                libc::AT_REMOVEDIR
+            ),
+            0
+        );
+        assert_eq!(libc::syscall(libc::SYS_unlink, gone.as_ptr()), 0);
+        let fd = libc::syscall(
+            libc::SYS_memfd_create,
+            memfd_name.as_ptr(),
+            libc::MFD_CLOEXEC,
+        );
+        assert!(fd >= 0);
+        libc::close(fd as i32);
+    }
+    // A relative rename from the working directory of another process.
+    fs::write(dir.join("before"), b"x").unwrap();
+    let mv = Command::new("mv")
+        .args(["before", "after"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(mv.success());
+
+    // Traffic on loopback: a TCP exchange (accept4, sendto, recvfrom) and one datagram
+    // to an unconnected socket's named peer.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let server = listener.local_addr().unwrap();
+    let client = TcpStream::connect(server).unwrap();
+    let (accepted, peer) = listener.accept().unwrap();
+    let payload = b"GET /monitor-test \xca\xfe";
+    // SAFETY: valid buffers of the lengths given, open sockets.
+    unsafe {
+        let sent = libc::send(
+            client.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+        );
+        assert_eq!(sent, payload.len() as isize);
+        let mut buf = [0u8; 64];
+        let got = libc::recv(accepted.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
+        assert_eq!(got, payload.len() as isize);
+    }
+    let udp = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let sink = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    udp.send_to(b"ping", sink.local_addr().unwrap()).unwrap();
+
+    let find = |syscall: &str, also: &dyn Fn(&Value) -> bool| {
+        monitor.wait_for(syscall, |e| {
+            e["kind"] == "syscall" && e["syscall"] == syscall && also(e)
+        })
+    };
+    let ours = |e: &Value| e["tid"] == tid;
+    let mkdir = find("mkdirat", &ours);
+    assert_eq!(mkdir["path"], "made");
+    assert_eq!(mkdir["resolved_path"], format!("{dir_text}/made"));
+    assert_eq!(mkdir["dirfd"], dirfd.as_raw_fd());
+    assert_eq!(mkdir["mode"], 0o750);
+    let rmdir = find("unlinkat", &ours);
+    assert_eq!(rmdir["name"], "made");
+    assert_eq!(rmdir["resolved_name"], format!("{dir_text}/made"));
+    assert_eq!(rmdir["flags"], libc::AT_REMOVEDIR);
+    let unlink = find("unlink", &ours);
+    assert_eq!(unlink["path"], format!("{dir_text}/sub/file"));
+    assert_eq!(unlink["resolved_path"], Value::Null, "absolute: as given");
+    let memfd = find("memfd_create", &ours);
+    assert_eq!(memfd["name"], "monitor-test-memfd");
+    assert_eq!(memfd["flags"], libc::MFD_CLOEXEC);
+    assert!(memfd["result"].as_i64().unwrap() >= 0, "{memfd}");
+    let rename = find("renameat2", &|e| {
+        e["comm"] == "mv" && e["newpath"] == "after"
+    });
+    assert_eq!(rename["oldpath"], "before");
+    assert_eq!(rename["resolved_oldpath"], format!("{dir_text}/before"));
+    assert_eq!(rename["resolved_newpath"], format!("{dir_text}/after"));
+    assert_eq!(rename["result"], 0);
+
+    let accept = find("accept4", &|e| e["local_port"] == server.port());
+    assert_eq!(accept["fd"], listener.as_raw_fd());
+    assert_eq!(accept["result"], accepted.as_raw_fd());
+    assert_eq!(accept["address"], "127.0.0.1");
+    assert_eq!(accept["port"], peer.port());
+    let sent = find("sendto", &|e| e["fd"] == client.as_raw_fd() && ours(e));
+    assert_eq!(sent["result"], payload.len());
+    assert_eq!(sent["size"], payload.len());
+    assert_eq!(sent["port"], server.port());
+    assert_eq!(sent["sock_type"], "stream");
+    // Bytes that are no UTF-8 are written as `\xNN`.
+    assert_eq!(sent["data"], "GET /monitor-test \\xca\\xfe");
+    let received = find("recvfrom", &|e| e["fd"] == accepted.as_raw_fd() && ours(e));
+    assert_eq!(received["data"], sent["data"]);
+    assert_eq!(received["local_port"], server.port());
+    assert_eq!(received["port"], peer.port());
+    let datagram = find("sendto", &|e| e["fd"] == udp.as_raw_fd() && ours(e));
+    assert_eq!(datagram["sock_type"], "dgram");
+    assert_eq!(datagram["address"], "127.0.0.1");
+    assert_eq!(datagram["port"], sink.local_addr().unwrap().port());
+    assert_eq!(datagram["data"], "ping");
+    monitor.stop();
+    let _ = fs::remove_dir_all(dir);
+}
+
 /// Falco's exec facts, read in the kernel: root (CAP_DAC_OVERRIDE) may write the file
 /// it runs, `nobody` may not write root's `/bin/true`; neither is on an overlay
 /// or a memfd here, and the capability sets are the callers'.

@@ -233,41 +233,50 @@ const S_IFSOCK: u16 = 0o140000;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-/// The ends of the socket behind `file`; all zero when it is no socket.
+/// Writes the ends of the socket behind `file` into `out` (left as it is, all zero,
+/// when `file` is no socket). In place: the records that carry them are built in
+/// scratch memory, and a copy through the stack would not fit beside the rest.
 #[inline(always)]
-pub fn socket_facts(file: u64) -> SocketFacts {
-    let mut facts = SocketFacts::default();
+pub fn socket_facts_into(file: u64, out: *mut SocketFacts) {
     let is_socket = read::<u64>(file, offset!(file_f_inode))
         .and_then(|inode| read::<u16>(inode, offset!(inode_i_mode)))
         .is_ok_and(|mode| mode & S_IFMT == S_IFSOCK);
     if !is_socket {
-        return facts;
+        return;
     }
     let Ok(socket) = read::<u64>(file, offset!(file_private_data)) else {
-        return facts;
+        return;
     };
     let Ok(sk) = read::<u64>(socket, offset!(socket_sk)) else {
-        return facts;
+        return;
     };
+    let out = unsafe { &mut *out };
     // `struct sock` starts with its `struct sock_common`.
-    facts.family = read::<u16>(sk, offset!(sock_common_family)).unwrap_or(0);
-    facts.sock_type = read::<i16>(socket, offset!(socket_type)).unwrap_or(0) as u16;
-    facts.local_port = read::<u16>(sk, offset!(sock_common_num)).unwrap_or(0);
-    facts.remote_port = u16::from_be(read::<u16>(sk, offset!(sock_common_dport)).unwrap_or(0));
-    match facts.family {
+    out.family = read::<u16>(sk, offset!(sock_common_family)).unwrap_or(0);
+    out.sock_type = read::<i16>(socket, offset!(socket_type)).unwrap_or(0) as u16;
+    out.local_port = read::<u16>(sk, offset!(sock_common_num)).unwrap_or(0);
+    out.remote_port = u16::from_be(read::<u16>(sk, offset!(sock_common_dport)).unwrap_or(0));
+    match out.family {
         AF_INET => {
-            let local = read::<[u8; 4]>(sk, offset!(sock_common_rcv_saddr)).unwrap_or([0; 4]);
-            let remote = read::<[u8; 4]>(sk, offset!(sock_common_daddr)).unwrap_or([0; 4]);
-            facts.local_addr[..4].copy_from_slice(&local);
-            facts.remote_addr[..4].copy_from_slice(&remote);
+            let _ = read_into(sk, offset!(sock_common_rcv_saddr), &mut out.local_addr[..4]);
+            let _ = read_into(sk, offset!(sock_common_daddr), &mut out.remote_addr[..4]);
         }
         AF_INET6 => {
-            facts.local_addr =
-                read::<[u8; 16]>(sk, offset!(sock_common_v6_rcv_saddr)).unwrap_or([0; 16]);
-            facts.remote_addr =
-                read::<[u8; 16]>(sk, offset!(sock_common_v6_daddr)).unwrap_or([0; 16]);
+            let _ = read_into(sk, offset!(sock_common_v6_rcv_saddr), &mut out.local_addr);
+            let _ = read_into(sk, offset!(sock_common_v6_daddr), &mut out.remote_addr);
         }
         _ => {}
     }
-    facts
+}
+
+/// Reads `dst.len()` bytes at `base + offset` straight into `dst`.
+#[inline(always)]
+fn read_into(base: u64, offset: u32, dst: &mut [u8]) -> Result<(), i64> {
+    if base == 0 || offset == KernelOffsets::ABSENT {
+        return Err(-1);
+    }
+    unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel_buf((base + offset as u64) as *const u8, dst)
+    }
+    .map_err(|e| e as i64)
 }

@@ -13,7 +13,7 @@ use monitor_common::{ConnectRecord, MAX_UNIX_PATH, SocketFacts, flags, kind, sta
 
 use crate::{
     filter,
-    kernel::{current_task, file_of_fd, socket_facts},
+    kernel::{current_task, file_of_fd, socket_facts_into},
     maps::{PENDING_CONNECT, count, wanted},
     process::{syscall_arg, syscall_ret},
     record::Record,
@@ -161,13 +161,13 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let _ = PENDING_CONNECT.remove(&pid_tgid);
 
-    let sock = if result == -EBADF || result == -ENOTSOCK {
-        SocketFacts::default()
-    } else {
-        file_of_fd(current_task(), fd)
-            .map(socket_facts)
-            .unwrap_or_default()
-    };
+    let mut sock = SocketFacts::default();
+    if result != -EBADF
+        && result != -ENOTSOCK
+        && let Ok(file) = file_of_fd(current_task(), fd)
+    {
+        socket_facts_into(file, &mut sock);
+    }
     let fixed = ConnectRecord {
         header: record.header(hook_flags),
         fd: fd as i32,

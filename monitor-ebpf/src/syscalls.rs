@@ -17,7 +17,7 @@ use monitor_common::{
 
 use crate::{
     filter,
-    kernel::{current_task, file_of_fd, socket_facts},
+    kernel::{current_task, file_of_fd, socket_facts_into},
     maps::{PENDING_SYSCALL, count, wanted},
     path::{AT_FDCWD, append_base_dir},
     process::{syscall_arg, syscall_ret},
@@ -360,32 +360,45 @@ fn save(ctx: &TracePointContext, id: u16) {
 #[inline(always)]
 fn emit(ctx: &TracePointContext, id: u16, shape: Shape, header_flags: u16) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(pending) = (unsafe { PENDING_SYSCALL.get(&pid_tgid) }).copied() else {
+    // Read in place and removed last: a copy of the arguments on the stack would not
+    // fit beside the rest in the biggest of these programs.
+    let Some(pending) = PENDING_SYSCALL.get_ptr(&pid_tgid) else {
         return Ok(());
     };
-    let _ = PENDING_SYSCALL.remove(&pid_tgid);
     let result = syscall_ret(ctx);
+    let emitted = emit_pending(id, shape, header_flags, unsafe { &(*pending).args }, result);
+    let _ = PENDING_SYSCALL.remove(&pid_tgid);
+    emitted
+}
+
+#[inline(always)]
+fn emit_pending(
+    id: u16,
+    shape: Shape,
+    header_flags: u16,
+    args: &[u64; 6],
+    result: i64,
+) -> Result<(), i64> {
     if let Some(f) = filter::applies(kind::SYSCALL)
         && !f.admits.admits_result(result)
     {
         count(kind::SYSCALL, stat::FILTERED);
         return Ok(());
     }
-    let args = pending.args;
     let task = current_task();
     let record = Record::start::<SyscallRecord>().ok_or(-1i64)?;
     let start0 = record.len();
-    let str0_len = append_string(&record, &args, shape.strings[0]);
+    let str0_len = append_string(&record, args, shape.strings[0]);
     let start1 = record.len();
-    let str1_len = append_string(&record, &args, shape.strings[1]);
+    let str1_len = append_string(&record, args, shape.strings[1]);
     // One directory walk at most: the first relative path's base, which a second
     // relative path shares when it starts from the same directory (rename(a, b),
     // renameat(fd, a, fd, b)). Two relative paths from two dirfds leave the second's
     // base unknown.
     let relative0 = shape.bases[0] != NONE && str0_len > 0 && record.byte_at(start0) != b'/';
     let relative1 = shape.bases[1] != NONE && str1_len > 0 && record.byte_at(start1) != b'/';
-    let base0 = dirfd_of(&args, shape.bases[0]);
-    let base1 = dirfd_of(&args, shape.bases[1]);
+    let base0 = dirfd_of(args, shape.bases[0]);
+    let base1 = dirfd_of(args, shape.bases[1]);
     let mut dir_for = 0u16;
     let mut dirfd = AT_FDCWD;
     if relative0 {
@@ -423,20 +436,21 @@ fn emit(ctx: &TracePointContext, id: u16, shape: Shape, header_flags: u16) -> Re
             addr_len = record.user_bytes(addr, (len as usize).min(MAX_SOCKADDR)) as u16;
         }
     }
-    let sock = if shape.socket == NONE || result < 0 {
-        SocketFacts::default()
-    } else {
-        let fd = if shape.socket == RESULT {
-            result
-        } else {
-            arg(&args, shape.socket) as i32 as i64
-        };
-        file_of_fd(task, fd).map(socket_facts).unwrap_or_default()
-    };
     // Written in place: a record built on the stack and copied would not fit the
     // stack of the programs that hold more than one syscall's code.
     let fixed = record.fixed::<SyscallRecord>();
     unsafe {
+        (*fixed).sock = SocketFacts::default();
+        if shape.socket != NONE && result >= 0 {
+            let fd = if shape.socket == RESULT {
+                result
+            } else {
+                arg(args, shape.socket) as i32 as i64
+            };
+            if let Ok(file) = file_of_fd(task, fd) {
+                socket_facts_into(file, &mut (*fixed).sock);
+            }
+        }
         (*fixed).header = record.header(header_flags);
         (*fixed).syscall = id;
         (*fixed).str0_len = str0_len;
@@ -447,7 +461,6 @@ fn emit(ctx: &TracePointContext, id: u16, shape: Shape, header_flags: u16) -> Re
         (*fixed).data_len = data_len;
         (*fixed).result = result;
         (*fixed).args = [args[0], args[1], args[2], args[3], args[4]];
-        (*fixed).sock = sock;
         (*fixed).addr_len = addr_len;
         (*fixed)._pad = [0; 3];
     }

@@ -709,7 +709,9 @@ fn test_results(output: &str) -> (usize, Vec<String>) {
 
 /// One verdict per program type: PASS where sources attached with it, SKIP where it
 /// was only refused and the kernel need not accept it, FAIL where a required type did
-/// not attach.
+/// not attach, or where the kernel refused to load one of our programs of a type it
+/// must accept (a verifier that gives up on a program is our defect, even when the
+/// source is optional).
 fn program_types(spec: &KernelSpec, reports: &[Value]) -> Vec<(&'static str, Status, String)> {
     let mut attached: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut refused: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -752,7 +754,24 @@ fn program_types(spec: &KernelSpec, reports: &[Value]) -> Vec<(&'static str, Sta
     let mut out = Vec::new();
     for ty in PROGRAM_TYPES {
         let required = spec.required.contains(ty);
+        let rejected: Vec<&String> = refused
+            .get(ty)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.contains("load failed"))
+            .collect();
         let (status, detail) = match (attached.get(ty), refused.get(ty)) {
+            (Some(_), _) if required && !rejected.is_empty() => (
+                Status::Fail,
+                format!(
+                    "refused by the verifier: {}",
+                    rejected
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
             (Some(sources), _) => (Status::Pass, format!("attached: {}", sources.join(", "))),
             (None, Some(reasons)) if required => (Status::Fail, reasons.join("; ")),
             (None, Some(reasons)) => (Status::Skip, format!("fallback: {}", reasons.join("; "))),
@@ -830,6 +849,25 @@ mod tests {
                 ("lsm", Status::Skip)
             ]
         );
+    }
+
+    /// An optional syscall source whose program the verifier refused on a kernel that
+    /// must take tracepoints fails the row: the program is ours to fix.
+    #[test]
+    fn a_program_the_verifier_refuses_fails_its_type() {
+        let reports: Vec<Value> = serde_json::from_str(
+            r#"[{"source":"openat","hooks":["tracepoint/syscalls/sys_enter_openat"],"refused":[]},
+                {"source":"sendto","hooks":[],
+                 "refused":["syscall tracepoints: tracepoint/syscalls/sys_exit_sendto refused: load failed (Permission denied (os error 13)); verifier: combined stack size of 2 calls is 544. Too large"]},
+                {"source":"openat2","hooks":[],
+                 "refused":["syscall tracepoints: tracepoint/syscalls/sys_enter_openat2 does not exist on this kernel"]}]"#,
+        )
+        .unwrap();
+        let rows = program_types(&KERNELS[0], &reports);
+        let tracepoint = rows.iter().find(|(t, _, _)| *t == "tracepoint").unwrap();
+        assert_eq!(tracepoint.1, Status::Fail, "{}", tracepoint.2);
+        assert!(tracepoint.2.contains("sendto"), "{}", tracepoint.2);
+        assert!(!tracepoint.2.contains("openat2"), "{}", tracepoint.2);
     }
 
     #[test]
