@@ -814,7 +814,7 @@ fn other_syscalls_are_reported_with_their_arguments() {
     if has_syscall_tracepoint("finit_module") {
         assert_eq!(module["hook"], "tracepoint/syscalls/sys_exit_finit_module");
     } else {
-        assert_eq!(module["hook"], "tracepoint/raw_syscalls/sys_exit");
+        assert_eq!(module["hook"], "raw_tp/sys_exit");
         assert_eq!(module["error"], "ENOSYS");
     }
     unsafe {

@@ -156,8 +156,8 @@ pub mod flags {
     /// `bprm_check_security`) is as the kernel's `d_path` wrote it (`bpf_d_path`):
     /// forward and absolute, not reversed; an unlinked file ends in ` (deleted)`.
     pub const D_PATH: u16 = 64;
-    /// Syscall records: reported by the `raw_syscalls` tracepoints, on a kernel that
-    /// lacks the syscall's own (a module syscall on a kernel built without modules:
+    /// Syscall records: reported by the raw `sys_enter`/`sys_exit` tracepoints, on a
+    /// kernel that lacks the syscall's own (a module syscall on a kernel built without modules:
     /// the attempt still happens, and fails with `ENOSYS`).
     pub const RAW_SYSCALL: u16 = 128;
     /// Exec: the environment was longer than [`super::MAX_ENV_BYTES`].
@@ -520,6 +520,11 @@ pub struct KernelOffsets {
     pub task_fs: u32,
     pub fs_pwd: u32,
     pub signal_pids: u32,
+    /// Where `struct pt_regs` keeps a syscall's six arguments and its number, on this
+    /// architecture (the raw `sys_enter`/`sys_exit` tracepoints hand over the
+    /// registers).
+    pub pt_regs_args: [u32; 6],
+    pub pt_regs_syscall_nr: u32,
 }
 
 impl KernelOffsets {
@@ -599,6 +604,8 @@ impl KernelOffsets {
         task_fs: Self::ABSENT,
         fs_pwd: Self::ABSENT,
         signal_pids: Self::ABSENT,
+        pt_regs_args: [Self::ABSENT; 6],
+        pt_regs_syscall_nr: Self::ABSENT,
     };
 }
 
@@ -629,7 +636,10 @@ pub mod stat {
 /// agent has not classified yet, so `OTHER` admits whatever the host admits too).
 /// Within a scope, each fact of the event (which syscall, the open's access mode, the
 /// result's sign, the socket family) must be one the scope admits: each is a bit set
-/// over the fact's values, computed by the same functions on both sides.
+/// over the fact's values, computed by the same functions on both sides. A scope may
+/// also bound an open's path ([`filter::PATHS_BOUNDED`]): then an absolute path must be
+/// in its path table (exactly, or below a prefix), unless the path is one its bytes
+/// cannot settle ([`filter::path_needs_agent`]).
 pub mod filter {
     pub const SCOPE_HOST: usize = 0;
     pub const SCOPE_OTHER: usize = 1;
@@ -668,6 +678,40 @@ pub mod filter {
     /// Entries of the excluded-network tries are keyed by the filter generation first,
     /// so that a reload writes the next generation's networks beside the current ones.
     pub const NET_KEY_GENERATION_BITS: u32 = 8;
+
+    /// `ScopeFilter::paths`: the scope admits only the paths its path table holds, or
+    /// with [`PATHS_NAMES`] whose last component its name table holds.
+    pub const PATHS_BOUNDED: u32 = 1;
+    pub const PATHS_NAMES: u32 = 2;
+    /// Bytes of a path-table key: the generation, the scope, then the path; an exact
+    /// path ends with its NUL, a prefix does not.
+    pub const PATH_KEY_BYTES: usize = 256;
+    pub const PATH_KEY_HEADER: usize = 2;
+    /// The longest path the table judges, NUL included; a longer one passes.
+    pub const MAX_FILTER_PATH: usize = PATH_KEY_BYTES - PATH_KEY_HEADER;
+
+    /// Is `path` one the path table cannot settle by its bytes? A relative path (the
+    /// rules see it joined to a directory), and one that normalizing would change
+    /// (`//`, `/.`, `..` anywhere, a trailing `/`): Falco's `fd.name` folds those, so
+    /// the bytes are not the name the rules compare. Every path with `..` (a
+    /// directory traversal) is among them.
+    pub const fn path_needs_agent(path: &[u8]) -> bool {
+        if path.is_empty() || path[0] != b'/' {
+            return true;
+        }
+        if path.len() > 1 && path[path.len() - 1] == b'/' {
+            return true;
+        }
+        let mut i = 0;
+        while i + 1 < path.len() {
+            let (a, b) = (path[i], path[i + 1]);
+            if (a == b'/' && (b == b'/' || b == b'.')) || (a == b'.' && b == b'.') {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
 }
 
 /// What one scope of a kind admits (see [`filter`]); all zero admits nothing.
@@ -678,7 +722,8 @@ pub struct ScopeFilter {
     pub access: u32,
     pub results: u32,
     pub families: u32,
-    pub _pad: u32,
+    /// [`filter::PATHS_BOUNDED`], or 0: every path.
+    pub paths: u32,
 }
 
 impl ScopeFilter {
@@ -687,7 +732,7 @@ impl ScopeFilter {
         access: u32::MAX,
         results: u32::MAX,
         families: u32::MAX,
-        _pad: 0,
+        paths: 0,
     };
 
     /// What an open's entry knows: the syscall and the flags.
@@ -739,7 +784,7 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 72 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 79 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 24 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u64::BITS);

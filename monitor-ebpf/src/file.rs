@@ -35,9 +35,10 @@ fn save_open(ctx: &TracePointContext, pending: PendingOpen) {
         return;
     }
     if let Some(filter) = filter::applies(kind::OPEN)
-        && !filter
+        && !(filter
             .admits
             .admits_open_entry(pending.syscall, pending.flags)
+            && filter.admits_path(pending.path))
     {
         count(kind::OPEN, stat::FILTERED);
         return;

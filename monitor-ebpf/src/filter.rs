@@ -1,9 +1,52 @@
 //! The kernel filter (see `monitor_common::filter`): which scope an event is in and
 //! what that scope admits, looked up once per event before any expensive work.
-use aya_ebpf::{helpers::generated::bpf_get_current_cgroup_id, maps::lpm_trie::Key};
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_probe_read_kernel, bpf_probe_read_user_str,
+    },
+    maps::lpm_trie::Key,
+};
 use monitor_common::{KIND_SLOTS, ScopeFilter, filter};
 
-use crate::maps::{EXCLUDED_V4, EXCLUDED_V6, FILTER_GENERATION, FILTERS, HOST_CGROUPS};
+use crate::maps::{
+    EXCLUDED_V4, EXCLUDED_V6, FILTER_GENERATION, FILTERS, HOST_CGROUPS, NAMES, PATH_PROBE, PATHS,
+};
+
+/// A path-table key being built, with room for the word-wise scan to read past the
+/// key's last byte, and the scan's state.
+#[repr(C)]
+pub struct PathProbe {
+    key: Key<[u8; filter::PATH_KEY_BYTES]>,
+    _slack: [u8; 16],
+    scan: Scan,
+}
+
+/// What the scan carries from one word to the next. It lives in map memory, re-read
+/// each step, never in a register: the verifier does not track values loaded from
+/// map memory, so the steps of two different paths look alike to it and it can prune
+/// one (see `record`); tracked in registers, every path's step had to be verified
+/// apart (more than the 1M-instruction budget).
+#[repr(C)]
+struct Scan {
+    /// The previous word's last byte was a `/` (0x80), or a `.` (0x80).
+    slash_before: u64,
+    dot_before: u64,
+    last_slash: u64,
+}
+
+const SLASHES: u64 = 0x2f2f_2f2f_2f2f_2f2f;
+const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// 0x80 in each byte of `w` that equals the byte of `splat`, 0 elsewhere (exact: no
+/// borrow crosses bytes).
+#[inline(always)]
+fn bytes_equal(w: u64, splat: u64) -> u64 {
+    let x = w ^ splat;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
 
 /// The scope filter that applies to the current task's event of `kind`; `None` when
 /// the kind is not filtered.
@@ -35,6 +78,69 @@ pub fn applies(kind: u16) -> Option<Applies> {
 }
 
 impl Applies {
+    /// Could a rule of this scope match an open of the user path at `path`? Only
+    /// absolute paths whose bytes are their `fd.name` are judged (see
+    /// `filter::path_needs_agent`, which this follows a word at a time); the rest pass.
+    #[inline(always)]
+    pub fn admits_path(&self, path: u64) -> bool {
+        if self.admits.paths & filter::PATHS_BOUNDED == 0 {
+            return true;
+        }
+        let Some(probe) = PATH_PROBE.get_ptr_mut(0) else {
+            return true;
+        };
+        let probe = unsafe { &mut *probe };
+        probe.key.data[0] = self.generation;
+        probe.key.data[1] = self.scope as u8;
+        let text = unsafe { probe.key.data.as_mut_ptr().add(filter::PATH_KEY_HEADER) };
+        let n = unsafe {
+            bpf_probe_read_user_str(
+                text as *mut c_void,
+                filter::MAX_FILTER_PATH as u32,
+                path as *const c_void,
+            )
+        };
+        // Empty, unreadable, or perhaps cut short.
+        if n <= 1 || n as usize >= filter::MAX_FILTER_PATH {
+            return true;
+        }
+        let len = (n - 1) as usize & 0xff;
+        let Some(last_slash) = judged(text, len, &mut probe.scan) else {
+            return true;
+        };
+        probe.key.prefix_len = (8 * (filter::PATH_KEY_HEADER + len + 1)) as u32;
+        if PATHS.get(&probe.key).is_some() {
+            return true;
+        }
+        self.admits.paths & filter::PATHS_NAMES != 0 && self.admits_name(text, len, last_slash)
+    }
+
+    /// Is the last component of the path at `text` (after `last_slash`) in the name
+    /// table?
+    #[inline(always)]
+    fn admits_name(&self, text: *const u8, len: usize, last_slash: usize) -> bool {
+        let Some(probe) = PATH_PROBE.get_ptr_mut(1) else {
+            return true;
+        };
+        let probe = unsafe { &mut *probe };
+        probe.key.data[0] = self.generation;
+        probe.key.data[1] = self.scope as u8;
+        // The name and its NUL.
+        let name_len = (len - last_slash) & 0xff;
+        let copied = unsafe {
+            bpf_probe_read_kernel(
+                probe.key.data.as_mut_ptr().add(filter::PATH_KEY_HEADER) as *mut c_void,
+                name_len as u32,
+                text.add((last_slash + 1) & 0xff) as *const c_void,
+            )
+        };
+        if copied != 0 {
+            return true;
+        }
+        probe.key.prefix_len = (8 * (filter::PATH_KEY_HEADER + name_len)) as u32;
+        NAMES.get(&probe.key).is_some()
+    }
+
     /// Is the destination in a network no rule of this scope can match? An IPv4
     /// address mapped into IPv6 is also checked as IPv4, as the rules compare it.
     #[inline(always)]
@@ -64,4 +170,81 @@ impl Applies {
             _ => false,
         }
     }
+}
+
+/// Where the last `/` of the `len` bytes at `text` (followed by readable bytes) is,
+/// when the path is one the tables judge (`!filter::path_needs_agent`); scanned eight
+/// bytes at a time.
+#[inline(always)]
+fn judged(text: *const u8, len: usize, scan: &mut Scan) -> Option<usize> {
+    if unsafe { *text } != b'/' {
+        return None;
+    }
+    if len > 1 && unsafe { *text.add((len - 1) & 0xff) } == b'/' {
+        return None;
+    }
+    let words = len.div_ceil(8);
+    scan.slash_before = 0;
+    scan.dot_before = 0;
+    scan.last_slash = 0;
+    for i in 0..filter::PATH_KEY_BYTES / 8 {
+        if i >= words {
+            break;
+        }
+        let w = unsafe { core::ptr::read_unaligned(text.add(i * 8) as *const u64) };
+        let mut slash = bytes_equal(w, SLASHES);
+        let mut dot = bytes_equal(w, DOTS);
+        let valid = len - i * 8;
+        if valid < 8 {
+            let keep = (1u64 << (valid * 8)) - 1;
+            slash &= keep;
+            dot &= keep;
+        }
+        let (slash_before, dot_before) = unsafe {
+            (
+                core::ptr::read_volatile(&scan.slash_before),
+                core::ptr::read_volatile(&scan.dot_before),
+            )
+        };
+        // Byte k followed by byte k+1: `//`, `/.`, `..`.
+        let next_slash = slash >> 8;
+        let next_dot = dot >> 8;
+        let pairs = (slash & (next_slash | next_dot)) | (dot & next_dot);
+        let across = (slash_before & (slash | dot) & 0x80) | (dot_before & dot & 0x80);
+        if pairs | across != 0 {
+            return None;
+        }
+        unsafe {
+            if slash != 0 {
+                core::ptr::write_volatile(
+                    &mut scan.last_slash,
+                    (i * 8 + highest_byte(slash)) as u64,
+                );
+            }
+            core::ptr::write_volatile(&mut scan.slash_before, slash >> 56);
+            core::ptr::write_volatile(&mut scan.dot_before, dot >> 56);
+        }
+    }
+    Some(unsafe { core::ptr::read_volatile(&scan.last_slash) } as usize & 0xff)
+}
+
+/// The index of the highest byte of `mask` that has its top bit set (`mask` != 0, only
+/// top bits set).
+#[inline(always)]
+fn highest_byte(mask: u64) -> usize {
+    let mut at = 0;
+    let mut m = mask >> 7;
+    // Bits 0, 8, ..., 56 may be set: halve the span three times.
+    if m >> 32 != 0 {
+        at += 4;
+        m >>= 32;
+    }
+    if m >> 16 != 0 {
+        at += 2;
+        m >>= 16;
+    }
+    if m >> 8 != 0 {
+        at += 1;
+    }
+    at
 }

@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KindFilter, stat};
+use monitor_common::{
+    DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KindFilter, filter, stat,
+};
 
 use crate::record::Scratch;
 
@@ -71,6 +73,21 @@ pub static HOST_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(16384, 0);
 pub static EXCLUDED_V4: LpmTrie<[u8; 5], u32> = LpmTrie::with_max_entries(1024, 0);
 #[map]
 pub static EXCLUDED_V6: LpmTrie<[u8; 17], u32> = LpmTrie::with_max_entries(1024, 0);
+
+/// The paths (exact, or prefixes) some rule could match, per generation and scope (see
+/// `monitor_common::filter::PATH_KEY_BYTES`); the value is unused.
+#[map]
+pub static PATHS: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_entries(8192, 0);
+
+/// The last components (file names) some rule could match, keyed like `PATHS` (an
+/// exact name with its NUL).
+#[map]
+pub static NAMES: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_entries(8192, 0);
+
+/// Where an open's path is read and looked up at syscall entry: a path-table key is
+/// too large for the stack.
+#[map]
+pub static PATH_PROBE: PerCpuArray<crate::filter::PathProbe> = PerCpuArray::with_max_entries(2, 0);
 
 /// The agent's own thread group id: its syscalls are not reported (they would feed
 /// back into the agent's own event stream).

@@ -6,8 +6,8 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
@@ -17,8 +17,8 @@ use monitor_common::{
 
 use crate::{
     filter,
-    kernel::{current_task, file_of_fd, socket_facts_into},
-    maps::{PENDING_SYSCALL, count, wanted},
+    kernel::{current_task, file_of_fd, offset, read, socket_facts_into},
+    maps::{PENDING_SYSCALL, count, counted, wanted},
     path::{AT_FDCWD, append_base_dir},
     process::{syscall_arg, syscall_ret},
     record::Record,
@@ -85,13 +85,14 @@ macro_rules! traced {
     ($enter:ident, $exit:ident, $id:path, $shape:expr) => {
         #[tracepoint]
         pub fn $enter(ctx: TracePointContext) -> u32 {
-            save(&ctx, $id);
+            let arg = |n| syscall_arg(&ctx, n);
+            save(&ctx, $id, [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)]);
             0
         }
 
         #[tracepoint]
         pub fn $exit(ctx: TracePointContext) -> u32 {
-            if emit(&ctx, $id, $shape, 0).is_err() {
+            if emit($id, $shape, 0, syscall_ret(&ctx)).is_err() {
                 count(kind::SYSCALL, stat::ERRORS);
             }
             0
@@ -276,22 +277,17 @@ traced!(
 );
 
 /// The kernel's numbers of `init_module` and `finit_module` on this architecture, set by
-/// the agent at load time (only the `raw_syscalls` fallback reads them).
+/// the agent at load time (only the raw `sys_enter`/`sys_exit` fallback reads them).
 #[unsafe(no_mangle)]
 static MODULE_SYSCALL_NRS: [u64; 2] = [u64::MAX; 2];
 
-/// Which module syscall the `raw_syscalls` id is, if either (the id is at byte 8 of
-/// both raw tracepoints; their arguments and return value sit where the per-syscall
-/// tracepoints keep them, so `save` and `emit` read them alike).
+/// Which module syscall a syscall number is, if either.
 #[inline(always)]
-fn module_syscall(ctx: &TracePointContext) -> Option<u16> {
-    // A plain load from the tracepoint's record (the verifier allows it for
-    // tracepoint programs): no helper call on a path every syscall takes.
-    let id = unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(8) as *const u64) };
+fn module_syscall(nr: u64) -> Option<u16> {
     let nrs = unsafe { core::ptr::read_volatile(&MODULE_SYSCALL_NRS) };
-    if id == nrs[0] {
+    if nr == nrs[0] {
         Some(syscall::INIT_MODULE)
-    } else if id == nrs[1] {
+    } else if nr == nrs[1] {
         Some(syscall::FINIT_MODULE)
     } else {
         None
@@ -299,34 +295,43 @@ fn module_syscall(ctx: &TracePointContext) -> Option<u16> {
 }
 
 /// Module loads where the kernel has no tracepoints of their own (built without
-/// module support, the syscalls still exist and fail with `ENOSYS`): the raw syscall
-/// tracepoints run for every syscall, so this is only attached in that case.
-#[tracepoint]
-pub fn raw_sys_enter_module(ctx: TracePointContext) -> u32 {
-    if let Some(id) = module_syscall(&ctx) {
-        save(&ctx, id);
+/// module support, the syscalls still exist and fail with `ENOSYS`). The raw
+/// `sys_enter(struct pt_regs *regs, long id)` tracepoint runs for every syscall, so this
+/// is only attached in that case; a raw tracepoint costs every syscall less than the
+/// perf-based `raw_syscalls` one, which copies each syscall's arguments.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn raw_sys_enter_module(ctx: RawTracePointContext) -> i32 {
+    let nr: u64 = ctx.arg(1);
+    if let Some(id) = module_syscall(nr) {
+        let regs: u64 = ctx.arg(0);
+        let offsets = offset!(pt_regs_args);
+        let reg = |n: usize| read::<u64>(regs, offsets[n]).unwrap_or(0);
+        save(&ctx, id, [reg(0), reg(1), reg(2), reg(3), reg(4), reg(5)]);
     }
     0
 }
 
-#[tracepoint]
-pub fn raw_sys_exit_module(ctx: TracePointContext) -> u32 {
+/// `sys_exit(struct pt_regs *regs, long ret)`; the syscall's number is still in the
+/// registers.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_sys_exit_module(ctx: RawTracePointContext) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    let nr = read::<u64>(regs, offset!(pt_regs_syscall_nr)).unwrap_or(u64::MAX);
     // One call, so that one copy of the record's code is inlined.
-    let (id, params) = match module_syscall(&ctx) {
+    let (id, params) = match module_syscall(nr) {
         Some(syscall::INIT_MODULE) => (syscall::INIT_MODULE, 2),
         Some(_) => (syscall::FINIT_MODULE, 1),
         None => return 0,
     };
     let shape = paths([params, NONE], [NONE, NONE]);
-    let result = emit(&ctx, id, shape, flags::RAW_SYSCALL);
-    if result.is_err() {
-        count(kind::SYSCALL, stat::ERRORS);
-    }
-    0
+    counted(
+        kind::SYSCALL,
+        emit(id, shape, flags::RAW_SYSCALL, ctx.arg::<i64>(1)),
+    )
 }
 
 #[inline(always)]
-fn save(ctx: &TracePointContext, id: u16) {
+fn save<C: EbpfContext>(ctx: &C, id: u16, args: [u64; 6]) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::SYSCALL, (pid_tgid >> 32) as u32) {
         return;
@@ -337,16 +342,7 @@ fn save(ctx: &TracePointContext, id: u16) {
         count(kind::SYSCALL, stat::FILTERED);
         return;
     }
-    let pending = PendingSyscall {
-        args: [
-            syscall_arg(ctx, 0),
-            syscall_arg(ctx, 1),
-            syscall_arg(ctx, 2),
-            syscall_arg(ctx, 3),
-            syscall_arg(ctx, 4),
-            syscall_arg(ctx, 5),
-        ],
-    };
+    let pending = PendingSyscall { args };
     if PENDING_SYSCALL.insert(&pid_tgid, &pending, 0).is_err() {
         count(kind::SYSCALL, stat::ERRORS);
         warn!(
@@ -358,14 +354,13 @@ fn save(ctx: &TracePointContext, id: u16) {
 }
 
 #[inline(always)]
-fn emit(ctx: &TracePointContext, id: u16, shape: Shape, header_flags: u16) -> Result<(), i64> {
+fn emit(id: u16, shape: Shape, header_flags: u16, result: i64) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Read in place and removed last: a copy of the arguments on the stack would not
     // fit beside the rest in the biggest of these programs.
     let Some(pending) = PENDING_SYSCALL.get_ptr(&pid_tgid) else {
         return Ok(());
     };
-    let result = syscall_ret(ctx);
     let emitted = emit_pending(id, shape, header_flags, unsafe { &(*pending).args }, result);
     let _ = PENDING_SYSCALL.remove(&pid_tgid);
     emitted

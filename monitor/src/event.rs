@@ -69,7 +69,7 @@ impl Event {
                 .syscall
                 .exit_tracepoint()
                 .unwrap_or("tracepoint/syscalls/sys_exit_openat"),
-            Detail::Syscall(x) if x.raw => "tracepoint/raw_syscalls/sys_exit",
+            Detail::Syscall(x) if x.raw => "raw_tp/sys_exit",
             Detail::Syscall(x) => x
                 .syscall
                 .exit_tracepoint()
@@ -306,7 +306,7 @@ pub struct SyscallDetail {
     /// `send*`/`recv*`: the address the caller named or was given.
     pub address: Option<SockAddr>,
     pub uid: u32,
-    /// Seen by the `raw_syscalls` tracepoints (the kernel has none of the syscall's
+    /// Seen by the raw `sys_exit` tracepoint (the kernel has none of the syscall's
     /// own; see `monitor_common::flags::RAW_SYSCALL`).
     pub raw: bool,
 }

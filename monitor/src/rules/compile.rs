@@ -167,6 +167,11 @@ pub struct Glob {
 }
 
 impl Glob {
+    /// What every match starts with (empty when the pattern promises nothing).
+    pub fn literal_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn new(pattern: &str, case_sensitive: bool, matcher: GlobMatcher) -> Glob {
         const SPECIAL: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
         let (prefix, suffix) = match (pattern.find(SPECIAL), pattern.rfind(SPECIAL)) {

@@ -1,6 +1,7 @@
 //! The active rules compiled into the kernel filter (`monitor_common::filter`): per
 //! event kind and scope, the facts (syscall, open access mode, result, socket family,
-//! destination network) an event must have for some rule to be able to match it.
+//! destination network, an open's path) an event must have for some rule to be able
+//! to match it.
 //!
 //! Each rule's condition, specialised per event type, is read as a region of the
 //! space of those facts: an over-approximation of the events on which it can be
@@ -11,7 +12,7 @@
 //! the join of its rules' regions, so it admits every event any rule could match:
 //! conservative by construction, and checked by the differential tests against the
 //! engine itself.
-use std::{fmt::Write, net::IpAddr};
+use std::{collections::BTreeSet, fmt::Write, net::IpAddr};
 
 use monitor_common::{KindFilter, ScopeFilter, filter};
 
@@ -45,6 +46,129 @@ const CREAT_FLAGS: u64 = 0o100 | 0o1 | 0o1000;
 /// A network as the rules write them: address and prefix length.
 pub type Net = (IpAddr, u8);
 
+/// The opens whose path (`fd.name`, which for an absolute path is its bytes
+/// normalized) a condition can be true on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PathBound {
+    Any,
+    /// These paths exactly, those below these prefixes, those whose last component is
+    /// one of these names, and every path the kernel cannot judge by its bytes
+    /// (`filter::path_needs_agent`).
+    Only {
+        exact: BTreeSet<String>,
+        prefixes: BTreeSet<String>,
+        names: BTreeSet<String>,
+    },
+}
+
+impl PathBound {
+    fn only(
+        exact: impl IntoIterator<Item = String>,
+        prefixes: impl IntoIterator<Item = String>,
+        names: impl IntoIterator<Item = String>,
+    ) -> PathBound {
+        PathBound::Only {
+            exact: exact.into_iter().collect(),
+            prefixes: prefixes.into_iter().collect(),
+            names: names.into_iter().collect(),
+        }
+    }
+
+    /// Does it hold `path` (bytes the kernel would judge)?
+    fn holds(&self, path: &[u8]) -> bool {
+        match self {
+            PathBound::Any => true,
+            PathBound::Only {
+                exact,
+                prefixes,
+                names,
+            } => {
+                let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+                exact.iter().any(|e| e.as_bytes() == path)
+                    || prefixes.iter().any(|p| path.starts_with(p.as_bytes()))
+                    || names.iter().any(|n| n.as_bytes() == name)
+            }
+        }
+    }
+
+    fn below_any(prefixes: &BTreeSet<String>, path: &str) -> bool {
+        prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+
+    /// Both bounds hold the paths both hold; where the intersection is not of this
+    /// form (names against paths), the smaller side stands for it.
+    fn meet(&self, other: &PathBound) -> PathBound {
+        match (self, other) {
+            (PathBound::Any, b) | (b, PathBound::Any) => b.clone(),
+            (
+                PathBound::Only {
+                    exact: e1,
+                    prefixes: p1,
+                    names: n1,
+                },
+                PathBound::Only {
+                    exact: e2,
+                    prefixes: p2,
+                    names: n2,
+                },
+            ) if n1.is_empty() && n2.is_empty() => {
+                let in1 = |x: &str| e1.contains(x) || Self::below_any(p1, x);
+                let in2 = |x: &str| e2.contains(x) || Self::below_any(p2, x);
+                PathBound::only(
+                    e1.iter()
+                        .filter(|x| in2(x))
+                        .chain(e2.iter().filter(|x| in1(x)))
+                        .cloned(),
+                    p1.iter()
+                        .filter(|p| Self::below_any(p2, p))
+                        .chain(p2.iter().filter(|p| Self::below_any(p1, p)))
+                        .cloned(),
+                    [],
+                )
+            }
+            (a, b) if a.entries() <= b.entries() => a.clone(),
+            (_, b) => b.clone(),
+        }
+    }
+
+    fn join(&self, other: &PathBound) -> PathBound {
+        match (self, other) {
+            (
+                PathBound::Only {
+                    exact: e1,
+                    prefixes: p1,
+                    names: n1,
+                },
+                PathBound::Only {
+                    exact: e2,
+                    prefixes: p2,
+                    names: n2,
+                },
+            ) => PathBound::only(
+                e1.union(e2).cloned(),
+                p1.union(p2).cloned(),
+                n1.union(n2).cloned(),
+            ),
+            _ => PathBound::Any,
+        }
+    }
+
+    fn entries(&self) -> usize {
+        match self {
+            PathBound::Any => usize::MAX,
+            PathBound::Only {
+                exact,
+                prefixes,
+                names,
+            } => exact.len() + prefixes.len() + names.len(),
+        }
+    }
+}
+
+/// Path-table entries one scope may use (both generations and scopes share the
+/// kernel's 8192); a scope that needs more stays unbounded.
+const MAX_PATH_ENTRIES: usize = 2000;
+
 /// Events a condition can be true on (an over-approximation), as a product of fact
 /// sets, less the destinations in `excluded`.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +179,7 @@ struct Region {
     results: u32,
     families: u32,
     excluded: Vec<Net>,
+    path: PathBound,
 }
 
 impl Region {
@@ -66,6 +191,7 @@ impl Region {
             results: ALL_RESULTS,
             families: ALL_FAMILIES,
             excluded: Vec::new(),
+            path: PathBound::Any,
         }
     }
 
@@ -77,6 +203,7 @@ impl Region {
             results: 0,
             families: 0,
             excluded: Vec::new(),
+            path: PathBound::Any,
         }
     }
 
@@ -102,6 +229,7 @@ impl Region {
             results: self.results & other.results,
             families: self.families & other.families,
             excluded,
+            path: self.path.meet(&other.path),
         };
         if r.is_bottom() { Region::bottom() } else { r }
     }
@@ -124,6 +252,7 @@ impl Region {
                 (Some(a), None) | (None, Some(a)) => a.to_vec(),
                 (None, None) => Vec::new(),
             },
+            path: self.path.join(&other.path),
         }
     }
 
@@ -370,6 +499,18 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
                 families,
             )
         }
+        FieldId::FdName | FieldId::FdNameRaw | FieldId::FdDirectory | FieldId::FdFilename
+            if is_open && !c.negate =>
+        {
+            match path_bound(c) {
+                Some(path) => {
+                    let mut yes = Region::top();
+                    yes.path = path;
+                    (yes, Region::top())
+                }
+                None => unbounded,
+            }
+        }
         FieldId::FdSip
         | FieldId::FdRip
         | FieldId::FdIp
@@ -399,6 +540,65 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
     }
 }
 
+/// The paths a (not negated) check on `fd.name`, `fd.nameraw` or `fd.directory` can be
+/// true on, for the paths the kernel judges (absolute, normalized: for them the three
+/// fields are the path, the path, and all of it before its last `/`); `None` when the
+/// check bounds nothing.
+fn path_bound(c: &CheckNode) -> Option<PathBound> {
+    let directory = c.field.id == FieldId::FdDirectory;
+    let none = || std::iter::empty::<String>();
+    if c.field.id == FieldId::FdFilename {
+        return match &c.matcher {
+            Matcher::StrEq(v) => Some(PathBound::only(none(), none(), [v.to_string()])),
+            Matcher::StrIn(set) => Some(PathBound::only(
+                none(),
+                none(),
+                set.iter().map(|n| n.to_string()),
+            )),
+            _ => None,
+        };
+    }
+    // A directory's files are below it; the root's are below "/".
+    let below = |d: &str| {
+        if d.ends_with('/') {
+            d.to_string()
+        } else {
+            format!("{d}/")
+        }
+    };
+    let prefixes = |p: Vec<String>| PathBound::only(none(), p, none());
+    Some(match &c.matcher {
+        Matcher::StrEq(v) if directory => prefixes(vec![below(v)]),
+        Matcher::StrIn(set) if directory => prefixes(set.iter().map(|d| below(d)).collect()),
+        Matcher::StrEq(v) => PathBound::only([v.to_string()], none(), none()),
+        Matcher::StrIn(set) => PathBound::only(set.iter().map(|p| p.to_string()), none(), none()),
+        // A directory that starts with `s` belongs to a path that does.
+        Matcher::StartsWith { patterns, .. } => {
+            prefixes(patterns.iter().map(|p| p.to_string()).collect())
+        }
+        Matcher::PMatch(set) if directory => prefixes(set.iter().map(|d| below(d)).collect()),
+        Matcher::PMatch(set) => PathBound::only(
+            set.iter().map(|p| p.to_string()),
+            set.iter().map(|d| below(d)),
+            none(),
+        ),
+        Matcher::Glob(g) if !g.literal_prefix().is_empty() => {
+            prefixes(vec![g.literal_prefix().to_string()])
+        }
+        // Text that no judged path holds (`..`, `//`, `/.`): only paths the agent
+        // judges can match.
+        Matcher::Contains { patterns, ci, .. }
+            if !ci
+                && patterns
+                    .iter()
+                    .all(|p| ["..", "//", "/."].iter().any(|odd| p.contains(odd))) =>
+        {
+            PathBound::only(none(), none(), none())
+        }
+        _ => return None,
+    })
+}
+
 /// What one scope of a kind admits, with the rules that keep each fact open.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScopeSpec {
@@ -409,6 +609,8 @@ pub struct ScopeSpec {
     pub rules: Vec<String>,
     /// Per fact left fully open, the first rule that leaves it so.
     pub open_facts: Vec<(&'static str, String)>,
+    /// The paths the scope's opens may have (the path table's entries).
+    pub paths: PathBound,
 }
 
 /// One kind's filter.
@@ -446,6 +648,8 @@ pub struct Facts {
     pub result: i64,
     pub family: u16,
     pub address: Option<IpAddr>,
+    /// An open's path as the caller gave it (none for an open no syscall made).
+    pub path: Option<Vec<u8>>,
 }
 
 impl Facts {
@@ -467,6 +671,7 @@ impl Facts {
                 result: o.result,
                 family: 0,
                 address: None,
+                path: o.enhanced.is_none().then(|| o.path.clone()),
             }),
             Detail::Syscall(x) => Some(Facts {
                 kind: EventKind::Syscall,
@@ -476,6 +681,7 @@ impl Facts {
                 result: x.result,
                 family: 0,
                 address: None,
+                path: None,
             }),
             Detail::Connect(c) => Some(Facts {
                 kind: EventKind::Connect,
@@ -485,6 +691,7 @@ impl Facts {
                 result: c.result,
                 family: c.family.raw(),
                 address: c.address,
+                path: None,
             }),
             _ => None,
         }
@@ -535,7 +742,19 @@ impl KernelFilter {
         let f = &scope.admits;
         match facts.kind {
             EventKind::Open => {
-                f.admits_open_entry(facts.syscall, facts.flags) && f.admits_result(facts.result)
+                let path = match &facts.path {
+                    Some(p) if f.paths & filter::PATHS_BOUNDED != 0 => {
+                        // The kernel reads at most this much of a path (see
+                        // `Applies::admits_path`); a longer one passes.
+                        p.len() + 1 >= filter::MAX_FILTER_PATH
+                            || filter::path_needs_agent(p)
+                            || scope.paths.holds(p)
+                    }
+                    _ => true,
+                };
+                f.admits_open_entry(facts.syscall, facts.flags)
+                    && f.admits_result(facts.result)
+                    && path
             }
             EventKind::Connect => {
                 let excluded = matches!(facts.family, 2 | 10)
@@ -624,8 +843,9 @@ fn describe_admits(kind: EventKind, scope: &ScopeSpec) -> String {
                 ],
             );
             format!(
-                "passes syscall {}, access {access}, result {results}",
-                syscalls.join("|")
+                "passes syscall {}, access {access}, result {results}, path {}",
+                syscalls.join("|"),
+                describe_paths(&scope.paths)
             )
         }
         _ => {
@@ -655,6 +875,37 @@ fn describe_admits(kind: EventKind, scope: &ScopeSpec) -> String {
     }
 }
 
+/// The path table, as `rules list --kernel-filter` shows it.
+fn describe_paths(paths: &PathBound) -> String {
+    const SHOWN: usize = 12;
+    let PathBound::Only {
+        exact,
+        prefixes,
+        names,
+    } = paths
+    else {
+        return "any".to_string();
+    };
+    let mut items: Vec<String> = exact.iter().cloned().collect();
+    items.extend(prefixes.iter().map(|p| format!("{p}*")));
+    items.extend(names.iter().map(|n| format!("*/{n}")));
+    let more = items.len().saturating_sub(SHOWN);
+    items.truncate(SHOWN);
+    let mut text = format!(
+        "in {} (relative ones, and ones with `..`, `//` or `/.`, always",
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(" ")
+        }
+    );
+    if more > 0 {
+        let _ = write!(text, "; {more} more entries");
+    }
+    text.push(')');
+    text
+}
+
 fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> ScopeSpec {
     let all_syscalls = kind.types().fold(0, |m, t| {
         m | filter::syscall_bit(t.syscall_id().unwrap_or(0))
@@ -674,6 +925,7 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
             EventKind::Open => {
                 note("access mode", region.access & ALL_ACCESS == ALL_ACCESS);
                 note("result", region.results & ALL_RESULTS == ALL_RESULTS);
+                note("path", region.path == PathBound::Any);
             }
             EventKind::Syscall => {
                 note("result", region.results & ALL_RESULTS == ALL_RESULTS);
@@ -694,18 +946,31 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
             excluded: Vec::new(),
             rules,
             open_facts,
+            paths: PathBound::only([], [], []),
         };
     }
+    let paths = if kind == EventKind::Open && joined.path.entries() <= MAX_PATH_ENTRIES {
+        joined.path
+    } else {
+        PathBound::Any
+    };
     ScopeSpec {
         admits: ScopeFilter {
             syscalls: joined.syscalls & all_syscalls,
             access: joined.access & ALL_ACCESS,
             results: joined.results & ALL_RESULTS,
             families: joined.families & ALL_FAMILIES,
-            _pad: 0,
+            paths: match &paths {
+                PathBound::Any => 0,
+                PathBound::Only { names, .. } if !names.is_empty() => {
+                    filter::PATHS_BOUNDED | filter::PATHS_NAMES
+                }
+                PathBound::Only { .. } => filter::PATHS_BOUNDED,
+            },
         },
         excluded: joined.excluded,
         rules,
         open_facts,
+        paths,
     }
 }

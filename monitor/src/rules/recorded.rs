@@ -252,7 +252,7 @@ fn syscall_detail(v: &Value) -> SyscallDetail {
             .then(|| s(v, "data").map(text_to_bytes).unwrap_or_default()),
         address: bytes(v, "unix_path").map(SockAddr::Unix),
         uid: n(v, "uid").unwrap_or(0) as u32,
-        raw: s(v, "hook") == Some("tracepoint/raw_syscalls/sys_exit"),
+        raw: s(v, "hook") == Some("raw_tp/sys_exit"),
     }
 }
 

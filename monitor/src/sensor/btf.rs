@@ -183,7 +183,44 @@ impl KernelLayout {
             task_fs: optional("task_struct", "fs"),
             fs_pwd: optional("fs_struct", "pwd"),
             signal_pids: optional("signal_struct", "pids"),
+            pt_regs_args: syscall_arg_registers(&optional),
+            pt_regs_syscall_nr: syscall_nr_register(&optional),
         })
+    }
+}
+
+/// The `struct pt_regs` members that hold a syscall's arguments (the kernel's
+/// `syscall_get_arguments`).
+#[cfg(target_arch = "x86_64")]
+fn syscall_arg_registers(optional: &dyn Fn(&str, &str) -> u32) -> [u32; 6] {
+    ["di", "si", "dx", "r10", "r8", "r9"].map(|r| optional("pt_regs", r))
+}
+
+#[cfg(target_arch = "aarch64")]
+fn syscall_arg_registers(optional: &dyn Fn(&str, &str) -> u32) -> [u32; 6] {
+    // The first argument is `orig_x0`: `regs[0]` holds the return value at exit.
+    let regs = optional("pt_regs", "regs");
+    let first = optional("pt_regs", "orig_x0");
+    let at = |n: u32| match regs {
+        KernelOffsets::ABSENT => KernelOffsets::ABSENT,
+        r => r + 8 * n,
+    };
+    [first, at(1), at(2), at(3), at(4), at(5)]
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn syscall_arg_registers(_: &dyn Fn(&str, &str) -> u32) -> [u32; 6] {
+    [KernelOffsets::ABSENT; 6]
+}
+
+/// The `struct pt_regs` member with the syscall's number (still there at exit).
+fn syscall_nr_register(optional: &dyn Fn(&str, &str) -> u32) -> u32 {
+    if cfg!(target_arch = "x86_64") {
+        optional("pt_regs", "orig_ax")
+    } else if cfg!(target_arch = "aarch64") {
+        optional("pt_regs", "syscallno")
+    } else {
+        KernelOffsets::ABSENT
     }
 }
 

@@ -9,7 +9,10 @@ use aya::maps::{
 };
 use monitor_common::{KIND_SLOTS, KindFilter, filter};
 
-use crate::rules::kernel_filter::KernelFilter;
+use crate::{
+    event::EventKind,
+    rules::kernel_filter::{KernelFilter, PathBound},
+};
 
 impl super::Sensor {
     /// Installs `filter` (or none: every event passes) as one change: the tables of
@@ -36,6 +39,7 @@ impl super::Sensor {
         }
         let networks = rules.map(excluded_networks).unwrap_or_default();
         write_networks(&mut self.ebpf, next as u8, &networks)?;
+        write_paths(&mut self.ebpf, next as u8, rules)?;
         {
             let mut generation: Array<_, u32> = Array::try_from(
                 self.ebpf
@@ -44,7 +48,8 @@ impl super::Sensor {
             )?;
             generation.set(0, next, 0)?;
         }
-        write_networks(&mut self.ebpf, current as u8, &[])
+        write_networks(&mut self.ebpf, current as u8, &[])?;
+        write_paths(&mut self.ebpf, current as u8, None)
     }
 
     /// Makes the host scope exactly `ids` (cgroups the agent found to be the host's).
@@ -106,6 +111,59 @@ fn excluded_networks(rules: &KernelFilter) -> Vec<ExcludedNet> {
         }
     }
     nets
+}
+
+/// Replaces generation `generation`'s path and name tables with the open filter's (or
+/// empties them).
+fn write_paths(ebpf: &mut aya::Ebpf, generation: u8, rules: Option<&KernelFilter>) -> Result<()> {
+    let scopes = rules
+        .and_then(|r| r.kinds.iter().find(|k| k.kind == EventKind::Open))
+        .map(|spec| &spec.scopes);
+    for (table, names) in [("PATHS", false), ("NAMES", true)] {
+        let mut trie: LpmTrie<_, [u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::try_from(
+            ebpf.map_mut(table)
+                .with_context(|| format!("map {table} missing"))?,
+        )?;
+        let old: Vec<Key<[u8; filter::PATH_KEY_BYTES]>> =
+            trie.keys().filter_map(Result::ok).collect();
+        for key in old.iter().filter(|k| k.data()[0] == generation) {
+            let _ = trie.remove(key);
+        }
+        for (scope, spec) in scopes.into_iter().flatten().enumerate() {
+            let PathBound::Only {
+                exact,
+                prefixes,
+                names: leaf_names,
+            } = &spec.paths
+            else {
+                continue;
+            };
+            // An exact entry ends with its NUL; a prefix matches whatever follows.
+            let entries: Vec<(&str, bool)> = if names {
+                leaf_names.iter().map(|n| (n.as_str(), true)).collect()
+            } else {
+                exact
+                    .iter()
+                    .map(|p| (p.as_str(), true))
+                    .chain(prefixes.iter().map(|p| (p.as_str(), false)))
+                    .collect()
+            };
+            for (text, whole) in entries {
+                let len = text.len() + usize::from(whole);
+                // Longer paths are never judged by the kernel (they pass).
+                if len > filter::MAX_FILTER_PATH - 1 {
+                    continue;
+                }
+                let mut data = [0u8; filter::PATH_KEY_BYTES];
+                data[0] = generation;
+                data[1] = scope as u8;
+                data[filter::PATH_KEY_HEADER..][..text.len()].copy_from_slice(text.as_bytes());
+                let bits = 8 * (filter::PATH_KEY_HEADER + len) as u32;
+                trie.insert(&Key::new(bits, data), 1, 0)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces generation `generation`'s networks with `nets`.

@@ -25,8 +25,12 @@ pub enum Hook {
         category: &'static str,
         name: &'static str,
     },
-    /// A raw tracepoint: the tracepoint's own arguments, no tracefs format parsing.
-    RawTracepoint { name: &'static str },
+    /// A raw tracepoint: the tracepoint's own arguments, no tracefs format parsing (the
+    /// category only tells where tracefs lists it).
+    RawTracepoint {
+        category: &'static str,
+        name: &'static str,
+    },
     /// A BPF LSM hook (`security_<name>`); needs `bpf` among the active LSMs.
     Lsm { name: &'static str },
     /// fentry on a kernel function: needs the kernel BTF and BPF trampolines, not the
@@ -38,7 +42,7 @@ impl Hook {
     pub fn describe(&self) -> String {
         match self {
             Hook::Tracepoint { category, name } => format!("tracepoint/{category}/{name}"),
-            Hook::RawTracepoint { name } => format!("raw_tp/{name}"),
+            Hook::RawTracepoint { name, .. } => format!("raw_tp/{name}"),
             Hook::Lsm { name } => format!("lsm/{name}"),
             Hook::FEntry { function } => format!("fentry/{function}"),
         }
@@ -51,7 +55,9 @@ impl Hook {
     fn missing(&self, kernel: &KernelEnv) -> Option<String> {
         let exists = match self {
             Hook::Tracepoint { category, name } => has_tracepoint(&kernel.tracefs, category, name),
-            Hook::RawTracepoint { name } => has_tracepoint(&kernel.tracefs, "sched", name),
+            Hook::RawTracepoint { category, name } => {
+                has_tracepoint(&kernel.tracefs, category, name)
+            }
             Hook::Lsm { .. } => {
                 return match &kernel.active_lsms {
                     Some(lsms) if lsms.split(',').any(|l| l == "bpf") => None,
@@ -292,6 +298,7 @@ pub const SOURCES: &[Source] = &[
             attachments: &[Attachment {
                 program: "sched_process_exec",
                 hook: Hook::RawTracepoint {
+                    category: "sched",
                     name: "sched_process_exec",
                 },
             }],
@@ -310,6 +317,7 @@ pub const SOURCES: &[Source] = &[
             attachments: &[Attachment {
                 program: "sched_process_fork",
                 hook: Hook::RawTracepoint {
+                    category: "sched",
                     name: "sched_process_fork",
                 },
             }],
@@ -424,14 +432,14 @@ pub const SOURCES: &[Source] = &[
                 attachments: &[
                     Attachment {
                         program: "raw_sys_enter_module",
-                        hook: Hook::Tracepoint {
+                        hook: Hook::RawTracepoint {
                             category: "raw_syscalls",
                             name: "sys_enter",
                         },
                     },
                     Attachment {
                         program: "raw_sys_exit_module",
-                        hook: Hook::Tracepoint {
+                        hook: Hook::RawTracepoint {
                             category: "raw_syscalls",
                             name: "sys_exit",
                         },
@@ -603,7 +611,7 @@ fn attach_one(
             program.load()?;
             program.attach(category, name)?;
         }
-        Hook::RawTracepoint { name } => {
+        Hook::RawTracepoint { name, .. } => {
             let program: &mut RawTracePoint = program.try_into()?;
             program.load()?;
             program.attach(name)?;

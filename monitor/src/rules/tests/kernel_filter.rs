@@ -256,6 +256,7 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
         result,
         family,
         address: address.map(|a| a.parse().unwrap()),
+        path: None,
     };
     let open = |host, flags, result| facts(EventKind::Open, host, flags, result, 0, None);
     let connect = |host, address| facts(EventKind::Connect, host, 0, 0, 2, Some(address));
@@ -298,6 +299,7 @@ fn falco_stable_filters_host_dups_and_sockets() {
         result,
         family: 0,
         address: None,
+        path: None,
     };
     use monitor_common::syscall::{DUP2, PTRACE, SOCKET, SYMLINKAT};
     assert!(!filter.passes(&syscall(true, DUP2, 1)), "host dup2");
@@ -314,4 +316,37 @@ fn falco_stable_filters_host_dups_and_sockets() {
         text.contains("syscall events on host: passes syscall ptrace|symlink|symlinkat|link|linkat, result ok|failed"),
         "{text}"
     );
+}
+
+/// Falco's stable rules read a host open only for the paths they name (sensitive
+/// files, log files by directory or name) and for paths a directory traversal could
+/// hide in: the kernel judges an absolute path by its bytes and lets the rest through.
+#[test]
+fn falco_stable_bounds_host_opens_by_path() {
+    let engine = Engine::load_paths(&[FALCO_STABLE.into()]).unwrap();
+    let filter = engine.kernel_filter();
+    let open = |path: &str, flags: u64| Facts {
+        kind: EventKind::Open,
+        host: true,
+        syscall: monitor_common::syscall::OPENAT,
+        flags,
+        result: 3,
+        family: 0,
+        address: None,
+        path: Some(path.as_bytes().to_vec()),
+    };
+    let o_wronly_trunc = 0o1 | 0o1000;
+    assert!(!filter.passes(&open("/etc/hostname", 0)), "an ordinary read");
+    assert!(!filter.passes(&open("/usr/lib/libc.so.6", 0)), "a library");
+    assert!(filter.passes(&open("/etc/shadow", 0)), "a sensitive file");
+    assert!(filter.passes(&open("/etc/sudoers.d/90-users", 0)), "below a directory");
+    assert!(filter.passes(&open("/opt/app/auth.log", o_wronly_trunc)), "a log by name");
+    assert!(filter.passes(&open("shadow", 0)), "relative: the agent judges");
+    assert!(filter.passes(&open("/etc//hostname", 0)), "not normalized");
+    assert!(filter.passes(&open("/tmp/../etc/hostname", 0)), "a traversal");
+    let long = format!("/{}", "x".repeat(300));
+    assert!(filter.passes(&open(&long, 0)), "longer than the kernel reads");
+    let text = filter.describe();
+    assert!(text.contains("/etc/shadow"), "{text}");
+    assert!(text.contains("*/auth.log"), "{text}");
 }

@@ -180,7 +180,7 @@ fn live_fields_equal_json_fields_on_edge_cases() {
             "result": 1}),
         json!({"kind": "syscall", "syscall": "finit_module", "fd": 3, "uargs": "debug=1",
             "flags": 0, "result": -38, "error": "ENOSYS",
-            "hook": "tracepoint/raw_syscalls/sys_exit"}),
+            "hook": "raw_tp/sys_exit"}),
     ];
     for (i, v) in cases.iter().enumerate() {
         let enriched = native(v);
