@@ -575,11 +575,50 @@ impl<'a> Parser<'a> {
                     });
                 }
                 if c == '\\' {
+                    // The escapes of libsinsp's `unescape_str`. `\ ` reads as a
+                    // backslash, as in Falco (which keeps it for rules written so: the
+                    // sudo rule's `proc.args contains "\ "` looks for a backslash).
                     match chars.next() {
+                        Some((_, 'b')) => out.push('\u{8}'),
+                        Some((_, 'f')) => out.push('\u{c}'),
                         Some((_, 'n')) => out.push('\n'),
                         Some((_, 't')) => out.push('\t'),
                         Some((_, 'r')) => out.push('\r'),
-                        Some((_, e)) => out.push(e),
+                        Some((_, ' ' | '\\')) => out.push('\\'),
+                        Some((_, '/')) => out.push('/'),
+                        Some((_, e @ ('"' | '\''))) if e as u32 == q as u32 => out.push(e),
+                        Some((_, e @ ('"' | '\''))) => {
+                            let q = q as char;
+                            return err(
+                                start + 1 + i,
+                                format!("invalid \\{e} escape in {q}-quoted string"),
+                            );
+                        }
+                        Some((_, 'x')) => {
+                            let hex: String = chars.by_ref().take(2).map(|(_, h)| h).collect();
+                            match u8::from_str_radix(&hex, 16) {
+                                Ok(b) if hex.len() == 2 && b.is_ascii() => out.push(b as char),
+                                // Falco takes any byte; strings here are UTF-8.
+                                Ok(_) if hex.len() == 2 => {
+                                    return err(
+                                        start + 1 + i,
+                                        format!("\\x{hex}: only ASCII hex escapes are supported"),
+                                    );
+                                }
+                                _ => {
+                                    return err(
+                                        start + 1 + i,
+                                        format!("invalid hex char escape sequence: \\x{hex}"),
+                                    );
+                                }
+                            }
+                        }
+                        Some((_, e)) => {
+                            return err(
+                                start + 1 + i,
+                                format!("unsupported string escape sequence: \\{e}"),
+                            );
+                        }
                         None => break,
                     }
                 } else {

@@ -2,6 +2,7 @@
 mod dispatch;
 mod falco;
 mod falco_incubating;
+mod falco_sandbox;
 mod kernel_filter;
 mod lang;
 mod live;

@@ -1,6 +1,13 @@
 //! Falco's incubating ruleset on top of the stable one, both loaded unchanged from the
 //! shared folder: every rule active, one realistic attack per incubating rule that fires
-//! it, and the benign twins that must stay quiet.
+//! it, and the benign twins that must stay quiet. A rule that ships as a template (a
+//! list left empty for the adopter to fill) is fired as a Falco user enables it: with a
+//! small user rules file loaded after Falco's.
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
 use serde_json::{Value, json};
 
 use super::falco::{connect, container, exec, fired, open, statuses, syscall, with};
@@ -8,11 +15,11 @@ use crate::rules::Engine;
 
 /// Falco's rulesets are test data kept beside the repository (`../shared`), never
 /// copied into it.
-const FALCO_RULES: &str = concat!(
+pub(super) const FALCO_RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/falco-rules/falco_rules.yaml"
 );
-const INCUBATING_RULES: &str = concat!(
+pub(super) const INCUBATING_RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/falco-rules/falco-incubating_rules.yaml"
 );
@@ -34,28 +41,106 @@ fn incubating_rule_names() -> Vec<String> {
         .collect()
 }
 
-/// Rules no event can fire, by the ruleset's own design.
-const NEVER_FIRES: &[(&str, &str)] = &[(
-    "Network Connection outside Local Subnet",
-    // `k8s.ns.name in (namespace_scope_network_only_subnet)` where the list ships
-    // empty: a template the adopter fills with the namespaces to watch.
-    "namespace_scope_network_only_subnet is empty",
-)];
+/// Loads Falco's rule files at `paths`, then `user_rules`: a user rules file as a Falco
+/// adopter writes one to tune the rules that ship as templates, written to a temporary
+/// folder and passed after Falco's files (as `falco -r` takes them).
+pub(super) fn load_with_user_rules(paths: &[&str], user_rules: &str) -> Engine {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "monitor-falco-user-rules-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("falco_rules.local.yaml");
+    std::fs::write(&file, user_rules).unwrap();
+    let mut all: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    all.push(file);
+    let engine = Engine::load_paths(&all);
+    let _ = std::fs::remove_dir_all(&dir);
+    engine.unwrap_or_else(|e| panic!("{e}"))
+}
 
-const O_WRONLY: u64 = 0o1;
-const O_CREAT: u64 = 0o100;
-const O_TRUNC: u64 = 0o1000;
-const O_APPEND: u64 = 0o2000;
+/// The adopter's tuning of "Network Connection outside Local Subnet": its
+/// `k8s.ns.name in (namespace_scope_network_only_subnet)` list ships empty (a template
+/// to fill with the namespaces whose pods may only talk within the local subnets), so
+/// as shipped no event fires it.
+const USER_RULES: &str = "
+- list: namespace_scope_network_only_subnet
+  items: [payments]
+  override:
+    items: append
+";
+
+/// Falco's two files and the adopter's tuning.
+fn tuned_engine() -> Engine {
+    load_with_user_rules(&[FALCO_RULES, INCUBATING_RULES], USER_RULES)
+}
+
+/// A pod of the `payments` namespace, the one the user rules watch.
+fn payments_pod(event: Value) -> Value {
+    container(with(
+        event,
+        json!({"container": {"name": "payments-api", "image": "registry.local/payments-api:2.4",
+               "image_repository": "registry.local/payments-api", "image_tag": "2.4",
+               "pod": {"name": "payments-api-7d9f", "namespace": "payments"}}}),
+    ))
+}
+
+/// A connection accepted by a pod's server (accept4 on its listening socket).
+fn accepted(name: &str, peer: &str, peer_port: u16, local: &str, local_port: u16) -> Value {
+    with(
+        syscall(
+            name,
+            "accept4",
+            json!({"fd": 3, "flags": 0o2004000, "result": 7, "family": "inet",
+                   "sock_type": "stream", "address": peer, "port": peer_port,
+                   "local_address": local, "local_port": local_port}),
+        ),
+        json!({"process": {"exepath": format!("/app/{name}")}}),
+    )
+}
+
+/// (expected rules that fire, event) on the tuned engine: the template rules.
+fn tuned_fixtures() -> Vec<(Vec<&'static str>, Value)> {
+    vec![
+        (
+            // A compromised payments pod calling out to the attacker's server.
+            vec!["Network Connection outside Local Subnet"],
+            payments_pod(with(
+                connect("python3", "/usr/bin/python3", "203.0.113.5", 443),
+                json!({"local_address": "10.244.1.17", "local_port": 41022}),
+            )),
+        ),
+        (
+            // The same pod serving a client from the internet: a port exposed past
+            // its ingress.
+            vec!["Network Connection outside Local Subnet"],
+            payments_pod(accepted(
+                "payments-api",
+                "198.51.100.7",
+                51514,
+                "10.244.1.17",
+                8443,
+            )),
+        ),
+    ]
+}
+
+pub(super) const O_WRONLY: u64 = 0o1;
+pub(super) const O_CREAT: u64 = 0o100;
+pub(super) const O_TRUNC: u64 = 0o1000;
+pub(super) const O_APPEND: u64 = 0o2000;
 const O_DIRECTORY: u64 = 0o200000;
 const O_CLOEXEC: u64 = 0o2000000;
 
 /// Docker's default capability set: what an ordinary container's processes hold.
-const DOCKER_DEFAULT_CAPS: &str = "CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL \
+pub(super) const DOCKER_DEFAULT_CAPS: &str = "CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL \
      CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SYS_CHROOT \
      CAP_MKNOD CAP_AUDIT_WRITE CAP_SETFCAP";
 
 /// Every capability: what `docker run --privileged` grants.
-const ALL_CAPS: &str = "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID \
+pub(super) const ALL_CAPS: &str = "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID \
      CAP_KILL CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE \
      CAP_NET_BROADCAST CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_IPC_OWNER CAP_SYS_MODULE \
      CAP_SYS_RAWIO CAP_SYS_CHROOT CAP_SYS_PTRACE CAP_SYS_PACCT CAP_SYS_ADMIN CAP_SYS_BOOT \
@@ -65,7 +150,7 @@ const ALL_CAPS: &str = "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNE
      CAP_CHECKPOINT_RESTORE";
 
 /// The first process of a container (vpid 1), started by the runtime's shim.
-fn container_start(permitted: &str, privileged: bool) -> Value {
+pub(super) fn container_start(permitted: &str, privileged: bool) -> Value {
     container(with(
         exec("nginx", "/usr/sbin/nginx", &["-g", "daemon off;"]),
         json!({"process": {"vpid": 1, "cap_permitted": permitted, "cap_effective": permitted},
@@ -77,7 +162,7 @@ fn container_start(permitted: &str, privileged: bool) -> Value {
 }
 
 /// A process run by `user` (uid `uid`) instead of root.
-fn as_user(event: Value, user: &str, uid: u64) -> Value {
+pub(super) fn as_user(event: Value, user: &str, uid: u64) -> Value {
     with(
         event,
         json!({"uid": uid, "process": {"user": user, "uid": uid}}),
@@ -464,24 +549,31 @@ fn falco_stable_and_incubating_rulesets_load_with_every_rule_active() {
 #[test]
 fn every_active_incubating_rule_fires_on_its_fixture() {
     let engine = engine();
+    let tuned = tuned_engine();
     let mut covered: Vec<String> = Vec::new();
     // Every mismatch at once: one fixture's surprise often explains another's.
     let mut wrong = Vec::new();
-    for (expected, event) in fixtures() {
-        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-        expected.sort();
-        let got = fired(&engine, &event);
-        if got != expected {
-            wrong.push(format!("expected {expected:?}, got {got:?}: {event}"));
+    for (engine, fixtures) in [(&engine, fixtures()), (&tuned, tuned_fixtures())] {
+        for (expected, event) in fixtures {
+            let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+            expected.sort();
+            let got = fired(engine, &event);
+            if got != expected {
+                wrong.push(format!("expected {expected:?}, got {got:?}: {event}"));
+            }
+            covered.extend(expected);
         }
-        covered.extend(expected);
     }
     assert_eq!(wrong, Vec::<String>::new());
+    // As shipped, the template rule stays quiet on its fixtures.
+    for (_, event) in tuned_fixtures() {
+        assert_eq!(fired(&engine, &event), Vec::<String>::new(), "{event}");
+    }
     let incubating = incubating_rule_names();
     assert_eq!(incubating.len(), 31, "{incubating:#?}");
     for rule in engine.rules() {
         let name = rule.name.as_str();
-        if !incubating.iter().any(|n| n == name) || NEVER_FIRES.iter().any(|(n, _)| *n == name) {
+        if !incubating.iter().any(|n| n == name) {
             continue;
         }
         assert!(
@@ -638,10 +730,39 @@ fn incubating_near_misses_stay_quiet() {
         // ships empty, so nothing is watched.
         container(connect("curl", "/usr/bin/curl", "203.0.113.5", 443)),
     ];
+    // With the adopter's namespace list: a pod of another namespace calling out, the
+    // watched pods talking within the cluster (DNS, a peer pod's connection), and
+    // their server starting to listen.
+    let tuned_quiet = [
+        container(connect("curl", "/usr/bin/curl", "203.0.113.5", 443)),
+        payments_pod(udp(connect(
+            "payments-api",
+            "/app/payments-api",
+            "10.96.0.10",
+            53,
+        ))),
+        payments_pod(accepted(
+            "payments-api",
+            "10.244.2.9",
+            39120,
+            "10.244.1.17",
+            8443,
+        )),
+        // The pod's server listening on every address (fd.ip 0.0.0.0).
+        payments_pod(syscall(
+            "payments-api",
+            "listen",
+            json!({"fd": 3, "backlog": 4096, "family": "inet", "sock_type": "stream",
+                   "local_address": "0.0.0.0", "local_port": 8443}),
+        )),
+    ];
+    let tuned = tuned_engine();
     let loud: Vec<String> = quiet
         .iter()
-        .filter_map(|ev| {
-            let got = fired(&engine, ev);
+        .map(|ev| (&engine, ev))
+        .chain(tuned_quiet.iter().map(|ev| (&tuned, ev)))
+        .filter_map(|(engine, ev)| {
+            let got = fired(engine, ev);
             (!got.is_empty()).then(|| format!("{got:?}: {ev}"))
         })
         .collect();

@@ -87,6 +87,16 @@ fn values_lists_and_quotes() {
         panic!()
     };
     assert_eq!((c.op, c.op_pos), (Op::Ge, 6));
+    // libsinsp's escapes: `\ ` is a backslash (the space is dropped), `\/` a slash,
+    // `\xHH` a character, a quote only escapes the string's own quote.
+    let Expr::Check(c) =
+        parse_condition(r#"proc.args in ("a\ b", 'c\\d', "e\/f\x41", "\"g\"", 'h\'')"#).unwrap()
+    else {
+        panic!()
+    };
+    let Rhs::List(items) = c.rhs else { panic!() };
+    let texts: Vec<_> = items.iter().map(|v| v.text.as_str()).collect();
+    assert_eq!(texts, vec!["a\\b", "c\\d", "e/fA", "\"g\"", "h'"]);
 }
 
 #[test]
@@ -276,6 +286,21 @@ fn parse_errors_have_offsets() {
         ),
         ("", 0, "empty condition"),
         ("proc.name = a b", 14, "unexpected 'b'"),
+        (
+            "proc.name = 'a\\.b'",
+            14,
+            "unsupported string escape sequence: \\.",
+        ),
+        (
+            "proc.name = 'a\\\"b'",
+            14,
+            "invalid \\\" escape in '-quoted string",
+        ),
+        (
+            "proc.name = 'a\\x4'",
+            14,
+            "invalid hex char escape sequence: \\x4'",
+        ),
     ];
     for (cond, pos, msg) in cases {
         let e = parse_condition(cond).unwrap_err();
