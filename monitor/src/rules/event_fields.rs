@@ -343,13 +343,17 @@ impl<'a, R: Record<'a>> EventView<R> {
 
     fn fd_name(&self) -> Option<Cow<'a, str>> {
         if self.is_open() {
+            // Falco's fd.name: an absolute path as the caller gave it, normalized (not
+            // resolved through symlinks; the kernel filter judges these bytes).
+            let given = self.text(T::path).filter(|p| !p.is_empty());
+            if let Some(p) = given.as_ref().filter(|p| p.starts_with('/')) {
+                return Some(normalized(p.clone()));
+            }
+            // A relative one as the kernel resolved it (and an open no syscall made).
             if let Some(p) = self.text(T::resolved_path) {
                 return Some(p);
             }
-            let path = self.text(T::path)?;
-            if path.starts_with('/') {
-                return Some(Cow::Owned(normalize(&path)));
-            }
+            let path = given?;
             let dirfd = self.num(T::dirfd).unwrap_or(AT_FDCWD);
             if dirfd == AT_FDCWD
                 && let Some(cwd) = self.process(P::cwd)
@@ -826,6 +830,8 @@ impl<'a, R: Record<'a>> EventView<R> {
             GroupGid => u64v(self.process(P::gid).or_else(|| self.get(T::gid))),
 
             FdName => str_c(self.fd_name()),
+            FdRealpath if self.is_open() => str_v(self.get(T::resolved_path)),
+            FdRealpath => FieldValue::None,
             FdNameRaw => {
                 if self.is_open() {
                     str_v(self.get(T::path))
@@ -1323,16 +1329,15 @@ fn socket_family_name(family: u64) -> Option<&'static str> {
 }
 
 /// Resolves `.` and `..` in an absolute path without touching the filesystem.
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
+/// `path` normalized, without a copy when it already is.
+fn normalized(path: Cow<'_, str>) -> Cow<'_, str> {
+    if monitor_common::filter::path_needs_agent(path.as_bytes()) {
+        Cow::Owned(normalize(&path))
+    } else {
+        path
     }
-    format!("/{}", parts.join("/"))
+}
+
+fn normalize(path: &str) -> String {
+    String::from_utf8_lossy(&crate::event::normalize_path(path.as_bytes())).into_owned()
 }

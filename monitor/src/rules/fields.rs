@@ -150,7 +150,8 @@ catalog! {
     GroupName => "group.name", Str, None, true, "Name of the process's group.";
     GroupGid => "group.gid", U64, None, true, "Group id of the process.";
 
-    FdName => "fd.name", Str, None, true, "The file descriptor's name: the absolute path for files (made absolute from the cwd when the open failed), the destination `ip:port` for IP sockets, the path for unix sockets.";
+    FdName => "fd.name", Path, None, true, "Files: the path as the process named it, made absolute and normalized (Falco's: `/lib/libc.so.6` stays that, whatever the symlinks); a relative path is taken as the kernel resolved it, an open no syscall made (io_uring) by its resolved path. Connections: the client:port->server:port tuple (a unix socket: its path).";
+    FdRealpath => "fd.realpath", Path, None, true, "Files: the absolute path of the opened file as the kernel resolved it, symlinks followed (monitor's own field; the kernel filter does not bound it, so a rule on it keeps opens unfiltered); none for a failed open.";
     FdNameRaw => "fd.nameraw", Str, None, true, "For files, the path exactly as the process passed it.";
     FdDirectory => "fd.directory", Path, None, true, "For files, the directory part of fd.name.";
     FdFilename => "fd.filename", Str, None, true, "For files, the last component of fd.name.";

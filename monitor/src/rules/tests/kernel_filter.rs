@@ -336,16 +336,34 @@ fn falco_stable_bounds_host_opens_by_path() {
         path: Some(path.as_bytes().to_vec()),
     };
     let o_wronly_trunc = 0o1 | 0o1000;
-    assert!(!filter.passes(&open("/etc/hostname", 0)), "an ordinary read");
+    assert!(
+        !filter.passes(&open("/etc/hostname", 0)),
+        "an ordinary read"
+    );
     assert!(!filter.passes(&open("/usr/lib/libc.so.6", 0)), "a library");
     assert!(filter.passes(&open("/etc/shadow", 0)), "a sensitive file");
-    assert!(filter.passes(&open("/etc/sudoers.d/90-users", 0)), "below a directory");
-    assert!(filter.passes(&open("/opt/app/auth.log", o_wronly_trunc)), "a log by name");
-    assert!(filter.passes(&open("shadow", 0)), "relative: the agent judges");
+    assert!(
+        filter.passes(&open("/etc/sudoers.d/90-users", 0)),
+        "below a directory"
+    );
+    assert!(
+        filter.passes(&open("/opt/app/auth.log", o_wronly_trunc)),
+        "a log by name"
+    );
+    assert!(
+        filter.passes(&open("shadow", 0)),
+        "relative: the agent judges"
+    );
     assert!(filter.passes(&open("/etc//hostname", 0)), "not normalized");
-    assert!(filter.passes(&open("/tmp/../etc/hostname", 0)), "a traversal");
+    assert!(
+        filter.passes(&open("/tmp/../etc/hostname", 0)),
+        "a traversal"
+    );
     let long = format!("/{}", "x".repeat(300));
-    assert!(filter.passes(&open(&long, 0)), "longer than the kernel reads");
+    assert!(
+        filter.passes(&open(&long, 0)),
+        "longer than the kernel reads"
+    );
     let text = filter.describe();
     assert!(text.contains("/etc/shadow"), "{text}");
     assert!(text.contains("*/auth.log"), "{text}");
