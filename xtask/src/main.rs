@@ -5,6 +5,7 @@ mod docs;
 mod engine_bench;
 mod kernels;
 mod setup;
+mod storms;
 mod util;
 
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     /// Build, then regenerate the generated parts of docs/ (the field reference in
     /// docs/rules.md, from `monitor fields --markdown`).
     Docs,
+    /// One storm of `bench` (the bench runs it in a child process).
+    #[command(hide = true)]
+    Storm(storms::StormArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             .and_then(|()| kernels::run(&args)),
         Command::Bench(args) => bench::run(&args),
         Command::Docs => util::build_release().and_then(|()| docs::run()),
+        Command::Storm(args) => storms::storm(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

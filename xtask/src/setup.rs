@@ -9,13 +9,16 @@ use crate::util::{is_root, run_cmd, step, succeeds};
 /// The LLVM major version of the pinned nightly; bpf-linker must link the same one.
 const LLVM_MAJOR: &str = "22";
 /// qemu boots the stock kernels of the kernel matrix; bpftool reads the kernel
-/// programs' run times for `cargo xtask bench`.
-const APT_PACKAGES: [&str; 5] = [
+/// programs' run times for `cargo xtask bench`, bpftrace attaches the empty programs
+/// its floor is measured with, iproute2 makes its network namespace.
+const APT_PACKAGES: [&str; 7] = [
     "docker.io",
     "rsyslog",
     "busybox-static",
     "qemu-system-x86",
     "bpftool",
+    "bpftrace",
+    "iproute2",
 ];
 
 pub fn run() -> Result<()> {

@@ -328,18 +328,31 @@ impl Dispatcher {
     /// Hands an alert to every sink whose minimum priority it meets. Never blocks on
     /// a sink: each has its own bounded queue.
     pub fn submit(&self, alert: Alert) {
+        if self.admit(&alert.rule, &alert.hostname) {
+            self.deliver(alert);
+        }
+    }
+
+    /// Counts an alert of `rule` as submitted; false when the rate limit suppresses
+    /// it (then it is counted as such, and need not even be built).
+    pub fn admit(&self, rule: &str, hostname: &str) -> bool {
         self.shared.submitted.fetch_add(1, Relaxed);
         if let Some(limiter) = &self.shared.limiter {
             let allowed = limiter.lock().unwrap_or_else(|e| e.into_inner()).allow(
-                &alert.rule,
-                &alert.hostname,
+                rule,
+                hostname,
                 Instant::now(),
             );
             if !allowed {
                 self.shared.suppressed.fetch_add(1, Relaxed);
-                return;
+                return false;
             }
         }
+        true
+    }
+
+    /// Hands an admitted alert to every sink.
+    pub fn deliver(&self, alert: Alert) {
         self.shared.fan_out(alert);
     }
 

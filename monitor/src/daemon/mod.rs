@@ -7,7 +7,9 @@ mod reload;
 mod vitals;
 mod watch;
 
-use std::{io, sync::Arc};
+use std::{collections::HashMap, io, sync::Arc};
+
+use prometheus_client::metrics::counter::Counter;
 
 use crate::{
     alerts::{self, Dispatcher},
@@ -15,7 +17,7 @@ use crate::{
     config::{Override, Settings, SettingsSource},
     kinds::Interest,
     pipeline::{Item, Sink, Status},
-    rules::{Engine, LiveEvent, RuleStatus, Scratch},
+    rules::{CompiledRule, Engine, LiveEvent, RuleStatus, Scratch},
     server::{Metrics, metrics::RuleLabels},
 };
 
@@ -35,6 +37,8 @@ pub struct Daemon {
     watch: Option<watch::Fingerprint>,
     vitals: vitals::Vitals,
     pub alerts: u64,
+    /// The matches counter of each rule that matched so far, by rule name.
+    match_counters: HashMap<String, Counter>,
 }
 
 impl Daemon {
@@ -66,6 +70,7 @@ impl Daemon {
             overrides,
             watch,
             alerts: 0,
+            match_counters: HashMap::new(),
         }
     }
 
@@ -97,22 +102,33 @@ impl Sink for Daemon {
             Item::Enriched(enriched) => LiveEvent::enriched(enriched, &self.clock),
         }
         .with_hostname(&self.hostname);
-        let (metrics, dispatcher, hostname, raised) = (
+        let (metrics, dispatcher, hostname, raised, counters) = (
             &self.metrics,
             &self.dispatcher,
             &self.hostname,
             &mut self.alerts,
+            &mut self.match_counters,
         );
+        // A match the rate limit suppresses costs a counter, not an alert.
+        let admit = |rule: &CompiledRule| {
+            let counter = match counters.get(rule.name.as_str()) {
+                Some(c) => c,
+                None => counters.entry(rule.name.clone()).or_insert_with(|| {
+                    metrics
+                        .rule_matches
+                        .get_or_create(&RuleLabels {
+                            rule: rule.name.clone(),
+                            priority: rule.priority.as_str().to_string(),
+                        })
+                        .clone()
+                }),
+            };
+            counter.inc();
+            dispatcher.admit(&rule.name, hostname)
+        };
         self.engine
-            .evaluate_live(&event, &mut self.scratch, |alert, json| {
-                metrics
-                    .rule_matches
-                    .get_or_create(&RuleLabels {
-                        rule: alert.rule.clone(),
-                        priority: alert.priority.to_string(),
-                    })
-                    .inc();
-                dispatcher.submit(alerts::Alert::from_rule_alert(alert, hostname, json));
+            .evaluate_live(&event, &mut self.scratch, admit, |alert, json| {
+                dispatcher.deliver(alerts::Alert::from_rule_alert(alert, hostname, json));
                 *raised += 1;
             })?;
         Ok(())

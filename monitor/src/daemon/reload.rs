@@ -49,6 +49,8 @@ impl Daemon {
         );
         self.metrics.rules_active.set(active as i64);
         self.engine = engine;
+        // A rule of the same name may have another priority now.
+        self.match_counters.clear();
         self.settings = new;
         Ok(interest)
     }

@@ -93,16 +93,19 @@ impl<'a> EventView<LiveRecord<'a>> {
 }
 
 impl Engine {
-    /// Runs the rules on a live event and hands each match's alert, with the event's
-    /// JSON (built once, and only when a rule matched), to `emit`.
+    /// Runs the rules on a live event; each matching rule `admit` lets through (a
+    /// rate limit, say) has its alert, with the event's JSON (built once, and only
+    /// when such a rule matched), handed to `emit`.
     pub fn evaluate_live(
         &self,
         event: &LiveEvent<'_>,
         scratch: &mut Scratch,
+        mut admit: impl FnMut(&CompiledRule) -> bool,
         mut emit: impl FnMut(Alert, &serde_json::Value),
     ) -> serde_json::Result<()> {
         let mut matched: Vec<&CompiledRule> = Vec::new();
         self.evaluate(event, scratch, &mut matched);
+        matched.retain(|rule| admit(rule));
         if matched.is_empty() {
             return Ok(());
         }
