@@ -95,7 +95,11 @@ fn measure_memory(extra: u64) -> Result<((u64, u64), u64, u64)> {
     let idle_tracked = tracked(idle.stop_totals()?);
     let mut sleepers = Vec::new();
     for _ in 0..extra {
-        sleepers.push(std::process::Command::new("/bin/sleep").arg("600").spawn()?);
+        sleepers.push(
+            std::process::Command::new("/bin/sleep")
+                .arg("600")
+                .spawn()?,
+        );
     }
     let result = Daemon::start(&args, false).and_then(|agent| {
         std::thread::sleep(Duration::from_secs(1));

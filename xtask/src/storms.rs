@@ -74,7 +74,9 @@ pub fn storm(args: &StormArgs) -> Result<()> {
     }
     let mark = |i: u64| {
         if args.marker_every > 0 && i % args.marker_every == 0 {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             let _ = File::open(format!("{MARKER_DIR}/{}", now.as_nanos()));
         }
     };
@@ -248,11 +250,17 @@ pub fn daemon_storms(ops: u64, repeat: usize) -> Result<String> {
         let cgroup = storm.in_container.then(|| container.cgroup.clone());
         let run = |marker_every: u64| run_storm(storm, cgroup.as_deref(), marker_every);
         if matches!(storm.kind, StormKind::Open | StormKind::Connect) && !storm.in_container {
-            step(&format!("{}: floor (empty programs on its tracepoints)", storm.name));
+            step(&format!(
+                "{}: floor (empty programs on its tracepoints)",
+                storm.name
+            ));
             rows.push(measure_floor(storm, repeat, &run)?);
         }
         for agent in &agents {
-            step(&format!("{} ({} ops) under `monitor {}`", storm.name, storm.ops, agent.name));
+            step(&format!(
+                "{} ({} ops) under `monitor {}`",
+                storm.name, storm.ops, agent.name
+            ));
             rows.push(measure(storm, agent, repeat, &run)?);
         }
     }
@@ -395,7 +403,9 @@ fn table(rows: &[Row]) -> String {
     );
     let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
     let micros = |d: Option<Duration>| {
-        d.map_or("—".to_string(), |d| format!("{:.2} µs", d.as_secs_f64() * 1e6))
+        d.map_or("—".to_string(), |d| {
+            format!("{:.2} µs", d.as_secs_f64() * 1e6)
+        })
     };
     for r in rows {
         let latency = r.latency.map_or("—".to_string(), |(p50, p99, n)| {
@@ -466,18 +476,23 @@ impl BenchContainer {
             );
         }
         let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let cgroup = ["/sys/fs/cgroup/unified/docker", "/sys/fs/cgroup/system.slice"]
-            .iter()
-            .map(|base| {
-                if base.ends_with("slice") {
-                    Path::new(base).join(format!("docker-{id}.scope"))
-                } else {
-                    Path::new(base).join(&id)
-                }
-            })
-            .chain(std::iter::once(Path::new("/sys/fs/cgroup/docker").join(&id)))
-            .find(|p| p.join("cgroup.procs").exists())
-            .with_context(|| format!("no cgroup v2 directory for container {id}"))?;
+        let cgroup = [
+            "/sys/fs/cgroup/unified/docker",
+            "/sys/fs/cgroup/system.slice",
+        ]
+        .iter()
+        .map(|base| {
+            if base.ends_with("slice") {
+                Path::new(base).join(format!("docker-{id}.scope"))
+            } else {
+                Path::new(base).join(&id)
+            }
+        })
+        .chain(std::iter::once(
+            Path::new("/sys/fs/cgroup/docker").join(&id),
+        ))
+        .find(|p| p.join("cgroup.procs").exists())
+        .with_context(|| format!("no cgroup v2 directory for container {id}"))?;
         Ok(Self { id, cgroup })
     }
 }
@@ -546,9 +561,17 @@ impl Netns {
             .args(["link", "del", "mbench0"])
             .stderr(Stdio::null())
             .status();
-        ip(&["link", "add", "mbench0", "type", "veth", "peer", "name", "mbench1"])?;
+        ip(&[
+            "link", "add", "mbench0", "type", "veth", "peer", "name", "mbench1",
+        ])?;
         ip(&["link", "set", "mbench1", "netns", NETNS])?;
-        ip(&["addr", "add", &format!("{NETNS_HOST_IP}/24"), "dev", "mbench0"])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{NETNS_HOST_IP}/24"),
+            "dev",
+            "mbench0",
+        ])?;
         ip(&["link", "set", "mbench0", "up"])?;
         ip(&[
             "-n",
@@ -604,7 +627,9 @@ impl Daemon {
                         .chars()
                         .take_while(char::is_ascii_digit)
                         .collect();
-                    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default();
                     if let Ok(ns) = opened.parse::<u64>() {
                         let opened = Duration::from_nanos(ns);
                         if let (Some(d), Ok(mut l)) = (now.checked_sub(opened), latencies.lock()) {

@@ -1,6 +1,7 @@
 //! Process and container context for every event: who ran it (process, ancestry,
 //! user), and in which container (id, name, image, labels, pod).
 pub mod cgroup;
+pub mod dns;
 pub mod docker;
 pub mod hash;
 pub mod host;

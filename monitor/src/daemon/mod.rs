@@ -52,6 +52,7 @@ impl Daemon {
         metrics: Arc<Metrics>,
     ) -> Daemon {
         metrics.rules_active.set(active_rules(&engine) as i64);
+        crate::context::dns::watch(engine.watched_names());
         let watch = settings
             .rules
             .watch

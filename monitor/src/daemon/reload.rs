@@ -48,6 +48,7 @@ impl Daemon {
                 .join(", ")
         );
         self.metrics.rules_active.set(active as i64);
+        crate::context::dns::watch(engine.watched_names());
         self.engine = engine;
         // A rule of the same name may have another priority now.
         self.match_counters.clear();

@@ -5,11 +5,13 @@ use serde::{
     ser::{SerializeMap, SerializeSeq},
 };
 
+use std::{collections::BTreeMap, net::IpAddr};
+
 use super::escape::bytes_to_text;
 use crate::{
     capabilities,
     clock::BootClock,
-    context::{ContainerContext, EnrichedEvent, process::ProcessInfo},
+    context::{ContainerContext, EnrichedEvent, dns, process::ProcessInfo},
     event::{
         ArgValue, Connect, Detail, Event, Exec, Exit, Fork, Open, Slot, SockAddr, SocketFamily,
         SyscallDetail, syscall_args,
@@ -254,7 +256,22 @@ fn connect_fields<M: SerializeMap>(map: &mut M, x: &Connect) -> Result<(), M::Er
     map.serialize_entry("unix_path", &x.unix_path.as_deref().map(Text))?;
     map.serialize_entry("result", &x.result)?;
     map.serialize_entry("error", &errno_name(x.result))?;
+    address_names(map, [x.address, x.local.map(|(a, _)| a)])?;
     map.serialize_entry("uid", &x.uid)
+}
+
+/// `address_names`: the DNS names the agent knows the addresses by (see
+/// `context::dns`), when it knows any.
+fn address_names<M: SerializeMap>(map: &mut M, ips: [Option<IpAddr>; 2]) -> Result<(), M::Error> {
+    let names: BTreeMap<String, String> = ips
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| Some((ip.to_string(), dns::name_of(ip)?.to_string())))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    map.serialize_entry("address_names", &names)
 }
 
 fn open_fields<M: SerializeMap>(map: &mut M, x: &Open) -> Result<(), M::Error> {
@@ -336,6 +353,9 @@ fn syscall_fields<M: SerializeMap>(map: &mut M, x: &SyscallDetail) -> Result<(),
     }
     if let Some(SockAddr::Unix(path)) = &x.address {
         map.serialize_entry("unix_path", &Text(path))?;
+    }
+    if let Some(s) = &x.socket {
+        address_names(map, [x.remote().map(|(a, _)| a), s.local.map(|(a, _)| a)])?;
     }
     if let Some(data) = &x.data {
         map.serialize_entry("data", &Text(data))?;

@@ -806,6 +806,17 @@ impl TypeSet {
 
 /// Returns the event types the node can match, and whether the node tests only
 /// `evt.type` (only then is `not` an exact complement).
+/// Every check of a condition, macros' included.
+pub fn for_each_check(node: &Node, f: &mut impl FnMut(&CheckNode)) {
+    match node {
+        Node::Const(_) => {}
+        Node::And(items) | Node::Or(items) => items.iter().for_each(|n| for_each_check(n, f)),
+        Node::Not(inner) => for_each_check(inner, f),
+        Node::Memo(m) => for_each_check(&m.node, f),
+        Node::Check(c) => f(c),
+    }
+}
+
 pub fn event_types(node: &Node) -> (TypeSet, bool) {
     match node {
         Node::Const(true) => (TypeSet::All, true),

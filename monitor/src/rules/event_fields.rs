@@ -43,7 +43,7 @@ macro_rules! keys {
     };
 }
 
-keys!(T, "Top-level keys." { address, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
+keys!(T, "Top-level keys." { address, address_names, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
 keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
 keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
@@ -157,6 +157,8 @@ pub trait Record<'a> {
     fn env_var(&self, name: &str) -> Raw<'a>;
     /// The container's mounts.
     fn mounts(&self) -> Cow<'a, [Mount]>;
+    /// The DNS name of an address of the event (see `context::dns`).
+    fn ip_name(&self, ip: IpAddr) -> Raw<'a>;
     /// The bytes a `send*`/`recv*` moved (`data`, which the JSON holds as text).
     fn data(&self) -> Option<Cow<'a, [u8]>> {
         Some(Cow::Owned(crate::output::escape::text_to_bytes(
@@ -908,7 +910,7 @@ impl<'a, R: Record<'a>> EventView<R> {
             FdRport => self.port_of(self.end(false)),
             FdLip | FdLnet => self.ip_of(self.end(true)),
             FdLport => self.port_of(self.end(true)),
-            FdNameChanged | FdCipName | FdLipName => FieldValue::None,
+            FdNameChanged => FieldValue::None,
             FdL4proto => {
                 if !self.is_socket() || !self.is_ip() {
                     return FieldValue::None;
@@ -940,11 +942,20 @@ impl<'a, R: Record<'a>> EventView<R> {
                 EventType::Listen if self.is_socket() => FieldValue::Bool(false),
                 _ => FieldValue::None,
             },
-            FdSipName | FdRipName => {
-                if self.etype != EventType::Connect {
+            FdSipName | FdRipName | FdCipName | FdLipName => {
+                if !self.is_socket() || !self.is_ip() {
                     return FieldValue::None;
                 }
-                str_v(self.get(T::server_name))
+                let (addr, _) = match f.id {
+                    FdSipName => self.role_end(false),
+                    FdCipName => self.role_end(true),
+                    FdRipName => self.end(false),
+                    _ => self.end(true),
+                };
+                match addr.and_then(|a| a.parse().ok()) {
+                    Some(ip) => str_v(self.record.ip_name(ip).value()),
+                    None => FieldValue::None,
+                }
             }
 
             ContainerId => match self.container(C::id).and_then(Raw::into_str) {

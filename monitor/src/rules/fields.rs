@@ -177,10 +177,10 @@ catalog! {
     FdPort => "fd.port", U64, None, true, "Matches either endpoint's port (here: the destination port).";
     FdConnected => "fd.connected", Bool, None, true, "For sockets: the connect completed (false while EINPROGRESS or after a failure).";
     FdNameChanged => "fd.name_changed", Bool, None, false, "The event changed the descriptor's name (datagram sockets; not tracked by this agent).";
-    FdSipName => "fd.sip.name", Str, None, true, "DNS name the server IP was resolved from, when the producer knows it.";
-    FdRipName => "fd.rip.name", Str, None, true, "DNS name of the remote IP, when the producer knows it.";
-    FdCipName => "fd.cip.name", Str, None, false, "DNS name of the client IP (not known to this agent).";
-    FdLipName => "fd.lip.name", Str, None, false, "DNS name of the local IP (not known to this agent).";
+    FdSipName => "fd.sip.name", Str, None, true, "The DNS name the server IP belongs to, among the names the active rules compare these fields with: the agent resolves those names with the host's resolver every 30 s, as Falco does (no value for an address none of them resolved to).";
+    FdRipName => "fd.rip.name", Str, None, true, "The DNS name of the remote IP, as fd.sip.name.";
+    FdCipName => "fd.cip.name", Str, None, true, "The DNS name of the client IP, as fd.sip.name.";
+    FdLipName => "fd.lip.name", Str, None, true, "The DNS name of the local IP, as fd.sip.name.";
 
     ContainerId => "container.id", Str, None, true, "Container id as Falco gives it: its first 12 hex digits, or `host` for processes outside containers.";
     ContainerFullId => "container.full_id", Str, None, true, "The whole container id (64 hex digits), or `host`.";

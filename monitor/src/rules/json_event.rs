@@ -9,7 +9,7 @@
 //! entries separated by spaces, or a list of them), `process.exe_from_memfd`,
 //! `process.exe_upper_layer`, `process.loginname`, `container.start_ts` (nanoseconds;
 //! without it the runtime's `started_at` is read), `container.pod.labels`.
-use std::borrow::Cow;
+use std::{borrow::Cow, net::IpAddr};
 
 use serde_json::{Map, Value};
 
@@ -151,6 +151,19 @@ impl<'a> Record<'a> for JsonRecord<'a> {
             Pod::uid => "uid",
         };
         raw(self.pod_object().and_then(|p| p.get(key)))
+    }
+
+    /// From `address_names`; the older `server_name` names the event's `address`.
+    fn ip_name(&self, ip: IpAddr) -> Raw<'a> {
+        let named = self.top[T::address_names as usize].and_then(|names| names.get(ip.to_string()));
+        if let Some(name) = named {
+            return raw(Some(name));
+        }
+        if self.address() == Some(ip) {
+            self.top(T::server_name)
+        } else {
+            Raw::Absent
+        }
     }
 
     fn mounts(&self) -> Cow<'a, [Mount]> {

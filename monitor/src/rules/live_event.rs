@@ -455,6 +455,12 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         }
     }
 
+    fn ip_name(&self, ip: IpAddr) -> Raw<'a> {
+        Raw::opt(crate::context::dns::name_of(ip), |name| {
+            Raw::Str(Cow::Owned(name.to_string()))
+        })
+    }
+
     fn data(&self) -> Option<Cow<'a, [u8]>> {
         match &self.event.detail {
             Detail::Syscall(x) => x.data.as_deref().map(Cow::Borrowed),

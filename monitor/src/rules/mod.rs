@@ -30,7 +30,7 @@ pub mod yaml;
 mod tests;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
 };
@@ -264,6 +264,30 @@ impl Engine {
     /// The kernel filter these rules allow (see [`kernel_filter`]).
     pub fn kernel_filter(&self) -> kernel_filter::KernelFilter {
         kernel_filter::KernelFilter::of_rules(&self.rules)
+    }
+
+    /// The DNS names the active rules compare an address's name with (`fd.sip.name =
+    /// x`), which the agent resolves to name addresses as Falco does.
+    pub fn watched_names(&self) -> BTreeSet<String> {
+        use fields::FieldId::*;
+        let mut names = BTreeSet::new();
+        for rule in &self.rules {
+            compile::for_each_check(rule.condition_node(), &mut |c| {
+                if !matches!(c.field.id, FdSipName | FdRipName | FdCipName | FdLipName) {
+                    return;
+                }
+                match &c.matcher {
+                    compile::Matcher::StrEq(v) => {
+                        names.insert(v.to_string());
+                    }
+                    compile::Matcher::StrIn(set) => {
+                        names.extend(set.iter().map(|v| v.to_string()));
+                    }
+                    _ => {}
+                }
+            });
+        }
+        names
     }
 
     /// The event types (and so kinds) the active rules need from the kernel: those the
