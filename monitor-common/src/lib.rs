@@ -236,6 +236,7 @@ pub struct TaskIdentity {
 /// works even when the container is gone before user space looks), then `file_len`
 /// bytes of the file the caller named, as the kernel resolved it (a reversed path, from
 /// the LSM `bprm_check_security` hook; present with [`flags::ENHANCED`]), then
+/// `cwd_len` bytes of the working directory (a reversed path; successful execs), then
 /// `env_len` bytes of the new image's environment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -261,6 +262,12 @@ pub struct ExecRecord {
     /// The process group id in the task's own pid namespace (Falco's `proc.vpgid`);
     /// 0 when unknown.
     pub vpgid: u32,
+    /// The controlling terminal, encoded as `/proc/<pid>/stat`'s `tty_nr` (0: none).
+    pub tty: u32,
+    /// The session id (the host's numbering); 0 when unknown.
+    pub sid: u32,
+    pub cwd_len: u16,
+    pub _pad3: [u16; 3],
     /// The new image's capability sets (`cred->cap_*`), one bit per `CAP_*` number.
     pub caps: Capabilities,
 }
@@ -525,6 +532,11 @@ pub struct KernelOffsets {
     /// registers).
     pub pt_regs_args: [u32; 6],
     pub pt_regs_syscall_nr: u32,
+    pub signal_tty: u32,
+    pub tty_driver: u32,
+    pub tty_index: u32,
+    pub tty_driver_major: u32,
+    pub tty_driver_minor_start: u32,
 }
 
 impl KernelOffsets {
@@ -606,6 +618,11 @@ impl KernelOffsets {
         signal_pids: Self::ABSENT,
         pt_regs_args: [Self::ABSENT; 6],
         pt_regs_syscall_nr: Self::ABSENT,
+        signal_tty: Self::ABSENT,
+        tty_driver: Self::ABSENT,
+        tty_index: Self::ABSENT,
+        tty_driver_major: Self::ABSENT,
+        tty_driver_minor_start: Self::ABSENT,
     };
 }
 
@@ -778,13 +795,13 @@ mod pod {
 const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 48);
     assert!(core::mem::size_of::<TaskIdentity>() == 40);
-    assert!(core::mem::size_of::<ExecRecord>() == 152);
+    assert!(core::mem::size_of::<ExecRecord>() == 168);
     assert!(core::mem::size_of::<SyscallRecord>() == 160);
     assert!(core::mem::size_of::<ForkRecord>() == 72);
     assert!(core::mem::size_of::<ExitRecord>() == 64);
     assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 79 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 84 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 24 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u64::BITS);

@@ -74,6 +74,38 @@ fn pid_nr_at(pid: u64, level: u32) -> u32 {
 }
 
 const PIDTYPE_PGID: u32 = 2;
+const PIDTYPE_SID: u32 = 3;
+
+/// The task's session id, as the host numbers it (`proc.sid`).
+#[inline(always)]
+pub fn sid(task: u64) -> u32 {
+    if offset!(signal_pids) == KernelOffsets::ABSENT {
+        return 0;
+    }
+    read::<u64>(task, offset!(task_signal))
+        .and_then(|signal| read::<u64>(signal, offset!(signal_pids) + 8 * PIDTYPE_SID))
+        .map(|session| pid_nr_at(session, 0))
+        .unwrap_or(0)
+}
+
+/// The task's controlling terminal as `/proc/<pid>/stat` encodes it (`tty_nr`): the
+/// device number of the driver's first minor plus the terminal's index; 0 when none.
+#[inline(always)]
+pub fn tty(task: u64) -> u32 {
+    let Ok(tty) = read::<u64>(task, offset!(task_signal))
+        .and_then(|signal| read::<u64>(signal, offset!(signal_tty)))
+    else {
+        return 0;
+    };
+    let Ok(driver) = read::<u64>(tty, offset!(tty_driver)) else {
+        return 0;
+    };
+    let index = read::<i32>(tty, offset!(tty_index)).unwrap_or(0) as u32;
+    let major = read::<i32>(driver, offset!(tty_driver_major)).unwrap_or(0) as u32;
+    let minor = read::<i32>(driver, offset!(tty_driver_minor_start)).unwrap_or(0) as u32 + index;
+    // new_encode_dev: minor's low byte, the major, then minor's upper bits.
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
 
 /// The task's process group id in its own pid namespace (Falco's `proc.vpgid`).
 #[inline(always)]

@@ -15,10 +15,10 @@ use monitor_common::{
 use crate::{
     kernel::{
         append_cgroup_name, capabilities, current_task, exe_facts, identity, offset, parent_tgid,
-        process_start, read, vpgid, vpid,
+        process_start, read, sid, tty, vpgid, vpid,
     },
     maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
-    path::{AT_FDCWD, append_d_path, append_file_path},
+    path::{AT_FDCWD, append_base_dir, append_d_path, append_file_path},
     record::Record,
 };
 
@@ -159,6 +159,8 @@ fn emit_exec_image() -> Result<(), i64> {
     let args_len = record.user_bytes(start, len);
     let cgroup_name_len = append_cgroup_name(&record, task);
     let file_len = append_exec_file(&record, tgid, &mut header_flags);
+    // Read here, not from /proc later: a short-lived process is gone by then.
+    let cwd_len = append_base_dir(&record, task, AT_FDCWD);
     // Last, so that a failed read leaves the other parts whole.
     let env_start = read::<u64>(mm, offset!(mm_env_start)).unwrap_or(0);
     let env_end = read::<u64>(mm, offset!(mm_env_end)).unwrap_or(0);
@@ -184,6 +186,7 @@ fn emit_exec_image() -> Result<(), i64> {
             cgroup_name_len,
             args_len,
             file_len,
+            cwd_len,
             env_len,
             exe_flags,
             result: 0,
@@ -228,6 +231,7 @@ fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), i64> {
             cgroup_name_len,
             args_len,
             file_len,
+            cwd_len: 0,
             env_len: 0,
             exe_flags: exe::UNKNOWN,
             result,
@@ -257,6 +261,7 @@ struct ExecParts {
     cgroup_name_len: usize,
     args_len: usize,
     file_len: usize,
+    cwd_len: usize,
     env_len: usize,
     exe_flags: u32,
     result: i64,
@@ -285,6 +290,10 @@ fn submit_exec(
         env_len: parts.env_len as u16,
         exe_flags: parts.exe_flags,
         vpgid: vpgid(task),
+        tty: tty(task),
+        sid: sid(task),
+        cwd_len: parts.cwd_len as u16,
+        _pad3: [0; 3],
         caps: capabilities(task),
     };
     unsafe { record.fixed::<ExecRecord>().write(fixed) };

@@ -125,6 +125,9 @@ pub struct Credentials {
     /// Process group id inside the process's own pid namespace (`None` when the
     /// kernel did not say).
     pub vpgid: Option<u32>,
+    /// Session id and controlling terminal (`tty_nr`, 0 for none), as the kernel had
+    /// them at the exec; `None` when it did not say.
+    pub session: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +156,8 @@ pub struct Exec {
     pub at_flags: u32,
     /// Name of the task's cgroup v2 directory, read in the kernel at exec time.
     pub cgroup_name: Vec<u8>,
+    /// The working directory at the exec, as the kernel had it (successful execs).
+    pub cwd: Option<Vec<u8>>,
     /// The new image's environment, `NAME=value` each (successful execs; at most
     /// `monitor_common::MAX_ENV_BYTES`). Kept for rules (`proc.env`), never printed
     /// with the event: environments hold secrets.

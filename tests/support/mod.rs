@@ -1,7 +1,9 @@
 //! Running the real `monitor` binary against the real kernel, for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod docker;
+pub mod netns;
 pub mod receivers;
 
 use std::{

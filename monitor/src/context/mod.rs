@@ -306,8 +306,12 @@ impl Context {
         let root = root_fs(&container);
         let (user, group) = self.users.names(&root, pid, c.uid, c.gid);
         let parent = self.processes.get(c.ppid).cloned();
-        // A process gone before we look keeps what its fork copied from the parent.
-        let (sid, tty) = procfs::session(&self.host, pid)
+        // As the kernel had them at the exec (a short-lived process may be gone before
+        // /proc is read); else /proc; a process gone before we look keeps what its
+        // fork copied from the parent.
+        let (sid, tty) = c
+            .session
+            .or_else(|| procfs::session(&self.host, pid))
             .unwrap_or_else(|| previous.as_ref().map_or((0, 0), |p| (p.sid, p.tty)));
         let vpid = c
             .vpid
@@ -331,7 +335,10 @@ impl Context {
             ),
             exe_key: self.exe_key(pid, &exepath, container.is_none()),
             exepath,
-            cwd: procfs::read_link(&self.host, pid, "cwd")
+            cwd: exec
+                .cwd
+                .clone()
+                .or_else(|| procfs::read_link(&self.host, pid, "cwd"))
                 .or_else(|| previous.as_ref().and_then(|p| p.cwd.clone())),
             tty,
             sid,

@@ -185,6 +185,11 @@ impl KernelLayout {
             signal_pids: optional("signal_struct", "pids"),
             pt_regs_args: syscall_arg_registers(&optional),
             pt_regs_syscall_nr: syscall_nr_register(&optional),
+            signal_tty: optional("signal_struct", "tty"),
+            tty_driver: optional("tty_struct", "driver"),
+            tty_index: optional("tty_struct", "index"),
+            tty_driver_major: optional("tty_driver", "major"),
+            tty_driver_minor_start: optional("tty_driver", "minor_start"),
         })
     }
 }

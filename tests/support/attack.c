@@ -1,0 +1,115 @@
+/*
+ * A static multi-tool for the end-to-end tests: each subcommand is one behaviour a
+ * detection rule describes, done with plain syscalls, so it runs the same in a
+ * busybox container as on the host. The tests copy it under the name a rule looks
+ * for (nginx, login, ssh, debugfs, ...): a process's name is its executable's.
+ *
+ *   attack open PATH                  open PATH exactly as given, read a byte
+ *   attack sleep-open SECS PATH       the same after SECS seconds
+ *   attack spawn PROG [ARG...]        fork, exec PROG with ARGs, wait
+ *   attack connect IP PORT            a TCP connect; exit 0 when it succeeded
+ *   attack memfd-exec FILE [ARG...]   copy FILE into a memfd and execute that
+ *   attack ptrace-attach PID          attach to PID, wait for its stop, detach
+ *   attack traceme                    ask to be traced (an anti-debugging trick)
+ *   attack true                       nothing (a process with the tool's name)
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int read_one(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
+    char c;
+    (void)read(fd, &c, 1);
+    close(fd);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: attack COMMAND ...\n");
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "open") && argc == 3) {
+        return read_one(argv[2]);
+    }
+    if (!strcmp(cmd, "sleep-open") && argc == 4) {
+        sleep((unsigned)atoi(argv[2]));
+        return read_one(argv[3]);
+    }
+    if (!strcmp(cmd, "spawn") && argc >= 3) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execve(argv[2], argv + 2, environ);
+            perror(argv[2]);
+            _exit(127);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (!strcmp(cmd, "connect") && argc == 4) {
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons((unsigned short)atoi(argv[3]));
+        if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1) {
+            return 2;
+        }
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        int rc = connect(s, (struct sockaddr *)&a, sizeof a);
+        close(s);
+        return rc == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "memfd-exec") && argc >= 3) {
+        int in = open(argv[2], O_RDONLY);
+        int fd = memfd_create("monitor-attack", 0);
+        if (in < 0 || fd < 0) {
+            return 1;
+        }
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(in, buf, sizeof buf)) > 0) {
+            if (write(fd, buf, (size_t)n) != n) {
+                return 1;
+            }
+        }
+        close(in);
+        fexecve(fd, argv + 2, environ);
+        perror("fexecve");
+        return 1;
+    }
+    if (!strcmp(cmd, "ptrace-attach") && argc == 3) {
+        pid_t pid = (pid_t)atoi(argv[2]);
+        if (ptrace(PTRACE_ATTACH, pid, 0, 0) != 0) {
+            perror("PTRACE_ATTACH");
+            return 1;
+        }
+        waitpid(pid, NULL, 0);
+        return ptrace(PTRACE_DETACH, pid, 0, 0) == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "traceme")) {
+        return ptrace(PTRACE_TRACEME, 0, 0, 0) == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "true")) {
+        return 0;
+    }
+    fprintf(stderr, "attack: unknown command or arguments: %s\n", cmd);
+    return 2;
+}
