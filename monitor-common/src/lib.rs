@@ -236,7 +236,6 @@ pub struct TaskIdentity {
 /// works even when the container is gone before user space looks), then `file_len`
 /// bytes of the file the caller named, as the kernel resolved it (a reversed path, from
 /// the LSM `bprm_check_security` hook; present with [`flags::ENHANCED`]), then
-/// `cwd_len` bytes of the working directory (a reversed path; successful execs), then
 /// `env_len` bytes of the new image's environment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -266,8 +265,7 @@ pub struct ExecRecord {
     pub tty: u32,
     /// The session id (the host's numbering); 0 when unknown.
     pub sid: u32,
-    pub cwd_len: u16,
-    pub _pad3: [u16; 3],
+    pub _pad3: u64,
     /// The new image's capability sets (`cred->cap_*`), one bit per `CAP_*` number.
     pub caps: Capabilities,
 }

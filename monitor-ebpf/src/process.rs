@@ -18,7 +18,7 @@ use crate::{
         process_start, read, sid, tty, vpgid, vpid,
     },
     maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
-    path::{AT_FDCWD, append_base_dir, append_d_path, append_file_path},
+    path::{AT_FDCWD, append_d_path, append_file_path},
     record::Record,
 };
 
@@ -29,6 +29,16 @@ pub struct PendingExec {
     dirfd: i32,
     at_flags: u32,
     syscall: u16,
+    /// What an exec keeps, read at entry: the exit programs' verification grows with
+    /// every branch they take (6.1 gave up), the entry's does not matter as much.
+    session: Session,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Session {
+    vpgid: u32,
+    tty: u32,
+    sid: u32,
 }
 
 /// Argument `n` of a syscall entry tracepoint (they start at byte 16, 8 bytes each).
@@ -53,6 +63,7 @@ pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
             dirfd: AT_FDCWD,
             at_flags: 0,
             syscall: syscall::EXECVE,
+            session: Session::default(),
         },
     );
     0
@@ -68,6 +79,7 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
             argv: syscall_arg(&ctx, 2),
             at_flags: syscall_arg(&ctx, 4) as u32,
             syscall: syscall::EXECVEAT,
+            session: Session::default(),
         },
     );
     0
@@ -76,11 +88,17 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 /// Keyed by thread group id: a successful exec from a non-leader thread returns in
 /// the leader's pid, so the thread id would not find the entry again.
 #[inline(always)]
-fn save_exec(ctx: &TracePointContext, pending: PendingExec) {
+fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !wanted(kind::EXEC, tgid) {
         return;
     }
+    let task = current_task();
+    pending.session = Session {
+        vpgid: pending.session.vpgid,
+        tty: pending.session.tty,
+        sid: pending.session.sid,
+    };
     // A file left by an exec whose exit was never seen must not pass for this one's.
     let _ = EXEC_FILE.remove(&tgid);
     if PENDING_EXEC.insert(&tgid, &pending, 0).is_err() {
@@ -159,8 +177,6 @@ fn emit_exec_image() -> Result<(), i64> {
     let args_len = record.user_bytes(start, len);
     let cgroup_name_len = append_cgroup_name(&record, task);
     let file_len = append_exec_file(&record, tgid, &mut header_flags);
-    // Read here, not from /proc later: a short-lived process is gone by then.
-    let cwd_len = append_base_dir(&record, task, AT_FDCWD);
     // Last, so that a failed read leaves the other parts whole.
     let env_start = read::<u64>(mm, offset!(mm_env_start)).unwrap_or(0);
     let env_end = read::<u64>(mm, offset!(mm_env_end)).unwrap_or(0);
@@ -186,7 +202,6 @@ fn emit_exec_image() -> Result<(), i64> {
             cgroup_name_len,
             args_len,
             file_len,
-            cwd_len,
             env_len,
             exe_flags,
             result: 0,
@@ -231,7 +246,6 @@ fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), i64> {
             cgroup_name_len,
             args_len,
             file_len,
-            cwd_len: 0,
             env_len: 0,
             exe_flags: exe::UNKNOWN,
             result,
@@ -261,7 +275,6 @@ struct ExecParts {
     cgroup_name_len: usize,
     args_len: usize,
     file_len: usize,
-    cwd_len: usize,
     env_len: usize,
     exe_flags: u32,
     result: i64,
@@ -289,11 +302,10 @@ fn submit_exec(
         file_len: parts.file_len as u16,
         env_len: parts.env_len as u16,
         exe_flags: parts.exe_flags,
-        vpgid: vpgid(task),
-        tty: tty(task),
-        sid: sid(task),
-        cwd_len: parts.cwd_len as u16,
-        _pad3: [0; 3],
+        vpgid: pending.session.vpgid,
+        tty: pending.session.tty,
+        sid: pending.session.sid,
+        _pad3: 0,
         caps: capabilities(task),
     };
     unsafe { record.fixed::<ExecRecord>().write(fixed) };

@@ -156,8 +156,6 @@ pub struct Exec {
     pub at_flags: u32,
     /// Name of the task's cgroup v2 directory, read in the kernel at exec time.
     pub cgroup_name: Vec<u8>,
-    /// The working directory at the exec, as the kernel had it (successful execs).
-    pub cwd: Option<Vec<u8>>,
     /// The new image's environment, `NAME=value` each (successful execs; at most
     /// `monitor_common::MAX_ENV_BYTES`). Kept for rules (`proc.env`), never printed
     /// with the event: environments hold secrets.

@@ -11,6 +11,8 @@
  *   attack memfd-exec FILE [ARG...]   copy FILE into a memfd and execute that
  *   attack ptrace-attach PID          attach to PID, wait for its stop, detach
  *   attack traceme                    ask to be traced (an anti-debugging trick)
+ *   attack sleep SECS                 sleep (a process that is still there when the
+ *                                     agent reads its /proc entry)
  *   attack true                       nothing (a process with the tool's name)
  */
 #define _GNU_SOURCE
@@ -106,6 +108,10 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "traceme")) {
         return ptrace(PTRACE_TRACEME, 0, 0, 0) == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "sleep") && argc == 3) {
+        sleep((unsigned)atoi(argv[2]));
+        return 0;
     }
     if (!strcmp(cmd, "true")) {
         return 0;

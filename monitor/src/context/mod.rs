@@ -335,10 +335,7 @@ impl Context {
             ),
             exe_key: self.exe_key(pid, &exepath, container.is_none()),
             exepath,
-            cwd: exec
-                .cwd
-                .clone()
-                .or_else(|| procfs::read_link(&self.host, pid, "cwd"))
+            cwd: procfs::read_link(&self.host, pid, "cwd")
                 .or_else(|| previous.as_ref().and_then(|p| p.cwd.clone())),
             tty,
             sid,

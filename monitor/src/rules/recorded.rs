@@ -289,7 +289,6 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             dirfd: n(v, "dirfd").unwrap_or(-100) as i32,
             at_flags: 0,
             cgroup_name: Vec::new(),
-            cwd: None,
             env: None,
             env_truncated: false,
             capabilities: None,

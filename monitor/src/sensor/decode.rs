@@ -133,7 +133,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError> {
     let r: ExecRecord = read_fixed(bytes)?;
-    let [exe, filename, args, cgroup_name, file, cwd, env] = split_tail(
+    let [exe, filename, args, cgroup_name, file, env] = split_tail(
         &bytes[size_of::<ExecRecord>()..],
         [
             r.exe_len as usize,
@@ -141,7 +141,6 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
             r.args_len as usize,
             r.cgroup_name_len as usize,
             r.file_len as usize,
-            r.cwd_len as usize,
             r.env_len as usize,
         ],
     )?;
@@ -174,7 +173,6 @@ fn decode_exec(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         dirfd: r.dirfd,
         at_flags: r.at_flags,
         cgroup_name: cgroup_name.to_vec(),
-        cwd: (!cwd.is_empty()).then(|| unreverse_path(cwd)),
         env: (r.result == 0).then(|| split_args(env)),
         env_truncated: header.flags & flags::ENV_TRUNCATED != 0,
         capabilities: (r.result == 0).then_some(r.caps),
