@@ -73,7 +73,7 @@ pub fn storm(args: &StormArgs) -> Result<()> {
             .with_context(|| format!("joining {}", cgroup.display()))?;
     }
     let mark = |i: u64| {
-        if args.marker_every > 0 && i % args.marker_every == 0 {
+        if args.marker_every > 0 && i.is_multiple_of(args.marker_every) {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
