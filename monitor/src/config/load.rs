@@ -100,22 +100,28 @@ pub fn load(
     let path = source.path();
     let mut origins = HashMap::new();
     let mut key_marks = HashMap::new();
-    let (mut tree, file) = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let tree = file_tree(&path, &text, &mut origins, &mut key_marks)?;
-            (tree, Some(path.clone()))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && source.explicit.is_none() => {
-            (Value::Object(Map::new()), None)
-        }
-        Err(err) => {
-            return Err(ConfigError {
-                problems: vec![format!(
-                    "{}: cannot read the config file: {err}",
-                    path.display()
-                )],
-            });
-        }
+    let missing = std::fs::metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    let (mut tree, file) = if missing && source.explicit.is_none() {
+        (Value::Object(Map::new()), None)
+    } else if missing {
+        return Err(ConfigError {
+            problems: vec![format!(
+                "{}: cannot read the config file: it does not exist",
+                path.display()
+            )],
+        });
+    } else {
+        let text = yaml::read_source(&path).map_err(|e| ConfigError {
+            problems: vec![format!(
+                "{}:{}:{}: config file: {}",
+                path.display(),
+                e.mark.line,
+                e.mark.col,
+                e.message
+            )],
+        })?;
+        let tree = file_tree(&path, &text, &mut origins, &mut key_marks)?;
+        (tree, Some(path.clone()))
     };
 
     let defaults = serde_json::to_value(Settings::default()).expect("settings serialize");
@@ -291,10 +297,6 @@ fn to_value(
                     continue;
                 };
                 let child = join(&key, name);
-                if map.contains_key(name) {
-                    problems.push(format!("{}: {child}: given twice", at(k.mark)));
-                    continue;
-                }
                 record(&child, v.mark, Some(k.mark));
                 let value = to_value(v, child, record, problems, at);
                 map.insert(name.to_string(), value);

@@ -102,7 +102,7 @@ fn yaml_syntax_and_shape_errors() {
     );
     assert_eq!(
         error("log: info\nlog: debug\n", &[]),
-        "FILE:2:1: log: given twice"
+        "FILE:2:1: invalid YAML: duplicate key 'log' (first at line 1, column 1)"
     );
 }
 
@@ -202,4 +202,80 @@ fn outputs_become_sinks_with_spools_and_rate_limit() {
             .collect::<Vec<_>>(),
         ["FILE:3:14", "outputs.syslog.address"]
     );
+}
+
+/// Hostile files give one clear error at their place, for the rules and the settings
+/// alike, without expanding, reading or recursing without bound: an alias bomb stops
+/// at the node cap, nesting at the depth cap, an oversized file before it is read.
+#[test]
+fn hostile_yaml_is_a_positioned_error_for_rules_and_settings() {
+    let dir = std::env::temp_dir().join(format!("monitor-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bomb = {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (level, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            text.push_str(&format!("{level}: &{level} [{refs}]\n"));
+        }
+        text.into_bytes()
+    };
+    let deep = format!("k: {}{}\n", "[".repeat(50_000), "]".repeat(50_000)).into_bytes();
+    let mut huge = b"k: \"".to_vec();
+    huge.resize((crate::rules::yaml::MAX_SOURCE_BYTES + 10) as usize, b'A');
+    huge.extend_from_slice(b"\"\n");
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "bomb",
+            bomb,
+            ":5:36: invalid YAML: aliases expand to more than 100000 nodes (an alias bomb?)",
+        ),
+        (
+            "deep",
+            deep,
+            ":1:259: invalid YAML: recursion limit exceeded",
+        ),
+        (
+            "huge",
+            huge,
+            ":1:1: the file is 16.0 MiB; files over 16 MiB are refused",
+        ),
+        (
+            "not-utf8",
+            b"k: v\nname: \"caf\xe9\"\n".to_vec(),
+            ":2:11: invalid UTF-8 (byte 0xe9): save the file as UTF-8",
+        ),
+        (
+            "duplicate",
+            b"- rule: r\n  desc: d\n  condition: evt.type=open\n  condition: evt.type=connect\n"
+                .to_vec(),
+            ":4:3: invalid YAML: duplicate key 'condition' (first at line 3, column 3)",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, &bytes).unwrap();
+        let rules = crate::rules::Engine::load_paths(&[path.clone()])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            rules.contains(&format!("{}{expected}", path.display())),
+            "rules, {name}: {rules}"
+        );
+        // The settings' error is at the same place, with the same message.
+        let settings = load(&source(&path), [], &[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let (place, message) = expected.split_at(expected.find(": ").unwrap());
+        assert!(
+            settings.contains(&format!("{}{place}: ", path.display()))
+                && settings.contains(message),
+            "settings, {name}: {settings}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -155,8 +155,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
 }
 
 pub fn parse_file(path: &Path) -> Result<Vec<Fixture>, Vec<RuleError>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| vec![super::loader::io_error(path, &e)])?;
+    let text = super::loader::read_rules_file(path).map_err(|e| vec![e])?;
     parse(&path.display().to_string(), &text)
 }
 

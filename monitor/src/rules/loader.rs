@@ -810,3 +810,14 @@ pub fn io_error(p: &std::path::Path, e: &std::io::Error) -> RuleError {
         message: format!("cannot read: {e}"),
     }
 }
+
+/// A rules file's text (see `yaml::read_source`), or the error at its place.
+pub fn read_rules_file(p: &std::path::Path) -> Result<String, RuleError> {
+    super::yaml::read_source(p).map_err(|e| RuleError {
+        file: Arc::from(p.display().to_string()),
+        line: e.mark.line,
+        col: e.mark.col,
+        item: None,
+        message: e.message,
+    })
+}

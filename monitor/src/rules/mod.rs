@@ -145,9 +145,9 @@ impl Engine {
         let mut sources = Vec::new();
         let mut errors = Vec::new();
         for f in files {
-            match std::fs::read_to_string(&f) {
+            match loader::read_rules_file(&f) {
                 Ok(text) => sources.push((f.display().to_string(), text)),
-                Err(e) => errors.push(loader::io_error(&f, &e)),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
