@@ -257,7 +257,7 @@ fn hostile_yaml_is_a_positioned_error_for_rules_and_settings() {
     for (name, bytes, expected) in cases {
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(&path, &bytes).unwrap();
-        let rules = crate::rules::Engine::load_paths(&[path.clone()])
+        let rules = crate::rules::Engine::load_paths(std::slice::from_ref(&path))
             .map(|_| ())
             .unwrap_err()
             .to_string();
