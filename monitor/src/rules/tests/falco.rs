@@ -167,7 +167,7 @@ fn falco_ruleset_counts_and_skip_reasons() {
 }
 
 /// (expected rules that fire, event) — one per active rule.
-fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
+pub(super) fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
     vec![
         (
             vec!["Directory traversal monitored file read"],

@@ -174,7 +174,7 @@ fn udp(event: Value) -> Value {
 }
 
 /// (expected rules that fire, event): at least one per incubating rule.
-fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
+pub(super) fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
     vec![
         (
             // Persistence through a login script, written by a dropped Python payload.

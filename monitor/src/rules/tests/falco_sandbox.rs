@@ -162,7 +162,7 @@ fn miner_container_start() -> Value {
 
 /// (expected rules that fire, event): at least one per active sandbox rule. Every rule
 /// the event fires is listed, the stable and incubating ones included.
-fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
+pub(super) fn fixtures() -> Vec<(Vec<&'static str>, Value)> {
     vec![
         (
             // A malicious apt source, added from a root shell (`echo deb ... > ...`):

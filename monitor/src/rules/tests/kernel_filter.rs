@@ -23,14 +23,28 @@ const FALCO_STABLE: &str = concat!(
     "/../../shared/falco-rules/falco_rules.yaml"
 );
 
+const FALCO_ALL: [&str; 3] = [
+    FALCO_STABLE,
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/falco-rules/falco-incubating_rules.yaml"
+    ),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/falco-rules/falco-sandbox_rules.yaml"
+    ),
+];
+
 fn engines() -> Vec<(&'static str, Engine)> {
-    [("default", DEFAULT_RULES), ("falco stable", FALCO_STABLE)]
-        .into_iter()
-        .map(|(name, path)| {
-            let engine = Engine::load_paths(&[path.into()]).unwrap_or_else(|e| panic!("{e}"));
-            (name, engine)
-        })
-        .collect()
+    let load = |paths: &[&str]| {
+        let paths: Vec<std::path::PathBuf> = paths.iter().map(|p| p.into()).collect();
+        Engine::load_paths(&paths).unwrap_or_else(|e| panic!("{e}"))
+    };
+    vec![
+        ("default", load(&[DEFAULT_RULES])),
+        ("falco stable", load(&[FALCO_STABLE])),
+        ("falco stable, incubating and sandbox", load(&FALCO_ALL)),
+    ]
 }
 
 /// Asserts that every event a rule of `engine` matches passes `filter`; returns how
@@ -71,6 +85,14 @@ fn fixture_events() -> Vec<Value> {
             out.extend(fixtures.into_iter().map(|f| f.event));
         }
     }
+    // Falco's rulesets' fixtures, built by their tests.
+    for fixtures in [
+        super::falco::fixtures(),
+        super::falco_incubating::fixtures(),
+        super::falco_sandbox::fixtures(),
+    ] {
+        out.extend(fixtures.into_iter().map(|(_, event)| event));
+    }
     out
 }
 
@@ -110,8 +132,19 @@ const PATHS: &[&str] = &[
     "/proc/self/mem",
     "/sys/fs/cgroup/release_agent",
     "/var/log/syslog",
+    "/var/log/auth.log",
+    "/opt/app/auth.log",
     "/var/lib/app/data",
+    "/usr/lib/x86_64-linux-gnu/liblzma.so.5.6.1",
+    "/etc/apt/sources.list.d/x.list",
     "/",
+    // What the kernel leaves to the agent: relative, not normalized, traversals.
+    "shadow",
+    "../etc/shadow",
+    "/etc//shadow",
+    "/etc/./sudoers",
+    "/tmp/../etc/shadow",
+    "/var/log/",
 ];
 const NAMES: &[&str] = &[
     "cat",
@@ -168,6 +201,16 @@ fn random_events(n: usize) -> Vec<Value> {
                 "socket",
                 "dup2",
                 "dup3",
+                "unlinkat",
+                "renameat2",
+                "mkdir",
+                "rmdir",
+                "userfaultfd",
+                "memfd_create",
+                "listen",
+                "accept4",
+                "sendto",
+                "recvfrom",
             ]);
             let result = *rng.pick(&[0i64, 1, 3, -1, -13]);
             json!({
@@ -177,17 +220,22 @@ fn random_events(n: usize) -> Vec<Value> {
                 "target": *rng.pick(PATHS), "linkpath": "/tmp/l", "oldpath": *rng.pick(PATHS),
                 "newpath": "/tmp/n", "domain": *rng.pick(&[1u64, 2, 10, 17]), "sock_type": 3,
                 "fd": 3, "newfd": *rng.pick(&[0u64, 1, 2, 9]),
-                "family": *rng.pick(&["inet", "inet6", "unix"]), "address": "10.0.0.1",
-                "port": 4444, "local_address": "172.17.0.2", "local_port": 40000,
+                "family": *rng.pick(&["inet", "inet6", "unix"]), "address": *rng.pick(ADDRESSES),
+                "port": *rng.pick(&[22u64, 53, 443, 4444, 40000]), "local_address": "172.17.0.2",
+                "local_port": *rng.pick(&[22u64, 8080, 40000]), "path": *rng.pick(PATHS),
+                "name": *rng.pick(PATHS), "size": 80, "data": *rng.pick(&["GET /", "\\xca\\xfe\\xba\\xbe", ""]),
             })
         } else if rng.next().is_multiple_of(2) {
             let path = *rng.pick(PATHS);
             let flags = (rng.next() % 4)
                 | *rng.pick(&[0u64, 0o100, 0o1000, 0o200000, 0o2000000, 0o100 | 0o1000]);
             let result = *rng.pick(&[3i64, 5, -2, -13, -21]);
+            let resolved =
+                String::from_utf8(crate::event::normalize_path(format!("/{path}").as_bytes()))
+                    .unwrap();
             json!({
                 "kind": "open", "syscall": *rng.pick(&["open", "openat", "openat2", "creat"]),
-                "comm": name, "path": path, "resolved_path": path, "flags": flags,
+                "comm": name, "path": path, "resolved_path": resolved, "flags": flags,
                 "mode": *rng.pick(&[0o644u64, 0o755]), "result": result,
                 "error": if result < 0 { json!("ENOENT") } else { Value::Null },
                 "uid": *rng.pick(&[0u64, 1000]),
