@@ -42,21 +42,25 @@ const FALCO_INCUBATING_RULES: &str = concat!(
     "/../../shared/falco-rules/falco-incubating_rules.yaml"
 );
 
+const FALCO_SANDBOX_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco-sandbox_rules.yaml"
+);
+
 fn engine() -> Engine {
     let rules = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
     Engine::load_paths(&[rules, PathBuf::from(FALCO_RULES)]).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The default rules with Falco's stable and incubating rulesets (the sandbox one
-/// names fields this agent lacks).
-fn engine_with_incubating() -> Engine {
-    let rules = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    Engine::load_paths(&[
-        rules,
+/// The default rules with Falco's stable and incubating rulesets, and with its sandbox
+/// one too.
+fn engine_with(more: &[&str]) -> Engine {
+    let mut paths = vec![
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules")),
         PathBuf::from(FALCO_RULES),
-        PathBuf::from(FALCO_INCUBATING_RULES),
-    ])
-    .unwrap_or_else(|e| panic!("{e}"))
+    ];
+    paths.extend(more.iter().map(PathBuf::from));
+    Engine::load_paths(&paths).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A small deterministic generator, so every run sees the same mix.
@@ -436,16 +440,22 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     )])
     .unwrap_or_else(|e| panic!("{e}"));
 
-    let incubating = engine_with_incubating();
+    let incubating = engine_with(&[FALCO_INCUBATING_RULES]);
     eprintln!(
         "engine bench: with Falco's incubating rules, {} active rules",
         incubating.rules().len()
+    );
+    let all_three = engine_with(&[FALCO_INCUBATING_RULES, FALCO_SANDBOX_RULES]);
+    eprintln!(
+        "engine bench: with Falco's incubating and sandbox rules, {} active rules",
+        all_three.rules().len()
     );
 
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(parsed.len() as u64));
     run(&mut group, "evaluate_mix", &engine, &live);
     run(&mut group, "evaluate_mix_incubating", &incubating, &live);
+    run(&mut group, "evaluate_mix_all_falco", &all_three, &live);
     run(&mut group, "evaluate_mix_json", &engine, &parsed);
     run(&mut group, "baseline_one_rule", &trivial, &live);
     group.finish();

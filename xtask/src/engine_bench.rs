@@ -20,6 +20,10 @@ const BENCHES: &[(&str, &str)] = &[
         "default rules + Falco stable and incubating rules, live events",
     ),
     (
+        "evaluate_mix_all_falco",
+        "default rules + Falco stable, incubating and sandbox rules, live events",
+    ),
+    (
         "evaluate_mix_json",
         "default rules + Falco stable rules, JSON events (fixtures, replay)",
     ),

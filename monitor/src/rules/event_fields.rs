@@ -169,6 +169,10 @@ pub trait Record<'a> {
     fn address(&self) -> Option<IpAddr> {
         self.top(T::address).as_str()?.parse().ok()
     }
+    /// `top(T::local_address)` as an address.
+    fn local_address(&self) -> Option<IpAddr> {
+        self.top(T::local_address).as_str()?.parse().ok()
+    }
 }
 
 /// An event ready for evaluation: a [`Record`] with its `evt.type` and the values
@@ -319,17 +323,17 @@ impl<'a, R: Record<'a>> EventView<R> {
     }
 
     /// One end of the socket: the local one, or the remote one.
-    fn end(&self, local: bool) -> (Option<Cow<'a, str>>, Option<i64>) {
+    fn end(&self, local: bool) -> (Option<IpAddr>, Option<i64>) {
         if local {
-            (self.text(T::local_address), self.num(T::local_port))
+            (self.record.local_address(), self.num(T::local_port))
         } else {
-            (self.text(T::address), self.num(T::port))
+            (self.record.address(), self.num(T::port))
         }
     }
 
     /// The client's end (`client`) or the server's: a listening socket has only a
     /// server end, its own.
-    fn role_end(&self, client: bool) -> (Option<Cow<'a, str>>, Option<i64>) {
+    fn role_end(&self, client: bool) -> (Option<IpAddr>, Option<i64>) {
         if self.etype == EventType::Listen {
             return if client { (None, None) } else { self.end(true) };
         }
@@ -395,17 +399,17 @@ impl<'a, R: Record<'a>> EventView<R> {
     }
 
     /// The address of an end of the socket (see [`Self::end`], [`Self::role_end`]).
-    fn ip_of(&self, (addr, _): (Option<Cow<'a, str>>, Option<i64>)) -> FieldValue<'a> {
+    fn ip_of(&self, (addr, _): (Option<IpAddr>, Option<i64>)) -> FieldValue<'a> {
         if !self.is_socket() || !self.is_ip() {
             return FieldValue::None;
         }
-        match addr.and_then(|a| a.parse().ok()) {
+        match addr {
             Some(ip) => FieldValue::Ip(ip),
             None => FieldValue::None,
         }
     }
 
-    fn port_of(&self, (_, port): (Option<Cow<'a, str>>, Option<i64>)) -> FieldValue<'a> {
+    fn port_of(&self, (_, port): (Option<IpAddr>, Option<i64>)) -> FieldValue<'a> {
         if !self.is_socket() || !self.is_ip() {
             return FieldValue::None;
         }
@@ -952,7 +956,7 @@ impl<'a, R: Record<'a>> EventView<R> {
                     FdRipName => self.end(false),
                     _ => self.end(true),
                 };
-                match addr.and_then(|a| a.parse().ok()) {
+                match addr {
                     Some(ip) => str_v(self.record.ip_name(ip).value()),
                     None => FieldValue::None,
                 }

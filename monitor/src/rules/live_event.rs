@@ -468,6 +468,14 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         }
     }
 
+    fn local_address(&self) -> Option<IpAddr> {
+        match &self.event.detail {
+            Detail::Connect(x) => x.local.map(|(a, _)| a),
+            Detail::Syscall(x) => x.socket.and_then(|s| s.local).map(|(a, _)| a),
+            _ => None,
+        }
+    }
+
     fn address(&self) -> Option<IpAddr> {
         match &self.event.detail {
             Detail::Connect(x) => x.address,
