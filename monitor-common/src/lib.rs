@@ -694,6 +694,15 @@ pub mod filter {
     /// so that a reload writes the next generation's networks beside the current ones.
     pub const NET_KEY_GENERATION_BITS: u32 = 8;
 
+    /// `ScopeFilter::ports`: a connect's destination port must be in the scope's port
+    /// table, or must not be.
+    pub const PORTS_ONLY: u32 = 1;
+    pub const PORTS_EXCEPT: u32 = 2;
+    /// A port-table key: the generation, the scope, the port (little-endian).
+    pub const fn port_key(generation: u8, scope: u8, port: u16) -> u32 {
+        (generation as u32) | ((scope as u32) << 8) | ((port as u32) << 16)
+    }
+
     /// `ScopeFilter::paths`: the scope admits only the paths its path table holds, or
     /// with [`PATHS_NAMES`] whose last component its name table holds.
     pub const PATHS_BOUNDED: u32 = 1;
@@ -739,6 +748,9 @@ pub struct ScopeFilter {
     pub families: u32,
     /// [`filter::PATHS_BOUNDED`], or 0: every path.
     pub paths: u32,
+    /// [`filter::PORTS_ONLY`], [`filter::PORTS_EXCEPT`], or 0: every port.
+    pub ports: u32,
+    pub _pad: u32,
 }
 
 impl ScopeFilter {
@@ -748,6 +760,8 @@ impl ScopeFilter {
         results: u32::MAX,
         families: u32::MAX,
         paths: 0,
+        ports: 0,
+        _pad: 0,
     };
 
     /// What an open's entry knows: the syscall and the flags.
@@ -800,7 +814,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectRecord>() == 112);
     assert!(core::mem::size_of::<OpenRecord>() == 88);
     assert!(core::mem::size_of::<KernelOffsets>() == 84 * 4);
-    assert!(core::mem::size_of::<KindFilter>() == 8 + 24 * filter::SCOPES);
+    assert!(core::mem::size_of::<KindFilter>() == 8 + 32 * filter::SCOPES);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u64::BITS);
 };

@@ -12,6 +12,7 @@ use monitor_common::{KIND_SLOTS, ScopeFilter, filter};
 
 use crate::maps::{
     EXCLUDED_V4, EXCLUDED_V6, FILTER_GENERATION, FILTERS, HOST_CGROUPS, NAMES, PATH_PROBE, PATHS,
+    PORTS,
 };
 
 /// A path-table key being built, with room for the word-wise scan to read past the
@@ -139,6 +140,22 @@ impl Applies {
         }
         probe.key.prefix_len = (8 * (filter::PATH_KEY_HEADER + name_len)) as u32;
         NAMES.get(&probe.key).is_some()
+    }
+
+    /// Could a rule of this scope match a connect to `port`?
+    #[inline(always)]
+    pub fn admits_port(&self, port: u16) -> bool {
+        let mode = self.admits.ports;
+        if mode == 0 {
+            return true;
+        }
+        let key = filter::port_key(self.generation, self.scope as u8, port);
+        let listed = unsafe { PORTS.get(&key) }.is_some();
+        if mode == filter::PORTS_ONLY {
+            listed
+        } else {
+            !listed
+        }
     }
 
     /// Is the destination in a network no rule of this scope can match? An IPv4

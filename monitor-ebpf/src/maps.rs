@@ -79,6 +79,11 @@ pub static EXCLUDED_V6: LpmTrie<[u8; 17], u32> = LpmTrie::with_max_entries(1024,
 #[map]
 pub static PATHS: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_entries(8192, 0);
 
+/// Destination ports of connects, per generation and scope (`filter::port_key`): the
+/// ones a scope admits alone, or the ones it drops (its `ports` mode says which).
+#[map]
+pub static PORTS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
 /// The last components (file names) some rule could match, keyed like `PATHS` (an
 /// exact name with its NUL).
 #[map]

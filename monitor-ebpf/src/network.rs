@@ -142,7 +142,9 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     // Judged on the address the record would carry (the kernel's copy where a hook
     // took one), so rewriting the caller's buffer cannot steer the filter.
     if let Some(filter) = filter::applies(kind::CONNECT)
-        && (!filter.admits.admits_connect(family, result) || filter.excludes_address(family, &addr))
+        && (!filter.admits.admits_connect(family, result)
+            || filter.excludes_address(family, &addr)
+            || (matches!(family, AF_INET | AF_INET6) && !filter.admits_port(port)))
     {
         let _ = PENDING_CONNECT.remove(&pid_tgid);
         count(kind::CONNECT, stat::FILTERED);

@@ -165,6 +165,56 @@ impl PathBound {
     }
 }
 
+/// The destination ports of the connects a condition can be true on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PortBound {
+    Any,
+    Only(BTreeSet<u16>),
+    Except(BTreeSet<u16>),
+}
+
+impl PortBound {
+    fn holds(&self, port: u16) -> bool {
+        match self {
+            PortBound::Any => true,
+            PortBound::Only(set) => set.contains(&port),
+            PortBound::Except(set) => !set.contains(&port),
+        }
+    }
+
+    fn meet(&self, other: &PortBound) -> PortBound {
+        use PortBound::*;
+        match (self, other) {
+            (Any, b) | (b, Any) => b.clone(),
+            (Only(a), Only(b)) => Only(a.intersection(b).copied().collect()),
+            (Except(a), Except(b)) => Except(a.union(b).copied().collect()),
+            (Only(a), Except(b)) | (Except(b), Only(a)) => Only(a.difference(b).copied().collect()),
+        }
+    }
+
+    fn join(&self, other: &PortBound) -> PortBound {
+        use PortBound::*;
+        match (self, other) {
+            (Any, _) | (_, Any) => Any,
+            (Only(a), Only(b)) => Only(a.union(b).copied().collect()),
+            (Except(a), Except(b)) => Except(a.intersection(b).copied().collect()),
+            (Only(a), Except(b)) | (Except(b), Only(a)) => {
+                Except(b.difference(a).copied().collect())
+            }
+        }
+    }
+
+    fn entries(&self) -> usize {
+        match self {
+            PortBound::Any => 0,
+            PortBound::Only(s) | PortBound::Except(s) => s.len(),
+        }
+    }
+}
+
+/// Port-table entries one scope may use (the kernel's table holds 8192).
+const MAX_PORT_ENTRIES: usize = 2000;
+
 /// Path-table entries one scope may use (both generations and scopes share the
 /// kernel's 8192); a scope that needs more stays unbounded.
 const MAX_PATH_ENTRIES: usize = 2000;
@@ -180,6 +230,7 @@ struct Region {
     families: u32,
     excluded: Vec<Net>,
     path: PathBound,
+    ports: PortBound,
 }
 
 impl Region {
@@ -192,6 +243,7 @@ impl Region {
             families: ALL_FAMILIES,
             excluded: Vec::new(),
             path: PathBound::Any,
+            ports: PortBound::Any,
         }
     }
 
@@ -204,6 +256,7 @@ impl Region {
             families: 0,
             excluded: Vec::new(),
             path: PathBound::Any,
+            ports: PortBound::Any,
         }
     }
 
@@ -230,6 +283,7 @@ impl Region {
             families: self.families & other.families,
             excluded,
             path: self.path.meet(&other.path),
+            ports: self.ports.meet(&other.ports),
         };
         if r.is_bottom() { Region::bottom() } else { r }
     }
@@ -253,7 +307,18 @@ impl Region {
                 (None, None) => Vec::new(),
             },
             path: self.path.join(&other.path),
+            // As for networks: a side without IP sockets has no ports to widen with.
+            ports: match (self.ip_ports(), other.ip_ports()) {
+                (Some(a), Some(b)) => a.join(b),
+                (Some(a), None) | (None, Some(a)) => a.clone(),
+                (None, None) => PortBound::Any,
+            },
         }
+    }
+
+    /// The destination ports, where the region holds IP sockets at all.
+    fn ip_ports(&self) -> Option<&PortBound> {
+        (self.families & (filter::FAMILY_INET | filter::FAMILY_INET6) != 0).then_some(&self.ports)
     }
 
     /// The destinations excluded, where the region holds IP sockets at all; `None`
@@ -511,6 +576,25 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
                 None => unbounded,
             }
         }
+        // A connect's server and remote port are its destination's.
+        FieldId::FdSport | FieldId::FdRport | FieldId::FdPort if is_connect => {
+            let ports: BTreeSet<u16> = match &c.matcher {
+                Matcher::NumCmp(super::parser::Op::Eq, v) => {
+                    u16::try_from(*v).into_iter().collect()
+                }
+                Matcher::NumIn(vs) => vs.iter().filter_map(|v| u16::try_from(*v).ok()).collect(),
+                _ => return unbounded,
+            };
+            let mut inside = Region::top();
+            inside.ports = PortBound::Only(ports.clone());
+            let mut outside = Region::top();
+            outside.ports = PortBound::Except(ports);
+            if c.negate {
+                (outside, inside)
+            } else {
+                (inside, outside)
+            }
+        }
         FieldId::FdSip
         | FieldId::FdRip
         | FieldId::FdIp
@@ -611,6 +695,8 @@ pub struct ScopeSpec {
     pub open_facts: Vec<(&'static str, String)>,
     /// The paths the scope's opens may have (the path table's entries).
     pub paths: PathBound,
+    /// The destination ports the scope's connects may have (the port table's).
+    pub ports: PortBound,
 }
 
 /// One kind's filter.
@@ -648,6 +734,8 @@ pub struct Facts {
     pub result: i64,
     pub family: u16,
     pub address: Option<IpAddr>,
+    /// A connect's destination port.
+    pub port: u16,
     /// An open's path as the caller gave it (none for an open no syscall made).
     pub path: Option<Vec<u8>>,
 }
@@ -671,6 +759,7 @@ impl Facts {
                 result: o.result,
                 family: 0,
                 address: None,
+                port: 0,
                 path: o.enhanced.is_none().then(|| o.path.clone()),
             }),
             Detail::Syscall(x) => Some(Facts {
@@ -681,6 +770,7 @@ impl Facts {
                 result: x.result,
                 family: 0,
                 address: None,
+                port: 0,
                 path: None,
             }),
             Detail::Connect(c) => Some(Facts {
@@ -691,6 +781,7 @@ impl Facts {
                 result: c.result,
                 family: c.family.raw(),
                 address: c.address,
+                port: c.port,
                 path: None,
             }),
             _ => None,
@@ -764,7 +855,10 @@ impl KernelFilter {
                             .iter()
                             .any(|(net, bits)| ip_in(a, *net, *bits))
                     });
-                f.admits_connect(facts.family, facts.result) && !excluded
+                let ip = matches!(facts.family, 2 | 10);
+                f.admits_connect(facts.family, facts.result)
+                    && !excluded
+                    && (!ip || scope.ports.holds(facts.port))
             }
             EventKind::Syscall => f.admits_syscall(facts.syscall) && f.admits_result(facts.result),
             _ => true,
@@ -863,8 +957,15 @@ fn describe_admits(kind: EventKind, scope: &ScopeSpec) -> String {
                 .iter()
                 .map(|(a, b)| format!("{a}/{b}"))
                 .collect();
+            let ports =
+                |set: &BTreeSet<u16>| set.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
             format!(
-                "passes family {families}, result {results}; destinations dropped: {}",
+                "passes family {families}, result {results}, destination port {}; destinations dropped: {}",
+                match &scope.ports {
+                    PortBound::Any => "any".to_string(),
+                    PortBound::Only(set) => format!("in {}", ports(set)),
+                    PortBound::Except(set) => format!("not in {}", ports(set)),
+                },
                 if nets.is_empty() {
                     "none".to_string()
                 } else {
@@ -932,11 +1033,9 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
             }
             _ => {
                 note("family", region.families & ALL_FAMILIES == ALL_FAMILIES);
-                note(
-                    "destination",
-                    region.families & (filter::FAMILY_INET | filter::FAMILY_INET6) != 0
-                        && region.excluded.is_empty(),
-                );
+                let ip = region.families & (filter::FAMILY_INET | filter::FAMILY_INET6) != 0;
+                note("destination", ip && region.excluded.is_empty());
+                note("destination port", ip && region.ports == PortBound::Any);
             }
         }
     }
@@ -947,12 +1046,18 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
             rules,
             open_facts,
             paths: PathBound::only([], [], []),
+            ports: PortBound::Any,
         };
     }
     let paths = if kind == EventKind::Open && joined.path.entries() <= MAX_PATH_ENTRIES {
         joined.path
     } else {
         PathBound::Any
+    };
+    let ports = if kind == EventKind::Connect && joined.ports.entries() <= MAX_PORT_ENTRIES {
+        joined.ports
+    } else {
+        PortBound::Any
     };
     ScopeSpec {
         admits: ScopeFilter {
@@ -967,10 +1072,17 @@ fn scope_spec(kind: EventKind, per_rule: &[(&str, Region)], scopes: u8) -> Scope
                 }
                 PathBound::Only { .. } => filter::PATHS_BOUNDED,
             },
+            ports: match &ports {
+                PortBound::Any => 0,
+                PortBound::Only(_) => filter::PORTS_ONLY,
+                PortBound::Except(_) => filter::PORTS_EXCEPT,
+            },
+            _pad: 0,
         },
         excluded: joined.excluded,
         rules,
         open_facts,
         paths,
+        ports,
     }
 }

@@ -11,7 +11,7 @@ use monitor_common::{KIND_SLOTS, KindFilter, filter};
 
 use crate::{
     event::EventKind,
-    rules::kernel_filter::{KernelFilter, PathBound},
+    rules::kernel_filter::{KernelFilter, PathBound, PortBound},
 };
 
 impl super::Sensor {
@@ -40,6 +40,7 @@ impl super::Sensor {
         let networks = rules.map(excluded_networks).unwrap_or_default();
         write_networks(&mut self.ebpf, next as u8, &networks)?;
         write_paths(&mut self.ebpf, next as u8, rules)?;
+        write_ports(&mut self.ebpf, next as u8, rules)?;
         {
             let mut generation: Array<_, u32> = Array::try_from(
                 self.ebpf
@@ -49,7 +50,8 @@ impl super::Sensor {
             generation.set(0, next, 0)?;
         }
         write_networks(&mut self.ebpf, current as u8, &[])?;
-        write_paths(&mut self.ebpf, current as u8, None)
+        write_paths(&mut self.ebpf, current as u8, None)?;
+        write_ports(&mut self.ebpf, current as u8, None)
     }
 
     /// Makes the host scope exactly `ids` (cgroups the agent found to be the host's).
@@ -161,6 +163,29 @@ fn write_paths(ebpf: &mut aya::Ebpf, generation: u8, rules: Option<&KernelFilter
                 let bits = 8 * (filter::PATH_KEY_HEADER + len) as u32;
                 trie.insert(&Key::new(bits, data), 1, 0)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces generation `generation`'s port table with the connect filter's (or empties
+/// it).
+fn write_ports(ebpf: &mut aya::Ebpf, generation: u8, rules: Option<&KernelFilter>) -> Result<()> {
+    let mut table: HashMap<_, u32, u8> =
+        HashMap::try_from(ebpf.map_mut("PORTS").context("map PORTS missing")?)?;
+    let old: Vec<u32> = table.keys().filter_map(Result::ok).collect();
+    for key in old.iter().filter(|k| (*k & 0xff) as u8 == generation) {
+        let _ = table.remove(key);
+    }
+    let scopes = rules
+        .and_then(|r| r.kinds.iter().find(|k| k.kind == EventKind::Connect))
+        .map(|spec| &spec.scopes);
+    for (scope, spec) in scopes.into_iter().flatten().enumerate() {
+        let (PortBound::Only(ports) | PortBound::Except(ports)) = &spec.ports else {
+            continue;
+        };
+        for &port in ports {
+            table.insert(filter::port_key(generation, scope as u8, port), 1, 0)?;
         }
     }
     Ok(())

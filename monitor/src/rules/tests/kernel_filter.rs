@@ -291,7 +291,8 @@ fn the_filter_passes_every_event_a_rule_matches() {
 }
 
 /// What the default rules let the kernel drop: host reads (no default rule looks at
-/// them), failed opens, connects to loopback.
+/// them), failed opens, connects to loopback, and a container's connects to the ports
+/// its outbound rule allows.
 #[test]
 fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     let engine = Engine::load_paths(&[DEFAULT_RULES.into()]).unwrap();
@@ -304,6 +305,7 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
         result,
         family,
         address: address.map(|a| a.parse().unwrap()),
+        port: 4444,
         path: None,
     };
     let open = |host, flags, result| facts(EventKind::Open, host, flags, result, 0, None);
@@ -314,6 +316,19 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     assert!(!filter.passes(&open(false, 0, -2)), "failed open");
     assert!(!filter.passes(&connect(false, "127.0.0.1")), "loopback");
     assert!(filter.passes(&connect(false, "10.0.0.1")), "outbound");
+    let to_port = |host, port| Facts {
+        port,
+        ..connect(host, "10.0.0.1")
+    };
+    assert!(!filter.passes(&to_port(false, 443)), "an allowed port");
+    assert!(
+        !filter.passes(&to_port(true, 4445)),
+        "a host connect, no miner port"
+    );
+    assert!(
+        filter.passes(&to_port(true, 3333)),
+        "a host connect to a miner port"
+    );
     assert!(
         !filter.passes(&facts(
             EventKind::Connect,
@@ -347,6 +362,7 @@ fn falco_stable_filters_host_dups_and_sockets() {
         result,
         family: 0,
         address: None,
+        port: 0,
         path: None,
     };
     use monitor_common::syscall::{DUP2, PTRACE, SOCKET, SYMLINKAT};
@@ -381,6 +397,7 @@ fn falco_stable_bounds_host_opens_by_path() {
         result: 3,
         family: 0,
         address: None,
+        port: 0,
         path: Some(path.as_bytes().to_vec()),
     };
     let o_wronly_trunc = 0o1 | 0o1000;
