@@ -27,8 +27,8 @@ pub struct BenchArgs {
     #[arg(long)]
     no_engine: bool,
     /// Operations of the open storm (the others are a tenth, a twentieth, a
-    /// hundredth of it).
-    #[arg(long, default_value_t = 200_000)]
+    /// five-hundredth of it).
+    #[arg(long, default_value_t = 1_000_000)]
     storm: u64,
 }
 
