@@ -972,12 +972,26 @@ fn exec_facts_follow_the_caller() {
         .unwrap();
     let nobody_pid = as_nobody.id();
     as_nobody.wait_with_output().unwrap();
+    // A session of its own, made just before the exec: only a read at the exec itself
+    // knows it (the fork saw this test's session, and /bin/true is gone at once).
+    let mut leader = Command::new("/bin/true");
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        leader.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    let leader = leader.spawn().unwrap();
+    let leader_pid = leader.id();
+    leader.wait_with_output().unwrap();
     let exec_of = |pid: u32| {
         monitor.wait_for("exec", |e| {
             e["kind"] == "exec" && e["pid"] == pid && !e["process"].is_null()
         })
     };
     let (root, nobody) = (exec_of(root_pid), exec_of(nobody_pid));
+    let leader = exec_of(leader_pid);
     monitor.stop();
     assert_eq!(root["process"]["exe_writable"], true, "{root}");
     assert_eq!(nobody["process"]["exe_writable"], false, "{nobody}");
@@ -993,4 +1007,14 @@ fn exec_facts_follow_the_caller() {
         "{root}"
     );
     assert_eq!(nobody["process"]["cap_effective"], "", "{nobody}");
+    // Session and process group are inherited from this test: read in the kernel at
+    // the exec's entry, they are there although /bin/true is gone at once.
+    // SAFETY: getpgrp and getsid have no preconditions.
+    let (pgrp, sid) = unsafe { (libc::getpgrp(), libc::getsid(0)) };
+    for e in [&root, &nobody] {
+        assert_eq!(e["process"]["vpgid"], pgrp, "{e}");
+        assert_eq!(e["process"]["sid"], sid, "{e}");
+    }
+    assert_eq!(leader["process"]["sid"], leader_pid, "{leader}");
+    assert_eq!(leader["process"]["vpgid"], leader_pid, "{leader}");
 }

@@ -95,9 +95,9 @@ fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) {
     }
     let task = current_task();
     pending.session = Session {
-        vpgid: pending.session.vpgid,
-        tty: pending.session.tty,
-        sid: pending.session.sid,
+        vpgid: vpgid(task),
+        tty: tty(task),
+        sid: sid(task),
     };
     // A file left by an exec whose exit was never seen must not pass for this one's.
     let _ = EXEC_FILE.remove(&tgid);
