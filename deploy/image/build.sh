@@ -52,8 +52,8 @@ make_bases() {
 
     work=$(mktemp -d /var/tmp/monitor-bases.XXXXXX)
     trap 'rm -rf "$work"' EXIT
-    say "debootstrap $suite (minbase, gcc, libc6-dev, ca-certificates): about 2 minutes"
-    debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates \
+    say "debootstrap $suite (minbase, gcc, libc6-dev, ca-certificates, protobuf-compiler): about 2 minutes"
+    debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates,protobuf-compiler \
         "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
         tail -20 "$work/debootstrap.log" >&2
         exit 1

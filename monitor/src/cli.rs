@@ -36,7 +36,7 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Stream kernel events as JSON lines on stdout (one object per event; schema in
     /// the README). Diagnostics and the final drop/receive totals go to stderr.
-    Events(EventsArgs),
+    Events(Box<EventsArgs>),
     /// Load the kernel programs, report which hook serves each event source on this
     /// kernel (and why any was refused), then exit. The optional enhanced sources
     /// (`file_open`, `socket_connect`, `bprm_check_security`) try a BPF LSM program,
@@ -178,6 +178,22 @@ pub struct ContextArgs {
     #[arg(long)]
     pub no_docker: bool,
 
+    /// containerd's socket: its own API for `ctr`/nerdctl containers, its CRI plugin
+    /// for Kubernetes pods. Watched when the socket exists at start; "" never.
+    /// [config: context.containerd_socket; default: /run/containerd/containerd.sock]
+    #[arg(long)]
+    pub containerd_socket: Option<String>,
+
+    /// CRI-O's socket, for Kubernetes pods on CRI-O nodes. Watched when it exists at
+    /// start; "" never. [config: context.crio_socket; default: /run/crio/crio.sock]
+    #[arg(long)]
+    pub crio_socket: Option<String>,
+
+    /// Podman's API socket (`podman system service`). Watched when it exists at start;
+    /// "" never. [config: context.podman_socket; default: /run/podman/podman.sock]
+    #[arg(long)]
+    pub podman_socket: Option<String>,
+
     /// Most processes tracked at once; beyond it the oldest exited, then the oldest
     /// live ones are evicted (and counted). [config: context.process_cap; default: 65536]
     #[arg(long)]
@@ -228,6 +244,24 @@ impl ContextArgs {
             "context.docker",
             "--no-docker",
             self.no_docker.then_some(false),
+        );
+        given(
+            out,
+            "context.containerd_socket",
+            "--containerd-socket",
+            self.containerd_socket.as_ref(),
+        );
+        given(
+            out,
+            "context.crio_socket",
+            "--crio-socket",
+            self.crio_socket.as_ref(),
+        );
+        given(
+            out,
+            "context.podman_socket",
+            "--podman-socket",
+            self.podman_socket.as_ref(),
         );
         given(
             out,
@@ -608,7 +642,7 @@ pub fn main() -> ExitCode {
     init_logging(&log);
     let result = match (cli.command, loaded) {
         (Command::Run(args), Some(loaded)) => commands::run::run(*args, loaded),
-        (Command::Events(args), Some(loaded)) => commands::events::run(args, loaded),
+        (Command::Events(args), Some(loaded)) => commands::events::run(*args, loaded),
         (Command::Probes(args), Some(loaded)) => commands::probes::run(args, loaded),
         (Command::Rules(args), _) => commands::rules::run(args),
         (Command::Replay(args), _) => commands::rules::replay(args),

@@ -5,6 +5,7 @@ pub mod attack;
 pub mod docker;
 pub mod netns;
 pub mod receivers;
+pub mod runtimes;
 
 use std::{
     io::{BufRead, BufReader},

@@ -10,9 +10,13 @@ use crate::util::{is_root, run_cmd, step, succeeds};
 const LLVM_MAJOR: &str = "22";
 /// qemu boots the stock kernels of the kernel matrix; bpftool reads the kernel
 /// programs' run times for `cargo xtask bench`, bpftrace attaches the empty programs
-/// its floor is measured with, iproute2 makes its network namespace.
-const APT_PACKAGES: [&str; 7] = [
+/// its floor is measured with, iproute2 makes its network namespace. protoc builds the
+/// containerd and CRI clients; containerd (with docker.io) and podman are the other
+/// runtimes the container tests run.
+const APT_PACKAGES: [&str; 9] = [
     "docker.io",
+    "protobuf-compiler",
+    "podman",
     "rsyslog",
     "busybox-static",
     "qemu-system-x86",

@@ -12,7 +12,7 @@ pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_na
 
 use crate::{
     alerts::{AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig},
-    context::ContextConfig,
+    context::{ContextConfig, RuntimeSocket, cgroup::Runtime},
     kinds::Interest,
     rules::{Priority, RuleMatching},
     sensor::{SensorConfig, btf::VMLINUX_BTF},
@@ -70,6 +70,14 @@ pub struct ContextSettings {
     /// A path (read below host_root) or `unix://PATH`.
     pub docker_socket: String,
     pub docker: bool,
+    /// containerd's API and its CRI plugin; watched when the socket is there at start
+    /// (empty: never).
+    pub containerd_socket: String,
+    /// CRI-O's CRI socket; watched when there at start (empty: never).
+    pub crio_socket: String,
+    /// Podman's Docker-compatible API (`podman system service`); watched when there
+    /// at start (empty: never).
+    pub podman_socket: String,
     pub process_cap: usize,
     pub exited_grace_secs: u64,
     pub ancestry_depth: usize,
@@ -218,6 +226,9 @@ impl Default for ContextSettings {
             host_root: PathBuf::from("/"),
             docker_socket: "/var/run/docker.sock".into(),
             docker: true,
+            containerd_socket: "/run/containerd/containerd.sock".into(),
+            crio_socket: "/run/crio/crio.sock".into(),
+            podman_socket: "/run/podman/podman.sock".into(),
             process_cap: 65_536,
             exited_grace_secs: 30,
             ancestry_depth: 8,
@@ -317,18 +328,22 @@ impl Settings {
                 format!("{rb} is not a power of two of at least 4096"),
             );
         }
-        if self.context.docker
-            && self.context.docker_socket.contains("://")
-            && !self.context.docker_socket.starts_with("unix://")
-        {
-            bad(
-                "context.docker_socket",
-                format!(
-                    "`{}`: only unix sockets are supported (unix:///var/run/docker.sock); set \
-                     context.docker: false to run without container metadata",
-                    self.context.docker_socket
-                ),
-            );
+        let c = &self.context;
+        for (path, socket, wanted) in [
+            ("context.docker_socket", &c.docker_socket, c.docker),
+            ("context.containerd_socket", &c.containerd_socket, true),
+            ("context.crio_socket", &c.crio_socket, true),
+            ("context.podman_socket", &c.podman_socket, true),
+        ] {
+            if wanted && socket.contains("://") && !socket.starts_with("unix://") {
+                bad(
+                    path,
+                    format!(
+                        "`{socket}`: only unix sockets are supported (unix:///run/x.sock); \
+                         set it to \"\" to run without this runtime's metadata"
+                    ),
+                );
+            }
         }
         if let Some(address) = &self.outputs.syslog.address
             && let Err(err) = crate::alerts::syslog::SyslogAddress::parse(address)
@@ -391,13 +406,31 @@ impl Settings {
         if !c.enabled {
             return None;
         }
-        let socket = c
-            .docker_socket
-            .strip_prefix("unix://")
-            .unwrap_or(&c.docker_socket);
+        let unix = |socket: &str| socket.strip_prefix("unix://").unwrap_or(socket).to_string();
+        let mut runtimes = Vec::new();
+        if c.docker {
+            runtimes.push(RuntimeSocket {
+                runtime: Runtime::Docker,
+                socket: unix(&c.docker_socket),
+                required: true,
+            });
+        }
+        for (runtime, socket) in [
+            (Runtime::Containerd, &c.containerd_socket),
+            (Runtime::CriO, &c.crio_socket),
+            (Runtime::Podman, &c.podman_socket),
+        ] {
+            if !socket.is_empty() {
+                runtimes.push(RuntimeSocket {
+                    runtime,
+                    socket: unix(socket),
+                    required: false,
+                });
+            }
+        }
         Some(ContextConfig {
             host_root: c.host_root.clone(),
-            docker_socket: c.docker.then(|| socket.to_string()),
+            runtimes,
             process_cap: c.process_cap,
             exited_grace: Duration::from_secs(c.exited_grace_secs),
             ancestry_depth: c.ancestry_depth,

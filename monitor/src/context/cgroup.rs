@@ -52,10 +52,12 @@ pub fn container_of(cgroup_path: &str) -> Option<ContainerRef> {
     // The innermost component naming a container wins (nested cgroups below a
     // container, e.g. a systemd inside it, still belong to it).
     for (i, component) in components.iter().enumerate().rev() {
+        // systemd's driver makes `prefix-ID.scope`; cgroupfs (Podman's and CRI-O's
+        // default without systemd) makes `prefix-ID`.
         let scoped = |prefix: &str| {
             component
                 .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(".scope"))
+                .map(|rest| rest.strip_suffix(".scope").unwrap_or(rest))
                 .filter(|id| is_container_id(id))
         };
         let found = if let Some(id) = scoped("docker-") {
@@ -220,6 +222,14 @@ mod tests {
         );
         assert_eq!(
             found(&format!("/kubepods.slice/crio-{ID}.scope")),
+            want("cri-o")
+        );
+        assert_eq!(
+            found(&format!("/libpod_parent/libpod-{ID}")),
+            want("podman")
+        );
+        assert_eq!(
+            found(&format!("/kubepods/besteffort/pod0a1b/crio-{ID}")),
             want("cri-o")
         );
         assert_eq!(found(&format!("/docker/{ID}/init.scope")), want("docker"));

@@ -2,11 +2,11 @@
 //! user), and in which container (id, name, image, labels, pod).
 pub mod cgroup;
 pub mod dns;
-pub mod docker;
 pub mod hash;
 pub mod host;
 pub mod process;
 pub mod procfs;
+pub mod runtime;
 pub mod users;
 
 use std::{os::unix::ffi::OsStrExt, path::PathBuf, sync::Arc, time::Duration};
@@ -15,17 +15,17 @@ use serde::Serialize;
 
 use crate::event::{Detail, Event, Exec, Fork};
 use cgroup::{CgroupPaths, Runtime, container_of};
-use docker::{ContainerMeta, DockerMetadata};
 use hash::{ExeHasher, FileKey};
 use host::HostRoot;
 use process::{ProcessInfo, ProcessTable, exec_id};
+use runtime::{ContainerMeta, MetadataSource, RuntimeStats};
 use users::{RootFs, UserDb};
 
 #[derive(Clone, Debug)]
 pub struct ContextConfig {
     pub host_root: PathBuf,
-    /// Docker API socket; `None` disables container metadata.
-    pub docker_socket: Option<String>,
+    /// The runtime APIs to ask for container metadata (none: ids only).
+    pub runtimes: Vec<RuntimeSocket>,
     pub process_cap: usize,
     pub exited_grace: Duration,
     pub ancestry_depth: usize,
@@ -38,7 +38,11 @@ impl Default for ContextConfig {
     fn default() -> Self {
         Self {
             host_root: PathBuf::from("/"),
-            docker_socket: Some("/var/run/docker.sock".into()),
+            runtimes: vec![RuntimeSocket {
+                runtime: Runtime::Docker,
+                socket: "/var/run/docker.sock".into(),
+                required: true,
+            }],
             process_cap: 65_536,
             exited_grace: Duration::from_secs(30),
             ancestry_depth: 8,
@@ -46,6 +50,16 @@ impl Default for ContextConfig {
             exe_hash: true,
         }
     }
+}
+
+/// A runtime API to watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeSocket {
+    pub runtime: Runtime,
+    /// Below the host root.
+    pub socket: String,
+    /// Watched even when the socket is not there at start (else it is skipped then).
+    pub required: bool,
 }
 
 /// Where an event happened: the host, or a container.
@@ -94,7 +108,7 @@ pub struct Context {
     cgroups: CgroupPaths,
     users: UserDb,
     hasher: Option<ExeHasher>,
-    docker: Option<DockerMetadata>,
+    runtimes: Vec<MetadataSource>,
     host_container: ContainerContext,
     metadata_missing: u64,
     bootstrapped: usize,
@@ -114,9 +128,11 @@ impl Context {
             cgroups: CgroupPaths::new(&host),
             users: UserDb::new(host.clone()),
             hasher: config.exe_hash.then(ExeHasher::start),
-            docker: config.docker_socket.clone().map(|socket| {
-                DockerMetadata::start(host.path(&socket).to_string_lossy().into_owned())
-            }),
+            runtimes: config
+                .runtimes
+                .iter()
+                .filter_map(|wanted| start_runtime(&host, wanted))
+                .collect(),
             host_container: ContainerContext {
                 id: Arc::from("host"),
                 runtime: None,
@@ -148,13 +164,32 @@ impl Context {
     /// Waits (bounded) for the runtime metadata of the containers that exist now, so
     /// the first events already carry it.
     pub async fn wait_ready(&self, timeout: Duration) {
-        if let Some(docker) = &self.docker {
-            docker.wait_synced(timeout).await;
+        for runtime in &self.runtimes {
+            runtime.wait_synced(timeout).await;
         }
     }
 
-    pub fn docker_stats(&self) -> Option<&docker::DockerStats> {
-        self.docker.as_ref().map(|d| &*d.stats)
+    /// Each watched runtime, with its socket and its counters.
+    pub fn runtime_stats(&self) -> impl Iterator<Item = (Runtime, &str, &RuntimeStats)> {
+        self.runtimes
+            .iter()
+            .map(|r| (r.runtime, r.socket.as_str(), &*r.stats))
+    }
+
+    /// A container named by a cgroup path or the last part of one: by the runtimes'
+    /// cgroup layouts, else by a runtime that made a cgroup of that name.
+    fn container_in_cgroup(&self, path: &str) -> Option<cgroup::ContainerRef> {
+        container_of(path).or_else(|| {
+            let leaf = path.rsplit('/').next()?;
+            self.runtimes.iter().find_map(|r| {
+                r.by_cgroup_name(leaf)
+                    .or_else(|| r.by_cgroup_parent(path))
+                    .map(|id| cgroup::ContainerRef {
+                        id: Arc::from(id),
+                        runtime: r.runtime,
+                    })
+            })
+        })
     }
 
     /// Seeds the table with every process that exists now, so processes older than the
@@ -183,7 +218,10 @@ impl Context {
 
     fn insert_snapshot(&mut self, s: procfs::ProcSnapshot) -> Arc<ProcessInfo> {
         let exepath = s.exepath.clone().unwrap_or_default();
-        let container = s.cgroup_v2_path.as_deref().and_then(container_of);
+        let container = s
+            .cgroup_v2_path
+            .as_deref()
+            .and_then(|path| self.container_in_cgroup(path));
         let root = root_fs(&container);
         let (user, group) = self.users.names(&root, s.pid, s.uid, s.gid);
         let parent_exec_id = self.processes.get(s.ppid).map(|p| p.exec_id.clone());
@@ -301,7 +339,15 @@ impl Context {
         let previous = self.processes.get(pid).cloned();
         let c = &exec.credentials;
         let exepath = exec.exe.clone().unwrap_or_default();
-        let container = container_of_cgroup_name(&exec.cgroup_name)
+        let container = std::str::from_utf8(&exec.cgroup_name)
+            .ok()
+            .and_then(|name| self.container_in_cgroup(&format!("/{name}")))
+            .or_else(|| {
+                // A runtime that names cgroups by namespace (containerd's `/default/web`)
+                // needs the whole path.
+                let path = self.cgroups.path_of(event.cgroup_id)?.to_string();
+                self.container_in_cgroup(&path)
+            })
             .or_else(|| previous.as_ref().and_then(|p| p.container.clone()));
         let root = root_fs(&container);
         let (user, group) = self.users.names(&root, pid, c.uid, c.gid);
@@ -395,26 +441,80 @@ impl Context {
     ) -> ContainerContext {
         let found = match process {
             Some(p) => p.container.clone(),
-            None => self.cgroups.path_of(event.cgroup_id).and_then(container_of),
+            None => match self.cgroups.path_of(event.cgroup_id) {
+                Some(path) => {
+                    let path = path.to_string();
+                    self.container_in_cgroup(&path)
+                }
+                None => None,
+            },
         };
         let Some(cgroup::ContainerRef { id, runtime }) = found else {
             return self.host_container.clone();
         };
-        let meta = match &self.docker {
-            Some(docker) if runtime == Runtime::Docker => {
-                docker.resolve(&id, self.config.metadata_wait).await
-            }
-            _ => None,
-        };
-        if meta.is_none() {
-            self.metadata_missing += 1;
+        // The cgroup layout names a runtime, but kubepods' is shared by every CRI
+        // runtime: a runtime that already knows the id is asked first.
+        if let Some(source) = self.runtimes.iter().find(|r| r.get(&id).is_some()) {
+            return ContainerContext {
+                meta: source.get(&id),
+                id,
+                runtime: Some(source.runtime),
+            };
         }
+        // The layout's runtime first; a bare id (`/kubepods/.../ID`, `/ID`) fits
+        // several, so the others are asked next, within the same time bound.
+        let deadline = tokio::time::Instant::now() + self.config.metadata_wait;
+        let (preferred, others): (Vec<_>, Vec<_>) =
+            self.runtimes.iter().partition(|r| r.runtime == runtime);
+        for source in preferred.into_iter().chain(others) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Some(meta) = source.resolve(&id, left).await {
+                return ContainerContext {
+                    id,
+                    runtime: Some(source.runtime),
+                    meta: Some(meta),
+                };
+            }
+        }
+        self.metadata_missing += 1;
         ContainerContext {
             id,
             runtime: Some(runtime),
-            meta,
+            meta: None,
         }
     }
+}
+
+fn start_runtime(host: &HostRoot, wanted: &RuntimeSocket) -> Option<MetadataSource> {
+    let socket = host.path(&wanted.socket);
+    if !wanted.required && !socket.exists() {
+        tracing::info!(
+            "no {} socket at {}: its containers get ids only (set its socket to watch it)",
+            wanted.runtime.name(),
+            socket.display()
+        );
+        return None;
+    }
+    let socket = socket.to_string_lossy().into_owned();
+    tracing::info!(
+        "container metadata from {} at {socket}",
+        wanted.runtime.name()
+    );
+    Some(match wanted.runtime {
+        Runtime::Docker | Runtime::Podman => {
+            MetadataSource::start(wanted.runtime, socket, runtime::docker::DockerApi)
+        }
+        Runtime::Containerd => {
+            MetadataSource::start(wanted.runtime, socket, runtime::containerd::ContainerdApi)
+        }
+        Runtime::CriO => MetadataSource::start(
+            wanted.runtime,
+            socket,
+            runtime::cri::CriApi {
+                poll: Duration::from_secs(1),
+            },
+        ),
+    })
 }
 
 fn root_fs(container: &Option<cgroup::ContainerRef>) -> RootFs {
@@ -422,12 +522,6 @@ fn root_fs(container: &Option<cgroup::ContainerRef>) -> RootFs {
         Some(c) => RootFs::Container(c.id.clone()),
         None => RootFs::Host,
     }
-}
-
-/// The cgroup directory name the kernel reported at exec: the leaf of the path.
-fn container_of_cgroup_name(name: &[u8]) -> Option<cgroup::ContainerRef> {
-    let name = std::str::from_utf8(name).ok()?;
-    container_of(&format!("/{name}"))
 }
 
 /// A poisoned lock still guards consistent data here (every critical section is a

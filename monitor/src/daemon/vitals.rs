@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     alerts::{Alert, DispatcherStats, internal_alert},
+    context::cgroup::Runtime,
     event::EventKind,
     pipeline::Status,
     rules::Priority,
@@ -122,7 +123,10 @@ pub fn refresh_metrics(
             &metrics.metadata_missing,
             s.metadata_missing,
         );
-        if let Some(docker) = context.docker_stats() {
+        let docker = context
+            .runtime_stats()
+            .find(|(runtime, ..)| *runtime == Runtime::Docker);
+        if let Some((_, _, docker)) = docker {
             metrics.advance(
                 "docker_inspect_failures",
                 &metrics.docker_inspect_failures,
@@ -183,17 +187,22 @@ impl Vitals {
                 hostname,
             ));
         }
-        let docker_down = status
+        let down: Vec<String> = status
             .context
-            .and_then(|c| c.docker_stats())
-            .is_some_and(|d| d.down.load(Relaxed));
-        if docker_down && self.due("runtime") {
+            .into_iter()
+            .flat_map(|c| c.runtime_stats())
+            .filter(|(_, _, stats)| stats.down.load(Relaxed))
+            .map(|(runtime, socket, _)| format!("{} ({socket})", runtime.name()))
+            .collect();
+        if !down.is_empty() && self.due("runtime") {
             out.push(internal_alert(
                 RUNTIME_UNREACHABLE_RULE,
                 Priority::Warning,
-                "The Docker API is unreachable: alerts carry container ids but no names, \
-                 images or labels until it is back"
-                    .into(),
+                format!(
+                    "Container runtime API unreachable: {}. Alerts from its containers carry \
+                     their ids but no names, images or labels until it is back",
+                    down.join(", ")
+                ),
                 Map::new(),
                 hostname,
             ));

@@ -164,6 +164,12 @@ impl Serialize for ContainerJson<'_> {
         map.serialize_entry("image_id", &m.image_id)?;
         map.serialize_entry("labels", &m.labels)?;
         map.serialize_entry("privileged", &m.privileged)?;
+        map.serialize_entry("host_pid", &m.host_pid)?;
+        map.serialize_entry("host_network", &m.host_network)?;
+        map.serialize_entry("host_ipc", &m.host_ipc)?;
+        map.serialize_entry("user", &m.user)?;
+        map.serialize_entry("cap_add", &m.cap_add)?;
+        map.serialize_entry("cap_drop", &m.cap_drop)?;
         map.serialize_entry("network_mode", &m.network_mode)?;
         map.serialize_entry("mounts", &m.mounts)?;
         map.serialize_entry("started_at", &m.started_at)?;

@@ -11,7 +11,7 @@ use super::{
     fields::FieldId,
     source::{EventType, FieldArg, FieldValue, ResolvedField},
 };
-use crate::{context::docker::Mount, event::EventKind};
+use crate::{context::runtime::Mount, event::EventKind};
 
 const AT_FDCWD: i64 = -100;
 
@@ -45,9 +45,9 @@ macro_rules! keys {
 
 keys!(T, "Top-level keys." { address, address_names, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
 keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
-keys!(C, "Keys of `container`." { id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at });
+keys!(C, "Keys of `container`." { host_ipc, host_network, host_pid, id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at, user });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
-keys!(Pod, "Keys of `container.pod`." { name, namespace, uid });
+keys!(Pod, "Keys of `container.pod`." { ip, name, namespace, uid });
 
 /// One value under a key, as JSON would hold it.
 #[derive(Clone, Debug, PartialEq)]
@@ -977,6 +977,10 @@ impl<'a, R: Record<'a>> EventView<R> {
             ContainerImageId => str_v(self.container(C::image_id)),
             ContainerType => str_v(self.container(C::runtime)),
             ContainerPrivileged => opt_bool(self.container(C::privileged)),
+            ContainerHostPid => opt_bool(self.container(C::host_pid)),
+            ContainerHostNetwork => opt_bool(self.container(C::host_network)),
+            ContainerHostIpc => opt_bool(self.container(C::host_ipc)),
+            ContainerUser => str_v(self.container(C::user)),
             ContainerMounts => {
                 if self.container(C::id).is_none() {
                     return FieldValue::None;
@@ -1038,6 +1042,7 @@ impl<'a, R: Record<'a>> EventView<R> {
             K8sPodName => str_v(self.record.pod(Pod::name).value()),
             K8sPodUid | K8sPodId => str_v(self.record.pod(Pod::uid).value()),
             K8sNsName => str_v(self.record.pod(Pod::namespace).value()),
+            K8sPodIp => str_v(self.record.pod(Pod::ip).value()),
             K8sPodLabel => match &f.arg {
                 FieldArg::Key(k) => str_v(self.record.pod_label(k).value()),
                 _ => FieldValue::None,

@@ -191,7 +191,11 @@ catalog! {
     ContainerImageDigest => "container.image.digest", Str, None, true, "Registry digest of the image (sha256:...).";
     ContainerImageId => "container.image.id", Str, None, true, "Image id.";
     ContainerType => "container.type", Str, None, true, "Container runtime (docker, containerd, cri-o, podman).";
-    ContainerPrivileged => "container.privileged", Bool, None, true, "The container runs privileged.";
+    ContainerPrivileged => "container.privileged", Bool, None, true, "The container runs privileged (containerd's own containers: judged from their spec, which keeps no such flag).";
+    ContainerHostPid => "container.host_pid", Bool, None, true, "The container shares the host's pid namespace.";
+    ContainerHostNetwork => "container.host_network", Bool, None, true, "The container shares the host's network namespace.";
+    ContainerHostIpc => "container.host_ipc", Bool, None, true, "The container shares the host's IPC namespace.";
+    ContainerUser => "container.user", Str, None, true, "The user the container's process starts as, as configured (Docker and Podman: `Config.User`, e.g. `1000:1000` or `nginx`; CRI and containerd: the numeric uid).";
     ContainerMounts => "container.mounts", Str, None, true, "The container's mounts, each `source:dest:mode:rdwr:propagation`, separated by commas (empty for a container without mounts; no value on the host).";
     ContainerMount => "container.mount", Str, Key, true, "One mount in the form of container.mounts: container.mount[0] by position, or container.mount[/var/run/docker.sock] by source (the key is searched in the source as an unanchored regular expression, as Falco's container plugin does).";
     ContainerMountSource => "container.mount.source", Str, Key, true, "A mount's source, by position or by destination (searched like container.mount).";
@@ -206,6 +210,7 @@ catalog! {
     K8sPodUid => "k8s.pod.uid", Str, None, true, "Kubernetes pod uid.";
     K8sPodId => "k8s.pod.id", Str, None, true, "Kubernetes pod uid (older name).";
     K8sNsName => "k8s.ns.name", Str, None, true, "Kubernetes namespace of the pod.";
+    K8sPodIp => "k8s.pod.ip", Str, None, true, "The pod's primary IP address, as its sandbox reports it (CRI).";
     K8sPodLabel => "k8s.pod.label", Str, Key, true, "One pod label: k8s.pod.label[app] or k8s.pod.label.app.";
 }
 

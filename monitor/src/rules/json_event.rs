@@ -13,7 +13,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 use serde_json::{Map, Value};
 
-use crate::{context::docker::Mount, event::EventKind};
+use crate::{context::runtime::Mount, event::EventKind};
 
 use super::{
     event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, env_value},
@@ -149,6 +149,7 @@ impl<'a> Record<'a> for JsonRecord<'a> {
             Pod::name => "name",
             Pod::namespace => "namespace",
             Pod::uid => "uid",
+            Pod::ip => "ip",
         };
         raw(self.pod_object().and_then(|p| p.get(key)))
     }

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     capabilities,
     clock::BootClock,
-    context::{EnrichedEvent, docker::Mount, process::ProcessInfo},
+    context::{EnrichedEvent, process::ProcessInfo, runtime::Mount},
     event::{
         ArgValue, Capabilities, Detail, Event, Slot, SockAddr, SocketFamily, SyscallDetail,
         syscall_args,
@@ -363,6 +363,10 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             (C::image_digest, Some(m)) => opt_str(m.image_digest.as_deref()),
             (C::image_id, Some(m)) => opt_str(m.image_id.as_deref()),
             (C::privileged, Some(m)) => Raw::Bool(m.privileged),
+            (C::host_pid, Some(m)) => Raw::Bool(m.host_pid),
+            (C::host_network, Some(m)) => Raw::Bool(m.host_network),
+            (C::host_ipc, Some(m)) => Raw::Bool(m.host_ipc),
+            (C::user, Some(m)) => opt_str(m.user.as_deref()),
             (C::labels | C::mounts, Some(_)) => Raw::Other,
             (C::pod, Some(m)) => Raw::opt(m.pod.as_ref(), |_| Raw::Other),
             (C::started_at, Some(m)) => opt_str(m.started_at.as_deref()),
@@ -382,6 +386,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             Pod::name => pod.name.as_deref(),
             Pod::namespace => pod.namespace.as_deref(),
             Pod::uid => pod.uid.as_deref(),
+            Pod::ip => pod.ip.as_deref(),
         })
     }
 
@@ -393,9 +398,13 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         label.map_or(Raw::Absent, |l| Raw::Str(Cow::Borrowed(l)))
     }
 
-    fn pod_label(&self, _key: &str) -> Raw<'a> {
-        // The runtime's metadata carries no pod labels.
-        Raw::Absent
+    fn pod_label(&self, key: &str) -> Raw<'a> {
+        let label = self
+            .enriched
+            .and_then(|e| e.container.meta.as_deref())
+            .and_then(|m| m.pod.as_ref())
+            .and_then(|pod| pod.labels.get(key));
+        label.map_or(Raw::Absent, |l| Raw::Str(Cow::Borrowed(l)))
     }
 
     fn ancestor(&self, depth: usize, k: A) -> Raw<'a> {

@@ -10,8 +10,8 @@ use crate::{
     context::{
         ContainerContext, EnrichedEvent,
         cgroup::Runtime,
-        docker::{ContainerMeta, Mount, PodInfo},
         process::ProcessInfo,
+        runtime::{ContainerMeta, Mount, PodInfo},
     },
     event::{
         Capabilities, Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType,
@@ -157,13 +157,18 @@ fn container(c: Option<&Value>) -> ContainerContext {
         image_id: opt("image_id"),
         labels,
         privileged: c.get("privileged").and_then(Value::as_bool) == Some(true),
+        host_pid: c.get("host_pid").and_then(Value::as_bool) == Some(true),
+        host_network: c.get("host_network").and_then(Value::as_bool) == Some(true),
+        host_ipc: c.get("host_ipc").and_then(Value::as_bool) == Some(true),
+        user: opt("user"),
         mounts: c.get("mounts").map(mounts_of).unwrap_or_default(),
         started_at: opt("started_at"),
         pod: c.get("pod").map(|p| PodInfo {
             name: s(p, "name").map(str::to_string),
             namespace: s(p, "namespace").map(str::to_string),
             uid: s(p, "uid").map(str::to_string),
-            container_name: None,
+            ip: s(p, "ip").map(str::to_string),
+            ..PodInfo::default()
         }),
         ..ContainerMeta::default()
     });
