@@ -267,7 +267,17 @@ fn check_pod(pod: &Pod) {
         .or(run.context.docker_socket.as_deref())
         .unwrap_or(&monitor::config::Settings::default().context.docker_socket)
         .to_string();
-    for host_path in ["/proc", "/sys/fs/cgroup", "/etc", socket.as_str()] {
+    // The other runtimes' socket directories (a restarted runtime's new socket is
+    // seen through them).
+    for host_path in [
+        "/proc",
+        "/sys/fs/cgroup",
+        "/etc",
+        socket.as_str(),
+        "/run/containerd",
+        "/run/crio",
+        "/run/podman",
+    ] {
         let in_pod = format!("{host_root}{host_path}");
         assert_eq!(
             pod.host_mount(&in_pod),

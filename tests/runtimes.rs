@@ -287,3 +287,209 @@ fn runtime_sockets_are_described_in_help() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+const DEFAULT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+const FALCO_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco_rules.yaml"
+);
+const FALCO_INCUBATING_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/falco-rules/falco-incubating_rules.yaml"
+);
+
+/// The first alert of `rule` whose `output_fields` name container `name`.
+fn alerts_for(monitor: &Monitor, rule: &str, name: &str) -> Value {
+    monitor.wait_for(&format!("{rule} for {name}"), |a| {
+        a["rule"] == rule && a["output_fields"]["container.name"] == name
+    })
+}
+
+/// Containers that read /etc/shadow and exit at once, on every runtime: each alert
+/// carries the container's full metadata (its events were held until the runtime had
+/// described it), never empty container fields.
+#[test]
+fn short_lived_containers_of_every_runtime_alert_with_full_metadata() {
+    let _serial = serial();
+    let _containerd = Containerd::start();
+    let podman = Podman::start();
+    let monitor = Monitor::run(&["--rules", DEFAULT_RULES]);
+    let tag = std::process::id();
+    let (docker_name, podman_name, ctr_name) = (
+        format!("monitor-shadow-docker-{tag}"),
+        format!("monitor-shadow-podman-{tag}"),
+        format!("monitor-shadow-ctr-{tag}"),
+    );
+    let read_shadow = ["cat", "/etc/shadow"];
+    support::docker::docker(
+        &[
+            &["run", "--rm", "--name", &docker_name, IMAGE][..],
+            &read_shadow[..],
+        ]
+        .concat(),
+    );
+    let podman_image = format!("localhost/{IMAGE}");
+    podman.run(
+        &[
+            &["run", "--rm", "--name", &podman_name, &podman_image][..],
+            &read_shadow,
+        ]
+        .concat(),
+    );
+    let ctr_image = format!("docker.io/{IMAGE}");
+    ctr(&[
+        &["-n", "default", "run", "--rm", &ctr_image, &ctr_name][..],
+        &read_shadow,
+    ]
+    .concat());
+    let pod = run_pod("shadow-0", "payments", &["cat", "/etc/shadow"]);
+    const RULE: &str = "Password database read in container";
+    let expected = [
+        (docker_name.as_str(), "monitor-test/busybox"),
+        (podman_name.as_str(), "localhost/monitor-test/busybox"),
+        (ctr_name.as_str(), "docker.io/monitor-test/busybox"),
+        ("app", "docker.io/monitor-test/busybox"),
+    ];
+    let alerts: Vec<Value> = expected
+        .iter()
+        .map(|(name, _)| alerts_for(&monitor, RULE, name))
+        .collect();
+    monitor.stop();
+    remove_pod(&pod);
+    for ((name, repository), alert) in expected.iter().zip(&alerts) {
+        let fields = &alert["output_fields"];
+        assert_eq!(fields["container.name"], *name, "{alert}");
+        assert_eq!(
+            fields["container.image"],
+            format!("{repository}:v2"),
+            "{alert}"
+        );
+        assert_eq!(fields["container.image.repository"], *repository, "{alert}");
+        assert_eq!(fields["container.image.tag"], "v2", "{alert}");
+        assert_eq!(fields["fd.name"], "/etc/shadow", "{alert}");
+    }
+    let cri = &alerts[3]["output_fields"];
+    assert_eq!(cri["k8s.pod.name"], "shadow-0", "{cri}");
+    assert_eq!(cri["k8s.ns.name"], "payments", "{cri}");
+    for alert in &alerts[..3] {
+        assert_eq!(
+            alert["output_fields"]["k8s.pod.name"],
+            Value::Null,
+            "{alert}"
+        );
+    }
+}
+
+/// The container-start rules judge a container by its first process, which must
+/// already carry the runtime's metadata. `--privileged` cannot start here (runc cannot
+/// apply a bounding set that has capabilities the test's root lacks), so the
+/// privileged cases are a container with the Docker socket mounted (the default rule)
+/// and one given CAP_SYS_ADMIN, which Falco's "Launch Excessively Capable Container"
+/// checks for.
+#[test]
+fn container_start_rules_fire_once_on_the_first_process() {
+    let _serial = serial();
+    support::docker::ensure_image();
+    let monitor = Monitor::run(&[
+        "--rules",
+        DEFAULT_RULES,
+        "--rules",
+        FALCO_RULES,
+        "--rules",
+        FALCO_INCUBATING_RULES,
+    ]);
+    let tag = std::process::id();
+    let (socket_name, capable_name) = (
+        format!("monitor-socket-{tag}"),
+        format!("monitor-capable-{tag}"),
+    );
+    let _cleanup = support::docker::Cleanup(vec![socket_name.clone(), capable_name.clone()]);
+    // Later processes of the same containers must not alert again; nc's own alert
+    // says they have all been judged (each container's events stay in order). Paths,
+    // so busybox's shell executes the files rather than re-running itself as applets;
+    // a last command after sleep, so the shell stays pid 1 (a pid 1 that executes
+    // another program is a new `proc.vpid = 1` exec, which Falco judges again too).
+    let script = "/bin/true; /bin/true; /bin/nc 127.0.0.1 1 </dev/null; /bin/sleep 30; true";
+    support::docker::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &socket_name,
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    support::docker::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &capable_name,
+        "--cap-add",
+        "SYS_ADMIN",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let socket = alerts_for(
+        &monitor,
+        "Container started with host privileges",
+        &socket_name,
+    );
+    let capable = alerts_for(
+        &monitor,
+        "Launch Excessively Capable Container",
+        &capable_name,
+    );
+    for name in [&socket_name, &capable_name] {
+        alerts_for(
+            &monitor,
+            "Launch Suspicious Network Tool in Container",
+            name,
+        );
+    }
+    let (alerts, _) = monitor.stop();
+    let count = |rule: &str, name: &str| {
+        alerts
+            .iter()
+            .filter(|a| a["rule"] == rule && a["output_fields"]["container.name"] == name)
+            .count()
+    };
+    assert_eq!(
+        count("Container started with host privileges", &socket_name),
+        1
+    );
+    assert_eq!(
+        count("Launch Excessively Capable Container", &capable_name),
+        1
+    );
+    assert_eq!(
+        count("Container started with host privileges", &capable_name),
+        0
+    );
+    assert!(
+        socket["output_fields"]["container.mounts"]
+            .as_str()
+            .unwrap()
+            .contains("/var/run/docker.sock:/var/run/docker.sock"),
+        "{socket}"
+    );
+    assert_eq!(
+        socket["output_fields"]["container.type"], "docker",
+        "{socket}"
+    );
+    assert!(
+        capable["output_fields"]["thread.cap_permitted"]
+            .as_str()
+            .unwrap()
+            .contains("CAP_SYS_ADMIN"),
+        "{capable}"
+    );
+    assert_eq!(
+        capable["output_fields"]["container.image.repository"],
+        "monitor-test/busybox"
+    );
+}

@@ -208,9 +208,10 @@ pub struct ContextArgs {
     #[arg(long)]
     pub ancestry_depth: Option<usize>,
 
-    /// Longest an event waits for a new container's metadata, in milliseconds; a
-    /// container not resolved by then gets its id now and its metadata on later events.
-    /// [config: context.metadata_wait_ms; default: 200]
+    /// Longest an event is held for its new container's metadata, in milliseconds. A
+    /// new container's events wait (other containers' do not) until a runtime has
+    /// described it, or says it does not know it, or this bound passes; then they go
+    /// out with what is known. [config: context.metadata_wait_ms; default: 2000]
     #[arg(long)]
     pub metadata_wait_ms: Option<u64>,
 

@@ -117,6 +117,8 @@ pub struct KindTotals {
 
 enum Step {
     Read(io::Result<usize>),
+    /// Events held for container metadata may go.
+    Release,
     Tick,
     Housekeeping,
     Reload,
@@ -176,10 +178,12 @@ pub async fn run(
     let mut filtering = false;
     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut passed_on = Vec::with_capacity(MAX_BATCH);
     let mut failure = None;
     loop {
         let step = tokio::select! {
             read = reader.read_batch(MAX_BATCH, |bytes| batch.push(decode(bytes))) => Step::Read(read),
+            _ = held_ready(&context) => Step::Release,
             _ = ticker.tick() => Step::Tick,
             _ = housekeeping.tick() => Step::Housekeeping,
             _ = sighup.recv() => Step::Reload,
@@ -189,9 +193,16 @@ pub async fn run(
         match step {
             Step::Read(read) => {
                 read.context("reading the ring buffer")?;
-                let result = deliver(&mut batch, &mut counts, &mut context, sink).await;
+                let result = deliver(&mut batch, &mut counts, &mut context, &mut passed_on, sink);
                 // Flush per batch: readers see events promptly, and a burst still costs
                 // one write per batch rather than per event.
+                if let Err(err) = result.and_then(|()| sink.flush()) {
+                    failure = Some(err);
+                    break;
+                }
+            }
+            Step::Release => {
+                let result = deliver_held(&mut context, &mut passed_on, false, sink);
                 if let Err(err) = result.and_then(|()| sink.flush()) {
                     failure = Some(err);
                     break;
@@ -232,8 +243,8 @@ pub async fn run(
     sensor.detach();
     reader.drain(|bytes| batch.push(decode(bytes)));
     if failure.is_none()
-        && let Err(err) = deliver(&mut batch, &mut counts, &mut context, sink)
-            .await
+        && let Err(err) = deliver(&mut batch, &mut counts, &mut context, &mut passed_on, sink)
+            .and_then(|()| deliver_held(&mut context, &mut passed_on, true, sink))
             .and_then(|()| sink.flush())
     {
         failure = Some(err);
@@ -250,10 +261,11 @@ pub async fn run(
     }
 }
 
-async fn deliver(
+fn deliver(
     batch: &mut Vec<Result<Event, crate::sensor::decode::DecodeError>>,
     counts: &mut Counts,
     context: &mut Option<Context>,
+    ready: &mut Vec<EnrichedEvent>,
     sink: &mut impl Sink,
 ) -> io::Result<()> {
     for record in batch.drain(..) {
@@ -266,11 +278,43 @@ async fn deliver(
             }
         };
         *counts.received.entry(event.kind()).or_default() += 1;
-        let item = match context {
-            Some(context) => Item::Enriched(context.enrich(event).await),
-            None => Item::Raw(event),
-        };
-        sink.accept(item)?;
+        match context {
+            Some(context) => {
+                context.admit(event, ready);
+                for enriched in ready.drain(..) {
+                    sink.accept(Item::Enriched(enriched))?;
+                }
+            }
+            None => sink.accept(Item::Raw(event))?,
+        }
+    }
+    Ok(())
+}
+
+async fn held_ready(context: &Option<Context>) {
+    match context {
+        Some(context) => context.held_ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Passes on the events held for metadata that may go now (all of them at `shutdown`).
+fn deliver_held(
+    context: &mut Option<Context>,
+    ready: &mut Vec<EnrichedEvent>,
+    shutdown: bool,
+    sink: &mut impl Sink,
+) -> io::Result<()> {
+    let Some(context) = context else {
+        return Ok(());
+    };
+    if shutdown {
+        context.release_all_held(ready);
+    } else {
+        context.release_held(ready);
+    }
+    for enriched in ready.drain(..) {
+        sink.accept(Item::Enriched(enriched))?;
     }
     Ok(())
 }

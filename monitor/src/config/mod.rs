@@ -232,7 +232,7 @@ impl Default for ContextSettings {
             process_cap: 65_536,
             exited_grace_secs: 30,
             ancestry_depth: 8,
-            metadata_wait_ms: 200,
+            metadata_wait_ms: 2000,
             exe_hash: true,
         }
     }

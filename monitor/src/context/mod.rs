@@ -3,22 +3,30 @@
 pub mod cgroup;
 pub mod dns;
 pub mod hash;
+pub mod hold;
 pub mod host;
 pub mod process;
 pub mod procfs;
 pub mod runtime;
 pub mod users;
 
-use std::{os::unix::ffi::OsStrExt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    os::unix::{ffi::OsStrExt, fs::FileTypeExt},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 
 use crate::event::{Detail, Event, Exec, Fork};
 use cgroup::{CgroupPaths, Runtime, container_of};
 use hash::{ExeHasher, FileKey};
+use hold::{MetadataHold, Verdict};
 use host::HostRoot;
 use process::{ProcessInfo, ProcessTable, exec_id};
 use runtime::{ContainerMeta, MetadataSource, RuntimeStats};
+use tokio::sync::Notify;
 use users::{RootFs, UserDb};
 
 #[derive(Clone, Debug)]
@@ -29,7 +37,7 @@ pub struct ContextConfig {
     pub process_cap: usize,
     pub exited_grace: Duration,
     pub ancestry_depth: usize,
-    /// Longest an event waits for a new container's metadata.
+    /// Longest an event is held for a new container's metadata.
     pub metadata_wait: Duration,
     pub exe_hash: bool,
 }
@@ -46,7 +54,7 @@ impl Default for ContextConfig {
             process_cap: 65_536,
             exited_grace: Duration::from_secs(30),
             ancestry_depth: 8,
-            metadata_wait: Duration::from_millis(200),
+            metadata_wait: Duration::from_millis(2000),
             exe_hash: true,
         }
     }
@@ -78,6 +86,12 @@ impl ContainerContext {
     }
 }
 
+/// A container and whether its metadata may still come.
+struct Resolved {
+    container: ContainerContext,
+    pending: bool,
+}
+
 /// An event with everything known about its process and container.
 #[derive(Clone, Debug)]
 pub struct EnrichedEvent {
@@ -93,8 +107,10 @@ pub struct EnrichedEvent {
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct ContextStats {
     pub processes: process::TableStats,
-    /// Events whose container metadata was not there in time.
+    /// Events that went out without their container's metadata.
     pub metadata_missing: u64,
+    /// Events held for their container's metadata.
+    pub hold: hold::HoldStats,
     pub bootstrapped: usize,
 }
 
@@ -109,6 +125,9 @@ pub struct Context {
     users: UserDb,
     hasher: Option<ExeHasher>,
     runtimes: Vec<MetadataSource>,
+    /// Told whenever any runtime has answered: held events are looked at again.
+    runtimes_answered: Arc<Notify>,
+    hold: MetadataHold,
     host_container: ContainerContext,
     metadata_missing: u64,
     bootstrapped: usize,
@@ -122,6 +141,7 @@ impl Context {
         let boot_id = std::fs::read_to_string(host.path("/proc/sys/kernel/random/boot_id"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
+        let runtimes_answered = Arc::new(Notify::new());
         let mut context = Self {
             ns_per_tick: 1_000_000_000 / procfs::ticks_per_second(),
             processes: ProcessTable::new(config.process_cap, config.exited_grace),
@@ -131,8 +151,10 @@ impl Context {
             runtimes: config
                 .runtimes
                 .iter()
-                .filter_map(|wanted| start_runtime(&host, wanted))
+                .filter_map(|wanted| start_runtime(&host, wanted, &runtimes_answered))
                 .collect(),
+            runtimes_answered,
+            hold: MetadataHold::new(config.metadata_wait, hold::HOLD_CAP),
             host_container: ContainerContext {
                 id: Arc::from("host"),
                 runtime: None,
@@ -157,6 +179,7 @@ impl Context {
         ContextStats {
             processes: self.processes.stats,
             metadata_missing: self.metadata_missing,
+            hold: self.hold.stats,
             bootstrapped: self.bootstrapped,
         }
     }
@@ -263,8 +286,13 @@ impl Context {
     }
 
     /// Adds process and container context to `event`, updating the process table
-    /// with what the event says. Waits at most `metadata_wait` for a new container.
-    pub async fn enrich(&mut self, event: Event) -> EnrichedEvent {
+    /// with what the event says. The container's metadata is what is known now.
+    pub fn enrich(&mut self, event: Event) -> EnrichedEvent {
+        self.enrich_event(event).0
+    }
+
+    /// [`Context::enrich`], and whether a runtime may still describe the container.
+    fn enrich_event(&mut self, event: Event) -> (EnrichedEvent, bool) {
         let process = match &event.detail {
             Detail::Exec(exec) if exec.result == 0 => Some(self.on_exec(&event, exec)),
             Detail::Fork(fork) => {
@@ -280,7 +308,7 @@ impl Context {
             .as_ref()
             .map(|p| self.processes.ancestors(p, self.config.ancestry_depth))
             .unwrap_or_default();
-        let container = self.container_of(&event, process.as_deref()).await;
+        let Resolved { container, pending } = self.container_of(&event, process.as_deref());
         let is_exec = matches!(&event.detail, Detail::Exec(exec) if exec.result == 0);
         let exe_sha256 = match (&mut self.hasher, &process) {
             // Asked for once per exec; other events only look it up.
@@ -296,13 +324,14 @@ impl Context {
             }
             _ => None,
         };
-        EnrichedEvent {
+        let enriched = EnrichedEvent {
             event,
             process,
             ancestors,
             container,
             exe_sha256,
-        }
+        };
+        (enriched, pending)
     }
 
     /// The table's entry for the event's process; on a miss, /proc; failing that, none
@@ -434,11 +463,10 @@ impl Context {
         self.processes.insert(child);
     }
 
-    async fn container_of(
-        &mut self,
-        event: &Event,
-        process: Option<&ProcessInfo>,
-    ) -> ContainerContext {
+    /// The event's container, with its metadata when a runtime has described it.
+    /// Otherwise every runtime that may know the id is asked (without waiting), and
+    /// `pending` says whether one may still answer.
+    fn container_of(&mut self, event: &Event, process: Option<&ProcessInfo>) -> Resolved {
         let found = match process {
             Some(p) => p.container.clone(),
             None => match self.cgroups.path_of(event.cgroup_id) {
@@ -450,44 +478,124 @@ impl Context {
             },
         };
         let Some(cgroup::ContainerRef { id, runtime }) = found else {
-            return self.host_container.clone();
+            return Resolved {
+                container: self.host_container.clone(),
+                pending: false,
+            };
         };
-        // The cgroup layout names a runtime, but kubepods' is shared by every CRI
-        // runtime: a runtime that already knows the id is asked first.
-        if let Some(source) = self.runtimes.iter().find(|r| r.get(&id).is_some()) {
-            return ContainerContext {
-                meta: source.get(&id),
-                id,
-                runtime: Some(source.runtime),
+        if let Some((source, meta)) = self.described(&id) {
+            return Resolved {
+                container: ContainerContext {
+                    id,
+                    runtime: Some(source),
+                    meta: Some(meta),
+                },
+                pending: false,
             };
         }
-        // The layout's runtime first; a bare id (`/kubepods/.../ID`, `/ID`) fits
-        // several, so the others are asked next, within the same time bound.
-        let deadline = tokio::time::Instant::now() + self.config.metadata_wait;
-        let (preferred, others): (Vec<_>, Vec<_>) =
-            self.runtimes.iter().partition(|r| r.runtime == runtime);
-        for source in preferred.into_iter().chain(others) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if let Some(meta) = source.resolve(&id, left).await {
-                return ContainerContext {
-                    id,
-                    runtime: Some(source.runtime),
-                    meta: Some(meta),
-                };
-            }
+        // Every runtime is asked: a bare id (`/kubepods/.../ID`, `/ID`) fits several.
+        let mut pending = false;
+        for source in self.runtimes.iter().filter(|r| r.may_describe(&id)) {
+            source.ask(&id);
+            pending = true;
         }
-        self.metadata_missing += 1;
-        ContainerContext {
-            id,
-            runtime: Some(runtime),
-            meta: None,
+        if !pending {
+            self.metadata_missing += 1;
+        }
+        Resolved {
+            container: ContainerContext {
+                id,
+                runtime: Some(runtime),
+                meta: None,
+            },
+            pending,
+        }
+    }
+
+    /// The runtime that has described `id`, and what it said.
+    fn described(&self, id: &str) -> Option<(Runtime, Arc<ContainerMeta>)> {
+        self.runtimes
+            .iter()
+            .find_map(|r| r.get(id).map(|meta| (r.runtime, meta)))
+    }
+
+    /// Adds context to `event` (see [`Context::enrich`]) and passes it on in `out`,
+    /// unless its container's metadata is still being fetched: then it is held (at most
+    /// `metadata_wait`), behind that container's earlier held events.
+    pub fn admit(&mut self, event: Event, out: &mut Vec<EnrichedEvent>) {
+        let (enriched, pending) = self.enrich_event(event);
+        if pending || self.hold.is_holding(&enriched.container.id) {
+            self.hold.hold(enriched, out);
+            // Its metadata may have come meanwhile.
+            self.release_held(out);
+        } else {
+            out.push(enriched);
+        }
+    }
+
+    /// Passes on, in order, the held events whose metadata has come, whose runtimes
+    /// have all said they do not know the container, or that waited their bound.
+    pub fn release_held(&mut self, out: &mut Vec<EnrichedEvent>) {
+        if self.hold.is_empty() {
+            return;
+        }
+        let runtimes = &self.runtimes;
+        let mut missing = 0;
+        self.hold.release(
+            Instant::now(),
+            |id| {
+                let described = runtimes.iter().any(|r| r.get(id).is_some());
+                let asked = runtimes.iter().any(|r| r.may_describe(id));
+                if described || !asked {
+                    Verdict::Release
+                } else {
+                    Verdict::Waiting
+                }
+            },
+            |event, _late| {
+                let id = event.container.id.clone();
+                match runtimes
+                    .iter()
+                    .find_map(|r| r.get(&id).map(|m| (r.runtime, m)))
+                {
+                    Some((runtime, meta)) => {
+                        event.container.runtime = Some(runtime);
+                        event.container.meta = Some(meta);
+                    }
+                    None => missing += 1,
+                }
+            },
+            out,
+        );
+        self.metadata_missing += missing;
+    }
+
+    /// Everything still held, as it is (at shutdown).
+    pub fn release_all_held(&mut self, out: &mut Vec<EnrichedEvent>) {
+        self.hold.release_all(out);
+    }
+
+    /// Completes when held events may be released: a runtime has answered, or the
+    /// first bound has passed. Never, while nothing is held.
+    pub async fn held_ready(&self) {
+        let Some(deadline) = self.hold.next_deadline() else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = self.runtimes_answered.notified() => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }
 }
 
-fn start_runtime(host: &HostRoot, wanted: &RuntimeSocket) -> Option<MetadataSource> {
+fn start_runtime(
+    host: &HostRoot,
+    wanted: &RuntimeSocket,
+    answered: &Arc<Notify>,
+) -> Option<MetadataSource> {
     let socket = host.path(&wanted.socket);
-    if !wanted.required && !socket.exists() {
+    let is_socket = std::fs::metadata(&socket).is_ok_and(|m| m.file_type().is_socket());
+    if !wanted.required && !is_socket {
         tracing::info!(
             "no {} socket at {}: its containers get ids only (set its socket to watch it)",
             wanted.runtime.name(),
@@ -500,19 +608,24 @@ fn start_runtime(host: &HostRoot, wanted: &RuntimeSocket) -> Option<MetadataSour
         "container metadata from {} at {socket}",
         wanted.runtime.name()
     );
-    Some(match wanted.runtime {
+    let (runtime, answered) = (wanted.runtime, answered.clone());
+    Some(match runtime {
         Runtime::Docker | Runtime::Podman => {
-            MetadataSource::start(wanted.runtime, socket, runtime::docker::DockerApi)
+            MetadataSource::start(runtime, socket, runtime::docker::DockerApi, answered)
         }
-        Runtime::Containerd => {
-            MetadataSource::start(wanted.runtime, socket, runtime::containerd::ContainerdApi)
-        }
+        Runtime::Containerd => MetadataSource::start(
+            runtime,
+            socket,
+            runtime::containerd::ContainerdApi,
+            answered,
+        ),
         Runtime::CriO => MetadataSource::start(
-            wanted.runtime,
+            runtime,
             socket,
             runtime::cri::CriApi {
                 poll: Duration::from_secs(1),
             },
+            answered,
         ),
     })
 }

@@ -123,6 +123,17 @@ pub fn refresh_metrics(
             &metrics.metadata_missing,
             s.metadata_missing,
         );
+        metrics.advance("metadata_held", &metrics.metadata_held, s.hold.held);
+        metrics.advance(
+            "metadata_released_early",
+            &metrics.metadata_released_early,
+            s.hold.released_early,
+        );
+        metrics.advance(
+            "metadata_timed_out",
+            &metrics.metadata_timed_out,
+            s.hold.timed_out,
+        );
         let docker = context
             .runtime_stats()
             .find(|(runtime, ..)| *runtime == Runtime::Docker);

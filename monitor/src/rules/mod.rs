@@ -112,6 +112,20 @@ impl CompiledRule {
     }
 }
 
+/// The fields every alert's `output_fields` carries, as Falco's default
+/// `append_output` adds them.
+const APPENDED_FIELDS: [(&str, fields::FieldId); 6] = [
+    ("container.id", fields::FieldId::ContainerId),
+    ("container.name", fields::FieldId::ContainerName),
+    (
+        "container.image.repository",
+        fields::FieldId::ContainerImageRepository,
+    ),
+    ("container.image.tag", fields::FieldId::ContainerImageTag),
+    ("k8s.ns.name", fields::FieldId::K8sNsName),
+    ("k8s.pod.name", fields::FieldId::K8sPodName),
+];
+
 /// An alert in Falco's JSON shape.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Alert {
@@ -243,7 +257,18 @@ impl Engine {
 
     /// The alert for a rule that matched an event.
     pub fn alert<S: FieldSource + ?Sized>(&self, rule: &CompiledRule, src: &S) -> Alert {
-        let (output, output_fields) = rule.format(src);
+        let (output, mut output_fields) = rule.format(src);
+        // What Falco's default `append_output` adds to every syscall alert, so SIEMs
+        // and Falcosidekick find the container and pod whatever the rule's output says.
+        for (name, id) in APPENDED_FIELDS {
+            if !output_fields.contains_key(name) {
+                let field = ResolvedField {
+                    id,
+                    arg: FieldArg::None,
+                };
+                output_fields.insert(name.to_string(), src.field(&field).to_json());
+            }
+        }
         let time = src
             .field(&ResolvedField {
                 id: fields::FieldId::EvtTime,

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub process_misses: Counter,
     pub process_evictions: Counter,
     pub metadata_missing: Counter,
+    pub metadata_held: Counter,
+    pub metadata_released_early: Counter,
+    pub metadata_timed_out: Counter,
     pub docker_inspect_failures: Counter,
     pub docker_up: Gauge,
     pub rules_active: Gauge,
@@ -203,6 +206,21 @@ impl Default for Metrics {
                 r,
                 "container_metadata_missing",
                 "Container events that went out without the runtime's metadata (not there in time)"
+            ),
+            metadata_held: register!(
+                r,
+                "container_metadata_held",
+                "Events held until their new container's metadata came (or the bound passed)"
+            ),
+            metadata_released_early: register!(
+                r,
+                "container_metadata_released_early",
+                "Held events let go before their metadata because the hold was full"
+            ),
+            metadata_timed_out: register!(
+                r,
+                "container_metadata_timed_out",
+                "Held events let go at the bound (context.metadata_wait_ms), the runtime not having answered"
             ),
             docker_inspect_failures: register!(
                 r,

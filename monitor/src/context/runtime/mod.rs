@@ -189,6 +189,9 @@ pub struct RuntimeStats {
     pub synced: AtomicBool,
 }
 
+/// How long a runtime's "no such container" stands before it is asked again.
+const UNKNOWN_FOR: Duration = Duration::from_secs(2);
+
 type Cache = Arc<Mutex<HashMap<String, Arc<ContainerMeta>>>>;
 type Unknown = Arc<Mutex<HashMap<String, Instant>>>;
 /// The last component of a container's own cgroup path → its id.
@@ -210,8 +213,15 @@ pub struct MetadataSource {
 }
 
 impl MetadataSource {
-    /// Starts watching `socket` on the current tokio runtime.
-    pub fn start<A: RuntimeApi>(runtime: Runtime, socket: String, api: A) -> Self {
+    /// Starts watching `socket` on the current tokio runtime; `answered` is told (as a
+    /// stored permit) whenever the runtime has answered something, so events held for
+    /// metadata are looked at again.
+    pub fn start<A: RuntimeApi>(
+        runtime: Runtime,
+        socket: String,
+        api: A,
+        answered: Arc<Notify>,
+    ) -> Self {
         let cache = Cache::default();
         let unknown = Unknown::default();
         let by_cgroup = ByCgroup::default();
@@ -228,6 +238,7 @@ impl MetadataSource {
             by_cgroup: by_cgroup.clone(),
             cgroup_parents: cgroup_parents.clone(),
             changed: changed.clone(),
+            answered,
             stats: stats.clone(),
         };
         tokio::spawn(watcher.run(inbox));
@@ -265,35 +276,21 @@ impl MetadataSource {
         lock(&self.cache).get(id).cloned()
     }
 
-    /// The metadata of `id`, waiting at most `wait` for the API. Returns at once when
-    /// the API is down or has recently said it does not know `id`.
-    pub async fn resolve(&self, id: &str, wait: Duration) -> Option<Arc<ContainerMeta>> {
-        if let Some(meta) = self.get(id) {
-            return Some(meta);
-        }
-        if self.stats.down.load(Ordering::Relaxed) {
-            return None;
-        }
-        if lock(&self.unknown)
-            .get(id)
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(2))
-        {
-            return None;
-        }
+    /// Whether this runtime may still describe `id`: it is up, and has neither
+    /// described it nor said (lately) that it does not know it.
+    pub fn may_describe(&self, id: &str) -> bool {
+        !self.is_down() && !lock(&self.cache).contains_key(id) && !self.said_unknown(id)
+    }
+
+    /// Asks the runtime to describe `id` (answered through the cache).
+    pub fn ask(&self, id: &str) {
         let _ = self.requests.send(id.to_string());
-        let wait_for_it = async {
-            loop {
-                let changed = self.changed.notified();
-                if let Some(meta) = self.get(id) {
-                    return Some(meta);
-                }
-                if lock(&self.unknown).contains_key(id) {
-                    return None;
-                }
-                changed.await;
-            }
-        };
-        tokio::time::timeout(wait, wait_for_it).await.ok().flatten()
+    }
+
+    fn said_unknown(&self, id: &str) -> bool {
+        lock(&self.unknown)
+            .get(id)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_FOR)
     }
 
     /// Waits (at most `timeout`) until the containers that exist now are known, or
@@ -327,6 +324,7 @@ struct Watcher<A: RuntimeApi> {
     by_cgroup: ByCgroup,
     cgroup_parents: CgroupParents,
     changed: Arc<Notify>,
+    answered: Arc<Notify>,
     stats: Arc<RuntimeStats>,
 }
 
@@ -347,6 +345,7 @@ impl<A: RuntimeApi> Watcher<A> {
                     self.stats.down.store(true, Ordering::Relaxed);
                     self.stats.synced.store(false, Ordering::Relaxed);
                     self.changed.notify_waiters();
+                    self.answered.notify_one();
                     self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         "lost the {runtime} API at {} ({reason}); events keep their container \
@@ -358,6 +357,7 @@ impl<A: RuntimeApi> Watcher<A> {
                 Err(err) => {
                     self.stats.down.store(true, Ordering::Relaxed);
                     self.changed.notify_waiters();
+                    self.answered.notify_one();
                     if !said_down {
                         tracing::warn!(
                             "{runtime} API at {} unreachable ({err:#}); events keep their \
@@ -408,7 +408,11 @@ impl<A: RuntimeApi> Watcher<A> {
                     None => return "change feed ended".to_string(),
                 },
                 Some(id) = inbox.recv() => {
-                    if lock(&self.cache).contains_key(&id) {
+                    // Asked again while an answer was on its way.
+                    let unknown = lock(&self.unknown)
+                        .get(&id)
+                        .is_some_and(|at| at.elapsed() < UNKNOWN_FOR);
+                    if unknown || lock(&self.cache).contains_key(&id) {
                         continue;
                     }
                     self.inspect(client, &id).await;
@@ -457,6 +461,7 @@ impl<A: RuntimeApi> Watcher<A> {
             }
         }
         self.changed.notify_waiters();
+        self.answered.notify_one();
     }
 }
 
