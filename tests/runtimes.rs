@@ -367,6 +367,13 @@ fn short_lived_containers_of_every_runtime_alert_with_full_metadata() {
         assert_eq!(fields["container.image.repository"], *repository, "{alert}");
         assert_eq!(fields["container.image.tag"], "v2", "{alert}");
         assert_eq!(fields["fd.name"], "/etc/shadow", "{alert}");
+        // What Falcosidekick requires of an alert.
+        for key in ["rule", "priority", "time"] {
+            assert!(
+                alert[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{alert}"
+            );
+        }
     }
     let cri = &alerts[3]["output_fields"];
     assert_eq!(cri["k8s.pod.name"], "shadow-0", "{cri}");
@@ -492,4 +499,37 @@ fn container_start_rules_fire_once_on_the_first_process() {
         capable["output_fields"]["container.image.repository"],
         "monitor-test/busybox"
     );
+}
+
+/// The CRI-only client (the one CRI-O gets: no runtime API besides CRI, no change
+/// feed, the container list polled). CRI-O is not packaged for this Debian release,
+/// so containerd's CRI plugin stands in for it here: the agent is pointed at
+/// containerd's socket as if it were CRI-O's, with its containerd client off.
+#[test]
+fn cri_only_client_describes_pods_from_a_real_cri_server() {
+    let _serial = serial();
+    let _containerd = Containerd::start();
+    let monitor = Monitor::start(&[
+        "--kinds",
+        "exec",
+        "--containerd-socket",
+        "",
+        "--crio-socket",
+        CONTAINERD_SOCKET,
+    ]);
+    let pod = run_pod("cri-0", "batch", &["/bin/sh", "-c", WORKLOAD]);
+    let exec = in_container(&monitor, &pod.container, "exec of cat", |e| {
+        is_exec_of(e, "cat")
+    });
+    monitor.stop();
+    remove_pod(&pod);
+    let c = &exec["container"];
+    // The runtime that answered is the one the agent was told it was.
+    assert_eq!(c["runtime"], "cri-o", "{exec}");
+    assert_eq!(c["name"], "app", "{exec}");
+    assert_eq!(c["image"], format!("docker.io/{IMAGE}"), "{exec}");
+    assert_eq!(c["pod"]["name"], "cri-0", "{exec}");
+    assert_eq!(c["pod"]["namespace"], "batch", "{exec}");
+    assert_eq!(c["pod"]["labels"], json!({"app": "shop-web"}), "{exec}");
+    assert_eq!(c["host_network"], true, "{exec}");
 }

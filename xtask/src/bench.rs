@@ -26,6 +26,12 @@ pub struct BenchArgs {
     /// Skip the rule engine's throughput.
     #[arg(long)]
     no_engine: bool,
+    /// Only the metadata-hold latency (no engine, storms or memory).
+    #[arg(long)]
+    hold_only: bool,
+    /// Containers started for the metadata-hold latency (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    hold_containers: usize,
     /// Operations of the open storm (the others are a tenth, a twentieth, a
     /// five-hundredth of it).
     #[arg(long, default_value_t = 1_000_000)]
@@ -35,7 +41,7 @@ pub struct BenchArgs {
 const ALL_KINDS: &[&str] = &["events", "--kinds", "exec,fork,exit,connect,open"];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if !args.no_engine {
+    if !args.no_engine && !args.hold_only {
         crate::engine_bench::run()?;
     }
     if args.engine_only {
@@ -47,7 +53,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     build_release()?;
+    if args.hold_only {
+        step(&format!(
+            "alert latency of {} new containers' first events (held for metadata)",
+            args.hold_containers
+        ));
+        print!("{}", crate::hold_bench::hold_latency(args.hold_containers)?);
+        return Ok(());
+    }
     let storms = daemon_storms(args.storm, args.repeat)?;
+    let hold = if args.hold_containers > 0 {
+        step(&format!(
+            "alert latency of {} new containers' first events (held for metadata)",
+            args.hold_containers
+        ));
+        Some(crate::hold_bench::hold_latency(args.hold_containers)?)
+    } else {
+        None
+    };
     let memory = if args.processes > 0 {
         step(&format!(
             "agent memory with {} extra processes",
@@ -59,6 +82,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     println!();
     print!("{storms}");
+    if let Some(hold) = hold {
+        println!();
+        print!("{hold}");
+    }
     if let Some(((idle_rss, idle_tracked), rss, tracked)) = memory {
         println!();
         println!("| agent | processes tracked | VmRSS |");

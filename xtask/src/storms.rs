@@ -28,12 +28,12 @@ use clap::{Args, ValueEnum};
 use crate::util::{monitor_binary, step, workspace_root};
 
 /// Where the storms' marker files are opened (the bench's rule watches it).
-const MARKER_DIR: &str = "/tmp/monitor-bench-marker";
+pub(crate) const MARKER_DIR: &str = "/tmp/monitor-bench-marker";
 /// The network namespace a container's watched connects go to (one this bench makes).
 const NETNS: &str = "monitor-bench";
 const NETNS_HOST_IP: &str = "10.200.0.1";
 const NETNS_PEER_IP: &str = "10.200.0.2";
-const BENCH_IMAGE: &str = "monitor-bench/sleep:v1";
+pub(crate) const BENCH_IMAGE: &str = "monitor-bench/sleep:v2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StormKind {
@@ -446,7 +446,7 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> Option<(Duration, Duration, usize)> {
+pub(crate) fn percentiles(mut samples: Vec<Duration>) -> Option<(Duration, Duration, usize)> {
     if samples.is_empty() {
         return None;
     }
@@ -518,8 +518,9 @@ impl Drop for BenchContainer {
     }
 }
 
-/// An image with just a static `sleep`: the container only needs to exist.
-fn ensure_image() -> Result<()> {
+/// An image with just a static busybox as `sleep` and `cat`: the storms' container only
+/// needs to exist; the hold bench's containers open one file.
+pub(crate) fn ensure_image() -> Result<()> {
     let exists = Command::new("docker")
         .args(["image", "inspect", BENCH_IMAGE])
         .stdout(Stdio::null())
@@ -534,7 +535,9 @@ fn ensure_image() -> Result<()> {
     std::fs::create_dir_all(root.join("bin"))?;
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))
         .context("busybox-static is installed by `cargo xtask setup`")?;
-    std::os::unix::fs::symlink("busybox", root.join("bin/sleep"))?;
+    for applet in ["sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(&root)
@@ -611,7 +614,8 @@ impl Drop for Netns {
 pub struct Daemon {
     child: Child,
     stderr: BufReader<std::process::ChildStderr>,
-    latencies: Arc<Mutex<Vec<Duration>>>,
+    /// Each marker alert's latency, and whether its line said `in-container`.
+    latencies: Arc<Mutex<Vec<(Duration, bool)>>>,
 }
 
 impl Daemon {
@@ -644,7 +648,7 @@ impl Daemon {
                     if let Ok(ns) = opened.parse::<u64>() {
                         let opened = Duration::from_nanos(ns);
                         if let (Some(d), Ok(mut l)) = (now.checked_sub(opened), latencies.lock()) {
-                            l.push(d);
+                            l.push((d, line.contains("in-container")));
                         }
                     }
                 }
@@ -668,6 +672,14 @@ impl Daemon {
     }
 
     fn latencies(&self) -> Vec<Duration> {
+        self.tagged_latencies()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    }
+
+    /// The markers' latencies, each with whether its alert said `in-container`.
+    pub(crate) fn tagged_latencies(&self) -> Vec<(Duration, bool)> {
         // The last markers' alerts may still be on their way.
         thread::sleep(Duration::from_millis(200));
         self.latencies.lock().map(|l| l.clone()).unwrap_or_default()

@@ -150,6 +150,26 @@ impl Alert {
             escape_line(&self.rule),
             escape_line(&self.output)
         );
+        // Where it happened, whatever the rule's output names: the container and pod.
+        let field = |name: &str| self.output_fields.get(name).and_then(Value::as_str);
+        if let Some(id) = field("container.id").filter(|id| *id != "host") {
+            let name = field("container.name").unwrap_or(id);
+            let _ = write!(line, " [container={}", escape_line(name));
+            if let Some(repository) = field("container.image.repository") {
+                let tag = field("container.image.tag").unwrap_or("latest");
+                let _ = write!(
+                    line,
+                    " image={}:{}",
+                    escape_line(repository),
+                    escape_line(tag)
+                );
+            }
+            if let Some(pod) = field("k8s.pod.name") {
+                let namespace = field("k8s.ns.name").unwrap_or("");
+                let _ = write!(line, " pod={}/{}", escape_line(namespace), escape_line(pod));
+            }
+            line.push(']');
+        }
         line
     }
 
@@ -231,6 +251,25 @@ mod tests {
         let colored = hostile().to_text(true);
         assert!(colored.contains("\x1b[1;31mCritical\x1b[0m"));
         assert_eq!(colored.matches('\x1b').count(), 2);
+    }
+
+    #[test]
+    fn alerts_text_names_the_container_and_pod() {
+        let mut alert = hostile();
+        alert.output = "File read".into();
+        alert.output_fields = json!({
+            "container.id": "0123456789ab", "container.name": "web\x1b[2J",
+            "container.image.repository": "docker.io/team/app", "container.image.tag": "2",
+            "k8s.ns.name": "shop", "k8s.pod.name": "web-0",
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        assert!(alert.to_text(false).ends_with(
+            "File read [container=web\\x1b[2J image=docker.io/team/app:2 pod=shop/web-0]"
+        ));
+        alert.output_fields = json!({"container.id": "host"}).as_object().unwrap().clone();
+        assert!(alert.to_text(false).ends_with("File read"));
     }
 
     #[test]

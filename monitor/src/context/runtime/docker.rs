@@ -2,6 +2,9 @@
 //! (`podman system service`), which answers the same calls with the same shapes.
 use std::{collections::HashMap, path::Path};
 
+#[cfg(test)]
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 use bollard::{
     Docker,
@@ -44,9 +47,14 @@ impl RuntimeApi for DockerApi {
                     Ok(message) => message,
                     Err(err) => return Some(Err(err.into())),
                 };
-                let id = message.actor.and_then(|a| a.id).unwrap_or_default();
+                let actor = message.actor.unwrap_or_default();
+                let id = actor.id.unwrap_or_default();
                 match message.action.as_deref() {
-                    Some("create" | "start" | "rename") => Some(Ok(Change::Seen(id))),
+                    Some("create" | "start") => Some(Ok(Change::SeenAs(Box::new(from_event(
+                        id,
+                        actor.attributes.unwrap_or_default(),
+                    ))))),
+                    Some("rename") => Some(Ok(Change::Seen(id))),
                     // Podman says `remove` where dockerd says `destroy`.
                     Some("destroy" | "remove") => Some(Ok(Change::Removed(id))),
                     _ => None,
@@ -88,6 +96,25 @@ impl RuntimeApi for DockerApi {
         };
         Ok(Some(to_meta(inspect, digest)))
     }
+}
+
+/// What a container event says: its name, image and labels (the attributes other than
+/// the engine's own).
+fn from_event(id: String, mut attributes: HashMap<String, String>) -> ContainerMeta {
+    let name = attributes.remove("name").unwrap_or_default();
+    let image = attributes.remove("image").unwrap_or_default();
+    for engine_key in ["exitCode", "containerExitCode", "podId", "signal", "execID"] {
+        attributes.remove(engine_key);
+    }
+    let labels = attributes.into_iter().collect();
+    ContainerMeta {
+        id,
+        name,
+        pod: ContainerMeta::pod_from_labels(&labels),
+        labels,
+        ..ContainerMeta::default()
+    }
+    .with_image(image)
 }
 
 fn to_meta(
@@ -137,4 +164,31 @@ fn to_meta(
         ..ContainerMeta::default()
     }
     .with_image(config.image.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_event_names_the_container_its_image_and_labels() {
+        let attributes = HashMap::from(
+            [
+                ("name", "web"),
+                ("image", "localhost/team/app:2"),
+                ("podId", ""),
+                ("tier", "front"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let meta = from_event("abc".into(), attributes);
+        assert_eq!((meta.id.as_str(), meta.name.as_str()), ("abc", "web"));
+        assert_eq!(meta.image, "localhost/team/app:2");
+        assert_eq!(meta.image_repository.as_deref(), Some("localhost/team/app"));
+        assert_eq!(meta.image_tag.as_deref(), Some("2"));
+        assert_eq!(
+            meta.labels,
+            BTreeMap::from([("tier".to_string(), "front".to_string())])
+        );
+    }
 }

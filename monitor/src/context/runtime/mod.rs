@@ -139,6 +139,10 @@ pub fn split_image(image: &str) -> (String, Option<String>) {
 pub enum Change {
     /// Created, started or renamed: (re)inspect it.
     Seen(String),
+    /// The same, with what the change itself said of the container: kept when the
+    /// container is gone before it could be inspected (a `--rm` container that ran
+    /// for a millisecond), so its events still carry its name and image.
+    SeenAs(Box<ContainerMeta>),
     Removed(String),
 }
 
@@ -402,6 +406,16 @@ impl<A: RuntimeApi> Watcher<A> {
             tokio::select! {
                 change = changes.next() => match change {
                     Some(Ok(Change::Seen(id))) => self.inspect(client, &id).await,
+                    Some(Ok(Change::SeenAs(said))) => {
+                        let id = said.id.clone();
+                        self.inspect(client, &id).await;
+                        if !lock(&self.cache).contains_key(&id) {
+                            lock(&self.unknown).remove(&id);
+                            lock(&self.cache).insert(id, Arc::new(*said));
+                            self.changed.notify_waiters();
+                            self.answered.notify_one();
+                        }
+                    }
                     // Late events of a removed container still find it for a while.
                     Some(Ok(Change::Removed(id))) => removed.push((Instant::now(), id)),
                     Some(Err(err)) => return format!("change feed failed: {err:#}"),
