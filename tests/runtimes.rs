@@ -221,6 +221,13 @@ fn ctr_run_container_in_the_default_namespace_carries_its_name_and_image() {
     // `ctr run` gives the container a network namespace of its own.
     assert_eq!(c["host_network"], false, "{exec}");
     assert_eq!(c["user"], "0", "{exec}");
+    // The image's manifest digest, from containerd's image service.
+    assert!(
+        c["image_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+        "{exec}"
+    );
 }
 
 #[test]

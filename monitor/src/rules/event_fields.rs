@@ -144,6 +144,9 @@ pub trait Record<'a> {
     fn label(&self, key: &str) -> Raw<'a>;
     /// `container.pod.labels[key]`.
     fn pod_label(&self, key: &str) -> Raw<'a>;
+    /// Every label of the container (`pod: false`) or of its pod, as (key, value);
+    /// `None` when the event has no such object.
+    fn all_labels(&self, pod: bool) -> Option<Vec<(&'a str, &'a str)>>;
     /// A key of `ancestors[depth - 1]` (depth 1 is the parent).
     fn ancestor(&self, depth: usize, k: A) -> Raw<'a>;
     /// The length of `ancestors`, `None` when the event has no such array.
@@ -1043,6 +1046,8 @@ impl<'a, R: Record<'a>> EventView<R> {
             K8sPodUid | K8sPodId => str_v(self.record.pod(Pod::uid).value()),
             K8sNsName => str_v(self.record.pod(Pod::namespace).value()),
             K8sPodIp => str_v(self.record.pod(Pod::ip).value()),
+            K8sPodLabels => labels_value(self.record.all_labels(true)),
+            ContainerLabels => labels_value(self.record.all_labels(false)),
             K8sPodLabel => match &f.arg {
                 FieldArg::Key(k) => str_v(self.record.pod_label(k).value()),
                 _ => FieldValue::None,
@@ -1360,4 +1365,25 @@ fn normalized(path: Cow<'_, str>) -> Cow<'_, str> {
 
 fn normalize(path: &str) -> String {
     String::from_utf8_lossy(&crate::event::normalize_path(path.as_bytes())).into_owned()
+}
+
+/// Falco's form of a label set: `key:value` pairs joined by `, `, a label without a
+/// value as its key alone, Kubernetes' own `io.kubernetes.*` bookkeeping left out.
+fn labels_value(labels: Option<Vec<(&str, &str)>>) -> FieldValue<'static> {
+    let Some(mut labels) = labels else {
+        return FieldValue::None;
+    };
+    labels.sort_unstable();
+    let shown: Vec<String> = labels
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("io.kubernetes.") && !k.starts_with("annotation."))
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.to_string()
+            } else {
+                format!("{k}:{v}")
+            }
+        })
+        .collect();
+    FieldValue::Str(Cow::Owned(shown.join(", ")))
 }

@@ -203,6 +203,7 @@ catalog! {
     ContainerMountMode => "container.mount.mode", Str, Key, true, "A mount's mode (options such as `z` or `ro`), by position or by source.";
     ContainerMountRdwr => "container.mount.rdwr", Str, Key, true, "`true` when a mount is writable, by position or by source.";
     ContainerMountPropagation => "container.mount.propagation", Str, Key, true, "A mount's propagation (`rprivate`, ...), by position or by source.";
+    ContainerLabels => "container.labels", Str, None, true, "The container's labels as `key:value` pairs joined by `, ` (sorted; `io.kubernetes.*` left out).";
     ContainerLabel => "container.label", Str, Key, true, "One container label: container.label[app] or container.label.app.";
     ContainerStartTs => "container.start_ts", U64, None, true, "Container start time, nanoseconds since the epoch.";
 
@@ -211,6 +212,7 @@ catalog! {
     K8sPodId => "k8s.pod.id", Str, None, true, "Kubernetes pod uid (older name).";
     K8sNsName => "k8s.ns.name", Str, None, true, "Kubernetes namespace of the pod.";
     K8sPodIp => "k8s.pod.ip", Str, None, true, "The pod's primary IP address, as its sandbox reports it (CRI).";
+    K8sPodLabels => "k8s.pod.labels", Str, None, true, "The pod's labels as `key:value` pairs joined by `, ` (sorted; `io.kubernetes.*` left out), from its sandbox (CRI).";
     K8sPodLabel => "k8s.pod.label", Str, Key, true, "One pod label: k8s.pod.label[app] or k8s.pod.label.app.";
 }
 

@@ -179,6 +179,21 @@ impl<'a> Record<'a> for JsonRecord<'a> {
         raw(labels.and_then(|l| l.get(key)))
     }
 
+    fn all_labels(&self, pod: bool) -> Option<Vec<(&'a str, &'a str)>> {
+        let labels = if pod {
+            self.pod_object()?.get("labels")
+        } else {
+            self.container[C::labels as usize]
+        }?;
+        let labels = labels.as_object()?;
+        Some(
+            labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                .collect(),
+        )
+    }
+
     fn pod_label(&self, key: &str) -> Raw<'a> {
         let labels = self
             .pod_object()

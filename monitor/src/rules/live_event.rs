@@ -398,6 +398,21 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         label.map_or(Raw::Absent, |l| Raw::Str(Cow::Borrowed(l)))
     }
 
+    fn all_labels(&self, pod: bool) -> Option<Vec<(&'a str, &'a str)>> {
+        let meta = self.enriched?.container.meta.as_deref()?;
+        let labels = if pod {
+            &meta.pod.as_ref()?.labels
+        } else {
+            &meta.labels
+        };
+        Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        )
+    }
+
     fn pod_label(&self, key: &str) -> Raw<'a> {
         let label = self
             .enriched

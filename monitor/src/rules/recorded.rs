@@ -138,15 +138,7 @@ fn container(c: Option<&Value>) -> ContainerContext {
         return host;
     }
     let opt = |k: &str| s(c, k).map(str::to_string);
-    let labels: BTreeMap<String, String> = c
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|l| {
-            l.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = string_map(c.get("labels"));
     let meta = s(c, "image").map(|image| ContainerMeta {
         id: id.to_string(),
         name: opt("name").unwrap_or_default(),
@@ -168,6 +160,7 @@ fn container(c: Option<&Value>) -> ContainerContext {
             namespace: s(p, "namespace").map(str::to_string),
             uid: s(p, "uid").map(str::to_string),
             ip: s(p, "ip").map(str::to_string),
+            labels: string_map(p.get("labels")),
             ..PodInfo::default()
         }),
         ..ContainerMeta::default()
@@ -177,6 +170,18 @@ fn container(c: Option<&Value>) -> ContainerContext {
         runtime: Some(Runtime::Docker),
         meta: meta.map(Arc::new),
     }
+}
+
+/// A JSON object of strings (labels), its other values left out.
+fn string_map(object: Option<&Value>) -> BTreeMap<String, String> {
+    object
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A container's `mounts` in the event JSON.

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use containerd_client::{
     events::{ContainerCreate, ContainerDelete},
     services::v1::{
-        GetContainerRequest, ListContainersRequest, ListNamespacesRequest, SubscribeRequest,
-        containers_client::ContainersClient, events_client::EventsClient,
-        namespaces_client::NamespacesClient,
+        GetContainerRequest, GetImageRequest, ListContainersRequest, ListNamespacesRequest,
+        SubscribeRequest, containers_client::ContainersClient, events_client::EventsClient,
+        images_client::ImagesClient, namespaces_client::NamespacesClient,
     },
     tonic::{Code, Request, transport::Channel},
 };
@@ -110,7 +110,7 @@ impl RuntimeApi for ContainerdApi {
         {
             return Ok(Some(meta));
         }
-        let Some(container) = record(client, id).await? else {
+        let Some((namespace, container)) = record(client, id).await? else {
             return Ok(None);
         };
         // The CRI plugin creates the record before its own entry: a container it made
@@ -124,19 +124,44 @@ impl RuntimeApi for ContainerdApi {
                 }
             }
         }
-        Ok(Some(from_record(container)))
+        let digest = image_digest(client, &namespace, &container.image).await;
+        let mut meta = from_record(container);
+        meta.image_digest = digest;
+        Ok(Some(meta))
     }
+}
+
+/// The digest of the image a container was made from (its manifest's, as Falco's
+/// `container.image.digest` has it); `None` when the image is gone.
+async fn image_digest(client: &ContainerdClient, namespace: &str, image: &str) -> Option<String> {
+    let request = in_namespace(
+        GetImageRequest {
+            name: image.to_string(),
+        },
+        namespace,
+    )
+    .ok()?;
+    let reply = ImagesClient::new(client.channel.clone())
+        .get(request)
+        .await
+        .ok()?;
+    reply
+        .into_inner()
+        .image?
+        .target
+        .map(|t| t.digest)
+        .filter(|d| !d.is_empty())
 }
 
 /// The label the CRI plugin puts on what it makes: `container` or `sandbox`.
 const CRI_KIND: &str = "io.cri-containerd.kind";
 const CRI_RETRIES: usize = 25;
 
-/// The container's record, from whichever namespace holds it.
+/// The container's record, and the namespace that holds it.
 async fn record(
     client: &ContainerdClient,
     id: &str,
-) -> anyhow::Result<Option<containerd_client::services::v1::Container>> {
+) -> anyhow::Result<Option<(String, containerd_client::services::v1::Container)>> {
     for namespace in namespaces(&client.channel).await? {
         let request = in_namespace(GetContainerRequest { id: id.to_string() }, &namespace)?;
         match ContainersClient::new(client.channel.clone())
@@ -145,7 +170,7 @@ async fn record(
         {
             Ok(reply) => {
                 if let Some(container) = reply.into_inner().container {
-                    return Ok(Some(container));
+                    return Ok(Some((namespace, container)));
                 }
             }
             Err(status) if status.code() == Code::NotFound => {}

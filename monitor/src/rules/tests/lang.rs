@@ -352,3 +352,21 @@ fn contains_alternatives_share_one_automaton() {
         "proc.cmdline contains zz or proc.cmdline contains shadow"
     ));
 }
+
+#[test]
+fn label_sets_read_as_falco_writes_them() {
+    let mut ev = event();
+    ev["container"] = json!({
+        "id": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "name": "web", "image": "nginx:1",
+        "labels": {"tier": "front", "io.kubernetes.pod.name": "web-0", "canary": ""},
+        "pod": {"name": "web-0", "namespace": "shop", "uid": "u1", "ip": "10.1.2.3",
+                "labels": {"app": "web", "team": "pay"}}
+    });
+    assert!(eval_on("container.labels = 'canary, tier:front'", &ev));
+    assert!(eval_on("k8s.pod.labels = 'app:web, team:pay'", &ev));
+    assert!(eval_on("k8s.pod.ip = 10.1.2.3", &ev));
+    assert!(eval_on("k8s.pod.label[team] = pay", &ev));
+    ev["container"]["pod"] = Value::Null;
+    assert!(eval_on("not k8s.pod.labels exists", &ev));
+}
