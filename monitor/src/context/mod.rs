@@ -483,7 +483,7 @@ impl Context {
                 pending: false,
             };
         };
-        if let Some((source, meta)) = self.described(&id) {
+        if let Some((source, meta)) = described(&self.runtimes, &id) {
             return Resolved {
                 container: ContainerContext {
                     id,
@@ -512,22 +512,15 @@ impl Context {
         }
     }
 
-    /// The runtime that has described `id`, and what it said.
-    fn described(&self, id: &str) -> Option<(Runtime, Arc<ContainerMeta>)> {
-        self.runtimes
-            .iter()
-            .find_map(|r| r.get(id).map(|meta| (r.runtime, meta)))
-    }
-
     /// Adds context to `event` (see [`Context::enrich`]) and passes it on in `out`,
     /// unless its container's metadata is still being fetched: then it is held (at most
     /// `metadata_wait`), behind that container's earlier held events.
     pub fn admit(&mut self, event: Event, out: &mut Vec<EnrichedEvent>) {
         let (enriched, pending) = self.enrich_event(event);
         if pending || self.hold.is_holding(&enriched.container.id) {
+            // Released by the next `release_held`: whatever answer lets it go has told
+            // `runtimes_answered`, which `held_ready` waits on.
             self.hold.hold(enriched, out);
-            // Its metadata may have come meanwhile.
-            self.release_held(out);
         } else {
             out.push(enriched);
         }
@@ -544,26 +537,20 @@ impl Context {
         self.hold.release(
             Instant::now(),
             |id| {
-                let described = runtimes.iter().any(|r| r.get(id).is_some());
+                let known = described(runtimes, id).is_some();
                 let asked = runtimes.iter().any(|r| r.may_describe(id));
-                if described || !asked {
+                if known || !asked {
                     Verdict::Release
                 } else {
                     Verdict::Waiting
                 }
             },
-            |event, _late| {
-                let id = event.container.id.clone();
-                match runtimes
-                    .iter()
-                    .find_map(|r| r.get(&id).map(|m| (r.runtime, m)))
-                {
-                    Some((runtime, meta)) => {
-                        event.container.runtime = Some(runtime);
-                        event.container.meta = Some(meta);
-                    }
-                    None => missing += 1,
+            |event, _late| match described(runtimes, &event.container.id) {
+                Some((runtime, meta)) => {
+                    event.container.runtime = Some(runtime);
+                    event.container.meta = Some(meta);
                 }
+                None => missing += 1,
             },
             out,
         );
@@ -586,6 +573,13 @@ impl Context {
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }
+}
+
+/// The runtime that has described `id`, and what it said.
+fn described(runtimes: &[MetadataSource], id: &str) -> Option<(Runtime, Arc<ContainerMeta>)> {
+    runtimes
+        .iter()
+        .find_map(|r| r.get(id).map(|meta| (r.runtime, meta)))
 }
 
 fn start_runtime(

@@ -292,9 +292,7 @@ impl MetadataSource {
     }
 
     fn said_unknown(&self, id: &str) -> bool {
-        lock(&self.unknown)
-            .get(id)
-            .is_some_and(|at| at.elapsed() < UNKNOWN_FOR)
+        said_unknown(&self.unknown, id)
     }
 
     /// Waits (at most `timeout`) until the containers that exist now are known, or
@@ -392,7 +390,7 @@ impl<A: RuntimeApi> Watcher<A> {
         match self.api.list(client).await {
             Ok(ids) => {
                 for id in ids {
-                    self.inspect(client, &id).await;
+                    self.inspect(client, &id, None).await;
                 }
             }
             Err(err) => return format!("listing containers failed: {err:#}"),
@@ -405,16 +403,10 @@ impl<A: RuntimeApi> Watcher<A> {
         loop {
             tokio::select! {
                 change = changes.next() => match change {
-                    Some(Ok(Change::Seen(id))) => self.inspect(client, &id).await,
+                    Some(Ok(Change::Seen(id))) => self.inspect(client, &id, None).await,
                     Some(Ok(Change::SeenAs(said))) => {
                         let id = said.id.clone();
-                        self.inspect(client, &id).await;
-                        if !lock(&self.cache).contains_key(&id) {
-                            lock(&self.unknown).remove(&id);
-                            lock(&self.cache).insert(id, Arc::new(*said));
-                            self.changed.notify_waiters();
-                            self.answered.notify_one();
-                        }
+                        self.inspect(client, &id, Some(*said)).await;
                     }
                     // Late events of a removed container still find it for a while.
                     Some(Ok(Change::Removed(id))) => removed.push((Instant::now(), id)),
@@ -423,13 +415,10 @@ impl<A: RuntimeApi> Watcher<A> {
                 },
                 Some(id) = inbox.recv() => {
                     // Asked again while an answer was on its way.
-                    let unknown = lock(&self.unknown)
-                        .get(&id)
-                        .is_some_and(|at| at.elapsed() < UNKNOWN_FOR);
-                    if unknown || lock(&self.cache).contains_key(&id) {
+                    if said_unknown(&self.unknown, &id) || lock(&self.cache).contains_key(&id) {
                         continue;
                     }
-                    self.inspect(client, &id).await;
+                    self.inspect(client, &id, None).await;
                 }
                 _ = sweep.tick() => {
                     let now = Instant::now();
@@ -453,17 +442,16 @@ impl<A: RuntimeApi> Watcher<A> {
         }
     }
 
-    async fn inspect(&self, client: &A::Client, id: &str) {
-        match self.api.inspect(client, id).await {
-            Ok(Some(meta)) => {
-                self.stats.inspected.fetch_add(1, Ordering::Relaxed);
-                if let Some(leaf) = meta.cgroup_path.as_deref().and_then(cgroup_leaf) {
-                    lock(&self.by_cgroup).insert(leaf.to_string(), meta.id.clone());
+    /// Asks the runtime about `id`; when it cannot tell, what the change said of the
+    /// container (`said`) stands in. Held events are told only once the cache or the
+    /// "unknown" mark says which.
+    async fn inspect(&self, client: &A::Client, id: &str, said: Option<ContainerMeta>) {
+        let described = match self.api.inspect(client, id).await {
+            Ok(described) => {
+                if described.is_some() {
+                    self.stats.inspected.fetch_add(1, Ordering::Relaxed);
                 }
-                lock(&self.cache).insert(meta.id.clone(), Arc::new(meta));
-            }
-            Ok(None) => {
-                lock(&self.unknown).insert(id.to_string(), Instant::now());
+                described
             }
             Err(err) => {
                 self.stats.inspect_failures.fetch_add(1, Ordering::Relaxed);
@@ -471,6 +459,18 @@ impl<A: RuntimeApi> Watcher<A> {
                     "inspecting {} container {id} failed: {err:#}",
                     self.runtime.name()
                 );
+                None
+            }
+        };
+        match described.or(said) {
+            Some(meta) => {
+                if let Some(leaf) = meta.cgroup_path.as_deref().and_then(cgroup_leaf) {
+                    lock(&self.by_cgroup).insert(leaf.to_string(), meta.id.clone());
+                }
+                lock(&self.unknown).remove(&meta.id);
+                lock(&self.cache).insert(meta.id.clone(), Arc::new(meta));
+            }
+            None => {
                 lock(&self.unknown).insert(id.to_string(), Instant::now());
             }
         }
@@ -479,7 +479,15 @@ impl<A: RuntimeApi> Watcher<A> {
     }
 }
 
-/// `/default/web` → `web`; systemd's `slice:prefix:name` form → `prefix-name.scope`.
+/// Whether the runtime said lately that it does not know `id`.
+fn said_unknown(unknown: &Unknown, id: &str) -> bool {
+    lock(unknown)
+        .get(id)
+        .is_some_and(|at| at.elapsed() < UNKNOWN_FOR)
+}
+
+/// `/default/web` → `web`; none for systemd's `slice:prefix:name` form, which names no
+/// directory.
 fn cgroup_leaf(path: &str) -> Option<&str> {
     path.rsplit('/')
         .next()
