@@ -277,6 +277,8 @@ impl Context {
             capabilities: s.capabilities,
             exe_facts: None,
             env: s.env.map(Arc::new),
+            fresh_fork: false,
+            container_start: false,
         };
         self.processes.insert(info)
     }
@@ -394,6 +396,10 @@ impl Context {
         let vpgid = c
             .vpgid
             .unwrap_or_else(|| previous.as_ref().map_or(0, |p| p.vpgid));
+        let container_start = container.is_some()
+            && vpid == 1
+            && previous.as_ref().is_none_or(|p| p.fresh_fork)
+            && parent.as_ref().is_none_or(|p| p.container != container);
         let mut argv = exec.args.iter().cloned();
         let info = ProcessInfo {
             pid,
@@ -438,6 +444,8 @@ impl Context {
                     Some(inherited) if *inherited == *env => inherited,
                     _ => Arc::new(env.clone()),
                 }),
+            fresh_fork: false,
+            container_start,
         };
         self.processes.insert(info)
     }
@@ -460,6 +468,8 @@ impl Context {
         );
         child.parent_exec_id = Some(parent.exec_id.clone());
         child.vpid = fork.child_vpid.unwrap_or(fork.child_pid);
+        child.fresh_fork = true;
+        child.container_start = false;
         self.processes.insert(child);
     }
 

@@ -73,6 +73,13 @@ pub struct ProcessInfo {
     /// The environment as of the last exec (`NAME=value` each), shared with the
     /// process it was inherited from when unchanged.
     pub env: Option<Arc<Vec<Vec<u8>>>>,
+    /// Copied from its parent by a fork and not executed since: its image is still the
+    /// parent's.
+    pub fresh_fork: bool,
+    /// This exec started a container: the container's first process (vpid 1, forked
+    /// by a runtime outside the container) ran its first program. An entrypoint's
+    /// later `exec`, `docker exec` processes and nested pid namespaces are not starts.
+    pub container_start: bool,
 }
 
 fn cmdline(p: &ProcessInfo) -> Vec<u8> {
@@ -278,6 +285,8 @@ mod tests {
             capabilities: None,
             exe_facts: None,
             env: None,
+            fresh_fork: false,
+            container_start: false,
         }
     }
 

@@ -109,6 +109,9 @@ impl Serialize for ProcessJson<'_> {
         map.serialize_entry("parent_exec_id", &p.parent_exec_id.as_deref())?;
         map.serialize_entry("start_boot_ns", &p.start_boot_ns)?;
         map.serialize_entry("exe_sha256", &self.exe_sha256)?;
+        if p.container_start {
+            map.serialize_entry("container_start", &true)?;
+        }
         if let Some(c) = &p.capabilities {
             map.serialize_entry("cap_effective", &capabilities::names(c.effective))?;
             map.serialize_entry("cap_permitted", &capabilities::names(c.permitted))?;

@@ -44,7 +44,7 @@ macro_rules! keys {
 }
 
 keys!(T, "Top-level keys." { address, address_names, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
-keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
+keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, container_start, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
 keys!(C, "Keys of `container`." { host_ipc, host_network, host_pid, id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at, user });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { ip, name, namespace, uid });
@@ -776,6 +776,7 @@ impl<'a, R: Record<'a>> EventView<R> {
                 }
             }
             ProcIsExeUpperLayer => opt_bool(self.process(P::exe_upper_layer)),
+            ProcIsContainerStart => opt_bool(self.process(P::container_start)),
             ProcIsExeWritable => opt_bool(self.process(P::exe_writable)),
             ProcIsExeFromMemfd => match self.memfd() {
                 Some(b) => FieldValue::Bool(b),

@@ -130,6 +130,7 @@ catalog! {
     ProcIsVpgidLeader => "proc.is_vpgid_leader", Bool, None, true, "The process leads its process group (proc.vpid = proc.vpgid), as a shell's foreground job does.";
     ProcIsExeUpperLayer => "proc.is_exe_upper_layer", Bool, None, true, "The executable lives in the writable upper layer of an overlay filesystem (written after the container started).";
     ProcIsExeWritable => "proc.is_exe_writable", Bool, None, true, "The process may write the file it runs: a writable filesystem, a file not immutable, a mode that lets its fsuid or fsgid write, or CAP_DAC_OVERRIDE (read in the kernel at exec).";
+    ProcIsContainerStart => "proc.is_container_start", Bool, None, true, "This exec started the container: its first process (vpid 1, forked by the runtime from outside the container) ran its first program. False for an entrypoint's later `exec`, for `docker exec` processes and for nested pid namespaces, so a check on it runs once per container start (monitor's own field; Falco's container_started macro uses proc.vpid = 1).";
     ProcIsExeFromMemfd => "proc.is_exe_from_memfd", Bool, None, true, "The executable is a memfd (an anonymous in-memory file).";
     ProcEnv => "proc.env", Str, OptionalKey, true, "The process's environment as of its exec (`NAME=value` entries separated by spaces, at most 4096 bytes, read in the kernel); proc.env[NAME] is one variable's value. Never printed unless a rule's output asks for it.";
     ProcExeSha256 => "proc.exe_sha256", Str, None, true, "SHA-256 of the executable file, hex.";

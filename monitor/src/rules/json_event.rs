@@ -7,7 +7,7 @@
 //! `server_name` on connect events (fills `fd.sip.name`), `process.cap_effective`
 //! (a string or a list of capability names), `process.env` (a string of `NAME=value`
 //! entries separated by spaces, or a list of them), `process.exe_from_memfd`,
-//! `process.exe_upper_layer`, `process.loginname`, `container.start_ts` (nanoseconds;
+//! `process.exe_upper_layer`, `process.container_start`, `process.loginname`, `container.start_ts` (nanoseconds;
 //! without it the runtime's `started_at` is read), `container.pod.labels`.
 use std::{borrow::Cow, net::IpAddr};
 

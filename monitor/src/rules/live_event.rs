@@ -337,6 +337,7 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             P::cap_effective => caps(p, |c| c.effective),
             P::cap_permitted => caps(p, |c| c.permitted),
             P::cap_inheritable => caps(p, |c| c.inheritable),
+            P::container_start => Raw::Bool(p.container_start),
             P::exe_from_memfd => Raw::opt(p.exe_facts, |f| Raw::Bool(f.from_memfd)),
             P::exe_writable => Raw::opt(p.exe_facts, |f| Raw::Bool(f.writable)),
             P::exe_upper_layer => Raw::opt(p.exe_facts.and_then(|f| f.upper_layer), Raw::Bool),

@@ -89,6 +89,8 @@ fn process_info(p: &Value, fallback_pid: i64) -> ProcessInfo {
             _ => None,
         },
         capabilities: capability_sets(p),
+        fresh_fork: false,
+        container_start: p.get("container_start").and_then(Value::as_bool) == Some(true),
         exe_facts: match (
             p.get("exe_upper_layer"),
             p.get("exe_from_memfd"),
