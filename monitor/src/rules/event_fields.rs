@@ -776,7 +776,12 @@ impl<'a, R: Record<'a>> EventView<R> {
                 }
             }
             ProcIsExeUpperLayer => opt_bool(self.process(P::exe_upper_layer)),
-            ProcIsContainerStart => opt_bool(self.process(P::container_start)),
+            // Known for every event: a process the agent did not see start was no start.
+            ProcIsContainerStart => FieldValue::Bool(
+                self.process(P::container_start)
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+            ),
             ProcIsExeWritable => opt_bool(self.process(P::exe_writable)),
             ProcIsExeFromMemfd => match self.memfd() {
                 Some(b) => FieldValue::Bool(b),

@@ -290,8 +290,8 @@ fn the_filter_passes_every_event_a_rule_matches() {
     }
 }
 
-/// What the default rules let the kernel drop: host reads (no default rule looks at
-/// them), failed opens, connects to loopback, and a container's connects to the ports
+/// What the default rules let the kernel drop: host reads of files no host rule
+/// names, failed opens, connects to loopback, and a container's connects to the ports
 /// its outbound rule allows.
 #[test]
 fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
@@ -310,7 +310,18 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     };
     let open = |host, flags, result| facts(EventKind::Open, host, flags, result, 0, None);
     let connect = |host, address| facts(EventKind::Connect, host, 0, 0, 2, Some(address));
-    assert!(!filter.passes(&open(true, 0, 3)), "host read");
+    let host_read = |path: &str| Facts {
+        path: Some(path.as_bytes().to_vec()),
+        ..open(true, 0, 3)
+    };
+    assert!(
+        !filter.passes(&host_read("/usr/lib/libc.so.6")),
+        "host read"
+    );
+    assert!(
+        filter.passes(&host_read("/etc/shadow")),
+        "host read of a file a host rule names"
+    );
     assert!(filter.passes(&open(true, 1, 3)), "host write");
     assert!(filter.passes(&open(false, 0, 3)), "container read");
     assert!(!filter.passes(&open(false, 0, -2)), "failed open");
@@ -342,7 +353,7 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     );
     let text = filter.describe();
     assert!(
-        text.contains("open events on host: passes syscall open|openat|openat2|creat, access write|read-write, result ok"),
+        text.contains("open events on host: passes syscall open|openat|openat2|creat, access read|write|read-write, result ok, path in /etc "),
         "{text}"
     );
 }
