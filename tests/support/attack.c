@@ -14,6 +14,12 @@
  *   attack sleep SECS                 sleep (a process that is still there when the
  *                                     agent reads its /proc entry)
  *   attack true                       nothing (a process with the tool's name)
+ *   attack write PATH                 create or truncate PATH and write a line
+ *   attack append PATH                append a line to PATH (creating it)
+ *   attack open-write PATH            open PATH for writing, write nothing
+ *   attack connect-unix PATH          connect to the unix socket PATH; 0 on success
+ *   attack load-module FILE           finit_module(FILE): refused or not, asked
+ *   attack memfd-create               make a memfd, write to it, run nothing
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -112,6 +120,44 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "sleep") && argc == 3) {
         sleep((unsigned)atoi(argv[2]));
         return 0;
+    }
+    if ((!strcmp(cmd, "write") || !strcmp(cmd, "append")) && argc == 3) {
+        int flags = O_WRONLY | O_CREAT | (!strcmp(cmd, "write") ? O_TRUNC : O_APPEND);
+        int fd = open(argv[2], flags, 0644);
+        if (fd < 0 || write(fd, "monitor-test\n", 13) != 13) {
+            perror(argv[2]);
+            return 1;
+        }
+        return close(fd);
+    }
+    if (!strcmp(cmd, "open-write") && argc == 3) {
+        int fd = open(argv[2], O_WRONLY);
+        if (fd < 0) {
+            perror(argv[2]);
+            return 1;
+        }
+        return close(fd);
+    }
+    if (!strcmp(cmd, "connect-unix") && argc == 3) {
+        struct sockaddr_un a = {0};
+        a.sun_family = AF_UNIX;
+        strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        int rc = connect(s, (struct sockaddr *)&a, sizeof a);
+        close(s);
+        return rc == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "load-module") && argc == 3) {
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0) {
+            perror(argv[2]);
+            return 1;
+        }
+        return syscall(SYS_finit_module, fd, "", 0) == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "memfd-create")) {
+        int fd = memfd_create("monitor-buffer", 0);
+        return fd >= 0 && write(fd, "x", 1) == 1 ? 0 : 1;
     }
     if (!strcmp(cmd, "true")) {
         return 0;
