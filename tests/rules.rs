@@ -21,10 +21,17 @@ fn unique(name: &str) -> String {
 /// The default ruleset plus a site file, as a user would tune it without editing the
 /// defaults: the locally built test image's namespace is an allowed registry.
 fn daemon() -> Monitor {
+    daemon_with("")
+}
+
+/// [`daemon`] with more of the site's own tuning after the registry.
+fn daemon_with(more_tuning: &str) -> Monitor {
     let site = std::env::temp_dir().join(format!("monitor-site-{}.yaml", std::process::id()));
     std::fs::write(
         &site,
-        "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
+        format!(
+            "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n{more_tuning}"
+        ),
     )
     .unwrap();
     Monitor::run(&["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()])
@@ -90,7 +97,7 @@ fn reading_etc_shadow_in_a_container_raises_an_alert() {
 }
 
 #[test]
-fn connect_to_a_port_outside_the_allowlist_raises_an_alert() {
+fn connect_to_a_port_outside_the_allowlist_on_a_watched_network_raises_an_alert() {
     let _serial = serial();
     docker::ensure_image();
     let network = unique("net");
@@ -140,7 +147,11 @@ fn connect_to_a_port_outside_the_allowlist_raises_an_alert() {
         "sleep",
         "300",
     ]);
-    let monitor = daemon();
+    // A site that watches east-west traffic too: by default the private ranges are
+    // allowed, where containers reach their databases and each other every day.
+    let monitor = daemon_with(
+        "- list: allowed_outbound_networks\n  items: []\n  override:\n    items: replace\n",
+    );
     docker(&[
         "exec",
         &client,

@@ -119,6 +119,11 @@ impl ContainerMeta {
 /// `registry:5000/team/app:1.2@sha256:…` → (`registry:5000/team/app`, `1.2`); an
 /// image named without a tag is `latest`, as Docker reads it.
 pub fn split_image(image: &str) -> (String, Option<String>) {
+    // A container made from an image id (a classic `docker build` step) has no name
+    // to split: `sha256` is no repository.
+    if image.starts_with("sha256:") {
+        return (image.to_string(), None);
+    }
     let without_digest = image.split('@').next().unwrap_or(image);
     let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
     match without_digest[last_slash..].rfind(':') {
@@ -129,7 +134,6 @@ pub fn split_image(image: &str) -> (String, Option<String>) {
                 Some(without_digest[at + 1..].to_string()),
             )
         }
-        None if without_digest.starts_with("sha256:") => (without_digest.to_string(), None),
         None => (without_digest.to_string(), Some("latest".to_string())),
     }
 }
@@ -510,6 +514,10 @@ mod tests {
         assert_eq!(
             split("registry:5000/team/app"),
             ("registry:5000/team/app".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            split("sha256:3656a8de00"),
+            ("sha256:3656a8de00".into(), None)
         );
         assert_eq!(
             split("monitor-test/busybox:latest"),
