@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod corpus;
 pub mod docker;
 pub mod netns;
 pub mod receivers;

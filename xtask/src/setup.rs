@@ -12,8 +12,9 @@ const LLVM_MAJOR: &str = "22";
 /// programs' run times for `cargo xtask bench`, bpftrace attaches the empty programs
 /// its floor is measured with, iproute2 makes its network namespace. protoc builds the
 /// containerd and CRI clients; containerd (with docker.io) and podman are the other
-/// runtimes the container tests run.
-const APT_PACKAGES: [&str; 9] = [
+/// runtimes the container tests run. debootstrap makes the Debian image of the benign
+/// corpus test (tests/benign.rs; no registry is reachable).
+const APT_PACKAGES: [&str; 10] = [
     "docker.io",
     "protobuf-compiler",
     "podman",
@@ -23,6 +24,7 @@ const APT_PACKAGES: [&str; 9] = [
     "bpftool",
     "bpftrace",
     "iproute2",
+    "debootstrap",
 ];
 
 pub fn run() -> Result<()> {
