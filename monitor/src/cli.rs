@@ -464,6 +464,13 @@ pub struct AlertArgs {
     /// [config: outputs.rate_limit.burst; default: 20]
     #[arg(long)]
     pub rate_limit_burst: Option<u32>,
+
+    /// Count repeats of an alert (same rule, container, executable and output
+    /// fields, times and ids aside) for this many seconds after the first, which goes
+    /// out at once; then send one summary with the count, first and last time. 0: off.
+    /// [config: outputs.aggregation.window_secs; default: 0]
+    #[arg(long, value_name = "SECS")]
+    pub aggregate_window: Option<u64>,
 }
 
 /// `Name: value`, as on the wire.
@@ -561,6 +568,12 @@ impl AlertArgs {
             "outputs.rate_limit.burst",
             "--rate-limit-burst",
             self.rate_limit_burst,
+        );
+        given(
+            out,
+            "outputs.aggregation.window_secs",
+            "--aggregate-window",
+            self.aggregate_window,
         );
     }
 }
@@ -684,6 +697,8 @@ mod tests {
             "/var/spool/monitor",
             "--rate-limit",
             "5",
+            "--aggregate-window",
+            "30",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else {
@@ -716,5 +731,7 @@ mod tests {
         assert_eq!(*batch, 50);
         let r = c.rate_limit.unwrap();
         assert_eq!((r.per_rule_per_second, r.burst), (5.0, 20));
+        let a = c.aggregation.unwrap();
+        assert_eq!((a.window_secs, a.max_keys), (30, 10_000));
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_name, leaves, load};
 
 use crate::{
-    alerts::{AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig},
+    alerts::{
+        AggregationConfig, AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig,
+    },
     context::{ContextConfig, RuntimeSocket, cgroup::Runtime},
     kinds::Interest,
     rules::{Priority, RuleMatching},
@@ -94,6 +96,7 @@ pub struct OutputSettings {
     pub http: HttpSettings,
     pub spool: SpoolSettings,
     pub rate_limit: RateLimitSettings,
+    pub aggregation: AggregationSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +168,15 @@ pub struct RateLimitSettings {
     pub per_rule_per_second: f64,
     pub burst: u32,
     pub summary_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationSettings {
+    /// Seconds during which repeats of an alert are counted into one summary; 0: off.
+    pub window_secs: u64,
+    /// Most alert keys counted at once; past it alerts go out unaggregated (counted).
+    pub max_keys: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -302,6 +314,15 @@ impl Default for RateLimitSettings {
     }
 }
 
+impl Default for AggregationSettings {
+    fn default() -> Self {
+        AggregationSettings {
+            window_secs: 0,
+            max_keys: crate::alerts::aggregate::default_max_keys(),
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
@@ -362,6 +383,12 @@ impl Settings {
             bad(
                 "outputs.rate_limit.per_rule_per_second",
                 "must be 0 (no limit) or more".into(),
+            );
+        }
+        if self.outputs.aggregation.window_secs > 0 && self.outputs.aggregation.max_keys == 0 {
+            bad(
+                "outputs.aggregation.max_keys",
+                "must be at least 1 while aggregation is on (window_secs > 0)".into(),
             );
         }
         if let Err(err) = self.listen_address() {
@@ -498,7 +525,16 @@ impl Settings {
             burst: r.burst,
             summary_interval_secs: r.summary_interval_secs,
         });
-        AlertsConfig { sinks, rate_limit }
+        let a = &o.aggregation;
+        let aggregation = (a.window_secs > 0).then_some(AggregationConfig {
+            window_secs: a.window_secs,
+            max_keys: a.max_keys,
+        });
+        AlertsConfig {
+            sinks,
+            rate_limit,
+            aggregation,
+        }
     }
 }
 
