@@ -395,6 +395,11 @@ pub struct AlertArgs {
     #[arg(long, value_parser = ["json", "text", "auto"])]
     pub stdout_format: Option<String>,
 
+    /// Color the priority of text alerts on stdout: auto (on a terminal, unless
+    /// NO_COLOR is set), always or never. [config: outputs.stdout.color; default: auto]
+    #[arg(long, value_parser = ["auto", "always", "never"])]
+    pub color: Option<String>,
+
     /// Also append alerts (JSON lines) to this file, rotated by size.
     /// [config: outputs.file.path]
     #[arg(long, value_name = "PATH")]
@@ -491,6 +496,7 @@ impl AlertArgs {
             "--stdout-format",
             self.stdout_format.as_ref(),
         );
+        given(out, "outputs.stdout.color", "--color", self.color.as_ref());
         given(
             out,
             "outputs.file.path",
@@ -699,6 +705,8 @@ mod tests {
             "5",
             "--aggregate-window",
             "30",
+            "--color",
+            "never",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else {
@@ -720,6 +728,10 @@ mod tests {
             "auto: text on a terminal, else JSON"
         );
         assert!(c.sinks[0].spool.is_none());
+        assert!(matches!(
+            c.sinks[0].kind,
+            SinkKind::Stdout { color: Some(false) }
+        ));
         assert_eq!(
             c.sinks[3].spool.as_ref().unwrap().dir,
             PathBuf::from("/var/spool/monitor/http")

@@ -95,7 +95,9 @@ fn default_queue_size() -> usize {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkKind {
     Stdout {
-        /// Force colors on or off (default: on when stdout is a terminal).
+        /// Force colors on or off (default: on when stdout is a terminal and NO_COLOR
+        /// is not set). Only the priority is colored; alert text is escaped first, so
+        /// no escape sequence of the watched system reaches the terminal.
         #[serde(default)]
         color: Option<bool>,
     },

@@ -108,11 +108,22 @@ pub enum StdoutFormat {
     Text,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StdoutSettings {
     pub enabled: bool,
     pub format: StdoutFormat,
+    /// Priority colors in the text format.
+    pub color: Color,
     #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
@@ -255,6 +266,7 @@ impl Default for StdoutSettings {
         StdoutSettings {
             enabled: true,
             format: StdoutFormat::Auto,
+            color: Color::Auto,
             min_priority: Priority::Debug,
         }
     }
@@ -476,7 +488,12 @@ impl Settings {
         };
         let mut sinks = Vec::new();
         if o.stdout.enabled {
-            let mut s = SinkConfig::new(SinkKind::Stdout { color: None });
+            let color = match o.stdout.color {
+                Color::Auto => None,
+                Color::Always => Some(true),
+                Color::Never => Some(false),
+            };
+            let mut s = SinkConfig::new(SinkKind::Stdout { color });
             s.format = match o.stdout.format {
                 StdoutFormat::Json => Some(Format::Json),
                 StdoutFormat::Text => Some(Format::Text),
