@@ -14,8 +14,8 @@ use std::{
 
 use monitor::{
     alerts::{
-        Alert, AlertsConfig, Dispatcher, DispatcherStats, Format, RateLimitConfig, RetryConfig,
-        SUPPRESSED_RULE, SinkConfig, SinkKind, SpoolConfig,
+        AggregationConfig, Alert, AlertsConfig, Dispatcher, DispatcherStats, Format,
+        RateLimitConfig, RetryConfig, SUPPRESSED_RULE, SinkConfig, SinkKind, SpoolConfig,
     },
     output::escape::bytes_to_text,
     rules::Priority,
@@ -41,6 +41,7 @@ fn alert(rule: &str, priority: Priority, output: &str, n: u64) -> Alert {
         exec_id: Some(format!("exec-{n}")),
         ancestors: vec![],
         container: None,
+        aggregated: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn syslog_rfc5424_over_udp_tcp_and_unix_socket() {
         let d = Dispatcher::new(&AlertsConfig {
             sinks: vec![syslog_sink(address.clone(), i == 1)],
             rate_limit: None,
+            aggregation: None,
         })
         .unwrap();
         let output = format!("via {address} user=root");
@@ -162,6 +164,7 @@ fn hostile_alert_is_one_line_in_every_format() {
             syslog_sink(format!("tcp://127.0.0.1:{}", rsyslog.tcp), false),
         ],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     d.submit(hostile.clone());
@@ -251,6 +254,7 @@ fn http_receiver_down_and_back_loses_nothing() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![http_sink(receiver.port, &spool, 1)],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     for n in 0..100 {
@@ -308,6 +312,7 @@ fn http_spool_survives_a_restart() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![http_sink(receiver.port, &spool, 1)],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     for n in 0..600 {
@@ -323,6 +328,7 @@ fn http_spool_survives_a_restart() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![http_sink(receiver.port, &spool, 1)],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     assert_eq!(d.stats().sinks[0].spool_pending, 600);
@@ -353,6 +359,7 @@ fn http_batches_are_json_arrays() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![http_sink(receiver.port, &spool, 10)],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     for n in 0..95 {
@@ -390,6 +397,7 @@ fn rate_limit_delivers_burst_and_reports_suppressed() {
             burst: 10,
             summary_interval_secs: 3600,
         }),
+        aggregation: None,
     })
     .unwrap();
     for n in 0..100 {
@@ -423,6 +431,114 @@ fn rate_limit_delivers_burst_and_reports_suppressed() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+// ---------------------------------------------------------------- aggregation
+
+fn file_dispatcher(
+    path: &Path,
+    rate_limit: Option<RateLimitConfig>,
+    window_secs: u64,
+) -> Dispatcher {
+    let mut sink = SinkConfig::new(SinkKind::File {
+        path: path.to_path_buf(),
+        max_bytes: 0,
+        keep: 0,
+    });
+    sink.format = Some(Format::Json);
+    Dispatcher::new(&AlertsConfig {
+        sinks: vec![sink],
+        rate_limit,
+        aggregation: Some(AggregationConfig {
+            window_secs,
+            max_keys: 10_000,
+        }),
+    })
+    .unwrap()
+}
+
+#[test]
+fn aggregation_sends_the_first_alert_then_a_summary_when_the_window_ends() {
+    let dir = temp_dir("aggregate");
+    let path = dir.join("alerts.log");
+    // A rate limit of 2 at once: the first alert and its summary take the tokens,
+    // the 999 counted repeats none.
+    let d = file_dispatcher(
+        &path,
+        Some(RateLimitConfig {
+            per_rule_per_second: 0.001,
+            burst: 2,
+            summary_interval_secs: 3600,
+        }),
+        1,
+    );
+    for n in 0..1000 {
+        assert!(d.admit_match("Flood", "node1"));
+        let mut a = alert("Flood", Priority::Notice, "flooding", n);
+        // Per-event values that are no part of the key.
+        a.output_fields.remove("n");
+        a.output_fields.insert("proc.pid".into(), json!(n));
+        d.deliver_match(a, Some("/bin/flood"));
+    }
+    // The first at once, the summary by the timer (no further alert, no shutdown).
+    wait_until(
+        "the first alert and the summary",
+        Duration::from_secs(10),
+        || lines(&path).len() == 2,
+    );
+    let got: Vec<Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got[0]["output"], "flooding");
+    assert!(got[0].get("aggregated").is_none());
+    assert_eq!(got[0]["output_fields"]["proc.pid"], 0);
+    let summary = &got[1];
+    assert_eq!(summary["rule"], "Flood");
+    assert_eq!(summary["priority"], "Notice");
+    assert_eq!(
+        summary["aggregated"],
+        json!({"count": 1000, "first": TIME, "last": TIME, "window_s": 1.0})
+    );
+    assert_eq!(summary["output_fields"]["monitor.aggregated"], 1000);
+    assert_eq!(
+        summary["output"],
+        format!("flooding (1000 times between {TIME} and {TIME})")
+    );
+    let stats = shutdown(d);
+    assert_eq!(
+        (stats.submitted, stats.aggregated, stats.suppressed),
+        (1000, 999, 0)
+    );
+    assert_eq!(lines(&path).len(), 2, "no second summary at shutdown");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn aggregation_flushes_open_windows_at_shutdown() {
+    let dir = temp_dir("aggregate-flush");
+    let path = dir.join("alerts.log");
+    let d = file_dispatcher(&path, None, 3600);
+    for _ in 0..5 {
+        d.deliver_match(
+            alert("Flood", Priority::Notice, "flooding", 1),
+            Some("/bin/a"),
+        );
+        // Another executable: another key, also counted.
+        d.deliver_match(
+            alert("Flood", Priority::Notice, "flooding", 1),
+            Some("/bin/b"),
+        );
+    }
+    let stats = shutdown(d);
+    assert_eq!(stats.aggregated, 8);
+    let got: Vec<Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let counts: Vec<&Value> = got.iter().map(|a| &a["aggregated"]["count"]).collect();
+    assert_eq!(counts, [&Value::Null, &Value::Null, &json!(5), &json!(5)]);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------- file rotation
 
 #[test]
@@ -440,6 +556,7 @@ fn file_rotation_keeps_count_and_removes_oldest() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![sink],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     for n in 0..20 {
@@ -564,6 +681,7 @@ fn https_delivers_with_the_given_ca_and_refuses_an_unknown_certificate() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![https_sink(port, Some(ca_file))],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     for n in 0..3 {
@@ -580,6 +698,7 @@ fn https_delivers_with_the_given_ca_and_refuses_an_unknown_certificate() {
     let d = Dispatcher::new(&AlertsConfig {
         sinks: vec![https_sink(port, None)],
         rate_limit: None,
+        aggregation: None,
     })
     .unwrap();
     d.submit(numbered(3));

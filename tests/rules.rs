@@ -21,11 +21,11 @@ fn unique(name: &str) -> String {
 /// The default ruleset plus a site file, as a user would tune it without editing the
 /// defaults: the locally built test image's namespace is an allowed registry.
 fn daemon() -> Monitor {
-    daemon_with("")
+    daemon_with("", &[])
 }
 
-/// [`daemon`] with more of the site's own tuning after the registry.
-fn daemon_with(more_tuning: &str) -> Monitor {
+/// [`daemon`] with more of the site's own tuning after the registry, and more flags.
+fn daemon_with(more_tuning: &str, flags: &[&str]) -> Monitor {
     let site = std::env::temp_dir().join(format!("monitor-site-{}.yaml", std::process::id()));
     std::fs::write(
         &site,
@@ -34,7 +34,9 @@ fn daemon_with(more_tuning: &str) -> Monitor {
         ),
     )
     .unwrap();
-    Monitor::run(&["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()])
+    let mut args = vec!["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    Monitor::run(&args)
 }
 
 fn alert_for(monitor: &Monitor, rule: &str, container: &str) -> Value {
@@ -96,6 +98,106 @@ fn reading_etc_shadow_in_a_container_raises_an_alert() {
     assert_eq!(alert["output_fields"]["fd.name"], "/etc/shadow");
 }
 
+/// 1,000 reads of /etc/shadow by one process in a container, watched at once by three
+/// daemons: with `--aggregate-window` one alert and one summary with the count; without
+/// it every alert; with a rate limit instead, alerts and the suppressed count make
+/// 1,000.
+#[test]
+fn a_thousand_identical_alerts_become_one_alert_and_a_summary_with_aggregation() {
+    const READS: u64 = 1000;
+    const RULE: &str = "Password database read in container";
+    const WINDOW_SECS: u64 = 20;
+    let _serial = serial();
+    docker::ensure_image();
+    let name = unique("flood");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "300"]);
+    support::attack::install(&name, &["reader"]);
+    let window = WINDOW_SECS.to_string();
+    let aggregating = daemon_with("", &["--aggregate-window", &window]);
+    let every = daemon();
+    let limited = daemon_with("", &["--rate-limit", "0.001", "--rate-limit-burst", "10"]);
+
+    // Well within the window: one process, a loop of open-read-close.
+    let started = std::time::Instant::now();
+    docker(&[
+        "exec",
+        &name,
+        "/tmp/reader",
+        "open-many",
+        &READS.to_string(),
+        "/etc/shadow",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(WINDOW_SECS / 2),
+        "the reads took {:?}, too close to the window",
+        started.elapsed()
+    );
+    let ours =
+        |a: &Value| a["rule"] == RULE && a["output_fields"]["container.name"] == name.as_str();
+
+    // Without aggregation: every alert, and no more.
+    let wait_count = |monitor: &Monitor, count: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while monitor.events().iter().filter(|a| ours(a)).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {count} alerts"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_count(&every, READS as usize);
+    let every = every.finish(libc::SIGINT);
+    let alerts: Vec<&Value> = every.events.iter().filter(|a| ours(a)).collect();
+    assert_eq!(alerts.len() as u64, READS);
+    assert!(alerts.iter().all(|a| a.get("aggregated").is_none()));
+
+    // A rate limit instead: the burst, and the rest counted in its summary.
+    wait_count(&limited, 10);
+    let limited = limited.finish(libc::SIGINT);
+    let sent = limited.events.iter().filter(|a| ours(a)).count() as u64;
+    let suppressed: u64 = limited
+        .events
+        .iter()
+        .filter(|a| a["output_fields"]["monitor.suppressed_rule"] == RULE)
+        .map(|a| a["output_fields"]["monitor.suppressed"].as_u64().unwrap())
+        .sum();
+    assert_eq!((sent, sent + suppressed), (10, READS));
+
+    // With aggregation: the first alert at once, the summary when the window ends
+    // (by its timer: nothing else happens meanwhile).
+    let summary = aggregating.wait_for_within(
+        "the aggregation summary",
+        Duration::from_secs(WINDOW_SECS + 30),
+        |a| ours(a) && !a["aggregated"].is_null(),
+    );
+    let aggregating = aggregating.finish(libc::SIGINT);
+    let alerts: Vec<&Value> = aggregating.events.iter().filter(|a| ours(a)).collect();
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let first = alerts[0];
+    assert!(first.get("aggregated").is_none(), "{first}");
+    assert_falco_shape(first, &name);
+    assert_falco_shape(&summary, &name);
+    assert_eq!(*alerts[1], summary);
+    let aggregated = &summary["aggregated"];
+    assert_eq!(aggregated["count"], READS);
+    assert_eq!(aggregated["first"], first["time"]);
+    assert_eq!(aggregated["last"], summary["time"]);
+    assert_eq!(aggregated["window_s"], WINDOW_SECS as f64);
+    assert_eq!(summary["output_fields"]["monitor.aggregated"], READS);
+    assert_eq!(summary["output_fields"]["fd.name"], "/etc/shadow");
+    assert_eq!(summary["output_fields"]["proc.name"], "reader");
+    assert!(
+        summary["output"].as_str().unwrap().ends_with(&format!(
+            "({READS} times between {} and {})",
+            first["time"].as_str().unwrap(),
+            summary["time"].as_str().unwrap()
+        )),
+        "{summary}"
+    );
+}
+
 #[test]
 fn connect_to_a_port_outside_the_allowlist_on_a_watched_network_raises_an_alert() {
     let _serial = serial();
@@ -151,6 +253,7 @@ fn connect_to_a_port_outside_the_allowlist_on_a_watched_network_raises_an_alert(
     // allowed, where containers reach their databases and each other every day.
     let monitor = daemon_with(
         "- list: allowed_outbound_networks\n  items: []\n  override:\n    items: replace\n",
+        &[],
     );
     docker(&[
         "exec",

@@ -395,6 +395,11 @@ pub struct AlertArgs {
     #[arg(long, value_parser = ["json", "text", "auto"])]
     pub stdout_format: Option<String>,
 
+    /// Color the priority of text alerts on stdout: auto (on a terminal, unless
+    /// NO_COLOR is set), always or never. [config: outputs.stdout.color; default: auto]
+    #[arg(long, value_parser = ["auto", "always", "never"])]
+    pub color: Option<String>,
+
     /// Also append alerts (JSON lines) to this file, rotated by size.
     /// [config: outputs.file.path]
     #[arg(long, value_name = "PATH")]
@@ -464,6 +469,13 @@ pub struct AlertArgs {
     /// [config: outputs.rate_limit.burst; default: 20]
     #[arg(long)]
     pub rate_limit_burst: Option<u32>,
+
+    /// Count repeats of an alert (same rule, container, executable and output
+    /// fields, times and ids aside) for this many seconds after the first, which goes
+    /// out at once; then send one summary with the count, first and last time. 0: off.
+    /// [config: outputs.aggregation.window_secs; default: 0]
+    #[arg(long, value_name = "SECS")]
+    pub aggregate_window: Option<u64>,
 }
 
 /// `Name: value`, as on the wire.
@@ -484,6 +496,7 @@ impl AlertArgs {
             "--stdout-format",
             self.stdout_format.as_ref(),
         );
+        given(out, "outputs.stdout.color", "--color", self.color.as_ref());
         given(
             out,
             "outputs.file.path",
@@ -561,6 +574,12 @@ impl AlertArgs {
             "outputs.rate_limit.burst",
             "--rate-limit-burst",
             self.rate_limit_burst,
+        );
+        given(
+            out,
+            "outputs.aggregation.window_secs",
+            "--aggregate-window",
+            self.aggregate_window,
         );
     }
 }
@@ -684,6 +703,10 @@ mod tests {
             "/var/spool/monitor",
             "--rate-limit",
             "5",
+            "--aggregate-window",
+            "30",
+            "--color",
+            "never",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else {
@@ -705,6 +728,10 @@ mod tests {
             "auto: text on a terminal, else JSON"
         );
         assert!(c.sinks[0].spool.is_none());
+        assert!(matches!(
+            c.sinks[0].kind,
+            SinkKind::Stdout { color: Some(false) }
+        ));
         assert_eq!(
             c.sinks[3].spool.as_ref().unwrap().dir,
             PathBuf::from("/var/spool/monitor/http")
@@ -716,5 +743,7 @@ mod tests {
         assert_eq!(*batch, 50);
         let r = c.rate_limit.unwrap();
         assert_eq!((r.per_rule_per_second, r.burst), (5.0, 20));
+        let a = c.aggregation.unwrap();
+        assert_eq!((a.window_secs, a.max_keys), (30, 10_000));
     }
 }

@@ -6,6 +6,8 @@
  *
  *   attack open PATH                  open PATH exactly as given, read a byte
  *   attack sleep-open SECS PATH       the same after SECS seconds
+ *   attack open-many N PATH           open PATH and read a byte, N times over (one
+ *                                     process: a flood of identical alerts)
  *   attack spawn PROG [ARG...]        fork, exec PROG with ARGs, wait
  *   attack connect IP PORT            a TCP connect; exit 0 when it succeeded
  *   attack memfd-exec FILE [ARG...]   copy FILE into a memfd and execute that
@@ -59,6 +61,15 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "open") && argc == 3) {
         return read_one(argv[2]);
+    }
+    if (!strcmp(cmd, "open-many") && argc == 4) {
+        int n = atoi(argv[2]);
+        for (int i = 0; i < n; i++) {
+            if (read_one(argv[3])) {
+                return 1;
+            }
+        }
+        return 0;
     }
     if (!strcmp(cmd, "sleep-open") && argc == 4) {
         sleep((unsigned)atoi(argv[2]));

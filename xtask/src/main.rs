@@ -31,8 +31,11 @@ enum Command {
     Setup,
     /// Set up, then build the agent and its kernel programs (release).
     Build,
-    /// Set up, build, then run the agent as root. Arguments after `--` go to
-    /// `monitor` (default: `events`).
+    /// Set up, build, then run the agent as root: the daemon with the default rules
+    /// (`rules/`), alerts as text on stdout, colored on a terminal. Arguments after
+    /// `--` that start with `-` are added to the daemon's flags
+    /// (`-- --aggregate-window 60`); others replace the command (`-- events` streams
+    /// the raw events as JSON).
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,

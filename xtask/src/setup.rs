@@ -32,6 +32,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     apt_packages()?;
     dockerd()?;
+    demo_image()?;
     step("setup complete");
     Ok(())
 }
@@ -138,6 +139,43 @@ fn apt_packages() -> Result<()> {
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing),
     )
+}
+
+/// The image the README's first alert runs (no registry needed): Debian's static
+/// busybox with an /etc/shadow. Named as a Docker Hub official image, so that the
+/// default rules' registry check stays quiet and the demo shows one alert.
+pub const DEMO_IMAGE: &str = "busybox:monitor-demo";
+
+fn demo_image() -> Result<()> {
+    if !succeeds("docker", &["info"]) {
+        step("demo image: skipped (no container engine)");
+        return Ok(());
+    }
+    if succeeds("docker", &["image", "inspect", DEMO_IMAGE]) {
+        step(&format!("demo image {DEMO_IMAGE}: present"));
+        return Ok(());
+    }
+    step(&format!(
+        "demo image {DEMO_IMAGE}: importing from /bin/busybox"
+    ));
+    let root = std::env::temp_dir().join(format!("monitor-demo-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for dir in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .context("copying /bin/busybox (Debian's busybox-static package)")?;
+    for applet in ["sh", "cat", "ls", "sleep", "id"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(root.join("etc/shadow"), "root:*:19000:0:99999:7:::\n")?;
+    let result = run_cmd(Command::new("sh").arg("-c").arg(format!(
+        "tar -C '{}' -c . | docker import - {DEMO_IMAGE} >/dev/null",
+        root.display()
+    )));
+    let _ = std::fs::remove_dir_all(&root);
+    result
 }
 
 /// Container tests need a running engine; start one when none answers.

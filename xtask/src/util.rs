@@ -62,9 +62,20 @@ pub fn build_release() -> Result<()> {
     ]))
 }
 
+/// `monitor ARGS`; without a command, the daemon with the default rules printing
+/// alerts as text (colored on a terminal: the daemon decides, and honours NO_COLOR).
 pub fn run_monitor(args: &[String]) -> Result<()> {
-    let args: Vec<String> = if args.is_empty() {
-        vec!["events".into()]
+    let args: Vec<String> = if args.first().is_none_or(|a| a.starts_with('-')) {
+        let rules = workspace_root().join("rules");
+        let mut daemon: Vec<String> = vec![
+            "run".into(),
+            "--rules".into(),
+            rules.display().to_string(),
+            "--stdout-format".into(),
+            "text".into(),
+        ];
+        daemon.extend_from_slice(args);
+        daemon
     } else {
         args.to_vec()
     };

@@ -1,6 +1,7 @@
 //! Alert delivery settings: plain structs, deserializable from the YAML config file.
 //!
 //! ```yaml
+//! aggregation: {window_secs: 60, max_keys: 10000}   # repeats become one summary
 //! rate_limit: {per_rule_per_second: 10, burst: 20, summary_interval_secs: 60}
 //! sinks:
 //!   - type: stdout            # json when not a terminal, colored text when it is
@@ -28,6 +29,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+pub use super::aggregate::AggregationConfig;
 use super::model::{Format, de_priority_config};
 use crate::rules::Priority;
 
@@ -38,6 +40,8 @@ pub struct AlertsConfig {
     pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub aggregation: Option<AggregationConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -91,7 +95,9 @@ fn default_queue_size() -> usize {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkKind {
     Stdout {
-        /// Force colors on or off (default: on when stdout is a terminal).
+        /// Force colors on or off (default: on when stdout is a terminal and NO_COLOR
+        /// is not set). Only the priority is colored; alert text is escaped first, so
+        /// no escape sequence of the watched system reaches the terminal.
         #[serde(default)]
         color: Option<bool>,
     },

@@ -1,11 +1,14 @@
 //! Alert delivery: the alert model and its formats, sinks (stdout, rotated file,
 //! syslog, HTTP), a bounded queue and an on-disk spool per sink, per-rule rate
-//! limiting, and counters.
+//! limiting, aggregation of repeated alerts, and counters.
 //!
 //! ```text
-//! submit ─► rate limit ─► per sink: bounded channel ─► memory queue ─► sink task ─► sink
-//!                                                   └─► spool (disk) ─┘
+//! submit ─► aggregation ─► rate limit ─► per sink: bounded channel ─► memory queue ─► sink task ─► sink
+//!  (rule matches only)                                             └─► spool (disk) ─┘
 //! ```
+//!
+//! Aggregation comes before the rate limit so that counted repeats take no tokens:
+//! a flood of one alert costs the rule two tokens (the first alert and its summary).
 //!
 //! Each sink runs on its own thread (a small tokio runtime with one task), so a slow
 //! or dead sink never stalls the event pipeline nor the other sinks. `submit` only
@@ -18,6 +21,7 @@
 //! or the spool itself, in order, instead of losing them; alerts are dropped (and
 //! counted) only when the spool is full, or, for a sink without a spool, when its
 //! memory queue is.
+pub mod aggregate;
 pub mod config;
 pub mod http;
 pub mod model;
@@ -39,10 +43,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub use config::{AlertsConfig, RateLimitConfig, RetryConfig, SinkConfig, SinkKind, SpoolConfig};
+pub use config::{
+    AggregationConfig, AlertsConfig, RateLimitConfig, RetryConfig, SinkConfig, SinkKind,
+    SpoolConfig,
+};
 pub use model::{Alert, Ancestor, Container, Format};
 
 use crate::rules::Priority;
+use aggregate::{Aggregator, Observed};
 use rate::RateLimiter;
 use sink::Transport;
 use spool::Spool;
@@ -90,6 +98,11 @@ pub struct DispatcherStats {
     pub submitted: u64,
     /// Alerts held back by the rate limit (reported in summary alerts).
     pub suppressed: u64,
+    /// Repeats counted into an aggregation window instead of being sent (reported in
+    /// the window's summary).
+    pub aggregated: u64,
+    /// Alerts sent unaggregated because `max_keys` windows were open.
+    pub aggregation_overflow: u64,
     pub sinks: Vec<SinkStats>,
 }
 
@@ -109,8 +122,11 @@ struct Shared {
     sinks: Vec<SinkHandle>,
     senders: RwLock<Option<Vec<mpsc::Sender<Arc<Alert>>>>>,
     limiter: Option<Mutex<RateLimiter>>,
+    aggregator: Option<Mutex<Aggregator>>,
     submitted: AtomicU64,
     suppressed: AtomicU64,
+    aggregated: AtomicU64,
+    aggregation_overflow: AtomicU64,
 }
 
 impl Shared {
@@ -149,6 +165,44 @@ impl Shared {
         for sink in &self.sinks {
             sink.wake.notify_one();
             sink.stop.notify_one();
+        }
+    }
+
+    /// Takes a token of `rule`'s bucket; false (counted) when the rate limit holds the
+    /// alert back.
+    fn limit(&self, rule: &str, hostname: &str) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        let allowed =
+            limiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .allow(rule, hostname, Instant::now());
+        if !allowed {
+            self.suppressed.fetch_add(1, Relaxed);
+        }
+        allowed
+    }
+
+    /// Sends the summaries of the aggregation windows that ended (all of them with
+    /// `all`, at shutdown). They are alerts of their rule, so the rate limit applies.
+    fn emit_aggregates(&self, all: bool) {
+        let Some(aggregator) = &self.aggregator else {
+            return;
+        };
+        let summaries = {
+            let mut a = aggregator.lock().unwrap_or_else(|e| e.into_inner());
+            if all {
+                a.take_all()
+            } else {
+                a.take_closed(Instant::now())
+            }
+        };
+        for summary in summaries {
+            if self.limit(&summary.rule, &summary.hostname) {
+                self.fan_out(summary);
+            }
         }
     }
 
@@ -201,6 +255,7 @@ pub fn internal_alert(
         exec_id: None,
         ancestors: vec![],
         container: None,
+        aggregated: None,
     }
 }
 
@@ -302,18 +357,44 @@ impl Dispatcher {
                 .rate_limit
                 .as_ref()
                 .map(|r| Mutex::new(RateLimiter::new(r))),
+            aggregator: config
+                .aggregation
+                .as_ref()
+                .filter(|a| a.window_secs > 0)
+                .map(|a| Mutex::new(Aggregator::new(a))),
             submitted: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            aggregated: AtomicU64::new(0),
+            aggregation_overflow: AtomicU64::new(0),
         });
-        let ticker = config.rate_limit.as_ref().map(|r| {
+        let summary_interval = config
+            .rate_limit
+            .as_ref()
+            .map(|r| Duration::from_secs(r.summary_interval_secs.max(1)));
+        // Summaries of aggregation windows are due when a window ends, not when the
+        // next alert comes: checked often enough that one is at most an eighth of a
+        // window (and a second) late.
+        let aggregation_tick = shared.aggregator.as_ref().map(|a| {
+            let window = a.lock().unwrap_or_else(|e| e.into_inner()).window();
+            (window / 8).clamp(Duration::from_millis(50), Duration::from_secs(1))
+        });
+        let tick = match (summary_interval, aggregation_tick) {
+            (Some(s), Some(a)) => Some(s.min(a)),
+            (s, a) => s.or(a),
+        };
+        let ticker = tick.map(|tick| {
             let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-            let interval = Duration::from_secs(r.summary_interval_secs.max(1));
             let shared = shared.clone();
             let handle = std::thread::spawn(move || {
+                let mut last_summary = Instant::now();
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stop_rx.recv_timeout(interval)
+                    stop_rx.recv_timeout(tick)
                 {
-                    shared.emit_summaries();
+                    shared.emit_aggregates(false);
+                    if summary_interval.is_some_and(|s| last_summary.elapsed() >= s) {
+                        last_summary = Instant::now();
+                        shared.emit_summaries();
+                    }
                 }
             });
             (stop_tx, handle)
@@ -337,18 +418,7 @@ impl Dispatcher {
     /// it (then it is counted as such, and need not even be built).
     pub fn admit(&self, rule: &str, hostname: &str) -> bool {
         self.shared.submitted.fetch_add(1, Relaxed);
-        if let Some(limiter) = &self.shared.limiter {
-            let allowed = limiter.lock().unwrap_or_else(|e| e.into_inner()).allow(
-                rule,
-                hostname,
-                Instant::now(),
-            );
-            if !allowed {
-                self.shared.suppressed.fetch_add(1, Relaxed);
-                return false;
-            }
-        }
-        true
+        self.shared.limit(rule, hostname)
     }
 
     /// Hands an admitted alert to every sink.
@@ -356,11 +426,49 @@ impl Dispatcher {
         self.shared.fan_out(alert);
     }
 
+    /// [`Dispatcher::admit`] for a rule match, before its alert is built. With
+    /// aggregation on, always true: whether the alert is a repeat depends on its
+    /// fields, so [`Dispatcher::deliver_match`] decides once it exists.
+    pub fn admit_match(&self, rule: &str, hostname: &str) -> bool {
+        self.shared.aggregator.is_some() || self.admit(rule, hostname)
+    }
+
+    /// Hands the alert of a rule match that [`Dispatcher::admit_match`] let through
+    /// to the sinks, unless it repeats an alert of the current aggregation window.
+    /// `exe` is the executable of the matching process, part of the aggregation key.
+    pub fn deliver_match(&self, alert: Alert, exe: Option<&str>) {
+        let Some(aggregator) = &self.shared.aggregator else {
+            self.deliver(alert);
+            return;
+        };
+        self.shared.submitted.fetch_add(1, Relaxed);
+        let observed = aggregator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(alert, exe, Instant::now());
+        let alert = match observed {
+            Observed::Repeat => {
+                self.shared.aggregated.fetch_add(1, Relaxed);
+                return;
+            }
+            Observed::First(alert) => alert,
+            Observed::Overflow(alert) => {
+                self.shared.aggregation_overflow.fetch_add(1, Relaxed);
+                alert
+            }
+        };
+        if self.shared.limit(&alert.rule, &alert.hostname) {
+            self.shared.fan_out(alert);
+        }
+    }
+
     /// Counters of every sink, in configuration order.
     pub fn stats(&self) -> DispatcherStats {
         DispatcherStats {
             submitted: self.shared.submitted.load(Relaxed),
             suppressed: self.shared.suppressed.load(Relaxed),
+            aggregated: self.shared.aggregated.load(Relaxed),
+            aggregation_overflow: self.shared.aggregation_overflow.load(Relaxed),
             sinks: self
                 .shared
                 .sinks
@@ -388,14 +496,17 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Sends the last rate-limit summaries, closes the queues and waits until every
-    /// sink delivered what it holds or, when it cannot (down, or past a grace
-    /// period), put it in its spool for the next run. Returns the final counters.
+    /// Sends the summaries of every aggregation window, open or not, and the last
+    /// rate-limit summaries, closes the queues and waits until every sink delivered
+    /// what it holds or, when it cannot (down, or past a grace period), put it in its
+    /// spool for the next run. Returns the final counters.
     pub async fn shutdown(mut self) -> DispatcherStats {
         if let Some((stop, handle)) = self.ticker.take() {
             let _ = stop.send(());
             let _ = handle.join();
         }
+        // Aggregation first: a summary the rate limit holds back is in its count.
+        self.shared.emit_aggregates(true);
         self.shared.emit_summaries();
         self.shared.close();
         for done in self.done.drain(..) {
@@ -410,6 +521,8 @@ impl Drop for Dispatcher {
         if let Some((stop, _)) = self.ticker.take() {
             let _ = stop.send(());
         }
+        // Dropped without a shutdown: the counts of open windows still go out.
+        self.shared.emit_aggregates(true);
         // Closing the channels lets each sink flush or spool on its own thread.
         self.shared.close();
     }

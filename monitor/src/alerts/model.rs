@@ -30,6 +30,10 @@ pub struct Alert {
     pub ancestors: Vec<Ancestor>,
     #[serde(default)]
     pub container: Option<Container>,
+    /// Only on the summary of repeated alerts (see `aggregate`); absent otherwise, so
+    /// every other alert keeps Falco's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregated: Option<super::aggregate::Aggregated>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -120,6 +124,7 @@ impl Alert {
             exec_id: text(&event["process"]["exec_id"]),
             ancestors,
             container,
+            aggregated: None,
         }
     }
 
@@ -238,6 +243,7 @@ mod tests {
             exec_id: None,
             ancestors: vec![],
             container: None,
+            aggregated: None,
         }
     }
 

@@ -15,6 +15,11 @@ use super::{
     syslog::{SyslogAddress, SyslogTransport},
 };
 
+/// The NO_COLOR convention (no-color.org): set and not empty, no colors unless asked.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
 pub enum Transport {
     Stdout { format: Format, color: bool },
     File(FileSink),
@@ -33,7 +38,7 @@ impl Transport {
                     .unwrap_or(if tty { Format::Text } else { Format::Json });
                 Transport::Stdout {
                     format,
-                    color: format == Format::Text && color.unwrap_or(tty),
+                    color: format == Format::Text && color.unwrap_or(tty && !no_color()),
                 }
             }
             SinkKind::File {

@@ -253,6 +253,7 @@ mod tests {
             exec_id: Some("e1".into()),
             ancestors: vec![],
             container: None,
+            aggregated: None,
         };
         assert_eq!(
             format_rfc5424(&alert, 16, false, 8192),

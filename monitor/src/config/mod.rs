@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub use load::{ConfigError, Loaded, Origin, Override, SettingsSource, env_var_name, leaves, load};
 
 use crate::{
-    alerts::{AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig},
+    alerts::{
+        AggregationConfig, AlertsConfig, Format, RateLimitConfig, SinkConfig, SinkKind, SpoolConfig,
+    },
     context::{ContextConfig, RuntimeSocket, cgroup::Runtime},
     kinds::Interest,
     rules::{Priority, RuleMatching},
@@ -94,6 +96,7 @@ pub struct OutputSettings {
     pub http: HttpSettings,
     pub spool: SpoolSettings,
     pub rate_limit: RateLimitSettings,
+    pub aggregation: AggregationSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,11 +108,22 @@ pub enum StdoutFormat {
     Text,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StdoutSettings {
     pub enabled: bool,
     pub format: StdoutFormat,
+    /// Priority colors in the text format.
+    pub color: Color,
     #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
@@ -165,6 +179,15 @@ pub struct RateLimitSettings {
     pub per_rule_per_second: f64,
     pub burst: u32,
     pub summary_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationSettings {
+    /// Seconds during which repeats of an alert are counted into one summary; 0: off.
+    pub window_secs: u64,
+    /// Most alert keys counted at once; past it alerts go out unaggregated (counted).
+    pub max_keys: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -243,6 +266,7 @@ impl Default for StdoutSettings {
         StdoutSettings {
             enabled: true,
             format: StdoutFormat::Auto,
+            color: Color::Auto,
             min_priority: Priority::Debug,
         }
     }
@@ -298,6 +322,15 @@ impl Default for RateLimitSettings {
             per_rule_per_second: 0.0,
             burst: 20,
             summary_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for AggregationSettings {
+    fn default() -> Self {
+        AggregationSettings {
+            window_secs: 0,
+            max_keys: crate::alerts::aggregate::default_max_keys(),
         }
     }
 }
@@ -362,6 +395,12 @@ impl Settings {
             bad(
                 "outputs.rate_limit.per_rule_per_second",
                 "must be 0 (no limit) or more".into(),
+            );
+        }
+        if self.outputs.aggregation.window_secs > 0 && self.outputs.aggregation.max_keys == 0 {
+            bad(
+                "outputs.aggregation.max_keys",
+                "must be at least 1 while aggregation is on (window_secs > 0)".into(),
             );
         }
         if let Err(err) = self.listen_address() {
@@ -449,7 +488,12 @@ impl Settings {
         };
         let mut sinks = Vec::new();
         if o.stdout.enabled {
-            let mut s = SinkConfig::new(SinkKind::Stdout { color: None });
+            let color = match o.stdout.color {
+                Color::Auto => None,
+                Color::Always => Some(true),
+                Color::Never => Some(false),
+            };
+            let mut s = SinkConfig::new(SinkKind::Stdout { color });
             s.format = match o.stdout.format {
                 StdoutFormat::Json => Some(Format::Json),
                 StdoutFormat::Text => Some(Format::Text),
@@ -498,7 +542,16 @@ impl Settings {
             burst: r.burst,
             summary_interval_secs: r.summary_interval_secs,
         });
-        AlertsConfig { sinks, rate_limit }
+        let a = &o.aggregation;
+        let aggregation = (a.window_secs > 0).then_some(AggregationConfig {
+            window_secs: a.window_secs,
+            max_keys: a.max_keys,
+        });
+        AlertsConfig {
+            sinks,
+            rate_limit,
+            aggregation,
+        }
     }
 }
 

@@ -110,7 +110,8 @@ impl Sink for Daemon {
             &mut self.alerts,
             &mut self.match_counters,
         );
-        // A match the rate limit suppresses costs a counter, not an alert.
+        // A match the rate limit suppresses costs a counter, not an alert (with
+        // aggregation on, the decision waits for the alert: see `admit_match`).
         let admit = |rule: &CompiledRule| {
             let counter = match counters.get(rule.name.as_str()) {
                 Some(c) => c,
@@ -125,11 +126,13 @@ impl Sink for Daemon {
                 }),
             };
             counter.inc();
-            dispatcher.admit(&rule.name, hostname)
+            dispatcher.admit_match(&rule.name, hostname)
         };
         self.engine
             .evaluate_live(&event, &mut self.scratch, admit, |alert, json| {
-                dispatcher.deliver(alerts::Alert::from_rule_alert(alert, hostname, json));
+                let exe = json["process"]["exepath"].as_str();
+                dispatcher
+                    .deliver_match(alerts::Alert::from_rule_alert(alert, hostname, json), exe);
                 *raised += 1;
             })?;
         Ok(())

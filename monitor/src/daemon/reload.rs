@@ -64,6 +64,7 @@ impl Daemon {
         let placeholder = Dispatcher::new(&crate::alerts::AlertsConfig {
             sinks: vec![],
             rate_limit: None,
+            aggregation: None,
         })?;
         let old = std::mem::replace(&mut self.dispatcher, placeholder);
         old.shutdown().await;

@@ -75,6 +75,16 @@ pub fn refresh_metrics(
         &metrics.alerts_suppressed,
         stats.suppressed,
     );
+    metrics.advance(
+        &format!("{generation}/aggregated"),
+        &metrics.alerts_aggregated,
+        stats.aggregated,
+    );
+    metrics.advance(
+        &format!("{generation}/aggregation_overflow"),
+        &metrics.alerts_aggregation_overflow,
+        stats.aggregation_overflow,
+    );
     for sink in &stats.sinks {
         for (outcome, total) in [
             ("delivered", sink.delivered),

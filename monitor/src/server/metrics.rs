@@ -53,6 +53,8 @@ pub struct Metrics {
     pub rule_matches: Family<RuleLabels, Counter>,
     pub alerts: Family<SinkLabels, Counter>,
     pub alerts_suppressed: Counter,
+    pub alerts_aggregated: Counter,
+    pub alerts_aggregation_overflow: Counter,
     pub queue_depth: Family<SinkLabel, Gauge>,
     pub spool_pending: Family<SinkLabel, Gauge>,
     pub internal_alerts: Family<KindLabel, Counter>,
@@ -179,6 +181,16 @@ impl Default for Metrics {
                 r,
                 "alerts_suppressed",
                 "Alerts held back by the per-rule rate limit"
+            ),
+            alerts_aggregated: register!(
+                r,
+                "alerts_aggregated",
+                "Repeated alerts counted into an aggregation window instead of being sent"
+            ),
+            alerts_aggregation_overflow: register!(
+                r,
+                "alerts_aggregation_overflow",
+                "Alerts sent unaggregated because the most aggregation windows were open"
             ),
             queue_depth: register!(r, "alert_queue_depth", "Alerts waiting in memory, per sink"),
             spool_pending: register!(
