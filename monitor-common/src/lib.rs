@@ -49,7 +49,13 @@ ids! {
     CONNECT = 4,
     OPEN = 5,
     SYSCALL = 6,
+    /// Made by the agent, never by the kernel: a container's resource usage and
+    /// activity, sampled periodically.
+    CONTAINER_STATS = 7,
 }
+
+/// Kinds the agent makes itself: no kernel record, no program.
+pub const AGENT_MADE_KINDS: &[u16] = &[kind::CONTAINER_STATS];
 
 /// Size of per-kind arrays (the kernel's enable switches and counters, the agent's
 /// kind sets): every kind id is below it.
@@ -114,12 +120,25 @@ macro_rules! kind_records {
         $(impl KindRecord for $record {
             const KIND: u16 = kind::$kind;
         })+
-        /// Every kind has exactly one record type.
+        /// Every kind the kernel makes has exactly one record type.
         const _: () = {
             let listed = [$(kind::$kind),+];
-            assert!(listed.len() == kind::ALL.len(), "a kind without a record type, or two");
+            assert!(
+                listed.len() == kind::ALL.len() - AGENT_MADE_KINDS.len(),
+                "a kind without a record type, or two"
+            );
             let mut i = 0;
             while i < kind::ALL.len() {
+                let mut agent_made = false;
+                let mut a = 0;
+                while a < AGENT_MADE_KINDS.len() {
+                    agent_made |= AGENT_MADE_KINDS[a] == kind::ALL[i];
+                    a += 1;
+                }
+                if agent_made {
+                    i += 1;
+                    continue;
+                }
                 let mut found = false;
                 let mut j = 0;
                 while j < listed.len() {

@@ -57,6 +57,9 @@ event_kinds! {
     /// directories, module loads, sockets and their traffic, fd duplication,
     /// namespaces, setuid, chmod, bpf, userfaultfd, memfd_create).
     Syscall = kind::SYSCALL, "syscall", Ptrace;
+    /// A container's resource usage and activity, made by the agent every
+    /// `stats.interval` (not a kernel record).
+    ContainerStats = kind::CONTAINER_STATS, "container_stats", ContainerStats;
 }
 
 /// The agent knows every kind the kernel declares, and a kind set
@@ -76,6 +79,11 @@ const _: () = {
 };
 
 impl EventKind {
+    /// Does the kernel produce this kind? (`container_stats` is the agent's.)
+    pub fn from_kernel(self) -> bool {
+        self != EventKind::ContainerStats
+    }
+
     pub fn id(self) -> u16 {
         self as u16
     }
@@ -251,6 +259,7 @@ event_types! {
     Fork = "fork", Fork;
     Vfork = "vfork", Fork;
     Procexit = "procexit", Exit;
+    ContainerStats = "container_stats", ContainerStats;
     Connect = "connect", Connect;
     Open = "open", Open, syscall syscall::OPEN;
     Openat = "openat", Open, syscall syscall::OPENAT;

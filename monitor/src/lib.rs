@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod container_stats;
 pub mod context;
 pub mod daemon;
 pub mod event;

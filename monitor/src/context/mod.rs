@@ -11,6 +11,7 @@ pub mod runtime;
 pub mod users;
 
 use std::{
+    collections::HashMap,
     os::unix::{ffi::OsStrExt, fs::FileTypeExt},
     path::PathBuf,
     sync::Arc,
@@ -520,6 +521,43 @@ impl Context {
             },
             pending,
         }
+    }
+
+    /// The containers with a live process the agent knows, each with one of its
+    /// processes: its first (vpid 1) where that one is known, else the oldest.
+    pub fn running_containers(&self) -> Vec<(ContainerContext, Arc<ProcessInfo>)> {
+        let mut chosen: HashMap<&Arc<str>, (&cgroup::ContainerRef, &Arc<ProcessInfo>)> =
+            HashMap::new();
+        for p in self.processes.live() {
+            let Some(c) = &p.container else { continue };
+            let better = |current: &Arc<ProcessInfo>| {
+                (p.vpid != 1, p.start_boot_ns) < (current.vpid != 1, current.start_boot_ns)
+            };
+            match chosen.get(&c.id) {
+                Some((_, current)) if !better(current) => {}
+                _ => {
+                    chosen.insert(&c.id, (c, p));
+                }
+            }
+        }
+        chosen
+            .into_values()
+            .map(|(c, p)| {
+                let container = match described(&self.runtimes, &c.id) {
+                    Some((source, meta)) => ContainerContext {
+                        id: c.id.clone(),
+                        runtime: Some(source),
+                        meta: Some(meta),
+                    },
+                    None => ContainerContext {
+                        id: c.id.clone(),
+                        runtime: Some(c.runtime),
+                        meta: None,
+                    },
+                };
+                (container, p.clone())
+            })
+            .collect()
     }
 
     /// Adds context to `event` (see [`Context::enrich`]) and passes it on in `out`,

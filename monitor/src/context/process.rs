@@ -135,6 +135,14 @@ impl ProcessTable {
         self.entries.len()
     }
 
+    /// The processes not known to have exited.
+    pub fn live(&self) -> impl Iterator<Item = &Arc<ProcessInfo>> {
+        self.entries
+            .values()
+            .filter(|e| e.exited_at.is_none())
+            .map(|e| &e.info)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

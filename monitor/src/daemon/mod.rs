@@ -3,6 +3,7 @@
 //! brings the metrics up to date and raises alerts about itself; on SIGHUP (or a
 //! watched file changing) it reloads settings and rules, keeping the running set when
 //! the new one is invalid.
+mod edges;
 mod reload;
 mod vitals;
 mod watch;
@@ -15,6 +16,7 @@ use crate::{
     alerts::{self, Dispatcher},
     clock::BootClock,
     config::{Override, Settings, SettingsSource},
+    event::EventKind,
     kinds::Interest,
     pipeline::{Item, Sink, Status},
     rules::{CompiledRule, Engine, LiveEvent, RuleStatus, Scratch},
@@ -39,6 +41,7 @@ pub struct Daemon {
     pub alerts: u64,
     /// The matches counter of each rule that matched so far, by rule name.
     match_counters: HashMap<String, Counter>,
+    state_edges: edges::StateEdges,
 }
 
 impl Daemon {
@@ -72,6 +75,7 @@ impl Daemon {
             watch,
             alerts: 0,
             match_counters: HashMap::new(),
+            state_edges: edges::StateEdges::default(),
         }
     }
 
@@ -103,13 +107,21 @@ impl Sink for Daemon {
             Item::Enriched(enriched) => LiveEvent::enriched(enriched, &self.clock),
         }
         .with_hostname(&self.hostname);
-        let (metrics, dispatcher, hostname, raised, counters) = (
+        let (metrics, dispatcher, hostname, raised, counters, edges) = (
             &self.metrics,
             &self.dispatcher,
             &self.hostname,
             &mut self.alerts,
             &mut self.match_counters,
+            &mut self.state_edges,
         );
+        // A container's sample: its rules alert on a change of state only.
+        let sampled = match &item {
+            Item::Enriched(e) if e.event.kind() == EventKind::ContainerStats => {
+                Some(e.container.id.clone())
+            }
+            _ => None,
+        };
         // A match the rate limit suppresses costs a counter, not an alert (with
         // aggregation on, the decision waits for the alert: see `admit_match`).
         let admit = |rule: &CompiledRule| {
@@ -126,6 +138,11 @@ impl Sink for Daemon {
                 }),
             };
             counter.inc();
+            if let Some(container) = &sampled
+                && !edges.rises(container, &rule.name)
+            {
+                return false;
+            }
             dispatcher.admit_match(&rule.name, hostname)
         };
         self.engine
@@ -135,6 +152,10 @@ impl Sink for Daemon {
                     .deliver_match(alerts::Alert::from_rule_alert(alert, hostname, json), exe);
                 *raised += 1;
             })?;
+        if let Some(container) = &sampled {
+            self.state_edges
+                .judged(container, std::time::Instant::now());
+        }
         Ok(())
     }
 

@@ -202,6 +202,14 @@ fn event_fields<M: SerializeMap>(
         Detail::Connect(x) => connect_fields(map, x),
         Detail::Open(x) => open_fields(map, x),
         Detail::Syscall(x) => syscall_fields(map, x),
+        Detail::ContainerStats(x) => {
+            let stats: serde_json::Map<String, serde_json::Value> = x
+                .entries()
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.into()))
+                .collect();
+            map.serialize_entry("stats", &stats)
+        }
     }
 }
 

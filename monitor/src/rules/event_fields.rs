@@ -43,9 +43,10 @@ macro_rules! keys {
     };
 }
 
-keys!(T, "Top-level keys." { address, address_names, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
+keys!(T, "Top-level keys." { address, address_names, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, stats, syscall, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
 keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, container_start, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
 keys!(C, "Keys of `container`." { host_ipc, host_network, host_pid, id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at, user });
+keys!(S, "Keys of `stats` (a container_stats event)." { cpu_millicores, cpu_millicores_1m, cpu_millicores_5m, cpu_limit_pct, cpu_limit_pct_1m, cpu_limit_pct_5m, cpu_limit_millicores, memory_bytes, memory_bytes_1m, memory_bytes_5m, memory_limit_pct, memory_limit_pct_1m, memory_limit_pct_5m, memory_limit_bytes, oom_kills, new_oom_kills, pids, pids_1m, pids_5m, pids_limit_pct, pids_limit_pct_1m, pids_limit_pct_5m, pids_limit, execs_per_min, connects_per_min, failed_connects_per_min, destinations_per_min, interval_secs });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { ip, name, namespace, uid });
 
@@ -138,6 +139,8 @@ pub trait Record<'a> {
     fn top(&self, k: T) -> Raw<'a>;
     fn process(&self, k: P) -> Raw<'a>;
     fn container(&self, k: C) -> Raw<'a>;
+    /// A measure of a container_stats event.
+    fn stats(&self, k: S) -> Raw<'a>;
     /// A key of `container.pod`.
     fn pod(&self, k: Pod) -> Raw<'a>;
     /// `container.labels[key]`.
@@ -464,6 +467,7 @@ impl<'a, R: Record<'a>> EventView<R> {
             EventType::Sendto | EventType::Sendmsg => &["res", "data", "fd", "size", "tuple"],
             EventType::Recvfrom => &["res", "data", "tuple", "fd", "size"],
             EventType::Recvmsg => &["res", "size", "data", "tuple", "msgcontrol", "fd"],
+            EventType::ContainerStats => &[],
         }
     }
 
@@ -985,6 +989,33 @@ impl<'a, R: Record<'a>> EventView<R> {
             ContainerImageDigest => str_v(self.container(C::image_digest)),
             ContainerImageId => str_v(self.container(C::image_id)),
             ContainerType => str_v(self.container(C::runtime)),
+            StatCpuMillicores => u64v(self.record.stats(S::cpu_millicores).value()),
+            StatCpuMillicores1m => u64v(self.record.stats(S::cpu_millicores_1m).value()),
+            StatCpuMillicores5m => u64v(self.record.stats(S::cpu_millicores_5m).value()),
+            StatCpuLimitPct => u64v(self.record.stats(S::cpu_limit_pct).value()),
+            StatCpuLimitPct1m => u64v(self.record.stats(S::cpu_limit_pct_1m).value()),
+            StatCpuLimitPct5m => u64v(self.record.stats(S::cpu_limit_pct_5m).value()),
+            StatCpuLimitMillicores => u64v(self.record.stats(S::cpu_limit_millicores).value()),
+            StatMemoryBytes => u64v(self.record.stats(S::memory_bytes).value()),
+            StatMemoryBytes1m => u64v(self.record.stats(S::memory_bytes_1m).value()),
+            StatMemoryBytes5m => u64v(self.record.stats(S::memory_bytes_5m).value()),
+            StatMemoryLimitPct => u64v(self.record.stats(S::memory_limit_pct).value()),
+            StatMemoryLimitPct1m => u64v(self.record.stats(S::memory_limit_pct_1m).value()),
+            StatMemoryLimitPct5m => u64v(self.record.stats(S::memory_limit_pct_5m).value()),
+            StatMemoryLimitBytes => u64v(self.record.stats(S::memory_limit_bytes).value()),
+            StatOomKills => u64v(self.record.stats(S::oom_kills).value()),
+            StatNewOomKills => u64v(self.record.stats(S::new_oom_kills).value()),
+            StatPids => u64v(self.record.stats(S::pids).value()),
+            StatPids1m => u64v(self.record.stats(S::pids_1m).value()),
+            StatPids5m => u64v(self.record.stats(S::pids_5m).value()),
+            StatPidsLimitPct => u64v(self.record.stats(S::pids_limit_pct).value()),
+            StatPidsLimitPct1m => u64v(self.record.stats(S::pids_limit_pct_1m).value()),
+            StatPidsLimitPct5m => u64v(self.record.stats(S::pids_limit_pct_5m).value()),
+            StatPidsLimit => u64v(self.record.stats(S::pids_limit).value()),
+            StatExecsPerMin => u64v(self.record.stats(S::execs_per_min).value()),
+            StatConnectsPerMin => u64v(self.record.stats(S::connects_per_min).value()),
+            StatFailedConnectsPerMin => u64v(self.record.stats(S::failed_connects_per_min).value()),
+            StatDestinationsPerMin => u64v(self.record.stats(S::destinations_per_min).value()),
             ContainerPrivileged => opt_bool(self.container(C::privileged)),
             ContainerHostPid => opt_bool(self.container(C::host_pid)),
             ContainerHostNetwork => opt_bool(self.container(C::host_network)),

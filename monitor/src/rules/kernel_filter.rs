@@ -18,7 +18,7 @@ use monitor_common::{KindFilter, ScopeFilter, filter};
 
 use super::{
     CompiledRule,
-    compile::{CheckNode, Matcher, Node, ip_in},
+    compile::{CheckNode, Matcher, Node, for_each_check, ip_in},
     fields::FieldId,
     source::{EventType, FieldArg, FieldValue},
     specialize::specialize,
@@ -789,6 +789,32 @@ impl Facts {
     }
 }
 
+/// The events of `kind` a rule needs counted rather than matched: a rule on
+/// `container_stats` that reads a container's connect rates needs every connect of
+/// every container to reach the agent, whatever else it filters.
+fn counted_events(rule: &CompiledRule, kind: EventKind) -> Option<Region> {
+    counted_types(rule)
+        .any(|t| t.kind() == kind)
+        .then(|| Region {
+            scopes: SCOPE_CONTAINER,
+            ..Region::top()
+        })
+}
+
+/// The event types a rule needs from the kernel to count, besides those it matches.
+pub fn counted_types(rule: &CompiledRule) -> impl Iterator<Item = EventType> {
+    let mut reads_rates = false;
+    for_each_check(rule.condition_node(), &mut |c| {
+        reads_rates |= matches!(
+            c.field.id,
+            FieldId::StatConnectsPerMin
+                | FieldId::StatFailedConnectsPerMin
+                | FieldId::StatDestinationsPerMin
+        );
+    });
+    reads_rates.then_some(EventType::Connect).into_iter()
+}
+
 impl KernelFilter {
     /// Derives the filter from the engine's active rules.
     pub fn of_rules(rules: &[CompiledRule]) -> KernelFilter {
@@ -805,6 +831,9 @@ impl KernelFilter {
                     }
                     if !region.is_bottom() {
                         per_rule.push((rule.name.as_str(), region));
+                    }
+                    if let Some(needed) = counted_events(rule, kind) {
+                        per_rule.push((rule.name.as_str(), needed));
                     }
                 }
                 let host = scope_spec(kind, &per_rule, SCOPE_HOST);

@@ -6,7 +6,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 use super::{
     Alert, CompiledRule, Engine, Scratch,
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, env_value},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, env_value},
     source::EventType,
 };
 use crate::{
@@ -59,6 +59,7 @@ impl<'a> EventView<LiveRecord<'a>> {
             Detail::Connect(_) => EventType::Connect,
             Detail::Open(x) => x.syscall,
             Detail::Syscall(x) => x.syscall,
+            Detail::ContainerStats(_) => EventType::ContainerStats,
         };
         let record = LiveRecord {
             event,
@@ -307,6 +308,10 @@ impl<'a> Record<'a> for LiveRecord<'a> {
                 _ => Raw::Absent,
             },
             Detail::Syscall(x) => syscall_key(x, k),
+            Detail::ContainerStats(_) => match k {
+                T::stats => Raw::Other,
+                _ => Raw::Absent,
+            },
         }
     }
 
@@ -343,6 +348,13 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             P::exe_upper_layer => Raw::opt(p.exe_facts.and_then(|f| f.upper_layer), Raw::Bool),
             P::loginname => Raw::Absent,
             P::env => Raw::opt(p.env.as_deref(), |env| Raw::Str(joined(env))),
+        }
+    }
+
+    fn stats(&self, k: S) -> Raw<'a> {
+        match &self.event.detail {
+            Detail::ContainerStats(x) => Raw::opt(x.get(k.name()), Raw::U64),
+            _ => Raw::Absent,
         }
     }
 

@@ -322,8 +322,13 @@ impl Engine {
         let filter = self.kernel_filter();
         self.rules
             .iter()
-            .flat_map(|r| r.event_types.iter().copied())
-            .filter(|t| filter.may_admit(*t))
+            .flat_map(|r| {
+                r.event_types
+                    .iter()
+                    .copied()
+                    .chain(kernel_filter::counted_types(r))
+            })
+            .filter(|t| !t.kind().from_kernel() || filter.may_admit(*t))
             .collect()
     }
 }

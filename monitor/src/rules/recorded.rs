@@ -14,7 +14,7 @@ use crate::{
         runtime::{ContainerMeta, Mount, PodInfo},
     },
     event::{
-        Capabilities, Connect, Credentials, Detail, Enhanced, Event, EventKind, EventType,
+        Capabilities, Connect, ContainerStats, Credentials, Detail, Enhanced, Event, EventKind, EventType,
         ExeFacts, Exec, Exit, Fork, Open, Slot, SockAddr, SocketEnds, SocketFamily, SyscallDetail,
         syscall_args,
     },
@@ -344,6 +344,12 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),
         }),
         "syscall" => Detail::Syscall(syscall_detail(v)),
+        "container_stats" => {
+            let stats = v.get("stats");
+            Detail::ContainerStats(Box::new(ContainerStats::from_entries(|name| {
+                stats.and_then(|s| s.get(name)).and_then(Value::as_u64)
+            })))
+        }
         _ => Detail::Open(Open {
             syscall: syscall(v, EventKind::Open),
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),

@@ -120,6 +120,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Connect => decode_connect(bytes, &header)?,
         EventKind::Open => decode_open(bytes, &header)?,
         EventKind::Syscall => decode_syscall(bytes, &header)?,
+        // The agent makes these; a record claiming to be one is not the kernel's.
+        EventKind::ContainerStats => return Err(DecodeError::UnknownKind(header.kind)),
     };
     Ok(Event {
         boot_ns: header.boot_ns,
