@@ -3,7 +3,8 @@
 //! Data flows one way: `sensor` (kernel programs, ring buffer, decoding) produces
 //! [`event::Event`]s; `context` adds the process and container they belong to;
 //! `output` turns them into text for people and machines; `rules` flags what matters
-//! and `alerts` delivers it to stdout, files, syslog and HTTP.
+//! and `alerts` delivers it to stdout, files, syslog and HTTP. `resources` samples
+//! containers' CPU, memory and pids from their cgroups.
 pub mod alerts;
 pub mod capabilities;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod event;
 pub mod kinds;
 pub mod output;
 pub mod pipeline;
+pub mod resources;
 pub mod rules;
 pub mod sensor;
 pub mod server;
