@@ -125,12 +125,18 @@ impl ContainerCgroups {
             None => (None, None, None),
             Some(d) => match d.version {
                 Version::V1 => (
-                    read_u64(&d.path, "memory.usage_in_bytes"),
+                    working_set(
+                        read_u64(&d.path, "memory.usage_in_bytes"),
+                        read(&d.path, "memory.stat").and_then(|t| keyed(&t, "total_inactive_file")),
+                    ),
                     read(&d.path, "memory.limit_in_bytes").and_then(|t| memory_limit_v1(&t)),
                     read(&d.path, "memory.oom_control").and_then(|t| keyed(&t, "oom_kill")),
                 ),
                 Version::V2 => (
-                    read_u64(&d.path, "memory.current"),
+                    working_set(
+                        read_u64(&d.path, "memory.current"),
+                        read(&d.path, "memory.stat").and_then(|t| keyed(&t, "inactive_file")),
+                    ),
                     read(&d.path, "memory.max").and_then(|t| max_or_value(&t)),
                     read(&d.path, "memory.events").and_then(|t| keyed(&t, "oom_kill")),
                 ),
@@ -166,11 +172,11 @@ pub struct Sample {
     pub cpu_usage_ns: Option<u64>,
     /// CFS bandwidth limit (`docker run --cpus`), in cores.
     pub cpu_limit_cores: Option<Limit<f64>>,
-    /// The memory charged to the cgroup (v2 `memory.current`, v1
-    /// `memory.usage_in_bytes`): what the kernel holds against the limit. It includes
-    /// page cache, which the kernel reclaims before it kills; `docker stats`
-    /// subtracts inactive file pages instead, which needs `memory.stat` too. Kept raw
-    /// for one small read per sample; `oom_kills` is the certain sign of pressure.
+    /// The container's working set: the memory charged to the cgroup (v2
+    /// `memory.current`, v1 `memory.usage_in_bytes`) less its inactive file pages
+    /// (`memory.stat`), as kubelet and `docker stats` count it. The raw charge
+    /// includes page cache the kernel reclaims before it kills: a container that reads
+    /// files sits near its limit with it, which is no sign of trouble.
     pub memory_bytes: Option<u64>,
     pub memory_limit_bytes: Option<Limit<u64>>,
     /// Processes the OOM killer killed in the cgroup, cumulative.
@@ -201,6 +207,11 @@ fn below(mount: &CgroupMount, path: &str) -> Option<PathBuf> {
 
 fn read(dir: &Path, file: &str) -> Option<String> {
     fs::read_to_string(dir.join(file)).ok()
+}
+
+/// Usage less inactive file pages; usage alone when `memory.stat` says nothing.
+fn working_set(usage: Option<u64>, inactive_file: Option<u64>) -> Option<u64> {
+    Some(usage?.saturating_sub(inactive_file.unwrap_or(0)))
 }
 
 fn read_u64(dir: &Path, file: &str) -> Option<u64> {

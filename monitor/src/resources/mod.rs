@@ -7,7 +7,7 @@
 //! container's history; [`window`] gives means over the last 1 and 5 minutes.
 //!
 //! Cost: a container's directories are found once ([`ContainerCgroups`]), so a
-//! sample reads 7 (v2) or 8 (v1) small files and walks no directory.
+//! sample reads 8 (v2) or 9 (v1) small files and walks no directory.
 //!
 //! ```no_run
 //! use std::time::{Duration, Instant};
