@@ -16,6 +16,7 @@ pub mod event;
 pub mod kinds;
 pub mod output;
 pub mod pipeline;
+pub mod profiles;
 pub mod rules;
 pub mod sensor;
 pub mod server;
