@@ -378,7 +378,7 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "SECS")]
     pub learning_window: Option<u64>,
 
-    /// Learn no profiles: rules reading them see every workload as learning.
+    /// Learn no profiles and leave the state directory alone.
     /// [config: profiles.enabled: false]
     #[arg(long)]
     pub no_profiles: bool,
