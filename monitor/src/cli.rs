@@ -53,6 +53,9 @@ pub enum Command {
     /// Check the settings (file, MONITOR_* variables) and show where each value came
     /// from.
     Config(commands::config::ConfigCmdArgs),
+    /// List, show, reset and freeze the behaviour each workload learned (the
+    /// profiles in the state directory).
+    Profiles(commands::profiles::ProfilesCmdArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -88,7 +91,7 @@ impl ConfigArgs {
 }
 
 /// Adds `value` (when given) as the flag's override of the dotted key.
-fn given<T: serde::Serialize>(
+pub(crate) fn given<T: serde::Serialize>(
     out: &mut Vec<Override>,
     path: &'static str,
     flag: &'static str,
@@ -355,6 +358,53 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub alerts: AlertArgs,
+
+    #[command(flatten)]
+    pub profiles: ProfileArgs,
+}
+
+/// Learned behaviour profiles, for `monitor run`.
+#[derive(Args, Debug, Clone)]
+pub struct ProfileArgs {
+    /// Keep each workload's learned profile in DIR (one JSON file per workload), so
+    /// that what was learned survives restarts; `monitor profiles` reads it there.
+    /// [config: profiles.state_dir; default: /var/lib/monitor/profiles]
+    #[arg(long, value_name = "DIR")]
+    pub profiles_dir: Option<PathBuf>,
+
+    /// Seconds of observed runtime (time a workload has a container running) during
+    /// which its profile learns; then it is frozen and what it lacks is new.
+    /// [config: profiles.learning_window_secs; default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub learning_window: Option<u64>,
+
+    /// Learn no profiles and leave the state directory alone.
+    /// [config: profiles.enabled: false]
+    #[arg(long)]
+    pub no_profiles: bool,
+}
+
+impl ProfileArgs {
+    pub fn overrides(&self, out: &mut Vec<Override>) {
+        given(
+            out,
+            "profiles.state_dir",
+            "--profiles-dir",
+            self.profiles_dir.as_ref(),
+        );
+        given(
+            out,
+            "profiles.learning_window_secs",
+            "--learning-window",
+            self.learning_window,
+        );
+        given(
+            out,
+            "profiles.enabled",
+            "--no-profiles",
+            self.no_profiles.then_some(false),
+        );
+    }
 }
 
 impl RunArgs {
@@ -382,6 +432,7 @@ impl RunArgs {
         self.sensor.overrides(&mut out);
         self.context.overrides(&mut out);
         self.alerts.overrides(&mut out);
+        self.profiles.overrides(&mut out);
         out
     }
 }
@@ -668,6 +719,7 @@ pub fn main() -> ExitCode {
         (Command::Replay(args), _) => commands::rules::replay(args),
         (Command::Fields(args), _) => commands::rules::fields_cmd(args),
         (Command::Config(args), _) => commands::config::run(args),
+        (Command::Profiles(args), _) => commands::profiles::run(args),
         (command, None) => unreachable!("settings are loaded for {command:?}"),
     };
     match result {
@@ -745,5 +797,40 @@ mod tests {
         assert_eq!((r.per_rule_per_second, r.burst), (5.0, 20));
         let a = c.aggregation.unwrap();
         assert_eq!((a.window_secs, a.max_keys), (30, 10_000));
+    }
+
+    #[test]
+    fn profiles_cli_flags_make_the_profiles_config() {
+        let source = SettingsSource {
+            explicit: Some("/dev/null".into()),
+        };
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Run(args) = cli.command else {
+                panic!("not run");
+            };
+            config::load(&source, [], &args.overrides()).unwrap()
+        };
+        let loaded = parse(&[
+            "monitor",
+            "run",
+            "--profiles-dir",
+            "/srv/profiles",
+            "--learning-window",
+            "600",
+        ]);
+        assert_eq!(
+            loaded.origin("profiles.state_dir"),
+            config::Origin::Flag("--profiles-dir")
+        );
+        let c = loaded.settings.profiles_config();
+        assert!(c.enabled);
+        assert_eq!(c.state_dir, Some(PathBuf::from("/srv/profiles")));
+        assert_eq!(c.learning_window, std::time::Duration::from_secs(600));
+        assert_eq!((c.max_entries, c.max_profiles), (512, 1024));
+        let off = parse(&["monitor", "run", "--no-profiles"]);
+        assert!(!off.settings.profiles_config().enabled);
+        let defaults = parse(&["monitor", "run"]).settings.profiles_config();
+        assert_eq!(defaults, crate::profiles::ProfilesConfig::default());
     }
 }

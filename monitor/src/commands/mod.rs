@@ -2,5 +2,6 @@
 pub mod config;
 pub mod events;
 pub mod probes;
+pub mod profiles;
 pub mod rules;
 pub mod run;

@@ -16,6 +16,7 @@ use crate::{
     },
     context::{ContextConfig, RuntimeSocket, cgroup::Runtime},
     kinds::Interest,
+    profiles::ProfilesConfig,
     rules::{Priority, RuleMatching},
     sensor::{SensorConfig, btf::VMLINUX_BTF},
 };
@@ -33,6 +34,7 @@ pub struct Settings {
     pub sensor: SensorSettings,
     pub context: ContextSettings,
     pub outputs: OutputSettings,
+    pub profiles: ProfilesSettings,
     pub server: ServerSettings,
 }
 
@@ -190,6 +192,21 @@ pub struct AggregationSettings {
     pub max_keys: usize,
 }
 
+/// Learned behaviour profiles per workload (`profiles`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilesSettings {
+    pub enabled: bool,
+    /// One JSON file per workload; null: in memory only (lost at restart).
+    pub state_dir: Option<PathBuf>,
+    /// Observed runtime after which a profile is frozen.
+    pub learning_window_secs: u64,
+    /// Most entries per set of a profile.
+    pub max_entries: usize,
+    /// Most profiles; past it the least recently seen is evicted.
+    pub max_profiles: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
@@ -216,6 +233,7 @@ impl Default for Settings {
             sensor: SensorSettings::default(),
             context: ContextSettings::default(),
             outputs: OutputSettings::default(),
+            profiles: ProfilesSettings::default(),
             server: ServerSettings::default(),
         }
     }
@@ -335,6 +353,19 @@ impl Default for AggregationSettings {
     }
 }
 
+impl Default for ProfilesSettings {
+    fn default() -> Self {
+        let c = ProfilesConfig::default();
+        ProfilesSettings {
+            enabled: c.enabled,
+            state_dir: c.state_dir,
+            learning_window_secs: c.learning_window.as_secs(),
+            max_entries: c.max_entries,
+            max_profiles: c.max_profiles,
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
@@ -402,6 +433,26 @@ impl Settings {
                 "outputs.aggregation.max_keys",
                 "must be at least 1 while aggregation is on (window_secs > 0)".into(),
             );
+        }
+        let p = &self.profiles;
+        if p.enabled {
+            for (path, value) in [
+                (
+                    "profiles.learning_window_secs",
+                    p.learning_window_secs as usize,
+                ),
+                ("profiles.max_entries", p.max_entries),
+                ("profiles.max_profiles", p.max_profiles),
+            ] {
+                if value == 0 {
+                    bad(
+                        path,
+                        "must be at least 1 (set profiles.enabled: false to learn no \
+                         profiles)"
+                            .into(),
+                    );
+                }
+            }
         }
         if let Err(err) = self.listen_address() {
             bad("server.listen", err);
@@ -476,6 +527,17 @@ impl Settings {
             metadata_wait: Duration::from_millis(c.metadata_wait_ms),
             exe_hash: c.exe_hash,
         })
+    }
+
+    pub fn profiles_config(&self) -> ProfilesConfig {
+        let p = &self.profiles;
+        ProfilesConfig {
+            enabled: p.enabled,
+            state_dir: p.state_dir.clone(),
+            learning_window: Duration::from_secs(p.learning_window_secs),
+            max_entries: p.max_entries,
+            max_profiles: p.max_profiles,
+        }
     }
 
     pub fn alerts_config(&self) -> AlertsConfig {
