@@ -218,6 +218,13 @@ pub struct ContextArgs {
     #[arg(long)]
     pub metadata_wait_ms: Option<u64>,
 
+    /// Seconds between two `container_stats` events of a running container (its CPU,
+    /// memory and pids from its cgroups, and its event rates): made only when a rule
+    /// or `--kinds` asks for them. [config: context.container_stats_interval_secs;
+    /// default: 10]
+    #[arg(long)]
+    pub container_stats_interval: Option<u64>,
+
     /// Do not compute SHA-256 hashes of executed files. [config: context.exe_hash: false]
     #[arg(long)]
     pub no_exe_hash: bool,
@@ -290,6 +297,12 @@ impl ContextArgs {
             "context.metadata_wait_ms",
             "--metadata-wait-ms",
             self.metadata_wait_ms,
+        );
+        given(
+            out,
+            "context.container_stats_interval_secs",
+            "--container-stats-interval",
+            self.container_stats_interval,
         );
         given(
             out,

@@ -10,7 +10,9 @@ use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    context::{Context, ContextConfig, ContextStats, EnrichedEvent},
+    container_stats::{Sampler, SamplerStats},
+    context::{Context, ContextConfig, ContextStats, EnrichedEvent, host::HostRoot},
+    profiles::{ProfilesStats, learner::Learner},
     event::{Event, EventKind},
     kinds::Interest,
     rules::kernel_filter::KernelFilter,
@@ -68,6 +70,9 @@ pub struct Status<'a> {
     pub context: Option<&'a Context>,
     /// Kernel drops since the last status (all kinds).
     pub new_drops: u64,
+    /// The `container_stats` sampler, when it runs.
+    pub sampler: Option<SamplerStats>,
+    pub profiles: Option<ProfilesStats>,
 }
 
 pub struct PipelineConfig {
@@ -117,6 +122,8 @@ pub struct KindTotals {
 
 enum Step {
     Read(io::Result<usize>),
+    /// Time for the running containers' `container_stats` events.
+    Sample,
     /// Events held for container metadata may go.
     Release,
     Tick,
@@ -128,6 +135,40 @@ enum Step {
 struct Counts {
     received: BTreeMap<EventKind, u64>,
     malformed: BTreeMap<String, u64>,
+}
+
+/// What the pipeline adds to enriched events on their way: each container's activity
+/// counts (for `container_stats`) and its workload's profile verdict.
+struct Extras {
+    sampler: Option<Sampler>,
+    /// `container_stats` events are wanted (by a rule or `--kinds`).
+    sampling: bool,
+    learner: Option<Learner>,
+}
+
+impl Extras {
+    fn new(context: Option<&ContextConfig>, interest: Interest) -> Extras {
+        Extras {
+            sampler: context.map(|c| Sampler::new(HostRoot::new(&c.host_root))),
+            sampling: wants_stats(interest),
+            learner: context.and_then(|c| c.profiles.clone()).map(Learner::new),
+        }
+    }
+
+    fn add_to(&mut self, enriched: &mut EnrichedEvent) {
+        if self.sampling
+            && let Some(sampler) = &mut self.sampler
+        {
+            sampler.observe(enriched);
+        }
+        if let Some(learner) = &mut self.learner {
+            learner.annotate(enriched);
+        }
+    }
+}
+
+fn wants_stats(interest: Interest) -> bool {
+    interest.kinds().contains(EventKind::ContainerStats)
 }
 
 /// What the process table lives on: every exec, fork and exit.
@@ -149,7 +190,7 @@ pub async fn run(
     let mut reader = sensor.take_reader()?;
     // Seeded after the programs are attached: a process started meanwhile is either in
     // /proc or has its events waiting in the ring buffer.
-    let mut context = config.context.map(Context::new);
+    let mut context = config.context.clone().map(Context::new);
     if let Some(context) = &context {
         context.wait_ready(Duration::from_secs(5)).await;
     }
@@ -177,6 +218,14 @@ pub async fn run(
     };
     let mut filtering = false;
     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
+    let mut extras = Extras::new(config.context.as_ref(), config.sensor.interest);
+    let mut sampling = tokio::time::interval(
+        config
+            .context
+            .as_ref()
+            .map_or(Duration::from_secs(10), |c| c.container_stats_interval),
+    );
+    sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut passed_on = Vec::with_capacity(MAX_BATCH);
     let mut failure = None;
@@ -184,6 +233,7 @@ pub async fn run(
         let step = tokio::select! {
             read = reader.read_batch(MAX_BATCH, |bytes| batch.push(decode(bytes))) => Step::Read(read),
             _ = held_ready(&context) => Step::Release,
+            _ = sampling.tick(), if extras.sampling && context.is_some() => Step::Sample,
             _ = ticker.tick() => Step::Tick,
             _ = housekeeping.tick() => Step::Housekeeping,
             _ = sighup.recv() => Step::Reload,
@@ -193,7 +243,14 @@ pub async fn run(
         match step {
             Step::Read(read) => {
                 read.context("reading the ring buffer")?;
-                let result = deliver(&mut batch, &mut counts, &mut context, &mut passed_on, sink);
+                let result = deliver(
+                    &mut batch,
+                    &mut counts,
+                    &mut context,
+                    &mut passed_on,
+                    &mut extras,
+                    sink,
+                );
                 // Flush per batch: readers see events promptly, and a burst still costs
                 // one write per batch rather than per event.
                 if let Err(err) = result.and_then(|()| sink.flush()) {
@@ -202,7 +259,24 @@ pub async fn run(
                 }
             }
             Step::Release => {
-                let result = deliver_held(&mut context, &mut passed_on, false, sink);
+                let result = deliver_held(&mut context, &mut passed_on, &mut extras, false, sink);
+                if let Err(err) = result.and_then(|()| sink.flush()) {
+                    failure = Some(err);
+                    break;
+                }
+            }
+            Step::Sample => {
+                let (Some(ctx), Some(sampler)) = (&context, &mut extras.sampler) else {
+                    continue;
+                };
+                let running = ctx.running_containers();
+                let mut result = Ok(());
+                for mut sample in sampler.sample(running) {
+                    if let Some(learner) = &mut extras.learner {
+                        learner.annotate(&mut sample);
+                    }
+                    result = result.and_then(|()| sink.accept(Item::Enriched(sample)));
+                }
                 if let Err(err) = result.and_then(|()| sink.flush()) {
                     failure = Some(err);
                     break;
@@ -217,9 +291,21 @@ pub async fn run(
                     malformed: counts.malformed.values().sum(),
                     context: context.as_ref(),
                     new_drops: total_drops.saturating_sub(drops_seen),
+                    sampler: extras
+                        .sampler
+                        .as_ref()
+                        .filter(|_| extras.sampling)
+                        .map(|s| s.stats),
+                    profiles: extras.learner.as_ref().map(Learner::stats),
                 };
+                if let (Some(ctx), Some(learner)) = (&context, &mut extras.learner) {
+                    let running: Vec<_> =
+                        ctx.running_containers().into_iter().map(|(c, _)| c).collect();
+                    learner.housekeeping(&running, Duration::from_secs(1));
+                }
                 drops_seen = total_drops;
                 if let Some(interest) = sink.housekeeping(&status).await {
+                    extras.sampling = wants_stats(interest);
                     switch_interest(&mut sensor, interest, base_interest);
                     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 } else if filtering {
@@ -231,6 +317,7 @@ pub async fn run(
             }
             Step::Reload => {
                 if let Some(interest) = sink.reload().await {
+                    extras.sampling = wants_stats(interest);
                     switch_interest(&mut sensor, interest, base_interest);
                     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 }
@@ -243,11 +330,21 @@ pub async fn run(
     sensor.detach();
     reader.drain(|bytes| batch.push(decode(bytes)));
     if failure.is_none()
-        && let Err(err) = deliver(&mut batch, &mut counts, &mut context, &mut passed_on, sink)
-            .and_then(|()| deliver_held(&mut context, &mut passed_on, true, sink))
+        && let Err(err) = deliver(
+            &mut batch,
+            &mut counts,
+            &mut context,
+            &mut passed_on,
+            &mut extras,
+            sink,
+        )
+        .and_then(|()| deliver_held(&mut context, &mut passed_on, &mut extras, true, sink))
             .and_then(|()| sink.flush())
     {
         failure = Some(err);
+    }
+    if let Some(learner) = &mut extras.learner {
+        learner.persist();
     }
     report_drops(&sensor, last_dropped);
     print_totals(&sensor, &counts, context.as_ref().map(Context::stats))?;
@@ -266,6 +363,7 @@ fn deliver(
     counts: &mut Counts,
     context: &mut Option<Context>,
     ready: &mut Vec<EnrichedEvent>,
+    extras: &mut Extras,
     sink: &mut impl Sink,
 ) -> io::Result<()> {
     for record in batch.drain(..) {
@@ -281,7 +379,8 @@ fn deliver(
         match context {
             Some(context) => {
                 context.admit(event, ready);
-                for enriched in ready.drain(..) {
+                for mut enriched in ready.drain(..) {
+                    extras.add_to(&mut enriched);
                     sink.accept(Item::Enriched(enriched))?;
                 }
             }
@@ -302,6 +401,7 @@ async fn held_ready(context: &Option<Context>) {
 fn deliver_held(
     context: &mut Option<Context>,
     ready: &mut Vec<EnrichedEvent>,
+    extras: &mut Extras,
     shutdown: bool,
     sink: &mut impl Sink,
 ) -> io::Result<()> {
@@ -313,7 +413,8 @@ fn deliver_held(
     } else {
         context.release_held(ready);
     }
-    for enriched in ready.drain(..) {
+    for mut enriched in ready.drain(..) {
+        extras.add_to(&mut enriched);
         sink.accept(Item::Enriched(enriched))?;
     }
     Ok(())

@@ -53,9 +53,14 @@ impl Sink for JsonLines {
 pub fn run(args: EventsArgs, loaded: Loaded) -> Result<()> {
     let settings = &loaded.settings;
     let shown: KindSet = args.kinds.kinds.iter().copied().collect();
+    // Profiles are the daemon's: streaming events learns nothing.
+    let context = settings.context_config().map(|mut c| {
+        c.profiles = None;
+        c
+    });
     let config = PipelineConfig::new(
         settings.sensor_config(Interest::of_kinds(shown)),
-        settings.context_config(),
+        context,
         settings.stats_interval(),
     );
     let mut sink = JsonLines {

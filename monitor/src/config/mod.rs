@@ -87,6 +87,9 @@ pub struct ContextSettings {
     pub ancestry_depth: usize,
     pub metadata_wait_ms: u64,
     pub exe_hash: bool,
+    /// Seconds between `container_stats` events (made only when a rule or `--kinds`
+    /// asks for them).
+    pub container_stats_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -274,6 +277,7 @@ impl Default for ContextSettings {
             exited_grace_secs: 30,
             ancestry_depth: 8,
             metadata_wait_ms: 2000,
+            container_stats_interval_secs: 10,
             exe_hash: true,
         }
     }
@@ -526,6 +530,8 @@ impl Settings {
             ancestry_depth: c.ancestry_depth,
             metadata_wait: Duration::from_millis(c.metadata_wait_ms),
             exe_hash: c.exe_hash,
+            container_stats_interval: Duration::from_secs(c.container_stats_interval_secs.max(1)),
+            profiles: self.profiles.enabled.then(|| self.profiles_config()),
         })
     }
 

@@ -104,6 +104,7 @@ impl Sampler {
                 ancestors: Vec::new(),
                 container,
                 exe_sha256: None,
+                workload: None,
             });
         }
         self.stats.containers = out.len();

@@ -41,6 +41,10 @@ pub struct ContextConfig {
     /// Longest an event is held for a new container's metadata.
     pub metadata_wait: Duration,
     pub exe_hash: bool,
+    /// Between two `container_stats` events of a container.
+    pub container_stats_interval: Duration,
+    /// Learned workload profiles (`None`: none learned).
+    pub profiles: Option<crate::profiles::ProfilesConfig>,
 }
 
 impl Default for ContextConfig {
@@ -57,6 +61,8 @@ impl Default for ContextConfig {
             ancestry_depth: 8,
             metadata_wait: Duration::from_millis(2000),
             exe_hash: true,
+            container_stats_interval: Duration::from_secs(10),
+            profiles: None,
         }
     }
 }
@@ -103,6 +109,20 @@ pub struct EnrichedEvent {
     pub ancestors: Vec<Arc<ProcessInfo>>,
     pub container: ContainerContext,
     pub exe_sha256: Option<Arc<str>>,
+    /// The container's workload and what its learned profile says of this event
+    /// (see [`crate::profiles`]); `None` on the host or without profiles.
+    pub workload: Option<WorkloadFacts>,
+}
+
+/// A workload's profile as one event sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadFacts {
+    pub id: Arc<crate::profiles::WorkloadId>,
+    /// The learning window is open.
+    pub learning: bool,
+    /// The frozen profile lacks what the event did: its executable (exec), its
+    /// destination (connect), its port (listen) or its directory (a write).
+    pub new: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -333,6 +353,7 @@ impl Context {
             ancestors,
             container,
             exe_sha256,
+            workload: None,
         };
         (enriched, pending)
     }

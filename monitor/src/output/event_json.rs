@@ -74,6 +74,19 @@ impl Serialize for EnrichedJson<'_> {
         let ancestors: Vec<AncestorJson> = e.ancestors.iter().map(|p| AncestorJson(p)).collect();
         map.serialize_entry("ancestors", &ancestors)?;
         map.serialize_entry("container", &ContainerJson(&e.container))?;
+        if let Some(w) = &e.workload {
+            map.serialize_entry(
+                "workload",
+                &serde_json::json!({
+                    "id": w.id.to_string(),
+                    "kind": w.id.kind.as_str(),
+                    "name": w.id.name,
+                    "namespace": w.id.namespace,
+                    "learning": w.learning,
+                    "new": w.new,
+                }),
+            )?;
+        }
         map.end()
     }
 }

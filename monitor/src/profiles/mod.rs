@@ -7,6 +7,7 @@
 //! profiles in the state directory, where `monitor profiles` (commands::profiles)
 //! lists, shows, resets and freezes them.
 pub mod disk;
+pub mod learner;
 pub mod profile;
 pub mod store;
 pub mod workload;

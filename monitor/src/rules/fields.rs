@@ -235,6 +235,13 @@ catalog! {
     StatFailedConnectsPerMin => "container.failed_connects_per_min", U64, None, true, "container_stats events: Connects that failed (refused, unreachable, timed out; not in progress) in the last minute.";
     StatDestinationsPerMin => "container.destinations_per_min", U64, None, true, "container_stats events: Distinct (address, port) pairs the container connected to, or tried to, in the last minute.";
 
+    WorkloadIdField => "workload.id", Str, None, true, "The container's workload as its learned profile is kept: `deployment/NAMESPACE/NAME` (also daemonset, statefulset, job, cronjob, pod) from the pod's labels, else `image/REPOSITORY`; none on the host or without profiles.";
+    WorkloadKindField => "workload.kind", Str, None, true, "The workload's kind: deployment, daemonset, statefulset, job, cronjob, pod or image.";
+    WorkloadName => "workload.name", Str, None, true, "The workload's name (the image repository for `image` workloads).";
+    WorkloadNamespace => "workload.namespace", Str, None, true, "The workload's Kubernetes namespace.";
+    WorkloadLearning => "workload.learning", Bool, None, true, "The workload's profile is still learning (its window of observed runtime is open, `profiles.learning_window_secs`); false once frozen.";
+    ProcIsNewForWorkload => "proc.is_new_for_workload", Bool, None, true, "Exec events: the workload's frozen profile has never seen this executable (proc.exepath); false while learning.";
+    FdIsNewForWorkload => "fd.is_new_for_workload", Bool, None, true, "Connects: the destination (network, port, protocol) is not in the workload's frozen profile; listens: the port; writes: the directory. False while learning.";
     K8sPodName => "k8s.pod.name", Str, None, true, "Kubernetes pod name.";
     K8sPodUid => "k8s.pod.uid", Str, None, true, "Kubernetes pod uid.";
     K8sPodId => "k8s.pod.id", Str, None, true, "Kubernetes pod uid (older name).";

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::{context::runtime::Mount, event::EventKind};
 
 use super::{
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, env_value},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, W, env_value},
     recorded::mounts_of,
     source::EventType,
 };
@@ -142,6 +142,10 @@ impl<'a> Record<'a> for JsonRecord<'a> {
 
     fn container(&self, k: C) -> Raw<'a> {
         raw(self.container[k as usize])
+    }
+
+    fn workload(&self, k: W) -> Raw<'a> {
+        raw(self.top[T::workload as usize].and_then(|w| w.get(k.name())))
     }
 
     fn stats(&self, k: S) -> Raw<'a> {

@@ -6,7 +6,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 use super::{
     Alert, CompiledRule, Engine, Scratch,
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, env_value},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, W, env_value},
     source::EventType,
 };
 use crate::{
@@ -247,6 +247,9 @@ impl<'a> Record<'a> for LiveRecord<'a> {
                 };
             }
             T::ancestors | T::container if self.enriched.is_some() => return Raw::Other,
+            T::workload if self.enriched.is_some_and(|e| e.workload.is_some()) => {
+                return Raw::Other;
+            }
             _ => {}
         }
         match &e.detail {
@@ -348,6 +351,20 @@ impl<'a> Record<'a> for LiveRecord<'a> {
             P::exe_upper_layer => Raw::opt(p.exe_facts.and_then(|f| f.upper_layer), Raw::Bool),
             P::loginname => Raw::Absent,
             P::env => Raw::opt(p.env.as_deref(), |env| Raw::Str(joined(env))),
+        }
+    }
+
+    fn workload(&self, k: W) -> Raw<'a> {
+        let Some(w) = self.enriched.and_then(|e| e.workload.as_ref()) else {
+            return Raw::Absent;
+        };
+        match k {
+            W::id => Raw::Str(Cow::Owned(w.id.to_string())),
+            W::kind => Raw::Str(Cow::Borrowed(w.id.kind.as_str())),
+            W::name => Raw::Str(Cow::Borrowed(&w.id.name)),
+            W::namespace => opt_str(w.id.namespace.as_deref()),
+            W::learning => Raw::Bool(w.learning),
+            W::new => Raw::Bool(w.new),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::{
         cgroup::Runtime,
         process::ProcessInfo,
         runtime::{ContainerMeta, Mount, PodInfo},
+        WorkloadFacts,
     },
     event::{
         Capabilities, Connect, ContainerStats, Credentials, Detail, Enhanced, Event, EventKind, EventType,
@@ -395,5 +396,16 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
         ancestors,
         container: container(v.get("container")),
         exe_sha256,
+        workload: workload(v.get("workload")),
     }
+}
+
+/// The `workload` object: `{id, learning, new}`.
+fn workload(w: Option<&Value>) -> Option<WorkloadFacts> {
+    let w = w?;
+    Some(WorkloadFacts {
+        id: Arc::new(s(w, "id")?.parse().ok()?),
+        learning: w.get("learning").and_then(Value::as_bool) == Some(true),
+        new: w.get("new").and_then(Value::as_bool) == Some(true),
+    })
 }
