@@ -182,7 +182,10 @@ impl ContainerStats {
             ("pids_limit", self.pids_limit),
             ("execs_per_min", Some(self.execs_per_min)),
             ("connects_per_min", Some(self.connects_per_min)),
-            ("failed_connects_per_min", Some(self.failed_connects_per_min)),
+            (
+                "failed_connects_per_min",
+                Some(self.failed_connects_per_min),
+            ),
             ("destinations_per_min", Some(self.destinations_per_min)),
             ("interval_secs", Some(self.interval_secs)),
         ]
@@ -223,7 +226,6 @@ impl ContainerStats {
             .and_then(|(_, value)| value)
     }
 }
-
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Credentials {

@@ -12,9 +12,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     container_stats::{Sampler, SamplerStats},
     context::{Context, ContextConfig, ContextStats, EnrichedEvent, host::HostRoot},
-    profiles::{ProfilesStats, learner::Learner},
     event::{Event, EventKind},
     kinds::Interest,
+    profiles::{ProfilesStats, learner::Learner},
     rules::kernel_filter::KernelFilter,
     sensor::{Sensor, SensorConfig, decode::decode},
 };
@@ -299,8 +299,11 @@ pub async fn run(
                     profiles: extras.learner.as_ref().map(Learner::stats),
                 };
                 if let (Some(ctx), Some(learner)) = (&context, &mut extras.learner) {
-                    let running: Vec<_> =
-                        ctx.running_containers().into_iter().map(|(c, _)| c).collect();
+                    let running: Vec<_> = ctx
+                        .running_containers()
+                        .into_iter()
+                        .map(|(c, _)| c)
+                        .collect();
                     learner.housekeeping(&running, Duration::from_secs(1));
                 }
                 drops_seen = total_drops;
@@ -339,7 +342,7 @@ pub async fn run(
             sink,
         )
         .and_then(|()| deliver_held(&mut context, &mut passed_on, &mut extras, true, sink))
-            .and_then(|()| sink.flush())
+        .and_then(|()| sink.flush())
     {
         failure = Some(err);
     }

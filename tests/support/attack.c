@@ -22,6 +22,7 @@
  *   attack connect-unix PATH          connect to the unix socket PATH; 0 on success
  *   attack load-module FILE           finit_module(FILE): refused or not, asked
  *   attack memfd-create               make a memfd, write to it, run nothing
+ *   attack alloc MIB SECS             allocate and touch MIB MiB, hold them SECS
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -165,6 +166,16 @@ int main(int argc, char **argv) {
             return 1;
         }
         return syscall(SYS_finit_module, fd, "", 0) == 0 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "alloc") && argc == 4) {
+        size_t bytes = (size_t)atoi(argv[2]) << 20;
+        char *p = malloc(bytes);
+        if (!p) {
+            return 1;
+        }
+        memset(p, 1, bytes);
+        sleep((unsigned)atoi(argv[3]));
+        return p[bytes - 1] == 1 ? 0 : 1;
     }
     if (!strcmp(cmd, "memfd-create")) {
         int fd = memfd_create("monitor-buffer", 0);

@@ -79,6 +79,16 @@ impl Monitor {
         if subcommand == "run" && !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        // Each daemon learns its own profiles: what one test's containers did must not
+        // be another's normal (nor this machine's state directory).
+        if subcommand == "run" && !args.iter().any(|a| a.starts_with("--profiles-dir")) {
+            static DAEMONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("monitor-profiles-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            command.arg("--profiles-dir").arg(dir);
+        }
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

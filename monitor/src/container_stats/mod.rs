@@ -58,9 +58,9 @@ impl Sampler {
     ) -> Vec<EnrichedEvent> {
         let now = Instant::now();
         let boot_ns = BootClock::boot_ns_now();
-        let interval_secs = self
-            .last_tick
-            .map_or(0, |t| now.saturating_duration_since(t).as_secs_f64().round() as u64);
+        let interval_secs = self.last_tick.map_or(0, |t| {
+            now.saturating_duration_since(t).as_secs_f64().round() as u64
+        });
         self.last_tick = Some(now);
         let ids: HashSet<Arc<str>> = running.iter().map(|(c, _)| c.id.clone()).collect();
         self.containers.retain(|id, _| ids.contains(id));

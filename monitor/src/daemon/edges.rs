@@ -54,6 +54,9 @@ mod tests {
         edges.judged(&c, t);
         assert!(edges.rises("c1", "High CPU"), "true again after clearing");
         edges.judged(&c, t);
-        assert!(edges.rises("c2", "High CPU"), "another container is its own state");
+        assert!(
+            edges.rises("c2", "High CPU"),
+            "another container is its own state"
+        );
     }
 }

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{HostBuf, Profiles, ProfilesConfig, ProfilesStats, Proto, Verdict, WorkloadId, host_key, workload_of};
+use super::{
+    HostBuf, Profiles, ProfilesConfig, ProfilesStats, Proto, Verdict, WorkloadId, host_key,
+    workload_of,
+};
 use crate::{
     context::{ContainerContext, EnrichedEvent, WorkloadFacts},
     event::{Detail, EventType, SocketFamily},
@@ -74,18 +77,22 @@ impl Learner {
                     Some(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
                         let mut buf = HostBuf::default();
                         let host = host_key(None, ip, &mut buf);
-                        Some(self.profiles.observe_destination(&id, host, c.port, proto(c.sock_type)))
+                        Some(self.profiles.observe_destination(
+                            &id,
+                            host,
+                            c.port,
+                            proto(c.sock_type),
+                        ))
                     }
                     _ => None,
                 }
             }
-            Detail::Syscall(x) if x.syscall == EventType::Listen && x.result >= 0 => x
-                .socket
-                .and_then(|s| s.local)
-                .map(|(_, port)| {
+            Detail::Syscall(x) if x.syscall == EventType::Listen && x.result >= 0 => {
+                x.socket.and_then(|s| s.local).map(|(_, port)| {
                     let sock_type = x.socket.map_or(0, |s| s.sock_type);
                     self.profiles.observe_listen(&id, port, proto(sock_type))
-                }),
+                })
+            }
             Detail::Open(o)
                 if o.result >= 0 && (o.flags & O_ACCMODE != 0 || o.flags & O_CREAT != 0) =>
             {
@@ -110,9 +117,11 @@ impl Learner {
         let ids: Vec<Arc<WorkloadId>> = running.iter().filter_map(|c| self.workload(c)).collect();
         let live: HashSet<&Arc<str>> = running.iter().map(|c| &c.id).collect();
         self.workloads.retain(|id, _| live.contains(id));
+        let frozen = self.profiles.stats().frozen;
         self.profiles.advance(ids.iter().map(|w| &**w), elapsed);
         self.profiles.reload_external();
-        if self.last_persist.elapsed() >= PERSIST_EVERY {
+        // A profile just frozen is written at once: `monitor profiles` shows it so.
+        if self.last_persist.elapsed() >= PERSIST_EVERY || self.profiles.stats().frozen > frozen {
             self.persist();
         }
     }

@@ -8,16 +8,15 @@ use serde_json::Value;
 use crate::{
     capabilities,
     context::{
-        ContainerContext, EnrichedEvent,
+        ContainerContext, EnrichedEvent, WorkloadFacts,
         cgroup::Runtime,
         process::ProcessInfo,
         runtime::{ContainerMeta, Mount, PodInfo},
-        WorkloadFacts,
     },
     event::{
-        Capabilities, Connect, ContainerStats, Credentials, Detail, Enhanced, Event, EventKind, EventType,
-        ExeFacts, Exec, Exit, Fork, Open, Slot, SockAddr, SocketEnds, SocketFamily, SyscallDetail,
-        syscall_args,
+        Capabilities, Connect, ContainerStats, Credentials, Detail, Enhanced, Event, EventKind,
+        EventType, ExeFacts, Exec, Exit, Fork, Open, Slot, SockAddr, SocketEnds, SocketFamily,
+        SyscallDetail, syscall_args,
     },
     output::{escape::text_to_bytes, event_json::resolved_key},
 };
