@@ -7,7 +7,7 @@
 mod support;
 
 use std::{
-    path::PathBuf,
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -33,7 +33,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(profiles: &PathBuf) -> Daemon {
+    fn start(profiles: &Path) -> Daemon {
         let site = std::env::temp_dir().join(format!(
             "monitor-anomalies-site-{}.yaml",
             std::process::id()

@@ -396,7 +396,7 @@ mod tests {
         let err = "opne".parse::<EventKind>().unwrap_err();
         assert_eq!(
             err,
-            "unknown event kind `opne` (known: exec, fork, exit, connect, open, syscall)"
+            "unknown event kind `opne` (known: exec, fork, exit, connect, open, syscall, container_stats)"
         );
         let set: KindSet = [EventKind::Open, EventKind::Exec].into_iter().collect();
         assert_eq!(

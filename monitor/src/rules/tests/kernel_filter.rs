@@ -291,8 +291,8 @@ fn the_filter_passes_every_event_a_rule_matches() {
 }
 
 /// What the default rules let the kernel drop: host reads of files no host rule
-/// names, failed opens, connects to loopback, and a container's connects to the ports
-/// its outbound rule allows.
+/// names, failed opens, the host's connects to loopback and to ports no host rule
+/// names; a container's connects all pass, counted by the fan-out rule.
 #[test]
 fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     let engine = Engine::load_paths(&[DEFAULT_RULES.into()]).unwrap();
@@ -325,13 +325,22 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     assert!(filter.passes(&open(true, 1, 3)), "host write");
     assert!(filter.passes(&open(false, 0, 3)), "container read");
     assert!(!filter.passes(&open(false, 0, -2)), "failed open");
-    assert!(!filter.passes(&connect(false, "127.0.0.1")), "loopback");
+    // The fan-out rule counts every connect of a container, loopback included; the
+    // host's loopback connects no rule needs.
+    assert!(
+        filter.passes(&connect(false, "127.0.0.1")),
+        "counted loopback"
+    );
+    assert!(!filter.passes(&connect(true, "127.0.0.1")), "host loopback");
     assert!(filter.passes(&connect(false, "10.0.0.1")), "outbound");
     let to_port = |host, port| Facts {
         port,
         ..connect(host, "10.0.0.1")
     };
-    assert!(!filter.passes(&to_port(false, 443)), "an allowed port");
+    assert!(
+        filter.passes(&to_port(false, 443)),
+        "an allowed port, counted"
+    );
     assert!(
         !filter.passes(&to_port(true, 4445)),
         "a host connect, no miner port"
@@ -343,13 +352,20 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     assert!(
         !filter.passes(&facts(
             EventKind::Connect,
-            false,
+            true,
             0,
             0,
             10,
             Some("::ffff:127.0.0.1")
         )),
-        "mapped loopback"
+        "mapped loopback on the host"
+    );
+    assert!(
+        filter
+            .describe()
+            .contains("kept open by rule \"Connection fan-out from container\""),
+        "{}",
+        filter.describe()
     );
     let text = filter.describe();
     assert!(

@@ -120,7 +120,7 @@ fn live_fields_equal_json_fields_on_every_fixture_event() {
             &format!("{what} (raw)"),
         );
     }
-    assert_eq!(kinds.len(), 6, "every event kind is covered: {kinds:?}");
+    assert_eq!(kinds.len(), 7, "every event kind is covered: {kinds:?}");
 }
 
 #[test]
