@@ -73,6 +73,8 @@ pub struct Status<'a> {
     /// The `container_stats` sampler, when it runs.
     pub sampler: Option<SamplerStats>,
     pub profiles: Option<ProfilesStats>,
+    /// Each workload's profile: id, learning, entries.
+    pub profile_states: Vec<(String, bool, usize)>,
 }
 
 pub struct PipelineConfig {
@@ -297,6 +299,11 @@ pub async fn run(
                         .filter(|_| extras.sampling)
                         .map(|s| s.stats),
                     profiles: extras.learner.as_ref().map(Learner::stats),
+                    profile_states: extras
+                        .learner
+                        .as_ref()
+                        .map(Learner::states)
+                        .unwrap_or_default(),
                 };
                 if let (Some(ctx), Some(learner)) = (&context, &mut extras.learner) {
                     let running: Vec<_> = ctx

@@ -69,6 +69,46 @@ pub fn refresh_metrics(
         }
     }
     metrics.advance("malformed", &metrics.malformed, status.malformed);
+    if let Some(sampler) = status.sampler {
+        metrics.advance(
+            "container_stats_samples",
+            &metrics.container_stats_samples,
+            sampler.samples,
+        );
+        metrics
+            .container_stats_containers
+            .set(sampler.containers as i64);
+    }
+    if let Some(p) = status.profiles {
+        metrics.profiles_learning.set(p.learning as i64);
+        metrics.profiles_frozen.set(p.frozen as i64);
+        metrics.advance(
+            "profile_entries_refused",
+            &metrics.profile_entries_refused,
+            p.evictions_entries,
+        );
+        metrics.advance(
+            "profiles_evicted",
+            &metrics.profiles_evicted,
+            p.evictions_profiles,
+        );
+        // Evicted workloads leave the families with them.
+        metrics.profile_entries.clear();
+        metrics.profile_learning.clear();
+        for (workload, learning, entries) in &status.profile_states {
+            let label = crate::server::metrics::WorkloadLabel {
+                workload: workload.clone(),
+            };
+            metrics
+                .profile_entries
+                .get_or_create(&label)
+                .set(*entries as i64);
+            metrics
+                .profile_learning
+                .get_or_create(&label)
+                .set(i64::from(*learning));
+        }
+    }
 
     metrics.advance(
         &format!("{generation}/suppressed"),

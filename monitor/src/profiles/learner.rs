@@ -137,6 +137,17 @@ impl Learner {
     pub fn stats(&self) -> ProfilesStats {
         self.profiles.stats()
     }
+
+    /// Each workload's profile: its id, whether it learns, and its size.
+    pub fn states(&self) -> Vec<(String, bool, usize)> {
+        self.profiles
+            .workloads()
+            .map(|w| {
+                let size = self.profiles.profile(w).map_or(0, |p| p.entries());
+                (w.to_string(), self.profiles.is_learning(w), size)
+            })
+            .collect()
+    }
 }
 
 fn proto(sock_type: u16) -> Proto {

@@ -37,6 +37,12 @@ pub struct SinkLabel {
     pub sink: String,
 }
 
+/// A workload's learned profile; at most `profiles.max_profiles` of them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabel {
+    pub workload: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
@@ -59,6 +65,14 @@ pub struct Metrics {
     pub spool_pending: Family<SinkLabel, Gauge>,
     pub internal_alerts: Family<KindLabel, Counter>,
     pub processes: Gauge,
+    pub container_stats_samples: Counter,
+    pub container_stats_containers: Gauge,
+    pub profiles_learning: Gauge,
+    pub profiles_frozen: Gauge,
+    pub profile_entries: Family<WorkloadLabel, Gauge>,
+    pub profile_learning: Family<WorkloadLabel, Gauge>,
+    pub profile_entries_refused: Counter,
+    pub profiles_evicted: Counter,
     pub process_misses: Counter,
     pub process_evictions: Counter,
     pub metadata_missing: Counter,
@@ -204,6 +218,42 @@ impl Default for Metrics {
                 "The daemon's alerts about itself, by kind"
             ),
             processes: register!(r, "process_table_size", "Processes in the process table"),
+            container_stats_samples: register!(
+                r,
+                "container_stats_samples",
+                "container_stats events made (one per running container per interval)"
+            ),
+            container_stats_containers: register!(
+                r,
+                "container_stats_containers",
+                "Containers sampled at the last container_stats interval"
+            ),
+            profiles_learning: register!(
+                r,
+                "profiles_learning",
+                "Workload profiles still learning"
+            ),
+            profiles_frozen: register!(r, "profiles_frozen", "Workload profiles frozen"),
+            profile_entries: register!(
+                r,
+                "profile_entries",
+                "Entries of a workload's profile (executables, destinations, ports, directories)"
+            ),
+            profile_learning: register!(
+                r,
+                "profile_learning",
+                "1 while a workload's profile learns, 0 once frozen"
+            ),
+            profile_entries_refused: register!(
+                r,
+                "profile_entries_refused",
+                "Entries not learned because their profile's set was full (profiles.max_entries)"
+            ),
+            profiles_evicted: register!(
+                r,
+                "profiles_evicted",
+                "Profiles dropped because there were profiles.max_profiles already"
+            ),
             process_misses: register!(
                 r,
                 "process_table_misses",
