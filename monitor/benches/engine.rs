@@ -28,6 +28,7 @@ use criterion::{
 };
 use monitor::{
     clock::BootClock,
+    profiles::{ProfilesConfig, learner::Learner},
     rules::{Engine, FieldSource, JsonEvent, LiveEvent, Scratch, recorded::enriched_from_json},
 };
 use serde_json::{Value, json};
@@ -332,6 +333,46 @@ fn run<S: FieldSource>(
     });
 }
 
+/// What the learned profiles add to each event on the daemon's path: the workload of
+/// its container and the lookup of what it did in the frozen profile (the mix's
+/// workloads learned it first, so every lookup finds its entry).
+fn profile_lookups(
+    group: &mut BenchmarkGroup<'_, ThreadCpuTime>,
+    natives: &[monitor::context::EnrichedEvent],
+) {
+    let mut learner = Learner::new(ProfilesConfig {
+        enabled: true,
+        state_dir: None,
+        learning_window: std::time::Duration::from_secs(1),
+        ..ProfilesConfig::default()
+    });
+    let mut events = natives.to_vec();
+    for e in &mut events {
+        learner.annotate(e);
+    }
+    let mut running: Vec<_> = events.iter().map(|e| e.container.clone()).collect();
+    running.dedup_by(|a, b| a.id == b.id);
+    learner.housekeeping(&running, std::time::Duration::from_secs(2));
+    for e in &mut events {
+        learner.annotate(e);
+        assert!(
+            e.workload.as_ref().is_none_or(|w| !w.learning && !w.new),
+            "the mix is learned and frozen"
+        );
+    }
+    assert!(
+        events.iter().any(|e| e.workload.is_some()),
+        "no workload in the mix"
+    );
+    group.bench_function("profile_lookups", |b| {
+        b.iter(|| {
+            for e in events.iter_mut() {
+                learner.annotate(black_box(e));
+            }
+        })
+    });
+}
+
 /// CPU time consumed by the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -458,6 +499,7 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     run(&mut group, "evaluate_mix_all_falco", &all_three, &live);
     run(&mut group, "evaluate_mix_json", &engine, &parsed);
     run(&mut group, "baseline_one_rule", &trivial, &live);
+    profile_lookups(&mut group, &natives);
     group.finish();
 }
 

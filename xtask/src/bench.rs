@@ -29,6 +29,12 @@ pub struct BenchArgs {
     /// Only the metadata-hold latency (no engine, storms or memory).
     #[arg(long)]
     hold_only: bool,
+    /// Only the cost of sampling containers for `container_stats`.
+    #[arg(long)]
+    stats_only: bool,
+    /// Idle containers sampled for the `container_stats` cost (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    stats_containers: usize,
     /// Containers started for the metadata-hold latency (0 skips it).
     #[arg(long, default_value_t = 20)]
     hold_containers: usize,
@@ -41,7 +47,7 @@ pub struct BenchArgs {
 const ALL_KINDS: &[&str] = &["events", "--kinds", "exec,fork,exit,connect,open"];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if !args.no_engine && !args.hold_only {
+    if !args.no_engine && !args.hold_only && !args.stats_only {
         crate::engine_bench::run()?;
     }
     if args.engine_only {
@@ -61,6 +67,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         print!("{}", crate::hold_bench::hold_latency(args.hold_containers)?);
         return Ok(());
     }
+    if args.stats_only {
+        step(&format!(
+            "agent CPU for container_stats with {} containers",
+            args.stats_containers
+        ));
+        print!(
+            "{}",
+            crate::stats_bench::sampling_cost(args.stats_containers)?
+        );
+        return Ok(());
+    }
     let storms = daemon_storms(args.storm, args.repeat)?;
     let hold = if args.hold_containers > 0 {
         step(&format!(
@@ -68,6 +85,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.hold_containers
         ));
         Some(crate::hold_bench::hold_latency(args.hold_containers)?)
+    } else {
+        None
+    };
+    let sampling = if args.stats_containers > 0 {
+        step(&format!(
+            "agent CPU for container_stats with {} containers",
+            args.stats_containers
+        ));
+        Some(crate::stats_bench::sampling_cost(args.stats_containers)?)
     } else {
         None
     };
@@ -85,6 +111,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(hold) = hold {
         println!();
         print!("{hold}");
+    }
+    if let Some(sampling) = sampling {
+        println!();
+        print!("{sampling}");
     }
     if let Some(((idle_rss, idle_tracked), rss, tracked)) = memory {
         println!();

@@ -28,6 +28,10 @@ const BENCHES: &[(&str, &str)] = &[
         "default rules + Falco stable rules, JSON events (fixtures, replay)",
     ),
     (
+        "profile_lookups",
+        "learned profiles: each event's workload and its verdict (no rules; target ≤ 100 ns)",
+    ),
+    (
         "baseline_one_rule",
         "baseline: one trivial rule, live events",
     ),

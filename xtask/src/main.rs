@@ -6,6 +6,7 @@ mod engine_bench;
 mod hold_bench;
 mod kernels;
 mod setup;
+mod stats_bench;
 mod storms;
 mod util;
 

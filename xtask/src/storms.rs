@@ -686,7 +686,7 @@ impl Daemon {
     }
 
     /// User plus system CPU time so far.
-    fn cpu_time(&self) -> Result<Duration> {
+    pub fn cpu_time(&self) -> Result<Duration> {
         process_cpu_time(self.child.id())
     }
 

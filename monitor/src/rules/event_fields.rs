@@ -484,7 +484,8 @@ impl<'a, R: Record<'a>> EventView<R> {
             (_, "res") | (EventKind::Open, "fd") => num(self.result()),
             (EventKind::Open, "name" | "path" | "pathname") => str_v(self.get(T::path)),
             (EventKind::Open, "flags") => match self.open_flags() {
-                Some(f) => owned(render_open_flags(f)),
+                // Tagged apart from the flag tables' keys, which are addresses.
+                Some(f) => rendered_once((0, f), || render_open_flags(f)),
                 None => FieldValue::None,
             },
             (EventKind::Open, "mode") => match self.unum(T::mode) {
@@ -1232,20 +1233,49 @@ fn short_id(id: &str) -> &str {
 
 /// Flag bits rendered as Falco renders them: the names of the set bits joined by `|`
 /// (0 when none is set).
-fn flags_v(value: Option<u64>, names: &[(u64, &str)]) -> FieldValue<'static> {
+fn flags_v(value: Option<u64>, names: &'static [(u64, &'static str)]) -> FieldValue<'static> {
     let Some(value) = value else {
         return FieldValue::None;
     };
-    let set: Vec<&str> = names
-        .iter()
-        .filter(|(bit, _)| value & bit != 0)
-        .map(|(_, name)| *name)
-        .collect();
-    FieldValue::Str(Cow::Owned(if set.is_empty() {
-        "0".to_string()
-    } else {
-        set.join("|")
-    }))
+    rendered_once((names.as_ptr() as usize, value), || {
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(bit, _)| value & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        if set.is_empty() {
+            "0".to_string()
+        } else {
+            set.join("|")
+        }
+    })
+}
+
+/// The text of a flags value, rendered once per (table, value): rules test flags on
+/// every open (`evt.arg.flags contains O_TRUNC`), and programs use few combinations,
+/// so the hot path allocates nothing. Past `KEPT` distinct renderings (a program
+/// feeding endless combinations) a fresh string is made each time, never unbounded
+/// memory.
+fn rendered_once(key: (usize, u64), render: impl FnOnce() -> String) -> FieldValue<'static> {
+    const KEPT: usize = 4096;
+    thread_local! {
+        static RENDERED: std::cell::RefCell<std::collections::HashMap<(usize, u64), &'static str>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(text) = RENDERED.with(|r| r.borrow().get(&key).copied()) {
+        return FieldValue::Str(Cow::Borrowed(text));
+    }
+    let text = render();
+    RENDERED.with(|r| {
+        let mut rendered = r.borrow_mut();
+        if rendered.len() < KEPT {
+            let kept: &'static str = Box::leak(text.into_boxed_str());
+            rendered.insert(key, kept);
+            FieldValue::Str(Cow::Borrowed(kept))
+        } else {
+            FieldValue::Str(Cow::Owned(text))
+        }
+    })
 }
 
 /// Does a mount's source (or destination) match a `container.mount.*[key]` key, as
