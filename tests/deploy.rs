@@ -300,20 +300,25 @@ fn check_pod(pod: &Pod) {
             "{own} mounted read-only"
         );
     }
-    // Every host mount but the spool is read-only, and every one is accounted for.
+    // Every host mount but the agent's state (spool, profiles) is read-only, and
+    // every one is accounted for.
+    let state =
+        |path: &str| path == "/var/lib/monitor/spool" || path == "/var/lib/monitor/profiles";
     for m in &pod.mounts {
         if let Source::HostPath(host) = &m.source {
             let known = m.path == format!("{host_root}{host}")
                 || m.path == *host && m.path.starts_with("/sys/kernel/")
-                || m.path == "/var/lib/monitor/spool";
+                || state(&m.path);
             assert!(known, "unexplained host mount {host} at {}", m.path);
-            assert!(
-                m.read_only || m.path == "/var/lib/monitor/spool",
-                "{} is writable",
-                m.path
-            );
+            assert!(m.read_only || state(&m.path), "{} is writable", m.path);
         }
     }
+    assert!(
+        pod.mounts
+            .iter()
+            .any(|m| m.path == "/var/lib/monitor/profiles"),
+        "the learned profiles outlive the pod"
+    );
 
     // Rules: the image's defaults, then the editable ConfigMap.
     let rule_paths = strings(&config["rules"]["paths"]);
@@ -635,8 +640,8 @@ fn docker_run_args(pod: &Pod, name: &str, scratch: &Path) -> Vec<String> {
     }
     for (i, m) in pod.mounts.iter().enumerate() {
         let source = match &m.source {
-            Source::HostPath(_) if m.path == "/var/lib/monitor/spool" => {
-                let dir = scratch.join("spool");
+            Source::HostPath(_) if m.path.starts_with("/var/lib/monitor/") => {
+                let dir = scratch.join(m.path.trim_start_matches("/var/lib/monitor/"));
                 std::fs::create_dir_all(&dir).unwrap();
                 dir
             }
