@@ -154,7 +154,7 @@ fn resource_rules_fire_on_real_limits_and_not_on_an_idle_container() {
         "{cpu}"
     );
 
-    // 60 MiB of a 64 MiB limit: 94 %, held while the samples come.
+    // 61 MiB of a 64 MiB limit: 95 %, held while the samples come.
     run(
         &hungry,
         &["--memory", "64m", "--memory-swap", "64m"],
@@ -162,7 +162,7 @@ fn resource_rules_fire_on_real_limits_and_not_on_an_idle_container() {
     );
     attack::install(&hungry, &["attack"]);
     let hog = Command::new("docker")
-        .args(["exec", &hungry, "/tmp/attack", "alloc", "60", "20"])
+        .args(["exec", &hungry, "/tmp/attack", "alloc", "61", "20"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
