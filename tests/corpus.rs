@@ -295,7 +295,7 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
 
     // --- Near misses on the node: nothing with these pids may alert. -------------
     let benign_log = format!("/var/log/monitor-corpus-{pid}.log");
-    let benign_etc = format!("/etc/monitor-corpus-{pid}-package.conf");
+    let benign_etc = format!("/etc/cron.d/monitor-corpus-{pid}-package");
     leftovers.0.push(benign_log.clone().into());
     leftovers.0.push(benign_etc.clone().into());
     let scratch = work.path("scratch");
@@ -448,7 +448,7 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
 
     // --- Attacks on the node. -------------------------------------------------------
     let attack_log = format!("/var/log/monitor-corpus-{pid}-attack.log");
-    let attack_etc = format!("/etc/monitor-corpus-{pid}.conf");
+    let attack_etc = format!("/etc/cron.d/monitor-corpus-{pid}");
     let implant = format!("/usr/local/bin/monitor-corpus-{pid}");
     let dropper = format!("/tmp/monitor-corpus-dropper-{pid}");
     std::fs::copy(attack::tool(), &dropper).unwrap();

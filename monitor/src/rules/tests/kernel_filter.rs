@@ -369,7 +369,7 @@ fn the_default_rules_filter_host_reads_failed_opens_and_loopback_connects() {
     );
     let text = filter.describe();
     assert!(
-        text.contains("open events on host: passes syscall open|openat|openat2|creat, access read|write|read-write, result ok, path in /etc "),
+        text.contains("open events on host: passes syscall open|openat|openat2|creat, access read|write|read-write, result ok, path in /etc/"),
         "{text}"
     );
 }
