@@ -34,15 +34,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(profiles: &Path) -> Daemon {
-        let site = std::env::temp_dir().join(format!(
-            "monitor-anomalies-site-{}.yaml",
-            std::process::id()
-        ));
-        std::fs::write(
-            &site,
-            "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
-        )
-        .unwrap();
+        let site = support::site_rules("anomalies", "");
         let interval = INTERVAL_SECS.to_string();
         let window = LEARNING_SECS.to_string();
         let monitor = Monitor::run(&[

@@ -374,13 +374,7 @@ fn the_default_rules_raise_nothing_on_the_benign_corpus() {
     let started = Instant::now();
     // As a deployment tunes it: the registry its images come from is allowed. That is
     // the only tuning; everything else is the default ruleset as shipped.
-    let site =
-        std::env::temp_dir().join(format!("monitor-benign-site-{}.yaml", std::process::id()));
-    std::fs::write(
-        &site,
-        "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
-    )
-    .unwrap();
+    let site = support::site_rules("benign", "");
     let monitor = Monitor::run(&["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()]);
     let _ = std::fs::remove_file(&site);
 

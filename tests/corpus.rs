@@ -221,12 +221,7 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     let benign = unique("benign");
     let foreign = unique("foreign");
     let _cleanup = Cleanup(vec![attacker.clone(), benign.clone(), foreign.clone()]);
-    let site = std::env::temp_dir().join(format!("monitor-corpus-site-{pid}.yaml"));
-    std::fs::write(
-        &site,
-        "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
-    )
-    .unwrap();
+    let site = support::site_rules("corpus", "");
     leftovers.0.push(site.clone());
     // The public internet: a namespace of the test's own with listeners.
     let mut net = Netns::create(&unique("ns"));

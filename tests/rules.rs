@@ -26,14 +26,7 @@ fn daemon() -> Monitor {
 
 /// [`daemon`] with more of the site's own tuning after the registry, and more flags.
 fn daemon_with(more_tuning: &str, flags: &[&str]) -> Monitor {
-    let site = std::env::temp_dir().join(format!("monitor-site-{}.yaml", std::process::id()));
-    std::fs::write(
-        &site,
-        format!(
-            "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n{more_tuning}"
-        ),
-    )
-    .unwrap();
+    let site = support::site_rules("rules", more_tuning);
     let mut args = vec!["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()];
     args.extend_from_slice(flags);
     Monitor::run(&args)
@@ -352,12 +345,7 @@ fn the_kernel_filter_raises_the_same_alerts_as_no_filter() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/falco-rules/falco_rules.yaml"
     );
-    let site = std::env::temp_dir().join(format!("monitor-site-kf-{}.yaml", std::process::id()));
-    std::fs::write(
-        &site,
-        "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n",
-    )
-    .unwrap();
+    let site = support::site_rules("kf", "");
     let default_rules = ["--rules", DEFAULT_RULES, "--rules", site.to_str().unwrap()];
     for rules in [&default_rules[..], &["--rules", falco][..]] {
         let filtered = Monitor::run(rules);

@@ -18,6 +18,22 @@ use std::{
 
 use serde_json::Value;
 
+/// A site file loaded after the default rules, as a deployment tunes them without
+/// editing them: the test images' registry (`monitor-test`) allowed, then `more`.
+/// Written to a temporary file named for `what`; its path.
+pub fn site_rules(what: &str, more: &str) -> std::path::PathBuf {
+    let site =
+        std::env::temp_dir().join(format!("monitor-site-{what}-{}.yaml", std::process::id()));
+    std::fs::write(
+        &site,
+        format!(
+            "- list: allowed_image_registries\n  items: [monitor-test]\n  override:\n    items: append\n{more}"
+        ),
+    )
+    .expect("write the site rules");
+    site
+}
+
 /// Tests that count events system-wide must not overlap with other tests' workloads.
 static SERIAL: Mutex<()> = Mutex::new(());
 

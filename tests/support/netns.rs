@@ -52,23 +52,19 @@ impl Netns {
     /// Accepts TCP connections on `port` inside the namespace, one after another, for
     /// as long as the namespace lives (busybox nc, each closed at once).
     pub fn serve(&mut self, port: u16) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "busybox", "nc", "-ll", "-p"])
-            .arg(port.to_string())
-            .args(["-e", "/bin/true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("busybox nc");
-        self.listeners.push(child);
+        self.nc(&["-ll", "-p", &port.to_string(), "-e", "/bin/true"]);
     }
 
     /// Accepts one TCP connection on `port` inside the namespace (busybox nc).
     pub fn listen(&mut self, port: u16) {
+        self.nc(&["-l", "-p", &port.to_string()]);
+    }
+
+    /// A busybox nc in the namespace for the namespace's life.
+    fn nc(&mut self, args: &[&str]) {
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "busybox", "nc", "-l", "-p"])
-            .arg(port.to_string())
+            .args(["netns", "exec", &self.name, "busybox", "nc"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

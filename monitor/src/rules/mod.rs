@@ -328,7 +328,7 @@ impl Engine {
                     .copied()
                     .chain(kernel_filter::counted_types(r))
             })
-            .filter(|t| !t.kind().from_kernel() || filter.may_admit(*t))
+            .filter(|t| filter.may_admit(*t))
             .collect()
     }
 }
