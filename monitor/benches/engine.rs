@@ -28,7 +28,7 @@ use criterion::{
 };
 use monitor::{
     clock::BootClock,
-    profiles::{ProfilesConfig, learner::Learner},
+    profiles::{ProfilesConfig, fleet::FleetConfig, learner::Learner},
     rules::{Engine, FieldSource, JsonEvent, LiveEvent, Scratch, recorded::enriched_from_json},
 };
 use serde_json::{Value, json};
@@ -335,26 +335,57 @@ fn run<S: FieldSource>(
 
 /// What the learned profiles add to each event on the daemon's path: the workload of
 /// its container and the lookup of what it did in the frozen profile (the mix's
-/// workloads learned it first, so every lookup finds its entry).
+/// workloads learned it first, so every lookup finds its entry). `fleet`: the same
+/// with the profiles shared through a real nats-server (a single JetStream server the
+/// bench starts), which must cost the event path next to nothing: the store is only
+/// ever talked to from the link's own task.
 fn profile_lookups(
     group: &mut BenchmarkGroup<'_, ThreadCpuTime>,
     natives: &[monitor::context::EnrichedEvent],
+    fleet: Option<&NatsServer>,
 ) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _inside = runtime.enter();
     let mut learner = Learner::new(ProfilesConfig {
         enabled: true,
         state_dir: None,
         learning_window: std::time::Duration::from_secs(1),
+        fleet: fleet.map(|server| FleetConfig {
+            url: server.url.clone(),
+            replicas: 1,
+            ..FleetConfig::default()
+        }),
         ..ProfilesConfig::default()
     });
     let mut events = natives.to_vec();
-    for e in &mut events {
-        learner.annotate(e);
-    }
+    let mut passed = Vec::with_capacity(events.len());
+    // Every workload's first events wait for the fleet's profile of it: let them go.
+    let admit_all = |learner: &mut Learner,
+                     events: &mut Vec<monitor::context::EnrichedEvent>,
+                     passed: &mut Vec<monitor::context::EnrichedEvent>| {
+        let wanted = events.len();
+        for e in events.drain(..) {
+            learner.admit(e, passed);
+        }
+        while passed.len() < wanted {
+            runtime.block_on(async {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(1), learner.wake()).await;
+            });
+            learner.release(false, passed);
+        }
+        std::mem::swap(events, passed);
+    };
+    admit_all(&mut learner, &mut events, &mut passed);
     let mut running: Vec<_> = events.iter().map(|e| e.container.clone()).collect();
     running.dedup_by(|a, b| a.id == b.id);
     learner.housekeeping(&running, std::time::Duration::from_secs(2));
-    for e in &mut events {
-        learner.annotate(e);
+    admit_all(&mut learner, &mut events, &mut passed);
+    for e in &events {
         assert!(
             e.workload.as_ref().is_none_or(|w| !w.learning && !w.new),
             "the mix is learned and frozen"
@@ -364,13 +395,71 @@ fn profile_lookups(
         events.iter().any(|e| e.workload.is_some()),
         "no workload in the mix"
     );
-    group.bench_function("profile_lookups", |b| {
+    if fleet.is_some() {
+        let stats = learner.fleet_stats().unwrap();
+        assert!(stats.connected, "the bench's nats-server: {stats:?}");
+    }
+    let name = if fleet.is_some() {
+        "profile_lookups_fleet"
+    } else {
+        "profile_lookups"
+    };
+    group.bench_function(name, |b| {
         b.iter(|| {
-            for e in events.iter_mut() {
-                learner.annotate(black_box(e));
+            for e in events.drain(..) {
+                learner.admit(black_box(e), &mut passed);
             }
+            std::mem::swap(&mut events, &mut passed);
         })
     });
+    assert_eq!(events.len(), natives.len(), "no event waited");
+}
+
+/// A JetStream server of Debian's `nats-server` on a free loopback port, for the
+/// fleet variant; stopped when dropped.
+struct NatsServer {
+    url: String,
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("monitor-bench-nats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server for the fleet variant (`cargo xtask setup` installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+            dir,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// CPU time consumed by the calling thread, in nanoseconds.
@@ -499,7 +588,9 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     run(&mut group, "evaluate_mix_all_falco", &all_three, &live);
     run(&mut group, "evaluate_mix_json", &engine, &parsed);
     run(&mut group, "baseline_one_rule", &trivial, &live);
-    profile_lookups(&mut group, &natives);
+    profile_lookups(&mut group, &natives, None);
+    let nats = NatsServer::start();
+    profile_lookups(&mut group, &natives, Some(&nats));
     group.finish();
 }
 

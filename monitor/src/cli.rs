@@ -395,6 +395,13 @@ pub struct ProfileArgs {
     /// [config: profiles.enabled: false]
     #[arg(long)]
     pub no_profiles: bool,
+
+    /// Share profiles with the other nodes through NATS JetStream at URL
+    /// (`nats://HOST:4222`, comma-separated for a cluster): one learning window for
+    /// the fleet, freezes and resets fleet-wide, the local copy kept for outages.
+    /// [config: profiles.fleet.url; default: "" (this node only)]
+    #[arg(long, value_name = "URL")]
+    pub fleet_url: Option<String>,
 }
 
 impl ProfileArgs {
@@ -416,6 +423,12 @@ impl ProfileArgs {
             "profiles.enabled",
             "--no-profiles",
             self.no_profiles.then_some(false),
+        );
+        given(
+            out,
+            "profiles.fleet.url",
+            "--fleet-url",
+            self.fleet_url.as_ref(),
         );
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     context::{Context, ContextConfig, ContextStats, EnrichedEvent, host::HostRoot},
     event::{Event, EventKind},
     kinds::Interest,
-    profiles::{ProfilesStats, learner::Learner},
+    profiles::{ProfilesStats, fleet::FleetStats, learner::Learner},
     rules::kernel_filter::KernelFilter,
     sensor::{Sensor, SensorConfig, decode::decode},
 };
@@ -75,6 +75,8 @@ pub struct Status<'a> {
     pub profiles: Option<ProfilesStats>,
     /// Each workload's profile: id, learning, entries.
     pub profile_states: Vec<(String, bool, usize)>,
+    /// The fleet store's link, when profiles are shared.
+    pub fleet: Option<FleetStats>,
 }
 
 pub struct PipelineConfig {
@@ -128,6 +130,8 @@ enum Step {
     Sample,
     /// Events held for container metadata may go.
     Release,
+    /// Facts from the fleet store came in, or events waiting for them may go.
+    Fleet,
     Tick,
     Housekeeping,
     Reload,
@@ -146,6 +150,8 @@ struct Extras {
     /// `container_stats` events are wanted (by a rule or `--kinds`).
     sampling: bool,
     learner: Option<Learner>,
+    /// Events the learner lets go, on their way to the sink.
+    passed: Vec<EnrichedEvent>,
 }
 
 impl Extras {
@@ -154,18 +160,47 @@ impl Extras {
             sampler: context.map(|c| Sampler::new(HostRoot::new(&c.host_root))),
             sampling: wants_stats(interest),
             learner: context.and_then(|c| c.profiles.clone()).map(Learner::new),
+            passed: Vec::new(),
         }
     }
 
-    fn add_to(&mut self, enriched: &mut EnrichedEvent) {
+    /// Counts the event for its container, shows it to its workload's profile and
+    /// hands it to the sink (unless it waits for the fleet's profile).
+    fn pass_on(&mut self, enriched: EnrichedEvent, sink: &mut impl Sink) -> io::Result<()> {
         if self.sampling
             && let Some(sampler) = &mut self.sampler
         {
-            sampler.observe(enriched);
+            sampler.observe(&enriched);
         }
+        match &mut self.learner {
+            Some(learner) => {
+                learner.admit(enriched, &mut self.passed);
+                self.send_passed(sink)
+            }
+            None => sink.accept(Item::Enriched(enriched)),
+        }
+    }
+
+    /// Events that waited for the fleet and may go now (all at `shutdown`).
+    fn release(&mut self, shutdown: bool, sink: &mut impl Sink) -> io::Result<()> {
         if let Some(learner) = &mut self.learner {
-            learner.annotate(enriched);
+            learner.release(shutdown, &mut self.passed);
         }
+        self.send_passed(sink)
+    }
+
+    fn send_passed(&mut self, sink: &mut impl Sink) -> io::Result<()> {
+        for event in self.passed.drain(..) {
+            sink.accept(Item::Enriched(event))?;
+        }
+        Ok(())
+    }
+}
+
+async fn fleet_wake(learner: &mut Option<Learner>) {
+    match learner {
+        Some(learner) => learner.wake().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -235,6 +270,7 @@ pub async fn run(
         let step = tokio::select! {
             read = reader.read_batch(MAX_BATCH, |bytes| batch.push(decode(bytes))) => Step::Read(read),
             _ = held_ready(&context) => Step::Release,
+            _ = fleet_wake(&mut extras.learner) => Step::Fleet,
             _ = sampling.tick(), if extras.sampling && context.is_some() => Step::Sample,
             _ = ticker.tick() => Step::Tick,
             _ = housekeeping.tick() => Step::Housekeeping,
@@ -263,6 +299,12 @@ pub async fn run(
             Step::Release => {
                 let result = deliver_held(&mut context, &mut passed_on, &mut extras, false, sink);
                 if let Err(err) = result.and_then(|()| sink.flush()) {
+                    failure = Some(err);
+                    break;
+                }
+            }
+            Step::Fleet => {
+                if let Err(err) = extras.release(false, sink).and_then(|()| sink.flush()) {
                     failure = Some(err);
                     break;
                 }
@@ -304,6 +346,7 @@ pub async fn run(
                         .as_ref()
                         .map(Learner::states)
                         .unwrap_or_default(),
+                    fleet: extras.learner.as_ref().and_then(Learner::fleet_stats),
                 };
                 if let (Some(ctx), Some(learner)) = (&context, &mut extras.learner) {
                     let running: Vec<_> = ctx
@@ -349,6 +392,7 @@ pub async fn run(
             sink,
         )
         .and_then(|()| deliver_held(&mut context, &mut passed_on, &mut extras, true, sink))
+        .and_then(|()| extras.release(true, sink))
         .and_then(|()| sink.flush())
     {
         failure = Some(err);
@@ -389,9 +433,8 @@ fn deliver(
         match context {
             Some(context) => {
                 context.admit(event, ready);
-                for mut enriched in ready.drain(..) {
-                    extras.add_to(&mut enriched);
-                    sink.accept(Item::Enriched(enriched))?;
+                for enriched in ready.drain(..) {
+                    extras.pass_on(enriched, sink)?;
                 }
             }
             None => sink.accept(Item::Raw(event))?,
@@ -423,9 +466,8 @@ fn deliver_held(
     } else {
         context.release_held(ready);
     }
-    for mut enriched in ready.drain(..) {
-        extras.add_to(&mut enriched);
-        sink.accept(Item::Enriched(enriched))?;
+    for enriched in ready.drain(..) {
+        extras.pass_on(enriched, sink)?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod attack;
 pub mod corpus;
 pub mod docker;
+pub mod nats;
 pub mod netns;
 pub mod receivers;
 pub mod runtimes;

@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// Only the cost of sampling containers for `container_stats`.
     #[arg(long)]
     stats_only: bool,
+    /// Only the fleet store's traffic per node (a real nats-server).
+    #[arg(long)]
+    fleet_only: bool,
+    /// Learning workloads for the fleet store's traffic (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    fleet_workloads: usize,
     /// Idle containers sampled for the `container_stats` cost (0 skips it).
     #[arg(long, default_value_t = 100)]
     stats_containers: usize,
@@ -47,7 +53,7 @@ pub struct BenchArgs {
 const ALL_KINDS: &[&str] = &["events", "--kinds", "exec,fork,exit,connect,open"];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if !args.no_engine && !args.hold_only && !args.stats_only {
+    if !args.no_engine && !args.hold_only && !args.stats_only && !args.fleet_only {
         crate::engine_bench::run()?;
     }
     if args.engine_only {
@@ -78,6 +84,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if args.fleet_only {
+        step(&format!(
+            "fleet store traffic with {} learning workloads",
+            args.fleet_workloads
+        ));
+        print!(
+            "{}",
+            crate::fleet_bench::store_traffic(args.fleet_workloads)?
+        );
+        return Ok(());
+    }
     let storms = daemon_storms(args.storm, args.repeat)?;
     let hold = if args.hold_containers > 0 {
         step(&format!(
@@ -94,6 +111,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.stats_containers
         ));
         Some(crate::stats_bench::sampling_cost(args.stats_containers)?)
+    } else {
+        None
+    };
+    let fleet = if args.fleet_workloads > 0 {
+        step(&format!(
+            "fleet store traffic with {} learning workloads",
+            args.fleet_workloads
+        ));
+        Some(crate::fleet_bench::store_traffic(args.fleet_workloads)?)
     } else {
         None
     };
@@ -115,6 +141,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(sampling) = sampling {
         println!();
         print!("{sampling}");
+    }
+    if let Some(fleet) = fleet {
+        println!();
+        print!("{fleet}");
     }
     if let Some(((idle_rss, idle_tracked), rss, tracked)) = memory {
         println!();

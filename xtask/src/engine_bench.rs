@@ -32,6 +32,10 @@ const BENCHES: &[(&str, &str)] = &[
         "learned profiles: each event's workload and its verdict (no rules; target ≤ 100 ns)",
     ),
     (
+        "profile_lookups_fleet",
+        "learned profiles shared through a nats-server (target: ≤ 1.05× profile_lookups)",
+    ),
+    (
         "baseline_one_rule",
         "baseline: one trivial rule, live events",
     ),
@@ -64,6 +68,15 @@ pub fn run() -> Result<()> {
             "| {what} | {rate:.0} | {:.0} ns | {:.3} |",
             1e9 / rate,
             rate / baseline
+        );
+    }
+    let rate_of = |id: &str| BENCHES.iter().position(|(b, _)| *b == id).map(|i| rates[i]);
+    if let (Some(off), Some(on)) = (rate_of("profile_lookups"), rate_of("profile_lookups_fleet")) {
+        println!();
+        println!(
+            "profiles with the fleet store on: {:.3}× the CPU time per event of the store \
+             off (target ≤ 1.05)",
+            off / on
         );
     }
     Ok(())

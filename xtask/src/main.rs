@@ -3,6 +3,7 @@
 mod bench;
 mod docs;
 mod engine_bench;
+mod fleet_bench;
 mod hold_bench;
 mod kernels;
 mod setup;

@@ -13,8 +13,9 @@ const LLVM_MAJOR: &str = "22";
 /// its floor is measured with, iproute2 makes its network namespace. protoc builds the
 /// containerd and CRI clients; containerd (with docker.io) and podman are the other
 /// runtimes the container tests run. debootstrap makes the Debian image of the benign
-/// corpus test (tests/benign.rs; no registry is reachable).
-const APT_PACKAGES: [&str; 10] = [
+/// corpus test (tests/benign.rs; no registry is reachable). nats-server runs the
+/// JetStream clusters that fleet profiles are shared through (tests/fleet.rs).
+const APT_PACKAGES: [&str; 11] = [
     "docker.io",
     "protobuf-compiler",
     "podman",
@@ -25,6 +26,7 @@ const APT_PACKAGES: [&str; 10] = [
     "bpftrace",
     "iproute2",
     "debootstrap",
+    "nats-server",
 ];
 
 pub fn run() -> Result<()> {

@@ -15,8 +15,12 @@ use crate::{
     config::{self, Override, SettingsSource},
     output::escape::escape_line,
     profiles::{
-        WorkloadId,
+        ProfilesConfig, WorkloadId,
         disk::{self, StoredProfile},
+        fleet::{
+            FleetConfig,
+            admin::{self, FleetAdmin},
+        },
     },
 };
 
@@ -36,6 +40,17 @@ pub struct ProfilesCmdArgs {
     /// [config: profiles.learning_window_secs; default: 3600]
     #[arg(long, value_name = "SECS", global = true)]
     pub learning_window: Option<u64>,
+
+    /// Act on the fleet's profiles in the fleet store rather than on this node's
+    /// state directory: `freeze --fleet` and `reset --fleet` reach every agent
+    /// sharing the store within seconds.
+    #[arg(long, global = true)]
+    pub fleet: bool,
+
+    /// The fleet store (NATS JetStream), for --fleet.
+    /// [config: profiles.fleet.url]
+    #[arg(long, value_name = "URL", global = true)]
+    pub fleet_url: Option<String>,
 
     #[command(subcommand)]
     pub command: ProfilesCommand,
@@ -88,6 +103,12 @@ impl ProfilesCmdArgs {
             "--learning-window",
             self.learning_window,
         );
+        given(
+            &mut out,
+            "profiles.fleet.url",
+            "--fleet-url",
+            self.fleet_url.as_ref(),
+        );
         out
     }
 }
@@ -106,7 +127,11 @@ pub fn run(args: ProfilesCmdArgs) -> Result<()> {
         )
     })?;
     let c = loaded.settings.profiles_config();
-    let dir = c.state_dir.ok_or_else(|| {
+    if args.fleet {
+        let fleet = admin::required(c.fleet.as_ref())?.clone();
+        return admin::block_on(fleet_command(args.command, &fleet, &c));
+    }
+    let dir = c.state_dir.clone().ok_or_else(|| {
         anyhow!(
             "profiles.state_dir is null: profiles are kept in memory only; pass \
              --profiles-dir DIR to read a state directory"
@@ -137,6 +162,85 @@ pub fn run(args: ProfilesCmdArgs) -> Result<()> {
                 .transpose()?;
             for id in freeze_in(&dir, w.as_ref())? {
                 writeln!(out, "frozen {}", escape_line(&id.to_string()))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `monitor profiles --fleet ...`.
+async fn fleet_command(
+    command: ProfilesCommand,
+    fleet: &FleetConfig,
+    c: &ProfilesConfig,
+) -> Result<()> {
+    let store = FleetAdmin::connect(fleet).await?;
+    let place = format!("the fleet store ({}, bucket {})", fleet.url, fleet.bucket);
+    let mut out = std::io::stdout().lock();
+    let chosen = |workload: Option<String>, all: bool| -> Result<Option<WorkloadId>> {
+        (!all)
+            .then(|| parse(workload.as_deref().unwrap_or("")))
+            .transpose()
+    };
+    match command {
+        ProfilesCommand::List => {
+            let all = store.profiles(None, c).await?;
+            print_list(&all, &place, c.learning_window, &mut out)
+        }
+        ProfilesCommand::Show { workload } => {
+            let w = parse(&workload)?;
+            let found = store.profiles(Some(&w), c).await?;
+            let Some((_, p)) = found.into_iter().find(|(id, _)| *id == w) else {
+                bail!(
+                    "no profile of {} in {place} (`monitor profiles list --fleet`)",
+                    escape_line(&w.to_string())
+                );
+            };
+            print_show(
+                &w,
+                &p,
+                &format!("from: {place}"),
+                c.learning_window,
+                &mut out,
+            )
+        }
+        ProfilesCommand::Reset { workload, all } => {
+            let ids = match chosen(workload, all)? {
+                Some(w) => vec![w],
+                None => store.workloads(c).await?,
+            };
+            for id in ids {
+                let (generation, purged) = store.reset(&id).await?;
+                writeln!(
+                    out,
+                    "reset {} fleet-wide: learning again from nothing (generation \
+                     {generation}; {purged} facts of the old one purged)",
+                    escape_line(&id.to_string())
+                )?;
+            }
+            Ok(())
+        }
+        ProfilesCommand::Freeze { workload, all } => {
+            let ids = match chosen(workload, all)? {
+                Some(w) => {
+                    // Freezing a workload nobody learned would make everything it does new.
+                    if store.profiles(Some(&w), c).await?.is_empty() {
+                        bail!(
+                            "no profile of {} in {place}: nothing learned to freeze \
+                             (`monitor profiles list --fleet`)",
+                            escape_line(&w.to_string())
+                        );
+                    }
+                    vec![w]
+                }
+                None => store.workloads(c).await?,
+            };
+            for id in ids {
+                if store.freeze(&id).await? {
+                    writeln!(out, "frozen {} fleet-wide", escape_line(&id.to_string()))?;
+                } else {
+                    writeln!(out, "{} was frozen already", escape_line(&id.to_string()))?;
+                }
             }
             Ok(())
         }
@@ -213,9 +317,22 @@ fn state(p: &StoredProfile, window: Duration) -> String {
 
 /// `monitor profiles list`.
 pub fn list(dir: &Path, window: Duration, out: &mut impl Write) -> Result<()> {
-    let all = profiles_in(dir)?;
+    let all: Vec<(WorkloadId, StoredProfile)> = profiles_in(dir)?
+        .into_iter()
+        .map(|(_, id, p)| (id, p))
+        .collect();
+    print_list(&all, &dir.display().to_string(), window, out)
+}
+
+/// One line per profile of `place` (a state directory or the fleet store).
+fn print_list(
+    all: &[(WorkloadId, StoredProfile)],
+    place: &str,
+    window: Duration,
+    out: &mut impl Write,
+) -> Result<()> {
     if all.is_empty() {
-        writeln!(out, "no profiles in {}", dir.display())?;
+        writeln!(out, "no profiles in {place}")?;
         return Ok(());
     }
     writeln!(
@@ -223,7 +340,7 @@ pub fn list(dir: &Path, window: Duration, out: &mut impl Write) -> Result<()> {
         "{:<48} {:<24} {:>5} {:>5} {:>6} {:>6} {:>7}",
         "WORKLOAD", "STATE OBSERVED/WINDOW", "EXEC", "DEST", "LISTEN", "WRITE", "REFUSED"
     )?;
-    for (_, id, p) in &all {
+    for (id, p) in all {
         writeln!(
             out,
             "{:<48} {:<24} {:>5} {:>5} {:>6} {:>6} {:>7}",
@@ -242,9 +359,20 @@ pub fn list(dir: &Path, window: Duration, out: &mut impl Write) -> Result<()> {
 /// `monitor profiles show WORKLOAD`.
 pub fn show(dir: &Path, w: &WorkloadId, window: Duration, out: &mut impl Write) -> Result<()> {
     let (path, p) = find(dir, w)?;
+    print_show(w, &p, &format!("file: {}", path.display()), window, out)
+}
+
+/// Every entry of one profile; `origin` says where it was read.
+fn print_show(
+    w: &WorkloadId,
+    p: &StoredProfile,
+    origin: &str,
+    window: Duration,
+    out: &mut impl Write,
+) -> Result<()> {
     writeln!(out, "workload: {}", escape_line(&w.to_string()))?;
-    writeln!(out, "file: {}", path.display())?;
-    writeln!(out, "state: {}", state(&p, window))?;
+    writeln!(out, "{origin}")?;
+    writeln!(out, "state: {}", state(p, window))?;
     writeln!(out, "refused (a set was full): {}", p.refused)?;
     let group = |out: &mut dyn Write, title: &str, items: Vec<String>| -> std::io::Result<()> {
         writeln!(out, "{title} ({}):", items.len())?;

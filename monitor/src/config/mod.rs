@@ -16,7 +16,7 @@ use crate::{
     },
     context::{ContextConfig, RuntimeSocket, cgroup::Runtime},
     kinds::Interest,
-    profiles::ProfilesConfig,
+    profiles::{ProfilesConfig, fleet::FleetConfig},
     rules::{Priority, RuleMatching},
     sensor::{SensorConfig, btf::VMLINUX_BTF},
 };
@@ -208,6 +208,27 @@ pub struct ProfilesSettings {
     pub max_entries: usize,
     /// Most profiles; past it the least recently seen is evicted.
     pub max_profiles: usize,
+    pub fleet: FleetSettings,
+}
+
+/// Profiles shared across nodes through NATS JetStream (`profiles.fleet`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetSettings {
+    /// NATS servers, comma-separated; empty: profiles stay on this node.
+    pub url: String,
+    pub bucket: String,
+    pub replicas: usize,
+    pub credentials_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub max_bytes: u64,
+    pub first_event_wait_ms: u64,
+    pub max_pending: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -366,6 +387,28 @@ impl Default for ProfilesSettings {
             learning_window_secs: c.learning_window.as_secs(),
             max_entries: c.max_entries,
             max_profiles: c.max_profiles,
+            fleet: FleetSettings::default(),
+        }
+    }
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        let c = FleetConfig::default();
+        FleetSettings {
+            url: c.url,
+            bucket: c.bucket,
+            replicas: c.replicas,
+            credentials_file: c.credentials_file,
+            user: c.user,
+            password: c.password,
+            token: c.token,
+            ca_file: c.ca_file,
+            cert_file: c.cert_file,
+            key_file: c.key_file,
+            max_bytes: c.max_bytes,
+            first_event_wait_ms: c.first_event_wait.as_millis() as u64,
+            max_pending: c.max_pending,
         }
     }
 }
@@ -458,6 +501,58 @@ impl Settings {
                 }
             }
         }
+        let f = &self.profiles.fleet;
+        if !f.url.trim().is_empty() {
+            for server in f.url.split(',').map(str::trim) {
+                if let Err(err) = server.parse::<async_nats::ServerAddr>() {
+                    bad(
+                        "profiles.fleet.url",
+                        format!(
+                            "`{server}`: {err}; expected nats://HOST:PORT (tls:// for TLS), \
+                             comma-separated"
+                        ),
+                    );
+                }
+            }
+            if !(1..=5).contains(&f.replicas) {
+                bad(
+                    "profiles.fleet.replicas",
+                    format!("{}: JetStream keeps 1 to 5 copies", f.replicas),
+                );
+            }
+            if f.bucket.is_empty()
+                || !f
+                    .bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bad(
+                    "profiles.fleet.bucket",
+                    format!(
+                        "`{}`: a bucket name is letters, digits, `_` and `-`",
+                        f.bucket
+                    ),
+                );
+            }
+            if f.user.is_some() != f.password.is_some() {
+                bad(
+                    "profiles.fleet.password",
+                    "user and password go together (set both, or neither)".into(),
+                );
+            }
+            if f.cert_file.is_some() != f.key_file.is_some() {
+                bad(
+                    "profiles.fleet.key_file",
+                    "cert_file and key_file go together (set both, or neither)".into(),
+                );
+            }
+            if f.max_pending == 0 {
+                bad(
+                    "profiles.fleet.max_pending",
+                    "must be at least 1: facts learned while the store is away wait there".into(),
+                );
+            }
+        }
         if let Err(err) = self.listen_address() {
             bad("server.listen", err);
         }
@@ -543,7 +638,28 @@ impl Settings {
             learning_window: Duration::from_secs(p.learning_window_secs),
             max_entries: p.max_entries,
             max_profiles: p.max_profiles,
+            fleet: self.fleet_config(),
         }
+    }
+
+    /// `None` when no fleet store is set (`profiles.fleet.url` empty).
+    pub fn fleet_config(&self) -> Option<FleetConfig> {
+        let f = &self.profiles.fleet;
+        (!f.url.trim().is_empty()).then(|| FleetConfig {
+            url: f.url.trim().to_string(),
+            bucket: f.bucket.clone(),
+            replicas: f.replicas,
+            credentials_file: f.credentials_file.clone(),
+            user: f.user.clone(),
+            password: f.password.clone(),
+            token: f.token.clone(),
+            ca_file: f.ca_file.clone(),
+            cert_file: f.cert_file.clone(),
+            key_file: f.key_file.clone(),
+            max_bytes: f.max_bytes,
+            first_event_wait: Duration::from_millis(f.first_event_wait_ms),
+            max_pending: f.max_pending,
+        })
     }
 
     pub fn alerts_config(&self) -> AlertsConfig {

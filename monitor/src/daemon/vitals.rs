@@ -109,6 +109,25 @@ pub fn refresh_metrics(
                 .set(i64::from(*learning));
         }
     }
+    if let Some(f) = status.fleet {
+        metrics.fleet_connected.set(i64::from(f.connected));
+        metrics.fleet_pending.set(f.pending as i64);
+        for (key, counter, total) in [
+            ("fleet/published", &metrics.fleet_published, f.published),
+            ("fleet/known", &metrics.fleet_known, f.known),
+            (
+                "fleet/publish_errors",
+                &metrics.fleet_publish_errors,
+                f.publish_errors,
+            ),
+            ("fleet/dropped", &metrics.fleet_dropped, f.dropped),
+            ("fleet/refused", &metrics.fleet_refused, f.refused),
+            ("fleet/received", &metrics.fleet_received, f.received),
+            ("fleet/outages", &metrics.fleet_outages, f.outages),
+        ] {
+            metrics.advance(key, counter, total);
+        }
+    }
 
     metrics.advance(
         &format!("{generation}/suppressed"),

@@ -39,6 +39,13 @@ pub struct StoredProfile {
     pub destinations: Vec<Destination>,
     pub listening: Vec<Listen>,
     pub write_dirs: Vec<String>,
+    /// The fleet's generation (`profiles::fleet`); absent in files of agents without one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -71,6 +78,7 @@ impl StoredProfile {
             destinations: p.destinations.to_sorted(),
             listening,
             write_dirs: texts(&p.write_dirs),
+            generation: p.generation,
         }
     }
 
@@ -85,6 +93,7 @@ impl StoredProfile {
             observed: Duration::try_from_secs_f64(self.observed_secs).unwrap_or_default(),
             frozen: self.frozen,
             refused: self.refused,
+            generation: self.generation,
             ..Profile::default()
         };
         for e in &self.executables {

@@ -3,16 +3,24 @@
 //! the verdict to the rules as [`WorkloadFacts`]; once a second the running workloads'
 //! observed runtime advances, changes made by `monitor profiles` are taken in, and
 //! what changed is written out now and then.
+//!
+//! With a fleet store, what is newly learned and the slots in which workloads ran go
+//! to the fleet, the fleet's facts are merged in as they arrive, and the first events
+//! of a workload wait (briefly, like events waiting for container metadata) until the
+//! fleet's profile of it is in, so that a fresh node judges a frozen workload at once.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     os::unix::ffi::OsStrExt,
     path::Path,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use super::{
-    HostBuf, Profiles, ProfilesConfig, ProfilesStats, Proto, Verdict, WorkloadId, host_key,
+    HostBuf, Profiles, ProfilesConfig, ProfilesStats, Proto, Verdict, WorkloadId,
+    fleet::{Change, Fleet, FleetEntry, FleetStats, FleetUpdate, Reach, keys::slot_secs},
+    host_key,
+    store::Merged,
     workload_of,
 };
 use crate::{
@@ -33,27 +41,201 @@ const SOCK_DGRAM: u16 = 2;
 pub struct Learner {
     profiles: Profiles,
     /// Each container's workload, worked out once from its metadata.
-    workloads: HashMap<Arc<str>, Option<Arc<WorkloadId>>>,
+    workloads: HashMap<Arc<str>, Known>,
     last_persist: Instant,
+    fleet: Option<FleetLink>,
+}
+
+/// A container's workload, and whether its events may pass without asking the
+/// fleet link (its workload's fleet profile is in, or no longer waited for), so that
+/// the event path stays one lookup once a container is settled.
+struct Known {
+    workload: Option<Arc<WorkloadId>>,
+    settled: bool,
+}
+
+/// The learner's side of the fleet store.
+struct FleetLink {
+    fleet: Fleet,
+    /// Every workload seen since the start; `Some(deadline)` while its first events
+    /// wait for the fleet's profile.
+    sync: HashMap<Arc<WorkloadId>, Option<Instant>>,
+    /// Events waiting for their workload's fleet profile, in arrival order.
+    held: VecDeque<(Arc<WorkloadId>, EnrichedEvent)>,
+    /// The last runtime slot marked for each workload.
+    marked: HashMap<Arc<WorkloadId>, u64>,
+    slot_secs: u64,
+    /// The fleet's `dropped` count when this node last offered all it knows again.
+    resent_at: u64,
+}
+
+impl FleetLink {
+    fn waiting(&self, id: &WorkloadId) -> bool {
+        self.sync.get(id).is_some_and(Option::is_some)
+    }
 }
 
 impl Learner {
+    /// With `config.fleet`, the link to the fleet store starts on the current tokio
+    /// runtime.
     pub fn new(config: ProfilesConfig) -> Learner {
+        let fleet = config.fleet.clone().map(|fleet| FleetLink {
+            slot_secs: slot_secs(config.learning_window),
+            fleet: Fleet::start(fleet),
+            sync: HashMap::new(),
+            held: VecDeque::new(),
+            marked: HashMap::new(),
+            resent_at: 0,
+        });
+        let mut profiles = Profiles::open(config);
+        if fleet.is_some() {
+            profiles.keep_learned();
+        }
         Learner {
-            profiles: Profiles::open(config),
+            profiles,
             workloads: HashMap::new(),
             last_persist: Instant::now(),
+            fleet,
         }
     }
 
-    fn workload(&mut self, container: &ContainerContext) -> Option<Arc<WorkloadId>> {
+    /// Shows `event` to its workload's profile and passes it on to `out`, unless its
+    /// workload's first events are waiting for the fleet's profile: then it waits
+    /// with them (see [`Learner::wake`] and [`Learner::release`]).
+    pub fn admit(&mut self, mut event: EnrichedEvent, out: &mut Vec<EnrichedEvent>) {
+        if event.container.is_host() {
+            out.push(event);
+            return;
+        }
+        let Some((id, settled)) = self.workload(&event.container) else {
+            out.push(event);
+            return;
+        };
+        if !settled {
+            self.see(&id);
+            if let Some(link) = &mut self.fleet
+                && link.waiting(&id)
+            {
+                link.held.push_back((id, event));
+                return;
+            }
+            if let Some(known) = self.workloads.get_mut(&event.container.id) {
+                known.settled = true;
+            }
+        }
+        self.judge(&mut event, id);
+        out.push(event);
+    }
+
+    /// A workload seen for the first time since the start: its fleet profile is
+    /// watched, and its first events wait for it unless the store is known to be away.
+    fn see(&mut self, id: &Arc<WorkloadId>) {
+        let Some(link) = &mut self.fleet else { return };
+        if link.sync.contains_key(id) {
+            return;
+        }
+        link.fleet.watch(id.clone());
+        let wait = (link.fleet.reach() != Reach::Down)
+            .then(|| Instant::now() + link.fleet.config().first_event_wait);
+        link.sync.insert(id.clone(), wait);
+    }
+
+    /// Waits for the fleet: a fact from the store (merged at once, with any others
+    /// already there), or the end of a first-event wait. Never returns without a fleet.
+    pub async fn wake(&mut self) {
+        let Some(link) = &mut self.fleet else {
+            return std::future::pending().await;
+        };
+        let deadline = link.sync.values().flatten().min().copied();
+        let update = tokio::select! {
+            update = link.fleet.update() => Some(update),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()),
+                if deadline.is_some() => None,
+        };
+        let mut next = update;
+        while let Some(update) = next {
+            self.apply(update);
+            next = self.fleet.as_mut().and_then(|l| l.fleet.try_update());
+        }
+    }
+
+    fn apply(&mut self, update: FleetUpdate) {
+        let Some(link) = &mut self.fleet else { return };
+        let id = update.workload;
+        match update.change {
+            Change::Synced => {
+                link.sync.insert(id.clone(), None);
+                // What this node knows goes to the fleet too (learned while the store
+                // was away, or before a restart): facts it has are not repeated.
+                offer_all(link, &self.profiles, &id);
+            }
+            Change::Fact(fact) => match self.profiles.merge_fleet(&id, &fact) {
+                Merged::Froze => {
+                    tracing::info!("profiles: {id} frozen (fleet)");
+                    link.fleet.freeze(id.clone(), self.profiles.generation(&id));
+                }
+                Merged::Reset => {
+                    tracing::info!(
+                        "profiles: {id} reset fleet-wide (generation {}): learning again",
+                        self.profiles.generation(&id)
+                    );
+                    link.marked.remove(&id);
+                }
+                Merged::Changed | Merged::Nothing => {}
+            },
+        }
+    }
+
+    /// Passes on, in order, the events whose workload's fleet profile is in or whose
+    /// wait has ended (all of them at `shutdown`).
+    pub fn release(&mut self, shutdown: bool, out: &mut Vec<EnrichedEvent>) {
+        let Some(link) = &mut self.fleet else { return };
+        let now = Instant::now();
+        for (id, wait) in link.sync.iter_mut() {
+            if wait.is_some_and(|deadline| shutdown || deadline <= now) {
+                tracing::debug!("profiles: {id}: no fleet profile in time; judging locally");
+                *wait = None;
+            }
+        }
+        if link.held.is_empty() {
+            return;
+        }
+        let mut still = VecDeque::new();
+        let held = std::mem::take(&mut link.held);
+        for (id, mut event) in held {
+            if self.fleet.as_ref().is_some_and(|l| l.waiting(&id)) {
+                still.push_back((id, event));
+            } else {
+                self.annotate(&mut event);
+                out.push(event);
+            }
+        }
+        if let Some(link) = &mut self.fleet {
+            link.held = still;
+        }
+    }
+
+    pub fn fleet_stats(&self) -> Option<FleetStats> {
+        self.fleet.as_ref().map(|l| l.fleet.stats())
+    }
+
+    /// The container's workload, and whether its events are settled with the fleet
+    /// (always, without one).
+    fn workload(&mut self, container: &ContainerContext) -> Option<(Arc<WorkloadId>, bool)> {
         let meta = container.meta.as_ref()?;
         if let Some(known) = self.workloads.get(&container.id) {
-            return known.clone();
+            return known.workload.clone().map(|w| (w, known.settled));
         }
-        let id = workload_of(meta).map(Arc::new);
-        self.workloads.insert(container.id.clone(), id.clone());
-        id
+        let workload = workload_of(meta).map(Arc::new);
+        let settled = self.fleet.is_none();
+        self.workloads.insert(
+            container.id.clone(),
+            Known {
+                workload: workload.clone(),
+                settled,
+            },
+        );
+        workload.map(|w| (w, settled))
     }
 
     /// Shows `event` to its workload's profile and notes the verdict on it.
@@ -61,9 +243,12 @@ impl Learner {
         if event.container.is_host() {
             return;
         }
-        let Some(id) = self.workload(&event.container) else {
-            return;
-        };
+        if let Some((id, _)) = self.workload(&event.container) {
+            self.judge(event, id);
+        }
+    }
+
+    fn judge(&mut self, event: &mut EnrichedEvent, id: Arc<WorkloadId>) {
         let verdict = match &event.event.detail {
             Detail::Exec(x) if x.result == 0 => event
                 .process
@@ -104,6 +289,14 @@ impl Learner {
             }
             _ => None,
         };
+        if let Some(link) = &self.fleet
+            && self.profiles.has_learned()
+        {
+            for learned in self.profiles.take_learned() {
+                link.fleet
+                    .publish(&learned.workload, learned.generation, &learned.entry);
+            }
+        }
         event.workload = Some(WorkloadFacts {
             learning: self.profiles.is_learning(&id),
             new: verdict == Some(Verdict::New),
@@ -114,15 +307,61 @@ impl Learner {
     /// Once a second: runtime for the running workloads, the CLI's changes, and
     /// now and then the changed profiles to disk.
     pub fn housekeeping(&mut self, running: &[ContainerContext], elapsed: Duration) {
-        let ids: Vec<Arc<WorkloadId>> = running.iter().filter_map(|c| self.workload(c)).collect();
+        let ids: Vec<Arc<WorkloadId>> = running
+            .iter()
+            .filter_map(|c| self.workload(c).map(|(w, _)| w))
+            .collect();
         let live: HashSet<&Arc<str>> = running.iter().map(|c| &c.id).collect();
         self.workloads.retain(|id, _| live.contains(id));
         let frozen = self.profiles.stats().frozen;
+        let learning: Vec<Arc<WorkloadId>> = ids
+            .iter()
+            .filter(|w| self.profiles.is_learning(w))
+            .cloned()
+            .collect();
         self.profiles.advance(ids.iter().map(|w| &**w), elapsed);
+        if self.fleet.is_some() {
+            for id in &ids {
+                self.see(id);
+            }
+            self.fleet_housekeeping(&learning);
+        }
         self.profiles.reload_external();
         // A profile just frozen is written at once: `monitor profiles` shows it so.
         if self.last_persist.elapsed() >= PERSIST_EVERY || self.profiles.stats().frozen > frozen {
             self.persist();
+        }
+    }
+
+    /// The fleet's part of housekeeping: runtime marks for the workloads that learn,
+    /// the freezes this node's window decided, and everything offered again after
+    /// facts were dropped from a full queue.
+    fn fleet_housekeeping(&mut self, learning: &[Arc<WorkloadId>]) {
+        let Some(link) = &mut self.fleet else { return };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let start = now - now % link.slot_secs;
+        for id in learning {
+            let generation = self.profiles.generation(id);
+            if self.profiles.is_learning(id) {
+                if link.marked.get(id) != Some(&start) {
+                    link.fleet
+                        .mark_runtime(id, generation, start, link.slot_secs);
+                    link.marked.insert(id.clone(), start);
+                }
+            } else {
+                tracing::info!("profiles: {id} frozen: its learning window has passed");
+                link.fleet.freeze(id.clone(), generation);
+            }
+        }
+        let stats = link.fleet.stats();
+        if stats.dropped > link.resent_at && stats.connected && stats.pending == 0 {
+            link.resent_at = stats.dropped;
+            let ids: Vec<Arc<WorkloadId>> = link.sync.keys().cloned().collect();
+            for id in ids {
+                offer_all(link, &self.profiles, &id);
+            }
         }
     }
 
@@ -147,6 +386,16 @@ impl Learner {
                 (w.to_string(), self.profiles.is_learning(w), size)
             })
             .collect()
+    }
+}
+
+/// Offers the fleet every entry of the workload's local profile.
+fn offer_all(link: &FleetLink, profiles: &Profiles, id: &WorkloadId) {
+    let Some(profile) = profiles.profile(id) else {
+        return;
+    };
+    for entry in FleetEntry::all_of(profile) {
+        link.fleet.publish(id, profile.generation, &entry);
     }
 }
 

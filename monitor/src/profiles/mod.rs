@@ -5,8 +5,10 @@
 //! into the workload's `profile::Profile` while the learning window is open and
 //! answers `Verdict::New` for what the frozen profile lacks; `disk` keeps the
 //! profiles in the state directory, where `monitor profiles` (commands::profiles)
-//! lists, shows, resets and freezes them.
+//! lists, shows, resets and freezes them; `fleet` shares them with the other nodes
+//! through NATS JetStream.
 pub mod disk;
+pub mod fleet;
 pub mod learner;
 pub mod profile;
 pub mod store;

@@ -10,6 +10,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use super::fleet::FleetEntry;
+
 type Hasher = foldhash::fast::RandomState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -270,6 +272,9 @@ pub struct Profile {
     pub frozen: bool,
     /// New entries not learned because their set was full (kept across restarts).
     pub refused: u64,
+    /// The fleet's generation of this profile: a fleet-wide reset raises it, and facts
+    /// of older generations no longer count (0 without a fleet).
+    pub generation: u64,
 }
 
 /// One of the four sets, for messages and output.
@@ -304,6 +309,16 @@ impl Profile {
     /// `dir` as [`trim_dir`] gives it, outside the unprofiled directories.
     pub fn add_write_dir(&mut self, dir: &[u8], cap: usize) -> Added {
         self.write_dirs.add(dir, cap, |d| d.into())
+    }
+
+    /// Adds an entry learned elsewhere (the fleet's).
+    pub fn add_entry(&mut self, entry: &FleetEntry, cap: usize) -> Added {
+        match entry {
+            FleetEntry::Executable(p) => self.add_executable(p, cap),
+            FleetEntry::Destination(d) => self.add_destination(&d.host, d.port, d.proto, cap),
+            FleetEntry::Listen(port, proto) => self.add_listen(*port, *proto, cap),
+            FleetEntry::WriteDir(d) => self.add_write_dir(d, cap),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every workload's profile: learning, the verdict for each observation, the window,
 //! the caps, and keeping the profiles in the state directory.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
@@ -9,6 +9,7 @@ use std::{
 
 use super::{
     disk::{self, Stamp, StoredProfile},
+    fleet::{Fact, FleetEntry},
     profile::{Added, Profile, Proto, is_unprofiled_dir, trim_dir},
     workload::WorkloadId,
 };
@@ -27,6 +28,8 @@ pub struct ProfilesConfig {
     pub max_entries: usize,
     /// Most profiles kept; past it the least recently seen is evicted.
     pub max_profiles: usize,
+    /// Shared with the fleet through NATS JetStream; `None`: this node's own.
+    pub fleet: Option<super::fleet::FleetConfig>,
 }
 
 impl Default for ProfilesConfig {
@@ -37,6 +40,7 @@ impl Default for ProfilesConfig {
             learning_window: Duration::from_secs(3600),
             max_entries: 512,
             max_profiles: 1024,
+            fleet: None,
         }
     }
 }
@@ -75,6 +79,10 @@ struct Slot {
     dirty: bool,
     /// The file as this process last wrote or read it.
     written: Option<(PathBuf, Stamp)>,
+    /// The fleet's runtime marks of the profile's generation (slot starts), and the
+    /// runtime they add up to: the time any node saw the workload run.
+    marks: HashSet<u64>,
+    fleet_observed: Duration,
 }
 
 impl Slot {
@@ -85,8 +93,41 @@ impl Slot {
             advanced: 0,
             dirty: true,
             written: None,
+            marks: HashSet::new(),
+            fleet_observed: Duration::ZERO,
         }
     }
+
+    /// Starts the workload over at the fleet's newer `generation` (a fleet-wide reset).
+    fn regenerate(&mut self, generation: u64) {
+        self.profile = Profile {
+            generation,
+            ..Profile::default()
+        };
+        self.marks.clear();
+        self.fleet_observed = Duration::ZERO;
+        self.dirty = true;
+    }
+}
+
+/// What merging a fleet fact did to the local profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merged {
+    /// Known already, or of an older generation.
+    Nothing,
+    Changed,
+    /// The fleet's runtime closed the window, or the fleet froze the workload.
+    Froze,
+    /// A fleet-wide reset: learning again from nothing.
+    Reset,
+}
+
+/// A fact this node learned, for the fleet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Learned {
+    pub workload: WorkloadId,
+    pub generation: u64,
+    pub entry: FleetEntry,
 }
 
 type Hasher = foldhash::fast::RandomState;
@@ -103,6 +144,8 @@ pub struct Profiles {
     removed: Vec<PathBuf>,
     /// The state directory's stamp when a full scan found nothing changed by others.
     dir_stamp: Option<Stamp>,
+    /// What was newly learned, kept for the fleet when there is one.
+    learned: Option<Vec<Learned>>,
 }
 
 impl Profiles {
@@ -119,6 +162,7 @@ impl Profiles {
             evictions_profiles: 0,
             removed: Vec::new(),
             dir_stamp: None,
+            learned: None,
         };
         let Some(dir) = profiles.config.state_dir.clone() else {
             return profiles;
@@ -222,6 +266,7 @@ impl Profiles {
         w: &WorkloadId,
         has: impl FnOnce(&Profile) -> bool,
         add: impl FnOnce(&mut Profile, usize) -> Added,
+        entry: impl FnOnce() -> FleetEntry,
     ) -> Verdict {
         let cap = self.config.max_entries;
         // Known workloads take the one lookup of the fast path; only a new workload
@@ -243,7 +288,17 @@ impl Profiles {
         }
         match add(&mut slot.profile, cap) {
             Added::Known => {}
-            Added::Added => slot.dirty = true,
+            Added::Added => {
+                slot.dirty = true;
+                let generation = slot.profile.generation;
+                if let Some(learned) = &mut self.learned {
+                    learned.push(Learned {
+                        workload: w.clone(),
+                        generation,
+                        entry: entry(),
+                    });
+                }
+            }
             Added::Full => {
                 slot.profile.refused += 1;
                 slot.dirty = true;
@@ -259,6 +314,7 @@ impl Profiles {
             w,
             |p| p.executables.contains(exepath),
             |p, cap| p.add_executable(exepath, cap),
+            || FleetEntry::Executable(exepath.into()),
         )
     }
 
@@ -275,6 +331,13 @@ impl Profiles {
             w,
             |p| p.destinations.contains(host, port, proto),
             |p, cap| p.add_destination(host, port, proto, cap),
+            || {
+                FleetEntry::Destination(super::Destination {
+                    host: host.to_string(),
+                    port,
+                    proto,
+                })
+            },
         )
     }
 
@@ -284,6 +347,7 @@ impl Profiles {
             w,
             |p| p.listening.contains(&(port, proto)),
             |p, cap| p.add_listen(port, proto, cap),
+            || FleetEntry::Listen(port, proto),
         )
     }
 
@@ -298,6 +362,7 @@ impl Profiles {
             w,
             |p| p.write_dirs.contains(dir),
             |p, cap| p.add_write_dir(dir, cap),
+            || FleetEntry::WriteDir(dir.into()),
         )
     }
 
@@ -352,6 +417,101 @@ impl Profiles {
         }
     }
 
+    /// Keeps what is newly learned from here on, for [`Profiles::take_learned`].
+    pub fn keep_learned(&mut self) {
+        self.learned.get_or_insert_with(Vec::new);
+    }
+
+    /// Whether [`Profiles::take_learned`] has anything.
+    pub fn has_learned(&self) -> bool {
+        self.learned.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
+    /// What was newly learned since the last call.
+    pub fn take_learned(&mut self) -> Vec<Learned> {
+        self.learned
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The profile's fleet generation (0 for a workload never seen).
+    pub fn generation(&self, w: &WorkloadId) -> u64 {
+        self.slots.get(w).map_or(0, |s| s.profile.generation)
+    }
+
+    /// Merges a fact from the fleet into the local profile. Facts of a newer
+    /// generation start the profile over (a fleet-wide reset); older ones are ignored.
+    /// Within a generation learning only grows: entries are added (up to the cap,
+    /// refusals counted), runtime marks add up to the fleet's observed runtime, and a
+    /// freeze stays.
+    pub fn merge_fleet(&mut self, w: &WorkloadId, fact: &Fact) -> Merged {
+        let cap = self.config.max_entries;
+        let window = self.config.learning_window;
+        let generation = match fact {
+            Fact::State(s) => s.generation,
+            Fact::Entry { generation, .. } | Fact::Runtime { generation, .. } => *generation,
+        };
+        let slot = match self.slots.get_mut(w) {
+            Some(slot) => slot,
+            None => self.slot(w),
+        };
+        if generation < slot.profile.generation {
+            return Merged::Nothing;
+        }
+        let mut merged = Merged::Nothing;
+        if generation > slot.profile.generation {
+            slot.regenerate(generation);
+            merged = Merged::Reset;
+        }
+        let was_frozen = slot.profile.frozen;
+        let mut refused = false;
+        match fact {
+            Fact::State(state) => {
+                if state.frozen && !slot.profile.frozen {
+                    slot.profile.frozen = true;
+                    slot.dirty = true;
+                }
+            }
+            Fact::Entry { entry, .. } => match slot.profile.add_entry(entry, cap) {
+                Added::Known => {}
+                Added::Added => {
+                    slot.dirty = true;
+                    if merged == Merged::Nothing {
+                        merged = Merged::Changed;
+                    }
+                }
+                Added::Full => {
+                    slot.profile.refused += 1;
+                    slot.dirty = true;
+                    refused = true;
+                }
+            },
+            Fact::Runtime { start, secs, .. } => {
+                if slot.marks.insert(*start) {
+                    slot.fleet_observed += Duration::from_secs(*secs);
+                    if slot.fleet_observed > slot.profile.observed {
+                        slot.profile.observed = slot.fleet_observed;
+                        slot.dirty = true;
+                    }
+                    if !slot.profile.frozen && slot.profile.observed >= window {
+                        slot.profile.frozen = true;
+                    }
+                    if merged == Merged::Nothing {
+                        merged = Merged::Changed;
+                    }
+                }
+            }
+        }
+        if slot.profile.frozen && !was_frozen && merged != Merged::Reset {
+            merged = Merged::Froze;
+        }
+        if refused {
+            self.evictions_entries += 1;
+        }
+        merged
+    }
+
     /// Stops learning now (as `monitor profiles freeze` does).
     pub fn freeze(&mut self, w: &WorkloadId) -> bool {
         match self.slots.get_mut(w) {
@@ -368,7 +528,11 @@ impl Profiles {
     pub fn reset(&mut self, w: &WorkloadId) -> bool {
         match self.slots.get_mut(w) {
             Some(slot) => {
-                slot.profile = Profile::default();
+                // The fleet's generation stays: what is learned next still counts there.
+                slot.profile = Profile {
+                    generation: slot.profile.generation,
+                    ..Profile::default()
+                };
                 slot.dirty = true;
                 true
             }
@@ -436,7 +600,10 @@ impl Profiles {
             match disk::stamp(path) {
                 Ok(now) if now == *stamp => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    slot.profile = Profile::default();
+                    slot.profile = Profile {
+                        generation: slot.profile.generation,
+                        ..Profile::default()
+                    };
                     slot.written = None;
                     slot.dirty = true;
                 }

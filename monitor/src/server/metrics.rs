@@ -73,6 +73,15 @@ pub struct Metrics {
     pub profile_learning: Family<WorkloadLabel, Gauge>,
     pub profile_entries_refused: Counter,
     pub profiles_evicted: Counter,
+    pub fleet_connected: Gauge,
+    pub fleet_pending: Gauge,
+    pub fleet_published: Counter,
+    pub fleet_known: Counter,
+    pub fleet_publish_errors: Counter,
+    pub fleet_dropped: Counter,
+    pub fleet_refused: Counter,
+    pub fleet_received: Counter,
+    pub fleet_outages: Counter,
     pub process_misses: Counter,
     pub process_evictions: Counter,
     pub metadata_missing: Counter,
@@ -253,6 +262,51 @@ impl Default for Metrics {
                 r,
                 "profiles_evicted",
                 "Profiles dropped because there were profiles.max_profiles already"
+            ),
+            fleet_connected: register!(
+                r,
+                "profiles_fleet_connected",
+                "1 while the fleet store (profiles.fleet.url) is reachable, 0 during an outage"
+            ),
+            fleet_pending: register!(
+                r,
+                "profiles_fleet_pending",
+                "Learned facts waiting to be published to the fleet store"
+            ),
+            fleet_published: register!(
+                r,
+                "profiles_fleet_published",
+                "Facts this node published to the fleet store"
+            ),
+            fleet_known: register!(
+                r,
+                "profiles_fleet_known",
+                "Facts this node offered that another node had published already"
+            ),
+            fleet_publish_errors: register!(
+                r,
+                "profiles_fleet_publish_errors",
+                "Failed attempts to publish to the fleet store (the fact stays queued)"
+            ),
+            fleet_dropped: register!(
+                r,
+                "profiles_fleet_dropped",
+                "Facts dropped from a full queue (profiles.fleet.max_pending), offered again once the store is back"
+            ),
+            fleet_refused: register!(
+                r,
+                "profiles_fleet_refused",
+                "Facts the fleet bucket refused because it was full (profiles.fleet.max_bytes)"
+            ),
+            fleet_received: register!(
+                r,
+                "profiles_fleet_received",
+                "Facts received from the fleet store"
+            ),
+            fleet_outages: register!(
+                r,
+                "profiles_fleet_outages",
+                "Times the fleet store became unreachable for longer than a reconnect"
             ),
             process_misses: register!(
                 r,

@@ -207,3 +207,145 @@ fn corrupt_files_are_set_aside_and_start_over() {
     assert!(p.is_learning(&w));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod fleet {
+    use super::*;
+    use crate::profiles::fleet::{Fact, FleetEntry, FleetState};
+
+    fn exe(path: &str, generation: u64) -> Fact {
+        Fact::Entry {
+            generation,
+            entry: FleetEntry::Executable(path.as_bytes().into()),
+        }
+    }
+
+    fn mark(start: u64, generation: u64) -> Fact {
+        Fact::Runtime {
+            generation,
+            start,
+            secs: 20,
+        }
+    }
+
+    fn state(generation: u64, frozen: bool) -> Fact {
+        Fact::State(FleetState {
+            workload: web().to_string(),
+            generation,
+            frozen,
+        })
+    }
+
+    /// The profile as its file would hold it (less the time of writing).
+    fn stored(p: &Profiles) -> StoredProfile {
+        let mut s = StoredProfile::from_profile(&web(), p.profile(&web()).unwrap());
+        s.last_seen = 0;
+        s
+    }
+
+    #[test]
+    fn merging_is_the_same_in_any_order_and_repeated() {
+        let facts = [
+            exe("/bin/a", 0),
+            exe("/bin/b", 0),
+            mark(0, 0),
+            mark(20, 0),
+            mark(20, 0),
+            Fact::Entry {
+                generation: 0,
+                entry: FleetEntry::Listen(80, Proto::Tcp),
+            },
+        ];
+        let mut forward = Profiles::open(config(None));
+        for f in &facts {
+            forward.merge_fleet(&web(), f);
+        }
+        let mut backward = Profiles::open(config(None));
+        for f in facts.iter().rev().chain(facts.iter()) {
+            backward.merge_fleet(&web(), f);
+        }
+        assert_eq!(stored(&forward), stored(&backward));
+        let p = forward.profile(&web()).unwrap();
+        assert_eq!(p.executables.len(), 2);
+        // Two distinct slots of 20 s: a mark seen twice counts once.
+        assert_eq!(p.observed, Duration::from_secs(40));
+        assert!(!p.frozen);
+    }
+
+    #[test]
+    fn the_fleets_runtime_closes_the_window_and_a_freeze_stays() {
+        let mut p = Profiles::open(config(None));
+        assert_eq!(p.merge_fleet(&web(), &mark(0, 0)), Merged::Changed);
+        assert_eq!(p.merge_fleet(&web(), &mark(20, 0)), Merged::Changed);
+        // The window is 60 s: the third distinct slot closes it.
+        assert_eq!(p.merge_fleet(&web(), &mark(40, 0)), Merged::Froze);
+        assert!(!p.is_learning(&web()));
+        // A state still saying "learning" (written before the freeze) does not undo it.
+        assert_eq!(p.merge_fleet(&web(), &state(0, false)), Merged::Nothing);
+        assert!(!p.is_learning(&web()));
+        // An entry that raced the freeze is still merged: the fleet's union.
+        assert_eq!(p.merge_fleet(&web(), &exe("/bin/late", 0)), Merged::Changed);
+        assert_eq!(p.observe_exec(&web(), b"/bin/late"), Verdict::Known);
+        assert_eq!(p.observe_exec(&web(), b"/bin/new"), Verdict::New);
+    }
+
+    #[test]
+    fn a_newer_generation_starts_over_and_older_facts_no_longer_count() {
+        let mut p = Profiles::open(config(None));
+        p.keep_learned();
+        p.observe_exec(&web(), b"/bin/a");
+        let learned = p.take_learned();
+        assert_eq!(learned.len(), 1);
+        assert_eq!(learned[0].generation, 0);
+        assert_eq!(p.merge_fleet(&web(), &state(0, true)), Merged::Froze);
+        assert_eq!(p.merge_fleet(&web(), &state(1, false)), Merged::Reset);
+        assert!(p.is_learning(&web()));
+        assert_eq!(p.generation(&web()), 1);
+        assert_eq!(p.profile(&web()).unwrap().entries(), 0);
+        assert_eq!(p.merge_fleet(&web(), &exe("/bin/old", 0)), Merged::Nothing);
+        assert_eq!(p.profile(&web()).unwrap().entries(), 0);
+        // What is learned now belongs to the new generation.
+        p.observe_exec(&web(), b"/bin/b");
+        let learned = p.take_learned();
+        assert_eq!(
+            learned,
+            vec![Learned {
+                workload: web(),
+                generation: 1,
+                entry: FleetEntry::Executable(b"/bin/b".as_slice().into()),
+            }]
+        );
+        // A local reset keeps the generation.
+        p.reset(&web());
+        assert_eq!(p.generation(&web()), 1);
+        // An entry of a generation not announced yet implies the reset.
+        assert_eq!(p.merge_fleet(&web(), &exe("/bin/c", 2)), Merged::Reset);
+        assert_eq!(p.generation(&web()), 2);
+        assert_eq!(p.profile(&web()).unwrap().executables.len(), 1);
+    }
+
+    #[test]
+    fn fleet_entries_past_the_cap_are_refused_and_counted_and_not_republished() {
+        let mut p = Profiles::open(config(None));
+        p.keep_learned();
+        for name in ["/bin/a", "/bin/b", "/bin/c", "/bin/d"] {
+            p.merge_fleet(&web(), &exe(name, 0));
+        }
+        assert_eq!(p.profile(&web()).unwrap().executables.len(), 3);
+        assert_eq!(p.profile(&web()).unwrap().refused, 1);
+        assert_eq!(p.stats().evictions_entries, 1);
+        // Merged facts came from the fleet: nothing to publish back.
+        assert!(p.take_learned().is_empty());
+    }
+
+    #[test]
+    fn the_generation_survives_a_restart() {
+        let dir = temp_dir("fleet-generation");
+        let mut p = Profiles::open(config(Some(dir.clone())));
+        p.merge_fleet(&web(), &state(4, false));
+        p.merge_fleet(&web(), &exe("/bin/a", 4));
+        p.persist().unwrap();
+        let again = Profiles::open(config(Some(dir.clone())));
+        assert_eq!(again.generation(&web()), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
