@@ -169,7 +169,7 @@ impl FleetAdmin {
 
 /// `wl.<hash>` of a key.
 fn workload_hash(key: &str) -> &str {
-    key.splitn(3, '.').nth(1).unwrap_or("")
+    key.split('.').nth(1).unwrap_or("")
 }
 
 /// Runs one fleet command to completion from synchronous code.
