@@ -344,8 +344,110 @@ fn outages_lose_nothing_and_a_fleet_freeze_reaches_the_agent_within_seconds() {
     assert_eq!(alert["output_fields"]["proc.exepath"], "/opt/app/extra");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(profile_alerts(&node, &app).len(), 1);
+
+    // A fleet-wide reset: a new generation, the old facts purged, the agent learning
+    // again from nothing within seconds (so the new executable raises nothing more).
+    let out = fleet_cli(&url, &["reset", &w.workload]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("generation 1"), "{said}");
+    wait_until("the agent to follow the reset", Duration::from_secs(5), || {
+        (metric(&metrics(&node), &learning) == Some(1.0)).then_some(())
+    });
+    wait_fleet_show(&url, &w.workload, Duration::from_secs(10), |s| {
+        s.contains("state: learning") && !s.contains("/opt/app/one")
+    });
+    in_container(&app, &["/opt/app/one", "true"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(profile_alerts(&node, &app).len(), 1, "nothing is new while learning");
     node.stop();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The store over TLS with a private CA: `profiles.fleet.ca_file` in the settings file
+/// is what lets the agent in; without it the connection is refused, and said so.
+#[test]
+fn the_fleet_store_over_tls_needs_its_ca() {
+    let dir = std::env::temp_dir().join(unique("tls"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let file = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca_file = file("ca.pem", ca.pem());
+    let cert_file = file("server.pem", cert.pem());
+    let key_file = file("server.key", key.serialize_pem());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = file(
+        "nats.conf",
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
+             tls {{ cert_file: \"{}\"\n key_file: \"{}\" }}\n",
+            dir.join("store").display(),
+            cert_file.display(),
+            key_file.display()
+        ),
+    );
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(
+        Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server"),
+    );
+    wait_until("nats-server over TLS", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()
+            .then_some(())
+    });
+    let url = format!("nats://127.0.0.1:{port}");
+    let settings = file(
+        "monitor.yaml",
+        format!(
+            "profiles:\n  fleet:\n    url: {url}\n    replicas: 1\n    ca_file: {}\n",
+            ca_file.display()
+        ),
+    );
+    let with_ca = wait_until("a listing over TLS", Duration::from_secs(20), || {
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(["profiles", "--fleet", "--config", settings.to_str().unwrap(), "list"])
+            .output()
+            .unwrap();
+        out.status.success().then(|| text(&out))
+    });
+    assert!(with_ca.contains("no profiles in the fleet store"), "{with_ca}");
+    let without = fleet_cli(&url, &["list"]);
+    assert!(!without.status.success(), "{}", text(&without));
+    assert!(
+        text(&without).contains("cannot reach the fleet store"),
+        "{}",
+        text(&without)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two nodes learning one workload at the same moment, through the agent's own

@@ -25,3 +25,4 @@ pub mod resources;
 pub mod rules;
 pub mod sensor;
 pub mod server;
+pub mod signals;

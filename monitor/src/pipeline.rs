@@ -7,7 +7,6 @@ use std::{collections::BTreeMap, io, time::Duration};
 
 use anyhow::{Context as _, Result, anyhow};
 use serde::Serialize;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     container_stats::{Sampler, SamplerStats},
@@ -17,6 +16,7 @@ use crate::{
     profiles::{ProfilesStats, fleet::FleetStats, learner::Learner},
     rules::kernel_filter::KernelFilter,
     sensor::{Sensor, SensorConfig, decode::decode},
+    signals::{StopSignals, StoppedDuringStart},
 };
 
 /// Records handled per wake-up at most, so a burst is processed in bounded slices.
@@ -217,19 +217,31 @@ fn context_interest() -> Interest {
     )
 }
 
-/// Runs until a signal (or the sink fails); prints the totals line.
+/// Runs until SIGINT or SIGTERM (or the sink fails); prints the totals line. A stop
+/// during start-up ends it there: what was attached is detached, and the totals
+/// say what arrived until then.
 pub async fn run(
     config: PipelineConfig,
+    signals: &mut StopSignals,
     ready: impl FnOnce(&Sensor),
     sink: &mut impl Sink,
 ) -> Result<()> {
-    let mut sensor = Sensor::start(&config.sensor)?;
+    let Some(mut sensor) = start_sensor(&config.sensor, signals).await? else {
+        print_empty_totals()?;
+        return Ok(());
+    };
     let mut reader = sensor.take_reader()?;
     // Seeded after the programs are attached: a process started meanwhile is either in
     // /proc or has its events waiting in the ring buffer.
     let mut context = config.context.clone().map(Context::new);
-    if let Some(context) = &context {
-        context.wait_ready(Duration::from_secs(5)).await;
+    let mut stopping = signals.stop_requested();
+    if let Some(context) = &context
+        && !stopping
+    {
+        tokio::select! {
+            _ = context.wait_ready(Duration::from_secs(5)) => {}
+            _ = signals.stopped() => stopping = true,
+        }
     }
     let mut counts = Counts {
         received: BTreeMap::new(),
@@ -238,9 +250,6 @@ pub async fn run(
     // Announced after the first housekeeping (the first tick is immediate), so that
     // whoever waits for readiness finds the metrics already there.
     let mut ready = Some(ready);
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut ticker = tokio::time::interval(config.stats_interval);
     ticker.tick().await;
     let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
@@ -266,7 +275,7 @@ pub async fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut passed_on = Vec::with_capacity(MAX_BATCH);
     let mut failure = None;
-    loop {
+    while !stopping {
         let step = tokio::select! {
             read = reader.read_batch(MAX_BATCH, |bytes| batch.push(decode(bytes))) => Step::Read(read),
             _ = held_ready(&context) => Step::Release,
@@ -274,9 +283,9 @@ pub async fn run(
             _ = sampling.tick(), if extras.sampling && context.is_some() => Step::Sample,
             _ = ticker.tick() => Step::Tick,
             _ = housekeeping.tick() => Step::Housekeeping,
-            _ = sighup.recv() => Step::Reload,
-            _ = sigterm.recv() => Step::Stop,
-            _ = sigint.recv() => Step::Stop,
+            _ = signals.hup.recv() => Step::Reload,
+            _ = signals.term.recv() => Step::Stop,
+            _ = signals.int.recv() => Step::Stop,
         };
         match step {
             Step::Read(read) => {
@@ -375,7 +384,7 @@ pub async fn run(
                     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 }
             }
-            Step::Stop => break,
+            Step::Stop => stopping = true,
         }
     }
 
@@ -410,6 +419,46 @@ pub async fn run(
         Some(err) => Err(anyhow!("writing output: {err}")),
         None => Ok(()),
     }
+}
+
+/// Loads and attaches the kernel programs on a thread of their own (the verifier
+/// takes seconds), while SIGINT and SIGTERM are listened to: a stop makes the loading
+/// give up at its next step. `None`: stopped before the sensor was up.
+async fn start_sensor(config: &SensorConfig, signals: &mut StopSignals) -> Result<Option<Sensor>> {
+    if signals.stop_requested() {
+        return Ok(None);
+    }
+    let stop = signals.flag();
+    let config = config.clone();
+    let mut starting = tokio::task::spawn_blocking(move || Sensor::start_unless(&config, &stop));
+    let started = tokio::select! {
+        started = &mut starting => started,
+        _ = signals.stopped() => {
+            tracing::info!("stopping during start-up: detaching what was attached");
+            starting.await
+        }
+    };
+    match started.context("the sensor's start-up thread")? {
+        Ok(sensor) if signals.stop_requested() => {
+            drop(sensor);
+            Ok(None)
+        }
+        Ok(sensor) => Ok(Some(sensor)),
+        Err(err) if err.is::<StoppedDuringStart>() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// The totals of an agent stopped before its sensor was up: nothing sent, nothing
+/// received.
+fn print_empty_totals() -> Result<()> {
+    let totals = Totals {
+        kinds: BTreeMap::new(),
+        malformed: BTreeMap::new(),
+        context: None,
+    };
+    eprintln!("monitor: totals {}", serde_json::to_string(&totals)?);
+    Ok(())
 }
 
 fn deliver(

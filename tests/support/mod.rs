@@ -177,6 +177,11 @@ impl Monitor {
             .expect("the daemon logs its operations endpoint")
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: signalling our own, not yet reaped child.
         unsafe { libc::kill(self.child.id() as i32, signal) };

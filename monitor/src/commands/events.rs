@@ -4,6 +4,7 @@ use std::io::{self, BufWriter, StdoutLock, Write};
 use anyhow::Result;
 
 use crate::{
+    signals::StopSignals,
     cli::EventsArgs,
     clock::BootClock,
     config::Loaded,
@@ -51,6 +52,13 @@ impl Sink for JsonLines {
 }
 
 pub fn run(args: EventsArgs, loaded: Loaded) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut signals = {
+        let _inside = runtime.enter();
+        StopSignals::register()?
+    };
     let settings = &loaded.settings;
     let shown: KindSet = args.kinds.kinds.iter().copied().collect();
     // Profiles are the daemon's: streaming events learns nothing.
@@ -70,8 +78,5 @@ pub fn run(args: EventsArgs, loaded: Loaded) -> Result<()> {
     };
     let names: Vec<&str> = shown.iter().map(EventKind::name).collect();
     let ready = |_: &_| tracing::info!("sensor ready: streaming {} events", names.join(","));
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(pipeline::run(config, ready, &mut sink))
+    runtime.block_on(pipeline::run(config, &mut signals, ready, &mut sink))
 }

@@ -16,9 +16,18 @@ use crate::{
     event::EventKind,
     pipeline::{self, PipelineConfig},
     server::{self, Metrics},
+    signals::StopSignals,
 };
 
 pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
+    // First: a signal during the rest of start-up must stop the daemon cleanly.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut signals = {
+        let _inside = runtime.enter();
+        StopSignals::register()?
+    };
     let settings = loaded.settings;
     if let Some(file) = &loaded.file {
         tracing::info!("settings from {}", file.display());
@@ -77,10 +86,7 @@ pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
         metrics.health.set_ready(true, detail.clone());
         tracing::info!("monitor running: {detail}");
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(pipeline::run(config, ready, &mut daemon));
+    let result = runtime.block_on(pipeline::run(config, &mut signals, ready, &mut daemon));
     metrics
         .health
         .set_ready(false, "shutting down: delivering the last alerts".into());

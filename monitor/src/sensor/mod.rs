@@ -6,7 +6,10 @@ pub mod probes;
 pub mod reader;
 pub mod tracefs;
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
@@ -16,7 +19,7 @@ use aya::{
 use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, stat};
 use serde::Serialize;
 
-use crate::{event::EventKind, kinds::Interest};
+use crate::{event::EventKind, kinds::Interest, signals::StoppedDuringStart};
 pub use probes::ProbeReport;
 pub use reader::EventReader;
 
@@ -66,6 +69,20 @@ impl Sensor {
     /// Checks the prerequisites, loads the programs with this kernel's offsets and
     /// attaches the sources of the requested kinds.
     pub fn start(config: &SensorConfig) -> Result<Self> {
+        Self::start_unless(config, &AtomicBool::new(false))
+    }
+
+    /// [`Sensor::start`], given up between its steps (each source attached is one)
+    /// once `stop` is set: the error is then [`StoppedDuringStart`], and whatever was
+    /// attached is detached as the half-made sensor is dropped.
+    pub fn start_unless(config: &SensorConfig, stop: &AtomicBool) -> Result<Self> {
+        let check = || -> Result<()> {
+            if stop.load(Ordering::Relaxed) {
+                Err(StoppedDuringStart.into())
+            } else {
+                Ok(())
+            }
+        };
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(anyhow!(
@@ -81,11 +98,13 @@ impl Sensor {
         }
         validate_ring_buffer_size(config.ring_buffer_bytes)?;
         raise_memlock_limit();
+        check()?;
         let offsets = btf::KernelLayout::open(&config.btf)?.offsets()?;
         // Parsing BTF takes tens of MiB that are free again now; hand them back so the
         // daemon's resident size reflects what it keeps.
         // SAFETY: malloc_trim only releases free heap pages.
         unsafe { libc::malloc_trim(0) };
+        check()?;
         let tracefs = tracefs::ensure_mounted()?;
         let mut ebpf = load_object(&offsets, config.ring_buffer_bytes)?;
         forward_kernel_logs(&mut ebpf);
@@ -98,7 +117,7 @@ impl Sensor {
             kernel: probes::KernelEnv::new(&tracefs, &config.btf).with_absent_members(&offsets),
             tried: vec![false; probes::SOURCES.len()],
         };
-        sensor.set_interest(config.interest)?;
+        sensor.attach_interest(config.interest, stop)?;
         Ok(sensor)
     }
 
@@ -108,9 +127,16 @@ impl Sensor {
     /// nothing to attaching; a syscall source nothing wanted is never attached, so a
     /// busy syscall no rule names costs nothing.
     pub fn set_interest(&mut self, interest: Interest) -> Result<()> {
+        self.attach_interest(interest, &AtomicBool::new(false))
+    }
+
+    fn attach_interest(&mut self, interest: Interest, stop: &AtomicBool) -> Result<()> {
         for (i, source) in probes::SOURCES.iter().enumerate() {
             if self.tried[i] || !source.serves(interest) {
                 continue;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(StoppedDuringStart.into());
             }
             self.tried[i] = true;
             let report = probes::attach_source(&mut self.ebpf, &self.kernel, source)?;

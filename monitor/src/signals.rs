@@ -1,0 +1,79 @@
+//! SIGINT and SIGTERM stop the agent at any moment, SIGHUP reloads.
+//!
+//! The handlers are installed first thing, before anything slow starts: until then a
+//! signal would meet whatever the agent inherited, which is "die at once" (no detach,
+//! no totals) or, for a background job of a non-interactive shell, "ignore" (the agent
+//! runs on). Slow start-up steps that block a thread check [`StopSignals::flag`]
+//! between their parts; async ones are selected against [`StopSignals::stopped`].
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{Context, Result};
+use futures_util::FutureExt;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+pub struct StopSignals {
+    pub term: Signal,
+    pub int: Signal,
+    pub hup: Signal,
+    flag: Arc<AtomicBool>,
+}
+
+impl StopSignals {
+    /// Must be called inside a tokio runtime (it registers with its signal driver).
+    pub fn register() -> Result<StopSignals> {
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing the {name} handler"))
+        };
+        Ok(StopSignals {
+            term: listen(SignalKind::terminate(), "SIGTERM")?,
+            int: listen(SignalKind::interrupt(), "SIGINT")?,
+            hup: listen(SignalKind::hangup(), "SIGHUP")?,
+            flag: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Whether SIGINT or SIGTERM came (now or before), without waiting.
+    pub fn stop_requested(&mut self) -> bool {
+        if self.flag.load(Ordering::Relaxed) {
+            return true;
+        }
+        let came = self.term.recv().now_or_never().is_some()
+            || self.int.recv().now_or_never().is_some();
+        if came {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+        came
+    }
+
+    /// Waits for SIGINT or SIGTERM.
+    pub async fn stopped(&mut self) {
+        if self.flag.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Set once a stop was asked for: blocking start-up work checks it.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+}
+
+/// What blocking start-up work returns when a stop came before it finished.
+#[derive(Debug)]
+pub struct StoppedDuringStart;
+
+impl std::fmt::Display for StoppedDuringStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by a signal during start-up")
+    }
+}
+
+impl std::error::Error for StoppedDuringStart {}
