@@ -351,15 +351,21 @@ fn outages_lose_nothing_and_a_fleet_freeze_reaches_the_agent_within_seconds() {
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("generation 1"), "{said}");
-    wait_until("the agent to follow the reset", Duration::from_secs(5), || {
-        (metric(&metrics(&node), &learning) == Some(1.0)).then_some(())
-    });
+    wait_until(
+        "the agent to follow the reset",
+        Duration::from_secs(5),
+        || (metric(&metrics(&node), &learning) == Some(1.0)).then_some(()),
+    );
     wait_fleet_show(&url, &w.workload, Duration::from_secs(10), |s| {
         s.contains("state: learning") && !s.contains("/opt/app/one")
     });
     in_container(&app, &["/opt/app/one", "true"]);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(profile_alerts(&node, &app).len(), 1, "nothing is new while learning");
+    assert_eq!(
+        profile_alerts(&node, &app).len(),
+        1,
+        "nothing is new while learning"
+    );
     node.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -434,12 +440,21 @@ fn the_fleet_store_over_tls_needs_its_ca() {
     );
     let with_ca = wait_until("a listing over TLS", Duration::from_secs(20), || {
         let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .args(["profiles", "--fleet", "--config", settings.to_str().unwrap(), "list"])
+            .args([
+                "profiles",
+                "--fleet",
+                "--config",
+                settings.to_str().unwrap(),
+                "list",
+            ])
             .output()
             .unwrap();
         out.status.success().then(|| text(&out))
     });
-    assert!(with_ca.contains("no profiles in the fleet store"), "{with_ca}");
+    assert!(
+        with_ca.contains("no profiles in the fleet store"),
+        "{with_ca}"
+    );
     let without = fleet_cli(&url, &["list"]);
     assert!(!without.status.success(), "{}", text(&without));
     assert!(

@@ -304,6 +304,10 @@ pub async fn run(
                     failure = Some(err);
                     break;
                 }
+                // Under a storm the ring buffer is never empty, so this loop would never
+                // wait and the runtime would never look at its signal driver: a stop
+                // would go unseen. One yield per batch lets it look.
+                tokio::task::yield_now().await;
             }
             Step::Release => {
                 let result = deliver_held(&mut context, &mut passed_on, &mut extras, false, sink);
@@ -389,8 +393,35 @@ pub async fn run(
     }
 
     // Stop producing, then take everything still in the buffer so the totals add up.
-    sensor.detach();
+    // Detaching waits for the kernel's grace periods, program after program (the
+    // kernel serialises them); the backlog is drained and delivered meanwhile, and
+    // once more after, for what programs running at the stop still wrote.
+    let stopping_at = std::time::Instant::now();
+    let mut drained = 0;
+    std::thread::scope(|scope| {
+        let detaching = scope.spawn(|| sensor.detach());
+        reader.drain(|bytes| batch.push(decode(bytes)));
+        drained += batch.len();
+        if failure.is_none()
+            && let Err(err) = deliver(
+                &mut batch,
+                &mut counts,
+                &mut context,
+                &mut passed_on,
+                &mut extras,
+                sink,
+            )
+        {
+            failure = Some(err);
+        }
+        let _ = detaching.join();
+    });
     reader.drain(|bytes| batch.push(decode(bytes)));
+    drained += batch.len();
+    tracing::debug!(
+        "stopping: programs detached and {drained} records drained in {:?}",
+        stopping_at.elapsed()
+    );
     if failure.is_none()
         && let Err(err) = deliver(
             &mut batch,

@@ -40,8 +40,8 @@ impl StopSignals {
         if self.flag.load(Ordering::Relaxed) {
             return true;
         }
-        let came = self.term.recv().now_or_never().is_some()
-            || self.int.recv().now_or_never().is_some();
+        let came =
+            self.term.recv().now_or_never().is_some() || self.int.recv().now_or_never().is_some();
         if came {
             self.flag.store(true, Ordering::Relaxed);
         }

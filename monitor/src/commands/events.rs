@@ -4,7 +4,6 @@ use std::io::{self, BufWriter, StdoutLock, Write};
 use anyhow::Result;
 
 use crate::{
-    signals::StopSignals,
     cli::EventsArgs,
     clock::BootClock,
     config::Loaded,
@@ -12,6 +11,7 @@ use crate::{
     kinds::Interest,
     output::event_json::{EnrichedJson, EventJson},
     pipeline::{self, Item, PipelineConfig, Sink},
+    signals::StopSignals,
 };
 
 /// Writes the kinds the user asked for as JSON lines (the kernel may capture more, for
