@@ -203,10 +203,12 @@ fn resource_rules_fire_on_real_limits_and_not_on_an_idle_container() {
         &scanner,
         Duration::from_secs(20),
     );
+    // The rule fires at the first sample past its threshold (50 a minute), which on
+    // a busy machine comes before all 100 connects are done.
     assert!(
         fanout["output_fields"]["container.failed_connects_per_min"]
             .as_u64()
-            .is_some_and(|n| n >= 100),
+            .is_some_and(|n| n >= 50),
         "{fanout}"
     );
 

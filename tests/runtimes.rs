@@ -210,7 +210,46 @@ fn ctr_run_container_in_the_default_namespace_carries_its_name_and_image() {
         "/etc/passwd",
     ]);
     let exec = in_container(&monitor, &name, "exec of cat", |e| is_exec_of(e, "cat"));
+    // A namespace made after the agent started (here by importing the image into
+    // it): its first container is still known, with its image, from its first
+    // process on (containerd reports the container before its task starts).
+    let fresh = format!("monitor-fresh-{}", std::process::id());
+    let tar = support::runtimes::saved_images();
+    ctr(&["-n", &fresh, "images", "import", tar.to_str().unwrap()]);
+    let fresh_name = format!("monitor-ctr-fresh-{}", std::process::id());
+    ctr(&[
+        "-n",
+        &fresh,
+        "run",
+        "--rm",
+        &format!("docker.io/{IMAGE}"),
+        &fresh_name,
+        "/bin/cat",
+        "/etc/passwd",
+    ]);
+    let fresh_exec = in_container(
+        &monitor,
+        &fresh_name,
+        "exec of cat in a fresh namespace",
+        |e| is_exec_of(e, "cat"),
+    );
+    let _ = std::process::Command::new("ctr")
+        .args(["--address", CONTAINERD_SOCKET, "-n", &fresh, "images", "rm"])
+        .arg(format!("docker.io/{IMAGE}"))
+        .output();
+    let _ = std::process::Command::new("ctr")
+        .args(["--address", CONTAINERD_SOCKET, "namespaces", "rm", &fresh])
+        .output();
     monitor.stop();
+    assert_eq!(
+        fresh_exec["container"]["runtime"], "containerd",
+        "{fresh_exec}"
+    );
+    assert_eq!(
+        fresh_exec["container"]["image"],
+        format!("docker.io/{IMAGE}"),
+        "{fresh_exec}"
+    );
     let c = &exec["container"];
     assert_eq!(c["runtime"], "containerd", "{exec}");
     assert_eq!(c["name"], name.as_str(), "{exec}");

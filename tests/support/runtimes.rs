@@ -41,7 +41,7 @@ fn run(program: &str, args: &[&str]) -> String {
 }
 
 /// `docker save` of the test image and the pause image, made once per run.
-fn saved_images() -> PathBuf {
+pub fn saved_images() -> PathBuf {
     docker::ensure_image();
     let tar = std::env::temp_dir().join(format!("monitor-images-{}.tar", std::process::id()));
     if tar.exists() {
