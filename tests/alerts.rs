@@ -593,15 +593,7 @@ fn file_rotation_keeps_count_and_removes_oldest() {
 /// returns its port and the CA's PEM. Records every POSTed body.
 fn https_receiver(bodies: Arc<Mutex<Vec<Value>>>) -> (u16, String) {
     use http_body_util::BodyExt;
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
+    let support::TestCa { ca_pem, cert, key } = support::private_ca("127.0.0.1");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -655,7 +647,7 @@ fn https_receiver(bodies: Arc<Mutex<Vec<Value>>>) -> (u16, String) {
             }
         });
     });
-    (port, ca.pem())
+    (port, ca_pem)
 }
 
 fn https_sink(port: u16, ca_file: Option<PathBuf>) -> SinkConfig {

@@ -68,22 +68,6 @@ impl Daemon {
     }
 }
 
-/// The body of GET /metrics.
-fn metrics(address: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("the metrics endpoint");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map_or(response.clone(), |(_, b)| b.to_string())
-}
-
 fn in_container(container: &str, argv: &[&str]) -> bool {
     Command::new("docker")
         .arg("exec")
@@ -307,7 +291,7 @@ fn a_frozen_profile_flags_exactly_the_new_executable_and_destination_across_a_re
     let metric_line = |name: &str| format!("{name}{{workload=\"{workload}\"}}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let body = metrics(daemon.monitor.endpoint());
+        let body = daemon.monitor.metrics();
         let learning = body
             .lines()
             .find(|l| l.contains(&metric_line("profile_learning")))

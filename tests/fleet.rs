@@ -175,23 +175,6 @@ fn profile_alerts(monitor: &Monitor, container: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The body of GET /metrics.
-fn metrics(monitor: &Monitor) -> String {
-    use std::io::{Read, Write};
-    let address = monitor.endpoint();
-    let mut stream = std::net::TcpStream::connect(address).expect("the metrics endpoint");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map_or(response.clone(), |(_, b)| b.to_string())
-}
-
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -244,7 +227,7 @@ fn a_fresh_node_judges_a_workload_the_fleet_learned_from_its_first_event() {
     std::thread::sleep(Duration::from_secs(1));
     let all = profile_alerts(&node_b, &second);
     assert_eq!(all.len(), 1, "only the new executable: {all:#?}");
-    let body = metrics(&node_b);
+    let body = node_b.metrics();
     assert!(
         metric(&body, "monitor_profiles_fleet_received_total").is_some_and(|n| n > 0.0),
         "{body}"
@@ -295,7 +278,7 @@ fn outages_lose_nothing_and_a_fleet_freeze_reaches_the_agent_within_seconds() {
     node.wait_for_log("is unreachable");
     // The metrics follow at the agent's next second.
     let body = wait_until("the outage in the metrics", Duration::from_secs(5), || {
-        let body = metrics(&node);
+        let body = node.metrics();
         (metric(&body, "monitor_profiles_fleet_connected") == Some(0.0)).then_some(body)
     });
     assert_eq!(
@@ -330,7 +313,7 @@ fn outages_lose_nothing_and_a_fleet_freeze_reaches_the_agent_within_seconds() {
     wait_until(
         "the agent to follow the freeze",
         Duration::from_secs(5),
-        || (metric(&metrics(&node), &learning) == Some(0.0)).then_some(()),
+        || (metric(&node.metrics(), &learning) == Some(0.0)).then_some(()),
     );
     eprintln!(
         "fleet freeze followed by the agent in {:.2} s",
@@ -354,7 +337,7 @@ fn outages_lose_nothing_and_a_fleet_freeze_reaches_the_agent_within_seconds() {
     wait_until(
         "the agent to follow the reset",
         Duration::from_secs(5),
-        || (metric(&metrics(&node), &learning) == Some(1.0)).then_some(()),
+        || (metric(&node.metrics(), &learning) == Some(1.0)).then_some(()),
     );
     wait_fleet_show(&url, &w.workload, Duration::from_secs(10), |s| {
         s.contains("state: learning") && !s.contains("/opt/app/one")
@@ -377,23 +360,15 @@ fn the_fleet_store_over_tls_needs_its_ca() {
     let dir = std::env::temp_dir().join(unique("tls"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
+    let ca = support::private_ca("127.0.0.1");
     let file = |name: &str, text: String| {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
     };
-    let ca_file = file("ca.pem", ca.pem());
-    let cert_file = file("server.pem", cert.pem());
-    let key_file = file("server.key", key.serialize_pem());
+    let ca_file = file("ca.pem", ca.ca_pem.clone());
+    let cert_file = file("server.pem", ca.cert.pem());
+    let key_file = file("server.key", ca.key.serialize_pem());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -66,6 +66,20 @@ impl StopSignals {
     }
 }
 
+/// The agent's runtime (one thread: the pipeline is one loop) with the signals
+/// registered in it: what `monitor run` and `monitor events` make first.
+pub fn runtime_with_signals() -> Result<(tokio::runtime::Runtime, StopSignals)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _inside = runtime.enter();
+        StopSignals::register()?
+    };
+    Ok((runtime, signals))
+}
+
 /// What blocking start-up work returns when a stop came before it finished.
 #[derive(Debug)]
 pub struct StoppedDuringStart;

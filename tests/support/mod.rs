@@ -177,6 +177,23 @@ impl Monitor {
             .expect("the daemon logs its operations endpoint")
     }
 
+    /// The body of the agent's GET /metrics (Prometheus text).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let address = self.endpoint();
+        let mut stream = std::net::TcpStream::connect(address).expect("the metrics endpoint");
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+            .split_once("\r\n\r\n")
+            .map_or(response.clone(), |(_, b)| b.to_string())
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -298,4 +315,28 @@ pub fn boot_ns_now() -> u64 {
     // SAFETY: a valid timespec pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A private CA made for this run and a server certificate it signed for `host`.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+pub fn private_ca(host: &str) -> TestCa {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    TestCa {
+        ca_pem: ca.pem(),
+        cert,
+        key,
+    }
 }

@@ -13,28 +13,20 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::storms::{BENCH_IMAGE, Daemon, ensure_image};
+use crate::{
+    stats_bench::Containers,
+    storms::{BENCH_IMAGE, Daemon, ensure_image},
+};
 
 const SETTLE: Duration = Duration::from_secs(15);
 const MEASURE: Duration = Duration::from_secs(60);
 
-/// The bench's containers and image tags, removed also when the bench fails.
-struct Workloads {
-    containers: Vec<String>,
-    images: Vec<String>,
-}
+/// The bench's image tags, removed also when the bench fails.
+struct Images(Vec<String>);
 
-impl Drop for Workloads {
+impl Drop for Images {
     fn drop(&mut self) {
-        for chunk in self.containers.chunks(50) {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(chunk)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        for chunk in self.images.chunks(50) {
+        for chunk in self.0.chunks(50) {
             let _ = Command::new("docker")
                 .arg("rmi")
                 .args(chunk)
@@ -121,10 +113,9 @@ pub fn store_traffic(workloads: usize) -> Result<String> {
     ensure_image()?;
     let nats = start_nats()?;
     let id = std::process::id();
-    let mut bench = Workloads {
-        containers: Vec::new(),
-        images: Vec::new(),
-    };
+    // Declared first, dropped last: the containers go before their images.
+    let mut images = Images(Vec::new());
+    let mut containers = Containers(Vec::new());
     for i in 0..workloads {
         let image = format!("monitor-bench/fleet-{id}-{i}:v1");
         let status = Command::new("docker")
@@ -133,7 +124,7 @@ pub fn store_traffic(workloads: usize) -> Result<String> {
         if !status.success() {
             bail!("docker tag {image} failed");
         }
-        bench.images.push(image);
+        images.0.push(image);
     }
     let rules = std::env::temp_dir().join("monitor-bench-fleet.yaml");
     std::fs::write(
@@ -157,13 +148,13 @@ pub fn store_traffic(workloads: usize) -> Result<String> {
     .to_vec();
     let daemon = Daemon::start(&args, false)?;
     let started = Instant::now();
-    for (i, image) in bench.images.clone().iter().enumerate() {
+    for (i, image) in images.0.iter().enumerate() {
         let name = format!("monitor-bench-fleet-{id}-{i}");
         let status = Command::new("docker")
             .args(["run", "-d", "--name", &name, image, "/bin/sleep", "3600"])
             .stdout(Stdio::null())
             .status()?;
-        bench.containers.push(name.clone());
+        containers.0.push(name.clone());
         if !status.success() {
             bail!("docker run {name} failed");
         }

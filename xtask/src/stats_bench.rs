@@ -19,7 +19,7 @@ const INTERVAL_SECS: u64 = 1;
 const DEFAULT_INTERVAL_SECS: u64 = 10;
 
 /// Removes the bench's containers, also when the bench fails.
-struct Containers(Vec<String>);
+pub struct Containers(pub Vec<String>);
 
 impl Drop for Containers {
     fn drop(&mut self) {

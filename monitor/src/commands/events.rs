@@ -11,7 +11,7 @@ use crate::{
     kinds::Interest,
     output::event_json::{EnrichedJson, EventJson},
     pipeline::{self, Item, PipelineConfig, Sink},
-    signals::StopSignals,
+    signals,
 };
 
 /// Writes the kinds the user asked for as JSON lines (the kernel may capture more, for
@@ -52,13 +52,7 @@ impl Sink for JsonLines {
 }
 
 pub fn run(args: EventsArgs, loaded: Loaded) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut signals = {
-        let _inside = runtime.enter();
-        StopSignals::register()?
-    };
+    let (runtime, mut signals) = signals::runtime_with_signals()?;
     let settings = &loaded.settings;
     let shown: KindSet = args.kinds.kinds.iter().copied().collect();
     // Profiles are the daemon's: streaming events learns nothing.

@@ -16,18 +16,12 @@ use crate::{
     event::EventKind,
     pipeline::{self, PipelineConfig},
     server::{self, Metrics},
-    signals::StopSignals,
+    signals,
 };
 
 pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
     // First: a signal during the rest of start-up must stop the daemon cleanly.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut signals = {
-        let _inside = runtime.enter();
-        StopSignals::register()?
-    };
+    let (runtime, mut signals) = signals::runtime_with_signals()?;
     let settings = loaded.settings;
     if let Some(file) = &loaded.file {
         tracing::info!("settings from {}", file.display());

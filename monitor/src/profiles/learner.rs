@@ -18,7 +18,7 @@ use std::{
 
 use super::{
     HostBuf, Profiles, ProfilesConfig, ProfilesStats, Proto, Verdict, WorkloadId,
-    fleet::{Change, Fleet, FleetEntry, FleetStats, FleetUpdate, Reach, keys::slot_secs},
+    fleet::{Change, Fact, Fleet, FleetEntry, FleetStats, FleetUpdate, Reach, keys::slot_secs},
     host_key,
     store::Merged,
     workload_of,
@@ -64,6 +64,9 @@ struct FleetLink {
     held: VecDeque<(Arc<WorkloadId>, EnrichedEvent)>,
     /// The last runtime slot marked for each workload.
     marked: HashMap<Arc<WorkloadId>, u64>,
+    /// While a workload's watch hands over what the store holds: the entries seen, so
+    /// that only what the fleet lacks is offered afterwards.
+    initial: HashMap<Arc<WorkloadId>, HashSet<FleetEntry>>,
     slot_secs: u64,
     /// The fleet's `dropped` count when this node last offered all it knows again.
     resent_at: u64,
@@ -85,6 +88,7 @@ impl Learner {
             sync: HashMap::new(),
             held: VecDeque::new(),
             marked: HashMap::new(),
+            initial: HashMap::new(),
             resent_at: 0,
         });
         let mut profiles = Profiles::open(config);
@@ -135,6 +139,7 @@ impl Learner {
             return;
         }
         link.fleet.watch(id.clone());
+        link.initial.insert(id.clone(), HashSet::new());
         let wait = (link.fleet.reach() != Reach::Down)
             .then(|| Instant::now() + link.fleet.config().first_event_wait);
         link.sync.insert(id.clone(), wait);
@@ -162,12 +167,18 @@ impl Learner {
     fn apply(&mut self, update: FleetUpdate) {
         let Some(link) = &mut self.fleet else { return };
         let id = update.workload;
+        if let (Change::Fact(Fact::Entry { entry, .. }), Some(seen)) =
+            (&update.change, link.initial.get_mut(&id))
+        {
+            seen.insert(entry.clone());
+        }
         match update.change {
             Change::Synced => {
                 link.sync.insert(id.clone(), None);
-                // What this node knows goes to the fleet too (learned while the store
-                // was away, or before a restart): facts it has are not repeated.
-                offer_all(link, &self.profiles, &id);
+                // What this node knows and the fleet lacks (learned while the store was
+                // away, or before a restart) goes to the fleet too.
+                let has = link.initial.remove(&id).unwrap_or_default();
+                offer_all(link, &self.profiles, &id, &has);
             }
             Change::Fact(fact) => match self.profiles.merge_fleet(&id, &fact) {
                 Merged::Froze => {
@@ -355,12 +366,27 @@ impl Learner {
                 link.fleet.freeze(id.clone(), generation);
             }
         }
+        // Watches follow the local profiles: one evicted (profiles.max_profiles) is
+        // watched no more, so their number stays bounded however many workloads come
+        // and go.
+        let evicted: Vec<Arc<WorkloadId>> = link
+            .sync
+            .iter()
+            .filter(|(id, wait)| wait.is_none() && self.profiles.profile(id).is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in evicted {
+            link.fleet.unwatch(id.clone());
+            link.sync.remove(&id);
+            link.marked.remove(&id);
+            link.initial.remove(&id);
+        }
         let stats = link.fleet.stats();
         if stats.dropped > link.resent_at && stats.connected && stats.pending == 0 {
             link.resent_at = stats.dropped;
             let ids: Vec<Arc<WorkloadId>> = link.sync.keys().cloned().collect();
             for id in ids {
-                offer_all(link, &self.profiles, &id);
+                offer_all(link, &self.profiles, &id, &HashSet::new());
             }
         }
     }
@@ -389,13 +415,15 @@ impl Learner {
     }
 }
 
-/// Offers the fleet every entry of the workload's local profile.
-fn offer_all(link: &FleetLink, profiles: &Profiles, id: &WorkloadId) {
+/// Offers the fleet every entry of the workload's local profile but those it `has`.
+fn offer_all(link: &FleetLink, profiles: &Profiles, id: &WorkloadId, has: &HashSet<FleetEntry>) {
     let Some(profile) = profiles.profile(id) else {
         return;
     };
     for entry in FleetEntry::all_of(profile) {
-        link.fleet.publish(id, profile.generation, &entry);
+        if !has.contains(&entry) {
+            link.fleet.publish(id, profile.generation, &entry);
+        }
     }
 }
 

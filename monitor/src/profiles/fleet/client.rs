@@ -208,6 +208,11 @@ impl Link {
             Command::Watch(workload) => {
                 self.watched.entry(workload).or_insert(None);
             }
+            Command::Unwatch(workload) => {
+                if let Some(Some(watcher)) = self.watched.remove(&workload) {
+                    watcher.abort();
+                }
+            }
             Command::Create { key, value } => {
                 if self.queued.contains(&key) {
                     self.counters.pending.fetch_sub(1, Ordering::Relaxed);

@@ -180,6 +180,8 @@ pub enum Change {
 enum Command {
     /// Watch the workload's keys (first the ones there, then every change).
     Watch(Arc<WorkloadId>),
+    /// Stop watching (the local profile was evicted).
+    Unwatch(Arc<WorkloadId>),
     /// Create the key unless it exists: a learned fact or a runtime mark.
     Create { key: String, value: Vec<u8> },
     /// Stop learning fleet-wide, if the state is still at this generation.
@@ -224,6 +226,10 @@ impl Fleet {
 
     pub fn watch(&self, workload: Arc<WorkloadId>) {
         let _ = self.commands.send(Command::Watch(workload));
+    }
+
+    pub fn unwatch(&self, workload: Arc<WorkloadId>) {
+        let _ = self.commands.send(Command::Unwatch(workload));
     }
 
     /// Queues a fact this node learned.
