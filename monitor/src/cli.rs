@@ -54,7 +54,7 @@ pub enum Command {
     /// from.
     Config(commands::config::ConfigCmdArgs),
     /// List, show, reset and freeze the behaviour each workload learned (the
-    /// profiles in the state directory).
+    /// profiles in the state directory, or with --fleet those the fleet shares).
     Profiles(commands::profiles::ProfilesCmdArgs),
 }
 

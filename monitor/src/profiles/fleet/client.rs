@@ -117,6 +117,8 @@ pub(super) async fn run(
         Ok(options) => options,
         Err(err) => {
             tracing::error!("profiles: fleet store off: {err:#}");
+            // Nothing will come: first events must not wait for it.
+            counters.set_reach(Reach::Down);
             return;
         }
     };
@@ -145,6 +147,7 @@ pub(super) async fn run(
                 "profiles: fleet store off: cannot use profiles.fleet.url `{}`: {err}",
                 config.url
             );
+            counters.set_reach(Reach::Down);
             return;
         }
     };
