@@ -13,7 +13,11 @@ use crate::{
     context::{Context, ContextConfig, ContextStats, EnrichedEvent, host::HostRoot},
     event::{Event, EventKind},
     kinds::Interest,
-    profiles::{ProfilesStats, fleet::FleetStats, learner::Learner},
+    profiles::{
+        ProfilesStats,
+        fleet::FleetStats,
+        learner::{Admission, Learner},
+    },
     rules::kernel_filter::KernelFilter,
     sensor::{Sensor, SensorConfig, decode::decode},
     signals::{StopSignals, StoppedDuringStart},
@@ -166,19 +170,19 @@ impl Extras {
 
     /// Counts the event for its container, shows it to its workload's profile and
     /// hands it to the sink (unless it waits for the fleet's profile).
-    fn pass_on(&mut self, enriched: EnrichedEvent, sink: &mut impl Sink) -> io::Result<()> {
+    fn pass_on(&mut self, mut enriched: EnrichedEvent, sink: &mut impl Sink) -> io::Result<()> {
         if self.sampling
             && let Some(sampler) = &mut self.sampler
         {
             sampler.observe(&enriched);
         }
-        match &mut self.learner {
-            Some(learner) => {
-                learner.admit(enriched, &mut self.passed);
-                self.send_passed(sink)
-            }
-            None => sink.accept(Item::Enriched(enriched)),
+        if let Some(learner) = &mut self.learner
+            && let Admission::Wait(workload) = learner.admit(&mut enriched)
+        {
+            learner.hold(workload, enriched);
+            return Ok(());
         }
+        sink.accept(Item::Enriched(enriched))
     }
 
     /// Events that waited for the fleet and may go now (all at `shutdown`).

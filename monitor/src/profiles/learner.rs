@@ -46,6 +46,15 @@ pub struct Learner {
     fleet: Option<FleetLink>,
 }
 
+/// What [`Learner::admit`] did with an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Judged by its workload's profile (or it has none): pass it on.
+    Judged,
+    /// Its workload's first events wait for the fleet's profile: hold it.
+    Wait(Arc<WorkloadId>),
+}
+
 /// A container's workload, and whether its events may pass without asking the
 /// fleet link (its workload's fleet profile is in, or no longer waited for), so that
 /// the event path stays one lookup once a container is settled.
@@ -103,32 +112,36 @@ impl Learner {
         }
     }
 
-    /// Shows `event` to its workload's profile and passes it on to `out`, unless its
-    /// workload's first events are waiting for the fleet's profile: then it waits
-    /// with them (see [`Learner::wake`] and [`Learner::release`]).
-    pub fn admit(&mut self, mut event: EnrichedEvent, out: &mut Vec<EnrichedEvent>) {
+    /// Shows `event` to its workload's profile and notes the verdict on it, unless its
+    /// workload's first events are waiting for the fleet's profile: then the event
+    /// goes to [`Learner::hold`] to wait with them (see [`Learner::wake`] and
+    /// [`Learner::release`]). Takes the event by reference, so the common path moves
+    /// nothing.
+    pub fn admit(&mut self, event: &mut EnrichedEvent) -> Admission {
         if event.container.is_host() {
-            out.push(event);
-            return;
+            return Admission::Judged;
         }
         let Some((id, settled)) = self.workload(&event.container) else {
-            out.push(event);
-            return;
+            return Admission::Judged;
         };
         if !settled {
             self.see(&id);
-            if let Some(link) = &mut self.fleet
-                && link.waiting(&id)
-            {
-                link.held.push_back((id, event));
-                return;
+            if self.fleet.as_ref().is_some_and(|link| link.waiting(&id)) {
+                return Admission::Wait(id);
             }
             if let Some(known) = self.workloads.get_mut(&event.container.id) {
                 known.settled = true;
             }
         }
-        self.judge(&mut event, id);
-        out.push(event);
+        self.judge(event, id);
+        Admission::Judged
+    }
+
+    /// Keeps an event [`Learner::admit`] said must wait, behind the others waiting.
+    pub fn hold(&mut self, workload: Arc<WorkloadId>, event: EnrichedEvent) {
+        if let Some(link) = &mut self.fleet {
+            link.held.push_back((workload, event));
+        }
     }
 
     /// A workload seen for the first time since the start: its fleet profile is
