@@ -224,18 +224,13 @@ impl Learner {
         if link.held.is_empty() {
             return;
         }
-        let mut still = VecDeque::new();
-        let held = std::mem::take(&mut link.held);
-        for (id, mut event) in held {
-            if self.fleet.as_ref().is_some_and(|l| l.waiting(&id)) {
-                still.push_back((id, event));
-            } else {
-                self.annotate(&mut event);
-                out.push(event);
-            }
-        }
-        if let Some(link) = &mut self.fleet {
-            link.held = still;
+        let (free, still): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut link.held)
+            .into_iter()
+            .partition(|(id, _)| !link.waiting(id));
+        link.held = still;
+        for (_, mut event) in free {
+            self.annotate(&mut event);
+            out.push(event);
         }
     }
 

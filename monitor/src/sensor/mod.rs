@@ -222,8 +222,9 @@ impl Sensor {
             return;
         }
         // Each detach waits for the kernel's grace periods (tens of ms, more under
-        // load); detaches on several threads wait for the same ones, so a stop takes
-        // a fraction of the time one after the other would.
+        // load). The kernel serialises much of that, but detaches on several threads
+        // still overlap some of it: 17 programs under an open storm took 0.75 s this
+        // way against 1.1 s one after the other (tests/signals.rs).
         let per_thread = programs.len().div_ceil(DETACH_THREADS);
         std::thread::scope(|scope| {
             for chunk in programs.chunks_mut(per_thread) {
