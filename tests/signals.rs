@@ -129,10 +129,24 @@ fn sigint_at_any_moment_stops_within_two_seconds_and_leaves_nothing_attached() {
             stderr.contains("monitor: totals {"),
             "SIGINT at {when:?}: no totals\n{stderr}"
         );
+        // Bounded does not mean uncounted: every record the kernel sent was read,
+        // judged or (past the stop's budget) counted as unjudged.
+        let totals: Value = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("monitor: totals "))
+            .map(|t| serde_json::from_str(t).unwrap())
+            .unwrap();
+        for (kind, t) in totals["kinds"].as_object().unwrap() {
+            assert_eq!(
+                t["sent"], t["received"],
+                "SIGINT at {when:?}, {kind}: {totals}"
+            );
+        }
         let detail = stderr
             .lines()
-            .find(|l| l.contains("stopping"))
-            .unwrap_or_default();
+            .filter(|l| l.contains("stopping"))
+            .collect::<Vec<_>>()
+            .join("; ");
         eprintln!("SIGINT at {when:?} (storm: {storm}): stopped in {took:?}; {detail}");
         assert_eq!(
             left_behind(),

@@ -26,6 +26,10 @@ use crate::{
 /// Records handled per wake-up at most, so a burst is processed in bounded slices.
 const MAX_BATCH: usize = 4096;
 
+/// How long a stop goes on judging what is left in the ring buffer. Stopping within
+/// 2 s is promised; the detach runs alongside and takes about a second here.
+const STOP_JUDGING_BUDGET: Duration = Duration::from_millis(800);
+
 /// What the pipeline hands on: the bare event, or the event with its context.
 pub enum Item {
     Raw(Event),
@@ -126,6 +130,8 @@ pub struct KindTotals {
     pub errors: u64,
     /// Dropped in the kernel by the filter: no active rule could match them.
     pub filtered: u64,
+    /// Received at a stop after its judging budget ran out: read, never judged.
+    pub unjudged: u64,
 }
 
 enum Step {
@@ -144,6 +150,8 @@ enum Step {
 
 struct Counts {
     received: BTreeMap<EventKind, u64>,
+    /// Read at a stop after its judging budget ran out (also counted as received).
+    unjudged: BTreeMap<EventKind, u64>,
     malformed: BTreeMap<String, u64>,
 }
 
@@ -249,6 +257,7 @@ pub async fn run(
     }
     let mut counts = Counts {
         received: BTreeMap::new(),
+        unjudged: BTreeMap::new(),
         malformed: BTreeMap::new(),
     };
     // Announced after the first housekeeping (the first tick is immediate), so that
@@ -396,48 +405,60 @@ pub async fn run(
         }
     }
 
-    // Stop producing, then take everything still in the buffer so the totals add up.
-    // Detaching waits for the kernel's grace periods, program after program (the
-    // kernel serialises them); the backlog is drained and delivered meanwhile, and
-    // once more after, for what programs running at the stop still wrote.
+    // Stop producing at once (the kinds are switched off), then detach, which waits
+    // for the kernel's grace periods program after program. Meanwhile the backlog is
+    // drained and judged, until the detach is over and the buffer empty. A stop is
+    // bounded: what a storm left in the buffer past the judging budget is read and
+    // counted as unjudged, not judged.
     let stopping_at = std::time::Instant::now();
+    if let Err(err) = sensor.quiesce() {
+        tracing::warn!("could not switch the kernel's events off before detaching: {err:#}");
+    }
     let mut drained = 0;
     std::thread::scope(|scope| {
         let detaching = scope.spawn(|| sensor.detach());
-        reader.drain(|bytes| batch.push(decode(bytes)));
-        drained += batch.len();
-        if failure.is_none()
-            && let Err(err) = deliver(
-                &mut batch,
-                &mut counts,
-                &mut context,
-                &mut passed_on,
-                &mut extras,
-                sink,
-            )
-        {
-            failure = Some(err);
+        loop {
+            let detached = detaching.is_finished();
+            let read = reader.drain(MAX_BATCH, |bytes| batch.push(decode(bytes)));
+            drained += read;
+            if failure.is_none() && stopping_at.elapsed() < STOP_JUDGING_BUDGET {
+                if let Err(err) = deliver(
+                    &mut batch,
+                    &mut counts,
+                    &mut context,
+                    &mut passed_on,
+                    &mut extras,
+                    sink,
+                ) {
+                    failure = Some(err);
+                }
+            } else {
+                count_unjudged(&mut batch, &mut counts);
+            }
+            // Read after the detach was over: that read took the last records.
+            if detached && read < MAX_BATCH {
+                break;
+            }
+            if read == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
-        let _ = detaching.join();
     });
-    reader.drain(|bytes| batch.push(decode(bytes)));
-    drained += batch.len();
     tracing::debug!(
         "stopping: programs detached and {drained} records drained in {:?}",
         stopping_at.elapsed()
     );
+    let unjudged: u64 = counts.unjudged.values().sum();
+    if unjudged > 0 {
+        tracing::warn!(
+            "stopping: {unjudged} records read but not judged: the stop's judging budget \
+             ({STOP_JUDGING_BUDGET:?}) ran out (counted as unjudged in the totals)"
+        );
+    }
     if failure.is_none()
-        && let Err(err) = deliver(
-            &mut batch,
-            &mut counts,
-            &mut context,
-            &mut passed_on,
-            &mut extras,
-            sink,
-        )
-        .and_then(|()| deliver_held(&mut context, &mut passed_on, &mut extras, true, sink))
-        .and_then(|()| extras.release(true, sink))
-        .and_then(|()| sink.flush())
+        && let Err(err) = deliver_held(&mut context, &mut passed_on, &mut extras, true, sink)
+            .and_then(|()| extras.release(true, sink))
+            .and_then(|()| sink.flush())
     {
         failure = Some(err);
     }
@@ -525,6 +546,22 @@ fn deliver(
         }
     }
     Ok(())
+}
+
+/// Counts what a stop read but had no time left to judge.
+fn count_unjudged(
+    batch: &mut Vec<Result<Event, crate::sensor::decode::DecodeError>>,
+    counts: &mut Counts,
+) {
+    for record in batch.drain(..) {
+        match record {
+            Ok(event) => {
+                *counts.received.entry(event.kind()).or_default() += 1;
+                *counts.unjudged.entry(event.kind()).or_default() += 1;
+            }
+            Err(err) => *counts.malformed.entry(err.to_string()).or_default() += 1,
+        }
+    }
 }
 
 async fn held_ready(context: &Option<Context>) {
@@ -649,6 +686,7 @@ fn print_totals(sensor: &Sensor, counts: &Counts, context: Option<ContextStats>)
                 dropped: c.dropped,
                 errors: c.errors,
                 filtered: c.filtered,
+                unjudged: counts.unjudged.get(&kind).copied().unwrap_or(0),
             },
         );
     }

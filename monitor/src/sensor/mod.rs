@@ -168,13 +168,17 @@ impl Sensor {
             self.probes.push(report);
         }
         let kinds = interest.kinds();
+        self.switch_kinds(|kind| kinds.contains(kind))
+    }
+
+    fn switch_kinds(&mut self, on: impl Fn(EventKind) -> bool) -> Result<()> {
         let mut switches: Array<_, u32> = Array::try_from(
             self.ebpf
                 .map_mut("KIND_ENABLED")
                 .context("map KIND_ENABLED missing")?,
         )?;
         for &kind in EventKind::ALL {
-            switches.set(kind.id() as u32, u32::from(kinds.contains(kind)), 0)?;
+            switches.set(kind.id() as u32, u32::from(on(kind)), 0)?;
         }
         Ok(())
     }
@@ -211,6 +215,13 @@ impl Sensor {
             ));
         }
         Ok(out)
+    }
+
+    /// Switches every kind off: the programs return at their first check from now on,
+    /// so a stop is not chased by a storm while the programs are detached (which takes
+    /// the kernel a grace period per program).
+    pub fn quiesce(&mut self) -> Result<()> {
+        self.switch_kinds(|_| false)
     }
 
     /// Detaches every program so no new records arrive; what is already in the ring

@@ -74,9 +74,9 @@ impl EventReader {
         }
     }
 
-    /// Reads whatever is in the buffer now, without waiting.
-    pub fn drain(&mut self, mut handle: impl FnMut(&[u8])) -> usize {
-        drain_ring(self.ring.get_mut(), usize::MAX, &mut handle)
+    /// Reads up to `max` of the records in the buffer now, without waiting.
+    pub fn drain(&mut self, max: usize, mut handle: impl FnMut(&[u8])) -> usize {
+        drain_ring(self.ring.get_mut(), max, &mut handle)
     }
 }
 
