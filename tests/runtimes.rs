@@ -344,6 +344,38 @@ const FALCO_INCUBATING_RULES: &str = concat!(
     "/../../shared/falco-rules/falco-incubating_rules.yaml"
 );
 
+/// Runs `command` in a container of each runtime (Docker, Podman, containerd's own
+/// `default` namespace), named `names` in that order, with `mode` (`--rm`, `-d`).
+fn run_on_every_runtime(podman: &Podman, mode: &str, names: [&str; 3], command: &[&str]) {
+    let [docker_name, podman_name, ctr_name] = names;
+    support::docker::docker(&[&["run", mode, "--name", docker_name, IMAGE][..], command].concat());
+    let podman_image = format!("localhost/{IMAGE}");
+    podman.run(
+        &[
+            &["run", mode, "--name", podman_name, &podman_image][..],
+            command,
+        ]
+        .concat(),
+    );
+    let ctr_image = format!("docker.io/{IMAGE}");
+    ctr(&[
+        &["-n", "default", "run", mode, &ctr_image, ctr_name][..],
+        command,
+    ]
+    .concat());
+}
+
+/// The alert names container `name`, of image `repository:v2`.
+fn assert_container(alert: &Value, name: &str, repository: &str) {
+    let fields = &alert["output_fields"];
+    assert_eq!(fields["container.name"], name, "{alert}");
+    assert_eq!(
+        fields["container.image"],
+        format!("{repository}:v2"),
+        "{alert}"
+    );
+}
+
 /// The first alert of `rule` whose `output_fields` name container `name`.
 fn alerts_for(monitor: &Monitor, rule: &str, name: &str) -> Value {
     monitor.wait_for(&format!("{rule} for {name}"), |a| {
@@ -367,27 +399,12 @@ fn short_lived_containers_of_every_runtime_alert_with_full_metadata() {
         format!("monitor-shadow-ctr-{tag}"),
     );
     let read_shadow = ["cat", "/etc/shadow"];
-    support::docker::docker(
-        &[
-            &["run", "--rm", "--name", &docker_name, IMAGE][..],
-            &read_shadow[..],
-        ]
-        .concat(),
-    );
-    let podman_image = format!("localhost/{IMAGE}");
-    podman.run(
-        &[
-            &["run", "--rm", "--name", &podman_name, &podman_image][..],
-            &read_shadow,
-        ]
-        .concat(),
-    );
-    let ctr_image = format!("docker.io/{IMAGE}");
-    ctr(&[
-        &["-n", "default", "run", "--rm", &ctr_image, &ctr_name][..],
+    run_on_every_runtime(
+        &podman,
+        "--rm",
+        [&docker_name, &podman_name, &ctr_name],
         &read_shadow,
-    ]
-    .concat());
+    );
     let pod = run_pod("shadow-0", "payments", &["cat", "/etc/shadow"]);
     const RULE: &str = "Password database read in container";
     let expected = [
@@ -403,13 +420,8 @@ fn short_lived_containers_of_every_runtime_alert_with_full_metadata() {
     monitor.stop();
     remove_pod(&pod);
     for ((name, repository), alert) in expected.iter().zip(&alerts) {
+        assert_container(alert, name, repository);
         let fields = &alert["output_fields"];
-        assert_eq!(fields["container.name"], *name, "{alert}");
-        assert_eq!(
-            fields["container.image"],
-            format!("{repository}:v2"),
-            "{alert}"
-        );
         assert_eq!(fields["container.image.repository"], *repository, "{alert}");
         assert_eq!(fields["container.image.tag"], "v2", "{alert}");
         assert_eq!(fields["fd.name"], "/etc/shadow", "{alert}");
@@ -578,4 +590,163 @@ fn cri_only_client_describes_pods_from_a_real_cri_server() {
     assert_eq!(c["pod"]["namespace"], "batch", "{exec}");
     assert_eq!(c["pod"]["labels"], json!({"app": "shop-web"}), "{exec}");
     assert_eq!(c["host_network"], true, "{exec}");
+}
+
+/// Resumes a stopped process when dropped, so a failing test never leaves dockerd
+/// frozen for the tests after it.
+struct Frozen(i32);
+
+impl Frozen {
+    fn freeze(pid: i32) -> Self {
+        // SAFETY: plain signals to a process of this machine.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGSTOP) },
+            0,
+            "SIGSTOP {pid}"
+        );
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Containers that ran before the agent started, one per runtime, each with a shell
+/// that reads /etc/shadow every 100 ms: the first alerts after start-up carry each
+/// container's name and image. The readers are shells older than the agent (found in
+/// /proc), and containerd names its own containers only by namespace and name
+/// (`/default/NAME`): the process table is seeded once every runtime has answered its
+/// first listing. dockerd is frozen (SIGSTOP) while the agent starts and thawed 3 s
+/// later: the agent is not ready before Docker has answered.
+#[test]
+fn first_events_after_start_up_carry_the_metadata_of_every_runtime() {
+    let _serial = serial();
+    let _containerd = Containerd::start();
+    let podman = Podman::start();
+    let tag = std::process::id();
+    let (docker_name, podman_name, ctr_name) = (
+        format!("monitor-early-docker-{tag}"),
+        format!("monitor-early-podman-{tag}"),
+        format!("monitor-early-ctr-{tag}"),
+    );
+    // `read` is the shell's own: the open is the long-lived shell's, never a new exec's.
+    let reader = [
+        "sh",
+        "-c",
+        "while :; do read l </etc/shadow; sleep 0.1; done",
+    ];
+    run_on_every_runtime(
+        &podman,
+        "-d",
+        [&docker_name, &podman_name, &ctr_name],
+        &reader,
+    );
+    let cleanup = Cleanup(|| {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &docker_name])
+            .output();
+        // Podman's own guard removes its containers.
+        remove_ctr_container(&ctr_name);
+    });
+
+    let dockerd: i32 = String::from_utf8(
+        std::process::Command::new("pidof")
+            .arg("dockerd")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .split_whitespace()
+    .next()
+    .expect("dockerd runs (cargo xtask setup starts it)")
+    .parse()
+    .unwrap();
+    let frozen = Frozen::freeze(dockerd);
+    let thaw = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(frozen);
+        std::time::Instant::now()
+    });
+    let monitor = Monitor::run(&["--rules", DEFAULT_RULES]);
+    let ready_at = std::time::Instant::now();
+    let thawed_at = thaw.join().unwrap();
+    assert!(
+        ready_at > thawed_at,
+        "ready {:?} before dockerd was thawed",
+        thawed_at - ready_at
+    );
+
+    const RULE: &str = "Password database read in container";
+    let expected = [
+        (docker_name.as_str(), "monitor-test/busybox"),
+        (podman_name.as_str(), "localhost/monitor-test/busybox"),
+        (ctr_name.as_str(), "docker.io/monitor-test/busybox"),
+    ];
+    let alerts: Vec<Value> = expected
+        .iter()
+        .map(|(name, _)| alerts_for(&monitor, RULE, name))
+        .collect();
+    let log = monitor.stderr_lines();
+    monitor.stop();
+    drop(cleanup);
+
+    for ((name, repository), alert) in expected.iter().zip(&alerts) {
+        assert_container(alert, name, repository);
+        let fields = &alert["output_fields"];
+        assert_eq!(fields["proc.name"], "sh", "{alert}");
+        assert_eq!(fields["fd.name"], "/etc/shadow", "{alert}");
+    }
+    // The first listings were answered, and only then was the agent ready.
+    let running = log
+        .iter()
+        .position(|l| l.contains("monitor running"))
+        .expect("running line");
+    for runtime in ["docker", "containerd", "podman"] {
+        let answered = log
+            .iter()
+            .position(|l| {
+                l.contains(&format!("{runtime} at ")) && l.contains("answered its first listing")
+            })
+            .unwrap_or_else(|| panic!("no first listing from {runtime}:\n{}", log.join("\n")));
+        assert!(
+            answered < running,
+            "{runtime} answered after ready:\n{}",
+            log.join("\n")
+        );
+    }
+}
+
+/// Runs its closure when dropped: containers are removed even when an assertion
+/// fails, so no later test (or run) finds them.
+struct Cleanup<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Cleanup<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+/// Kills a `ctr run -d` container's task, waits until containerd has reaped it, then
+/// removes the container.
+fn remove_ctr_container(name: &str) {
+    let ctr = |args: &[&str]| {
+        std::process::Command::new("ctr")
+            .args(["--address", CONTAINERD_SOCKET, "-n", "default"])
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    ctr(&["task", "kill", "-s", "SIGKILL", name]);
+    for _ in 0..100 {
+        if ctr(&["task", "rm", name]) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ctr(&["containers", "rm", name]);
 }

@@ -26,9 +26,12 @@ use crate::{
 /// Records handled per wake-up at most, so a burst is processed in bounded slices.
 const MAX_BATCH: usize = 4096;
 
+/// How long readiness waits for the container runtimes' first listings.
+const RUNTIMES_CAP: Duration = Duration::from_secs(5);
+
 /// How long a stop goes on judging what is left in the ring buffer. Stopping within
 /// 2 s is promised; the detach runs alongside and takes about a second here.
-const STOP_JUDGING_BUDGET: Duration = Duration::from_millis(800);
+const STOP_JUDGING_BUDGET: Duration = Duration::from_millis(1200);
 
 /// What the pipeline hands on: the bare event, or the event with its context.
 pub enum Item {
@@ -238,21 +241,25 @@ pub async fn run(
     ready: impl FnOnce(&Sensor),
     sink: &mut impl Sink,
 ) -> Result<()> {
+    // The runtimes list their containers while the programs load.
+    let mut context = config.context.clone().map(Context::new);
     let Some(mut sensor) = start_sensor(&config.sensor, signals).await? else {
         print_empty_totals()?;
         return Ok(());
     };
     let mut reader = sensor.take_reader()?;
-    // Seeded after the programs are attached: a process started meanwhile is either in
-    // /proc or has its events waiting in the ring buffer.
-    let mut context = config.context.clone().map(Context::new);
     let mut stopping = signals.stop_requested();
-    if let Some(context) = &context
+    if let Some(context) = &mut context
         && !stopping
     {
         tokio::select! {
-            _ = context.wait_ready(Duration::from_secs(5)) => {}
+            _ = context.wait_runtimes(RUNTIMES_CAP) => {}
             _ = signals.stopped() => stopping = true,
+        }
+        // Seeded after the programs are attached: a process started meanwhile is either
+        // in /proc or has its events waiting in the ring buffer.
+        if !stopping {
+            context.seed_processes();
         }
     }
     let mut counts = Counts {

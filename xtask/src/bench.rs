@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the rule engine's throughput ([`crate::engine_bench`]), then the
 //! sensor's cost as ratios against a baseline measured in the same run (absolute
-//! timings on shared machines are too noisy to compare): the daemon storms
-//! ([`crate::storms`]) and the agent's memory.
+//! timings on shared machines are too noisy to compare): the time to ready
+//! ([`crate::startup_bench`]), the daemon storms ([`crate::storms`]) and the agent's
+//! memory.
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -35,6 +36,12 @@ pub struct BenchArgs {
     /// Only the fleet store's traffic per node (a real nats-server).
     #[arg(long)]
     fleet_only: bool,
+    /// Only the time from start to ready.
+    #[arg(long)]
+    startup_only: bool,
+    /// Rounds of the time to ready (0 skips it).
+    #[arg(long, default_value_t = 5)]
+    startup_rounds: usize,
     /// Learning workloads for the fleet store's traffic (0 skips it).
     #[arg(long, default_value_t = 100)]
     fleet_workloads: usize,
@@ -53,7 +60,8 @@ pub struct BenchArgs {
 const ALL_KINDS: &[&str] = &["events", "--kinds", "exec,fork,exit,connect,open"];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if !args.no_engine && !args.hold_only && !args.stats_only && !args.fleet_only {
+    let only_one = args.hold_only || args.stats_only || args.fleet_only || args.startup_only;
+    if !args.no_engine && !only_one {
         crate::engine_bench::run()?;
     }
     if args.engine_only {
@@ -95,6 +103,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if args.startup_only {
+        step(&format!("time to ready, {} rounds", args.startup_rounds));
+        print!(
+            "{}",
+            crate::startup_bench::time_to_ready(args.startup_rounds)?
+        );
+        return Ok(());
+    }
+    let startup = if args.startup_rounds > 0 {
+        step(&format!("time to ready, {} rounds", args.startup_rounds));
+        Some(crate::startup_bench::time_to_ready(args.startup_rounds)?)
+    } else {
+        None
+    };
     let storms = daemon_storms(args.storm, args.repeat)?;
     let hold = if args.hold_containers > 0 {
         step(&format!(
@@ -134,6 +156,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     println!();
     print!("{storms}");
+    if let Some(startup) = startup {
+        println!();
+        print!("{startup}");
+    }
     if let Some(hold) = hold {
         println!();
         print!("{hold}");

@@ -7,6 +7,7 @@ mod fleet_bench;
 mod hold_bench;
 mod kernels;
 mod setup;
+mod startup_bench;
 mod stats_bench;
 mod storms;
 mod util;

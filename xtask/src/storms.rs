@@ -616,6 +616,8 @@ pub struct Daemon {
     stderr: BufReader<std::process::ChildStderr>,
     /// Each marker alert's latency, and whether its line said `in-container`.
     latencies: Arc<Mutex<Vec<(Duration, bool)>>>,
+    /// What it logged up to its ready line.
+    pub start_log: Vec<String>,
 }
 
 impl Daemon {
@@ -655,17 +657,23 @@ impl Daemon {
             });
         }
         let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
-        let mut line = String::new();
+        let mut start_log = Vec::new();
         loop {
-            line.clear();
+            let mut line = String::new();
             if stderr.read_line(&mut line)? == 0 {
-                bail!("monitor exited before it was ready");
+                bail!(
+                    "monitor exited before it was ready:\n{}",
+                    start_log.join("")
+                );
             }
-            if line.contains("sensor ready") || line.contains("monitor running") {
+            let ready = line.contains("sensor ready") || line.contains("monitor running");
+            start_log.push(line);
+            if ready {
                 return Ok(Self {
                     child,
                     stderr,
                     latencies,
+                    start_log,
                 });
             }
         }

@@ -155,15 +155,16 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context and seeds the process table from /proc. Call within a
-    /// tokio runtime: the Docker client runs as a task.
+    /// Builds the context and starts watching the runtimes (the process table is seeded
+    /// by [`Context::seed_processes`]). Call within a tokio runtime: the runtime clients
+    /// run as tasks.
     pub fn new(config: ContextConfig) -> Self {
         let host = HostRoot::new(&config.host_root);
         let boot_id = std::fs::read_to_string(host.path("/proc/sys/kernel/random/boot_id"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         let runtimes_answered = Arc::new(Notify::new());
-        let mut context = Self {
+        Self {
             ns_per_tick: 1_000_000_000 / procfs::ticks_per_second(),
             processes: ProcessTable::new(config.process_cap, config.exited_grace),
             cgroups: CgroupPaths::new(&host),
@@ -186,9 +187,7 @@ impl Context {
             boot_id,
             host,
             config,
-        };
-        context.bootstrap();
-        context
+        }
     }
 
     /// The host's cgroups: events from them are the kernel filter's host scope.
@@ -205,12 +204,57 @@ impl Context {
         }
     }
 
-    /// Waits (bounded) for the runtime metadata of the containers that exist now, so
-    /// the first events already carry it.
-    pub async fn wait_ready(&self, timeout: Duration) {
+    /// Waits (at most `cap`, all runtimes at once) until every watched runtime has
+    /// answered its first listing or is known to be down, so the first events already
+    /// carry their containers' metadata. A runtime still silent at the cap is named in
+    /// a warning: its containers get their metadata once it answers.
+    pub async fn wait_runtimes(&self, cap: Duration) {
+        let started = Instant::now();
+        futures_util::future::join_all(self.runtimes.iter().map(|r| r.wait_synced(cap))).await;
         for runtime in &self.runtimes {
-            runtime.wait_synced(timeout).await;
+            let name = runtime.runtime.name();
+            if runtime.is_synced() {
+                tracing::info!(
+                    "{name} at {} answered its first listing: {} containers described (ready \
+                     waited {:?} for the runtimes)",
+                    runtime.socket,
+                    runtime.described(),
+                    started.elapsed()
+                );
+            } else if !runtime.is_down() {
+                tracing::warn!(
+                    "{name} at {} has not answered its first listing in {cap:?}: ready without \
+                     it; its containers get their metadata when it answers",
+                    runtime.socket
+                );
+            }
         }
+    }
+
+    /// Seeds the table with every process that exists now, so processes older than the
+    /// agent have the same context (and the same exec ids) as new ones. After the
+    /// runtimes' first listings: a process of a container that only its runtime can
+    /// name (containerd's `/default/web`) is then found in it, not on the host.
+    pub fn seed_processes(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.host.path("/proc")) else {
+            tracing::warn!("cannot read /proc: processes older than the agent lack context");
+            return;
+        };
+        let mut snapshots: Vec<procfs::ProcSnapshot> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| procfs::snapshot(&self.host, pid))
+            .collect();
+        // Parents before children, so each finds its parent's exec id.
+        snapshots.sort_by_key(|s| s.start_ticks);
+        for snapshot in snapshots {
+            self.insert_snapshot(snapshot);
+            self.bootstrapped += 1;
+        }
+        tracing::info!(
+            "process table seeded with {} processes from /proc",
+            self.bootstrapped
+        );
     }
 
     /// Each watched runtime, with its socket and its counters.
@@ -234,30 +278,6 @@ impl Context {
                     })
             })
         })
-    }
-
-    /// Seeds the table with every process that exists now, so processes older than the
-    /// agent have the same context (and the same exec ids) as new ones.
-    fn bootstrap(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.host.path("/proc")) else {
-            tracing::warn!("cannot read /proc: processes older than the agent lack context");
-            return;
-        };
-        let mut snapshots: Vec<procfs::ProcSnapshot> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(|pid| procfs::snapshot(&self.host, pid))
-            .collect();
-        // Parents before children, so each finds its parent's exec id.
-        snapshots.sort_by_key(|s| s.start_ticks);
-        for snapshot in snapshots {
-            self.insert_snapshot(snapshot);
-            self.bootstrapped += 1;
-        }
-        tracing::info!(
-            "process table seeded with {} processes from /proc",
-            self.bootstrapped
-        );
     }
 
     fn insert_snapshot(&mut self, s: procfs::ProcSnapshot) -> Arc<ProcessInfo> {

@@ -124,10 +124,12 @@ impl Sensor {
         let attached_at = std::time::Instant::now();
         sensor.attach_interest(config.interest, stop)?;
         tracing::info!(
-            "sensor start-up: kernel layout from BTF in {layout_took:.0?}, maps and programs \
-             prepared in {prepare_took:.0?}, {} sources loaded and attached in {:.0?}",
+            "sensor start-up: kernel layout from BTF in {} ms, maps and programs prepared in \
+             {} ms, {} sources loaded and attached in {} ms",
+            layout_took.as_millis(),
+            prepare_took.as_millis(),
             sensor.probes.len(),
-            attached_at.elapsed()
+            attached_at.elapsed().as_millis()
         );
         Ok(sensor)
     }

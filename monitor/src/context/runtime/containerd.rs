@@ -53,21 +53,36 @@ impl RuntimeApi for ContainerdApi {
     }
 
     async fn changes(&self, client: &ContainerdClient) -> anyhow::Result<Changes> {
-        let events = EventsClient::new(client.channel.clone())
-            .subscribe(SubscribeRequest {
-                filters: vec![
-                    r#"topic=="/containers/create""#.to_string(),
-                    r#"topic=="/containers/delete""#.to_string(),
-                ],
-            })
-            .await
-            .context("subscribing to containerd's events")?
-            .into_inner();
-        Ok(events
+        let mut events = EventsClient::new(client.channel.clone());
+        let request = SubscribeRequest {
+            filters: vec![
+                r#"topic=="/containers/create""#.to_string(),
+                r#"topic=="/containers/delete""#.to_string(),
+            ],
+        };
+        // containerd sends the stream's headers only with its first event: awaiting the
+        // subscription here would hold the first listing (and readiness) until some
+        // container is created. A task of its own subscribes at once; the stream waits
+        // for it.
+        let subscribed = tokio::spawn(async move { events.subscribe(request).await });
+        tokio::task::yield_now().await;
+        let envelopes = futures_util::stream::once(subscribed).flat_map(|joined| {
+            match joined
+                .map_err(anyhow::Error::from)
+                .and_then(|subscribed| subscribed.context("subscribing to containerd's events"))
+            {
+                Ok(response) => response
+                    .into_inner()
+                    .map(|envelope| envelope.map_err(anyhow::Error::from))
+                    .left_stream(),
+                Err(err) => futures_util::stream::once(async move { Err(err) }).right_stream(),
+            }
+        });
+        Ok(envelopes
             .filter_map(|envelope| async move {
                 let envelope = match envelope {
                     Ok(envelope) => envelope,
-                    Err(status) => return Some(Err(status.into())),
+                    Err(err) => return Some(Err(err)),
                 };
                 let event = envelope.event?;
                 match envelope.topic.as_str() {

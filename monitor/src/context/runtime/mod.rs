@@ -305,9 +305,7 @@ impl MetadataSource {
         let wait = async {
             loop {
                 let changed = self.changed.notified();
-                if self.stats.synced.load(Ordering::Relaxed)
-                    || self.stats.down.load(Ordering::Relaxed)
-                {
+                if self.is_synced() || self.is_down() {
                     return;
                 }
                 changed.await;
@@ -318,6 +316,16 @@ impl MetadataSource {
 
     pub fn is_down(&self) -> bool {
         self.stats.down.load(Ordering::Relaxed)
+    }
+
+    /// The containers of the last (re)connection are all described.
+    pub fn is_synced(&self) -> bool {
+        self.stats.synced.load(Ordering::Relaxed)
+    }
+
+    /// How many containers this runtime has described.
+    pub fn described(&self) -> usize {
+        lock(&self.cache).len()
     }
 }
 
