@@ -205,6 +205,7 @@ fn prepare(container: &str) {
         "ssh",
         "ss",
         "logrotate",
+        "strace",
     ] {
         docker(&["cp", &tool, &format!("{container}:/opt/tools/{name}")]);
     }
@@ -226,7 +227,7 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     // The public internet: a namespace of the test's own with listeners.
     let mut net = Netns::create(&unique("ns"));
     // busybox nc takes one connection per listener.
-    for port in [22, 3333, 4444, 8081] {
+    for port in [22, 80, 443, 2222, 3333, 4444, 8081] {
         net.listen(port);
     }
     // An ordinary unix socket for the benign container's near miss.
@@ -279,7 +280,8 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     b(&["/opt/tools/unshare", "true"]);
     b(&["cat", "/proc/mounts"]);
     b(&["/opt/tools/attack", "connect-unix", "/run/app.sock"]);
-    b(&["/opt/tools/attack", "traceme"]);
+    // A debugger's child asks to be traced under the debugger's name.
+    b(&["/opt/tools/strace", "traceme"]);
     b(&["cat", "/proc/modules"]);
     b(&["/opt/tools/attack", "memfd-create"]);
     b(&["find", "/root", "-name", "*.txt"]);
@@ -287,6 +289,10 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     b(&["/opt/tools/attack", "append", "/var/log/app.log"]);
     b(&["/opt/tools/logrotate", "write", "/var/log/app.log"]);
     b(&["rm", "/tmp/scratch"]);
+    // Not the last command: the shell forks for it rather than exec it.
+    b(&["sh", "-c", "cat /tmp/../../etc/passwd > /dev/null; true"]);
+    b(&["/opt/tools/nginx", "open", "/etc/../etc/hostname"]);
+    b(&["grep", "region", "/root/.aws/config"]);
 
     // --- Near misses on the node: nothing with these pids may alert. -------------
     let benign_log = format!("/var/log/monitor-corpus-{pid}.log");
@@ -300,7 +306,7 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         on_node(&[&work.tool("passwd"), "open", "/etc/shadow"]),
         on_node(&[&work.tool("grep"), "open", &work.path("home/.ssh/id_rsa")]),
         on_node(&[&work.tool("dpkg"), "write", &benign_etc]),
-        on_node(&[&attack_tool, "traceme"]),
+        on_node(&[&work.tool("strace"), "traceme"]),
         on_node(&["cat", "/proc/modules"]),
         on_node(&[&attack_tool, "memfd-create"]),
         on_node(&["find", &work.path("home"), "-name", "*.txt"]),
@@ -312,6 +318,9 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         on_node(&["sh", "-c", "echo hello > /dev/null"]),
         on_node(&[&attack_tool, "connect", "127.0.0.1", "4444"]),
         on_node(&[&attack_tool, "write", &work.path("share-notes")]),
+        on_node(&[&work.tool("nginx"), "open", "/etc/../etc/hostname"]),
+        on_node(&[&work.tool("ssh"), "connect", netns::PEER_IP, "2222"]),
+        on_node(&["grep", "-r", "region", &work.path("home")]),
     ];
 
     // --- Attacks in a container. ---------------------------------------------------
@@ -426,6 +435,16 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     expected.push(Expect::Container("Log files cleared or removed"));
     a(&["shred", "-u", "/root/.aws/credentials"]);
     expected.push(Expect::Container("Secure deletion tool run"));
+    a(&["/opt/tools/nginx", "open", "/tmp/../../etc/passwd"]);
+    expected.push(Expect::Container(
+        "Sensitive file read through a directory traversal",
+    ));
+    a(&["grep", "-r", "aws_secret_access_key", "/root"]);
+    expected.push(Expect::Container("Cloud credentials search"));
+    a(&["/opt/tools/ssh", "connect", netns::PEER_IP, "443"]);
+    expected.push(Expect::Container("SSH connection to a disguised port"));
+    a(&["/opt/tools/attack", "traceme"]);
+    expected.push(Expect::Container("Anti-debugging with ptrace"));
 
     // Five `docker exec` commands in a container of a disallowed registry: one alert.
     docker(&[
@@ -506,6 +525,19 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
             "Write below binary directory",
             &[&attack_tool, "write", &implant],
         ),
+        node(
+            "Sensitive file read through a directory traversal",
+            &[&work.tool("nginx"), "open", "/tmp/../../etc/hostname"],
+        ),
+        node(
+            "Cloud credentials search",
+            &["find", &work.path("home"), "-path", "*/.aws/credentials"],
+        ),
+        node(
+            "SSH connection to a disguised port",
+            &[&work.tool("ssh"), "connect", netns::PEER_IP, "80"],
+        ),
+        node("Anti-debugging with ptrace", &[&attack_tool, "traceme"]),
     ]);
     let _ = sleeper.kill();
     let _ = sleeper.wait();

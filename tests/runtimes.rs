@@ -705,7 +705,7 @@ fn first_events_after_start_up_carry_the_metadata_of_every_runtime() {
     let running = log
         .iter()
         .position(|l| l.contains("monitor running"))
-        .expect("running line");
+        .unwrap_or_else(|| panic!("no running line:\n{}", log.join("\n")));
     for runtime in ["docker", "containerd", "podman"] {
         let answered = log
             .iter()

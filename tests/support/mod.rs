@@ -138,10 +138,13 @@ impl Monitor {
             readers.push(thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let line = line.unwrap_or_default();
-                    if line.contains("sensor ready") || line.contains("monitor running") {
+                    let ready = line.contains("sensor ready") || line.contains("monitor running");
+                    // Kept before readiness is told: a test that looks at the log as
+                    // soon as the agent is ready finds the ready line in it.
+                    lines.lock().unwrap().push(line);
+                    if ready {
                         let _ = ready_tx.send(());
                     }
-                    lines.lock().unwrap().push(line);
                 }
             }));
         }
