@@ -634,10 +634,14 @@ fn first_events_after_start_up_carry_the_metadata_of_every_runtime() {
         format!("monitor-early-ctr-{tag}"),
     );
     // `read` is the shell's own: the open is the long-lived shell's, never a new exec's.
+    // Service account tokens are watched by container rules only: the kernel filter
+    // must not count a container that only its runtime can name among the host's
+    // cgroups, whose scope would drop these reads.
     let reader = [
         "sh",
         "-c",
-        "while :; do read l </etc/shadow; sleep 0.1; done",
+        "t=/var/run/secrets/kubernetes.io/serviceaccount; mkdir -p $t; echo x > $t/token; \
+         while :; do read l </etc/shadow; read l <$t/token; sleep 0.1; done",
     ];
     run_on_every_runtime(
         &podman,
@@ -691,6 +695,17 @@ fn first_events_after_start_up_carry_the_metadata_of_every_runtime() {
         .iter()
         .map(|(name, _)| alerts_for(&monitor, RULE, name))
         .collect();
+    // After the kernel filter's host cgroups were refreshed (every second).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let credentials_from = std::time::SystemTime::now();
+    let credentials = monitor.wait_for("a token read in the ctr container", |a| {
+        a["rule"] == "Kubernetes credentials read in container"
+            && a["output_fields"]["container.name"] == ctr_name.as_str()
+            && a["time"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .is_some_and(|t| t >= credentials_from)
+    });
     let log = monitor.stderr_lines();
     monitor.stop();
     drop(cleanup);
@@ -701,6 +716,12 @@ fn first_events_after_start_up_carry_the_metadata_of_every_runtime() {
         assert_eq!(fields["proc.name"], "sh", "{alert}");
         assert_eq!(fields["fd.name"], "/etc/shadow", "{alert}");
     }
+    assert_container(&credentials, &ctr_name, "docker.io/monitor-test/busybox");
+    assert_eq!(
+        credentials["output_fields"]["fd.name"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "{credentials}"
+    );
     // The first listings were answered, and only then was the agent ready.
     let running = log
         .iter()

@@ -131,11 +131,13 @@ impl CgroupPaths {
     }
 
     /// The cgroups (by id) that hold no container, from a fresh scan: the host's.
-    pub fn host_ids(&mut self) -> std::collections::HashSet<u64> {
+    /// `claimed` says which paths a runtime made for a container of its own, beyond
+    /// the layouts [`container_of`] knows.
+    pub fn host_ids(&mut self, claimed: impl Fn(&str) -> bool) -> std::collections::HashSet<u64> {
         self.rescan();
         self.by_id
             .iter()
-            .filter(|(_, path)| container_of(path).is_none())
+            .filter(|(_, path)| container_of(path).is_none() && !claimed(path))
             .map(|(id, _)| *id)
             .collect()
     }

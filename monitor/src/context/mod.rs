@@ -190,9 +190,14 @@ impl Context {
         }
     }
 
-    /// The host's cgroups: events from them are the kernel filter's host scope.
+    /// The host's cgroups: events from them are the kernel filter's host scope. A
+    /// cgroup that only a runtime can name (containerd's `/default/NAME`) is a
+    /// container's once that runtime has claimed it: the host scope's narrower filter
+    /// would drop what only container rules watch.
     pub fn host_cgroups(&mut self) -> std::collections::HashSet<u64> {
-        self.cgroups.host_ids()
+        let runtimes = &self.runtimes;
+        self.cgroups
+            .host_ids(|path| claimed_by_runtime(runtimes, path).is_some())
     }
 
     pub fn stats(&self) -> ContextStats {
@@ -267,17 +272,7 @@ impl Context {
     /// A container named by a cgroup path or the last part of one: by the runtimes'
     /// cgroup layouts, else by a runtime that made a cgroup of that name.
     fn container_in_cgroup(&self, path: &str) -> Option<cgroup::ContainerRef> {
-        container_of(path).or_else(|| {
-            let leaf = path.rsplit('/').next()?;
-            self.runtimes.iter().find_map(|r| {
-                r.by_cgroup_name(leaf)
-                    .or_else(|| r.by_cgroup_parent(path))
-                    .map(|id| cgroup::ContainerRef {
-                        id: Arc::from(id),
-                        runtime: r.runtime,
-                    })
-            })
-        })
+        container_of(path).or_else(|| claimed_by_runtime(&self.runtimes, path))
     }
 
     fn insert_snapshot(&mut self, s: procfs::ProcSnapshot) -> Arc<ProcessInfo> {
@@ -628,7 +623,12 @@ impl Context {
             |id| {
                 let known = described(runtimes, id).is_some();
                 let asked = runtimes.iter().any(|r| r.may_describe(id));
-                if known || !asked {
+                // Docker's and Podman's change feeds describe a container too, and can
+                // lag behind the kernel (Podman's file-backed feed by some 300 ms): a
+                // `--rm` container may be gone before `inspect` asks, and its
+                // description still come from the feed. Until the bound, wait for it.
+                let feed_may_tell = runtimes.iter().any(MetadataSource::describes_from_feed);
+                if known || !(asked || feed_may_tell) {
                     Verdict::Release
                 } else {
                     Verdict::Waiting
@@ -662,6 +662,19 @@ impl Context {
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }
+}
+
+/// The container of a runtime that made a cgroup of this name or below this parent.
+fn claimed_by_runtime(runtimes: &[MetadataSource], path: &str) -> Option<cgroup::ContainerRef> {
+    let leaf = path.rsplit('/').next()?;
+    runtimes.iter().find_map(|r| {
+        r.by_cgroup_name(leaf)
+            .or_else(|| r.by_cgroup_parent(path))
+            .map(|id| cgroup::ContainerRef {
+                id: Arc::from(id),
+                runtime: r.runtime,
+            })
+    })
 }
 
 /// The runtime that has described `id`, and what it said.

@@ -318,6 +318,12 @@ impl MetadataSource {
         self.stats.down.load(Ordering::Relaxed)
     }
 
+    /// Up, and its change feed describes containers as they are created (Docker's
+    /// and Podman's events carry the name, image and labels).
+    pub fn describes_from_feed(&self) -> bool {
+        matches!(self.runtime, Runtime::Docker | Runtime::Podman) && !self.is_down()
+    }
+
     /// The containers of the last (re)connection are all described.
     pub fn is_synced(&self) -> bool {
         self.stats.synced.load(Ordering::Relaxed)
