@@ -241,7 +241,9 @@ pub async fn run(
     ready: impl FnOnce(&Sensor),
     sink: &mut impl Sink,
 ) -> Result<()> {
-    // The runtimes list their containers while the programs load.
+    // The runtimes list their containers while the programs load (once the quick
+    // checks have passed: a start that cannot succeed says only why).
+    Sensor::check_prerequisites(&config.sensor)?;
     let mut context = config.context.clone().map(Context::new);
     let Some(mut sensor) = start_sensor(&config.sensor, signals).await? else {
         print_empty_totals()?;

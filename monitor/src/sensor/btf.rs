@@ -13,15 +13,21 @@ pub struct KernelLayout {
     btf: Btf,
 }
 
+/// The kernel's BTF is where it is said to be.
+pub fn ensure_present(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(anyhow!(
+            "kernel BTF not found at {}: monitor needs a kernel >= 5.8 built with \
+             CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 impl KernelLayout {
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(anyhow!(
-                "kernel BTF not found at {}: monitor needs a kernel >= 5.8 built with \
-                 CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are)",
-                path.display()
-            ));
-        }
+        ensure_present(path)?;
         let btf = Btf::from_file(path)
             .map_err(|err| anyhow!("cannot parse kernel BTF at {}: {err}", path.display()))?;
         Ok(Self { btf })

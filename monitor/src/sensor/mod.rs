@@ -72,17 +72,10 @@ impl Sensor {
         Self::start_unless(config, &AtomicBool::new(false))
     }
 
-    /// [`Sensor::start`], given up between its steps (each source attached is one)
-    /// once `stop` is set: the error is then [`StoppedDuringStart`], and whatever was
-    /// attached is detached as the half-made sensor is dropped.
-    pub fn start_unless(config: &SensorConfig, stop: &AtomicBool) -> Result<Self> {
-        let check = || -> Result<()> {
-            if stop.load(Ordering::Relaxed) {
-                Err(StoppedDuringStart.into())
-            } else {
-                Ok(())
-            }
-        };
+    /// What a start needs that is quick to check (root, the programs built in, a valid
+    /// ring buffer size, the kernel's BTF): each failure is one line that says what to
+    /// do, before anything else starts or logs.
+    pub fn check_prerequisites(config: &SensorConfig) -> Result<()> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(anyhow!(
@@ -97,6 +90,21 @@ impl Sensor {
             ));
         }
         validate_ring_buffer_size(config.ring_buffer_bytes)?;
+        btf::ensure_present(&config.btf)
+    }
+
+    /// [`Sensor::start`], given up between its steps (each source attached is one)
+    /// once `stop` is set: the error is then [`StoppedDuringStart`], and whatever was
+    /// attached is detached as the half-made sensor is dropped.
+    pub fn start_unless(config: &SensorConfig, stop: &AtomicBool) -> Result<Self> {
+        let check = || -> Result<()> {
+            if stop.load(Ordering::Relaxed) {
+                Err(StoppedDuringStart.into())
+            } else {
+                Ok(())
+            }
+        };
+        Self::check_prerequisites(config)?;
         raise_memlock_limit();
         check()?;
         let began = std::time::Instant::now();
