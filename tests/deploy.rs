@@ -300,10 +300,17 @@ fn check_pod(pod: &Pod) {
             "{own} mounted read-only"
         );
     }
-    // Every host mount but the agent's state (spool, profiles) is read-only, and
-    // every one is accounted for.
-    let state =
-        |path: &str| path == "/var/lib/monitor/spool" || path == "/var/lib/monitor/profiles";
+    // Every host mount but the agent's state (spool, profiles, the pinned recorder
+    // and its last-seen note) is read-only, and every one is accounted for.
+    let state = |path: &str| {
+        [
+            "/var/lib/monitor/spool",
+            "/var/lib/monitor/profiles",
+            "/sys/fs/bpf",
+            "/run/monitor",
+        ]
+        .contains(&path)
+    };
     for m in &pod.mounts {
         if let Source::HostPath(host) = &m.source {
             let known = m.path == format!("{host_root}{host}")
@@ -318,6 +325,22 @@ fn check_pod(pod: &Pod) {
             .iter()
             .any(|m| m.path == "/var/lib/monitor/profiles"),
         "the learned profiles outlive the pod"
+    );
+    // The recorder outlives the pod: pinned in the node's bpffs, kept at SIGTERM.
+    assert_eq!(pod.host_mount("/sys/fs/bpf"), Some(("/sys/fs/bpf", false)));
+    assert!(!run.sensor.no_pin && run.sensor.pin_root.is_none());
+    assert!(
+        config["sensor"]["pin_root"].is_badvalue(),
+        "the default root"
+    );
+    assert_eq!(
+        config["sensor"]["keep_recording"].as_bool(),
+        Some(true),
+        "kept across a rolling update"
+    );
+    assert_eq!(
+        pod.host_mount("/run/monitor"),
+        Some(("/run/monitor", false))
     );
 
     // Rules: the image's defaults, then the editable ConfigMap.
@@ -614,6 +637,23 @@ fn grantable_here(caps: &[String]) -> Vec<String> {
     out
 }
 
+/// What `monitor uninstall` does on a node after the DaemonSet is gone: the test's
+/// recorder does not outlive it.
+struct Uninstall;
+
+impl Drop for Uninstall {
+    fn drop(&mut self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("uninstall")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || std::thread::panicking(),
+            "monitor uninstall: {out:?}"
+        );
+    }
+}
+
 /// `docker run` arguments that give the container what the DaemonSet gives the pod:
 /// host mounts, ConfigMaps (written to `scratch`), host PID namespace, capabilities,
 /// read-only root, environment. The spool goes to `scratch` instead of the host.
@@ -640,8 +680,10 @@ fn docker_run_args(pod: &Pod, name: &str, scratch: &Path) -> Vec<String> {
     }
     for (i, m) in pod.mounts.iter().enumerate() {
         let source = match &m.source {
-            Source::HostPath(_) if m.path.starts_with("/var/lib/monitor/") => {
-                let dir = scratch.join(m.path.trim_start_matches("/var/lib/monitor/"));
+            Source::HostPath(_)
+                if m.path.starts_with("/var/lib/monitor/") || m.path == "/run/monitor" =>
+            {
+                let dir = scratch.join(m.path.trim_start_matches('/').replace('/', "-"));
                 std::fs::create_dir_all(&dir).unwrap();
                 dir
             }
@@ -682,10 +724,27 @@ fn image_runs_like_the_daemonset() {
     assert_eq!(pod.image, "monitor:latest");
     let agent = format!("monitor-deploy-agent-{}", std::process::id());
     let target = format!("monitor-deploy-target-{}", std::process::id());
+    // Dropped last: after the containers are gone, nothing reads the recorder.
+    let _uninstall = Uninstall;
     let _cleanup = Cleanup(vec![agent.clone(), target.clone()]);
     let scratch = std::env::temp_dir().join(format!("monitor-deploy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     docker(&["run", "-d", "--name", &target, IMAGE, "sleep", "300"]);
+    // The node's bpffs, where the recorder is pinned (a node's systemd mounts it).
+    let bpffs = Command::new("stat")
+        .args(["-f", "-c", "%T", "/sys/fs/bpf"])
+        .output()
+        .unwrap();
+    if !String::from_utf8_lossy(&bpffs.stdout).contains("bpf") {
+        assert!(
+            Command::new("mount")
+                .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let recorder = Path::new("/sys/fs/bpf/monitor");
     let args = docker_run_args(&pod, &agent, &scratch);
     docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
     wait_logs(&agent, "the agent to start", |_, err| {
@@ -723,6 +782,27 @@ fn image_runs_like_the_daemonset() {
         stderr.contains("monitor: totals "),
         "no totals line:\n{stderr}"
     );
+
+    // A pod's restart (a rolling update) is no blind spot: the stop kept the
+    // recorder in the node's bpffs, and the next agent adopts it.
+    assert!(
+        stderr.contains("keeps recording for the next agent"),
+        "{stderr}"
+    );
+    assert!(
+        recorder
+            .join("abi-1/links")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
+        "the links stay pinned"
+    );
+    docker(&["start", &agent]);
+    wait_logs(&agent, "the next agent to adopt the recorder", |_, err| {
+        err.contains("adopted the recorder pinned at /sys/fs/bpf/monitor/abi-1")
+    });
+    docker(&["stop", "--time", "30", &agent]);
     let _ = std::fs::remove_dir_all(&scratch);
 
     let (status, _) = ready.unwrap_or_else(|e| {

@@ -1,28 +1,14 @@
 //! Stopping the agent at any moment: SIGINT while it loads its programs, while it
 //! attaches them, just after start-up and during an open storm. A binary of its own,
 //! so that no other test's agent loads programs meanwhile (the check for programs left
-//! behind looks at the whole machine). Real kernel, Debian's bpftool.
+//! behind looks at the whole machine). `monitor events` and the daemon, whose pinned
+//! recorder must go too. Real kernel, Debian's bpftool.
 mod support;
 
 use std::{fs, io::Read, process::Command, thread, time::Duration};
 
 use serde_json::Value;
-use support::{Monitor, receivers::temp_dir, serial};
-
-/// The ids and names of the BPF programs loaded on this machine now.
-fn loaded_programs() -> Vec<(u64, String)> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .expect("bpftool (cargo xtask setup installs it)");
-    let progs: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
-    progs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
-        .collect()
-}
+use support::{Monitor, loaded_programs, receivers::temp_dir, serial};
 
 /// SIGINT at any moment (while loading the programs, while attaching, just after
 /// start-up, during an open storm) stops the agent within 2 s, exit status 0, with its
@@ -43,13 +29,48 @@ fn sigint_at_any_moment_stops_within_two_seconds_and_leaves_nothing_attached() {
     let before: std::collections::HashSet<u64> =
         loaded_programs().into_iter().map(|(id, _)| id).collect();
     let full = Monitor::start(&args[1..]);
-    let names: std::collections::HashSet<String> = loaded_programs()
+    let mut names: std::collections::HashSet<String> = loaded_programs()
         .into_iter()
         .filter(|(id, _)| !before.contains(id))
         .map(|(_, name)| name)
         .collect();
     assert!(names.len() > 3, "the agent's programs: {names:?}");
     full.finish(libc::SIGINT);
+    // The daemon pins its recorder: its programs are held by pinned links, which a
+    // stop must remove too.
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let root = support::unique_pin_root();
+    let scratch = temp_dir("sigint-daemon");
+    let daemon_args: Vec<String> = [
+        "run",
+        "--rules",
+        rules,
+        "--listen",
+        "127.0.0.1:0",
+        "--pin-root",
+        root.to_str().unwrap(),
+        "--profiles-dir",
+        scratch.join("profiles").to_str().unwrap(),
+        "--last-seen-file",
+        scratch.join("last-seen").to_str().unwrap(),
+        "--log",
+        "info,monitor::pipeline=debug",
+    ]
+    .map(String::from)
+    .to_vec();
+    let daemon = Monitor::run(
+        &daemon_args[1..]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    names.extend(
+        loaded_programs()
+            .into_iter()
+            .filter(|(id, _)| !before.contains(id))
+            .map(|(_, name)| name),
+    );
+    daemon.finish(libc::SIGINT);
     // The kernel frees a released program after a grace period, so one may still be
     // listed for a moment after its process is gone; one still there after 3 s stays.
     let left_behind = || -> Vec<String> {
@@ -69,11 +90,15 @@ fn sigint_at_any_moment_stops_within_two_seconds_and_leaves_nothing_attached() {
     assert_eq!(left_behind(), Vec::<String>::new());
 
     let storm_dir = temp_dir("sigint-storm");
-    for (when, storm) in [
-        (Duration::from_millis(200), false),
-        (Duration::from_secs(1), false),
-        (Duration::from_secs(3), false),
-        (Duration::from_secs(3), true),
+    let events_args: Vec<String> = args.map(String::from).to_vec();
+    for (when, storm, args) in [
+        (Duration::from_millis(200), false, &events_args),
+        (Duration::from_secs(1), false, &events_args),
+        (Duration::from_secs(3), false, &events_args),
+        (Duration::from_secs(3), true, &events_args),
+        (Duration::from_millis(200), false, &daemon_args),
+        (Duration::from_secs(1), false, &daemon_args),
+        (Duration::from_secs(3), false, &daemon_args),
     ] {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let storming = storm.then(|| {
@@ -147,12 +172,23 @@ fn sigint_at_any_moment_stops_within_two_seconds_and_leaves_nothing_attached() {
             .filter(|l| l.contains("stopping"))
             .collect::<Vec<_>>()
             .join("; ");
-        eprintln!("SIGINT at {when:?} (storm: {storm}): stopped in {took:?}; {detail}");
+        eprintln!(
+            "SIGINT at {when:?} (storm: {storm}, {}): stopped in {took:?}; {detail}",
+            args[0]
+        );
         assert_eq!(
             left_behind(),
             Vec::<String>::new(),
-            "programs left behind after SIGINT at {when:?}"
+            "programs left behind after SIGINT at {when:?} ({})",
+            args[0]
+        );
+        assert!(
+            !root.exists(),
+            "the recorder left pinned after SIGINT at {when:?}: {:?}",
+            fs::read_dir(&root).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
         );
     }
+    support::uninstall_recorder(&root);
     let _ = fs::remove_dir_all(&storm_dir);
+    let _ = fs::remove_dir_all(&scratch);
 }

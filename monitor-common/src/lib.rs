@@ -210,6 +210,11 @@ pub const WAKEUP_INTERVAL_NS: u64 = 2_000_000;
 /// Default ring buffer size in bytes (a power of two multiple of the page size).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 
+/// The recorder's ABI: the record layouts, the shared maps' layouts and what the
+/// agent writes into them. A pinned recorder is adopted only by an agent of the same
+/// ABI; raise it whenever any of those changes.
+pub const RECORDER_ABI: u32 = 1;
+
 /// Common first part of every record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -94,10 +94,12 @@ pub static NAMES: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_
 #[map]
 pub static PATH_PROBE: PerCpuArray<crate::filter::PathProbe> = PerCpuArray::with_max_entries(2, 0);
 
-/// The agent's own thread group id: its syscalls are not reported (they would feed
-/// back into the agent's own event stream).
-#[unsafe(no_mangle)]
-static AGENT_TGID: u32 = 0;
+/// Entry 0: the reading agent's thread group id (0 while none reads); its syscalls
+/// are not reported (they would feed back into its own event stream). A map, not a
+/// load-time constant: a recorder pinned across restarts serves agent after agent.
+/// Entry 1 is the agents' own: the drops the last agent had seen.
+#[map]
+pub static AGENT: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Kernel struct offsets for the running kernel, computed by the agent from BTF.
 #[unsafe(no_mangle)]
@@ -106,9 +108,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets::UNSET;
 /// Is `kind` switched on and is `tgid` someone other than the agent?
 #[inline(always)]
 pub fn wanted(kind: u16, tgid: u32) -> bool {
-    // Volatile: the value is patched at load time, the compiler must not fold it.
-    let agent = unsafe { core::ptr::read_volatile(&AGENT_TGID) };
-    if tgid == agent {
+    if matches!(AGENT.get(0), Some(agent) if *agent == u64::from(tgid)) {
         return false;
     }
     matches!(KIND_ENABLED.get(kind as u32), Some(on) if *on != 0)

@@ -56,6 +56,44 @@ pub enum Command {
     /// List, show, reset and freeze the behaviour each workload learned (the
     /// profiles in the state directory, or with --fleet those the fleet shares).
     Profiles(commands::profiles::ProfilesCmdArgs),
+    /// Stop the running daemon (the agent reading the pinned recorder) and wait for
+    /// it to exit. With --keep-recording its kernel side keeps recording for the next
+    /// agent (a restart or upgrade); without, the recorder goes with it.
+    Stop(StopArgs),
+    /// Remove every pinned recorder (programs, ring buffer, tables) a daemon left in
+    /// the kernel with --keep-recording. Refused while a daemon runs: stop it first.
+    Uninstall(UninstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Leave the recorder running: what happens until the next agent starts is read
+    /// by it (SIGUSR2 to the daemon does the same).
+    #[arg(long)]
+    pub keep_recording: bool,
+
+    /// Where the daemon pins its recorder. [config: sensor.pin_root; default:
+    /// /sys/fs/bpf/monitor]
+    #[arg(long, value_name = "DIR")]
+    pub pin_root: Option<PathBuf>,
+
+    /// Seconds to wait for the daemon to exit.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Where the recorders are pinned. [config: sensor.pin_root; default:
+    /// /sys/fs/bpf/monitor]
+    #[arg(long, value_name = "DIR")]
+    pub pin_root: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -131,6 +169,32 @@ pub struct SensorArgs {
     /// [config: sensor.kernel_filter: false]
     #[arg(long)]
     pub no_kernel_filter: bool,
+
+    /// `monitor run` only: do not pin the recorder in bpffs. The kernel's programs,
+    /// ring buffer and tables then end with the agent, and a restart is a blind spot.
+    /// [config: sensor.pin: false]
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// `monitor run` only: where the recorder is pinned (a directory in bpffs; bpffs
+    /// is mounted at its parent when it is not there yet). One agent per directory.
+    /// [config: sensor.pin_root; default: /sys/fs/bpf/monitor]
+    #[arg(long, value_name = "DIR")]
+    pub pin_root: Option<PathBuf>,
+
+    /// `monitor run` only: SIGINT and SIGTERM leave the pinned recorder running for
+    /// the next agent (a rolling update); SIGUSR2 always does. Without it a stop
+    /// removes the recorder, and `monitor uninstall` removes a kept one.
+    /// [config: sensor.keep_recording: true]
+    #[arg(long)]
+    pub keep_recording: bool,
+
+    /// `monitor run` only: where the daemon notes, every second, until when it
+    /// recorded. A daemon that starts without a recorder to adopt reports the time
+    /// since that note as a blind spot (log, totals, metrics).
+    /// [config: sensor.last_seen_file; default: /run/monitor/last-seen]
+    #[arg(long, value_name = "PATH")]
+    pub last_seen_file: Option<PathBuf>,
 }
 
 impl SensorArgs {
@@ -153,6 +217,20 @@ impl SensorArgs {
             "sensor.kernel_filter",
             "--no-kernel-filter",
             self.no_kernel_filter.then_some(false),
+        );
+        given(out, "sensor.pin", "--no-pin", self.no_pin.then_some(false));
+        given(out, "sensor.pin_root", "--pin-root", self.pin_root.as_ref());
+        given(
+            out,
+            "sensor.keep_recording",
+            "--keep-recording",
+            self.keep_recording.then_some(true),
+        );
+        given(
+            out,
+            "sensor.last_seen_file",
+            "--last-seen-file",
+            self.last_seen_file.as_ref(),
         );
     }
 }
@@ -710,12 +788,22 @@ fn settings(
     config::load(&config.source(), std::env::vars(), &overrides)
 }
 
+fn pin_root(root: &Option<PathBuf>) -> Vec<Override> {
+    let mut out = Vec::new();
+    given(&mut out, "sensor.pin_root", "--pin-root", root.as_ref());
+    out
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let loaded = match &cli.command {
         Command::Run(args) => Some(settings(&cli.log, &args.config, args.overrides())),
         Command::Events(args) => Some(settings(&cli.log, &args.config, args.overrides())),
         Command::Probes(args) => Some(settings(&cli.log, &args.config, args.overrides())),
+        Command::Stop(args) => Some(settings(&cli.log, &args.config, pin_root(&args.pin_root))),
+        Command::Uninstall(args) => {
+            Some(settings(&cli.log, &args.config, pin_root(&args.pin_root)))
+        }
         _ => None,
     };
     let loaded = match loaded.transpose() {
@@ -741,6 +829,10 @@ pub fn main() -> ExitCode {
         (Command::Run(args), Some(loaded)) => commands::run::run(*args, loaded),
         (Command::Events(args), Some(loaded)) => commands::events::run(*args, loaded),
         (Command::Probes(args), Some(loaded)) => commands::probes::run(args, loaded),
+        (Command::Stop(args), Some(loaded)) => {
+            commands::recorder::stop(&loaded.settings, args.keep_recording, args.timeout)
+        }
+        (Command::Uninstall(_), Some(loaded)) => commands::recorder::uninstall(&loaded.settings),
         (Command::Rules(args), _) => commands::rules::run(args),
         (Command::Replay(args), _) => commands::rules::replay(args),
         (Command::Fields(args), _) => commands::rules::fields_cmd(args),

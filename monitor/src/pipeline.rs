@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, anyhow};
 use serde::Serialize;
 
 use crate::{
+    alerts::DeliveryMark,
     container_stats::{Sampler, SamplerStats},
     context::{Context, ContextConfig, ContextStats, EnrichedEvent, host::HostRoot},
     event::{Event, EventKind},
@@ -19,7 +20,9 @@ use crate::{
         learner::{Admission, Learner},
     },
     rules::kernel_filter::KernelFilter,
-    sensor::{Sensor, SensorConfig, decode::decode},
+    sensor::{
+        EventReader, RecorderReport, Sensor, SensorConfig, decode::decode, last_seen::LastSeen,
+    },
     signals::{StopSignals, StoppedDuringStart},
 };
 
@@ -70,6 +73,114 @@ pub trait Sink {
     fn kernel_filter(&self) -> Option<KernelFilter> {
         None
     }
+
+    /// Where the sink's deliveries stand now. A pinned recorder gives records back
+    /// to the kernel only once [`Sink::delivered`] says what they led to is safe: a
+    /// killed agent leaves the rest for the next one. A sink that writes as it
+    /// accepts (or flushes) has nothing in between.
+    fn delivery_mark(&self) -> Option<DeliveryMark> {
+        None
+    }
+
+    fn delivered(&self, _mark: &DeliveryMark) -> bool {
+        true
+    }
+
+    /// Resolves when deliveries progress.
+    fn delivery_progress(&self) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
+}
+
+/// Positions of the ring buffer the pipeline has handled, each with where the sink's
+/// deliveries stood then. A position goes back to the kernel once everything the
+/// sink was handed until then is delivered (or in a spool), and nothing read before
+/// it waited in memory then (held for metadata or for the fleet): what a killed
+/// agent had not made safe is read again by the next.
+struct Commits {
+    enabled: bool,
+    pending: std::collections::VecDeque<(usize, Option<DeliveryMark>, bool)>,
+}
+
+impl Commits {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            pending: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn record(&mut self, position: usize, mark: Option<DeliveryMark>, clean: bool) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(last) = self.pending.back()
+            && last.0 == position
+            && last.1 == mark
+            && last.2 == clean
+        {
+            return;
+        }
+        self.pending.push_back((position, mark, clean));
+    }
+
+    fn advance(&mut self, reader: &mut EventReader, sink: &impl Sink) {
+        let mut to = None;
+        while let Some((position, mark, clean)) = self.pending.front() {
+            if mark.as_ref().is_some_and(|m| !sink.delivered(m)) {
+                break;
+            }
+            if *clean {
+                to = Some(*position);
+            }
+            self.pending.pop_front();
+        }
+        if let Some(to) = to {
+            reader.commit_to(to);
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// The agent's note of until when it recorded; a failure to write it is said once.
+struct Noting {
+    last_seen: Option<LastSeen>,
+    failed: bool,
+}
+
+impl Noting {
+    fn new(last_seen: Option<LastSeen>) -> Self {
+        Self {
+            last_seen,
+            failed: false,
+        }
+    }
+
+    fn note(&mut self) {
+        let Some(last_seen) = &self.last_seen else {
+            return;
+        };
+        match last_seen.note_now() {
+            Ok(()) => self.failed = false,
+            Err(err) if !self.failed => {
+                self.failed = true;
+                tracing::warn!(
+                    "cannot note until when this agent recorded ({err}): the next agent will \
+                     not know the blind spot between them (see --last-seen-file)"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Nothing read waits in memory for its context.
+fn holds_nothing(context: &Option<Context>, extras: &Extras) -> bool {
+    context.as_ref().is_none_or(Context::holds_nothing)
+        && extras.learner.as_ref().is_none_or(Learner::holds_nothing)
 }
 
 /// What the sink may want to know about the pipeline.
@@ -95,6 +206,10 @@ pub struct PipelineConfig {
     /// `None`: no process and container context.
     pub context: Option<ContextConfig>,
     pub stats_interval: Duration,
+    /// A stop by SIGINT or SIGTERM leaves a pinned recorder running.
+    pub keep_recording: bool,
+    /// Where the agent notes until when it recorded (see `sensor::last_seen`).
+    pub last_seen: Option<std::path::PathBuf>,
 }
 
 impl PipelineConfig {
@@ -112,6 +227,8 @@ impl PipelineConfig {
             sensor,
             context,
             stats_interval,
+            keep_recording: false,
+            last_seen: None,
         }
     }
 }
@@ -123,6 +240,9 @@ pub struct Totals {
     pub malformed: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<ContextStats>,
+    /// The pinned recorder: adopted or made, its backlog and gap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<RecorderReport>,
 }
 
 #[derive(Serialize)]
@@ -148,7 +268,11 @@ enum Step {
     Tick,
     Housekeeping,
     Reload,
+    /// Deliveries progressed: records may go back to the kernel.
+    Delivered,
     Stop,
+    /// SIGUSR2: stop, leaving the pinned recorder running.
+    StopKeeping,
 }
 
 struct Counts {
@@ -245,11 +369,19 @@ pub async fn run(
     // checks have passed: a start that cannot succeed says only why).
     Sensor::check_prerequisites(&config.sensor)?;
     let mut context = config.context.clone().map(Context::new);
+    let last_seen = config.last_seen.as_deref().map(LastSeen::new);
+    let previous = last_seen.as_ref().and_then(LastSeen::previous);
     let Some(mut sensor) = start_sensor(&config.sensor, signals).await? else {
         print_empty_totals()?;
         return Ok(());
     };
+    if let Some(previous) = previous {
+        sensor.note_unobserved_since(previous);
+    }
+    let mut noting = Noting::new(last_seen);
+    noting.note();
     let mut reader = sensor.take_reader()?;
+    let mut commits = Commits::new(sensor.pinned());
     let mut stopping = signals.stop_requested();
     if let Some(context) = &mut context
         && !stopping
@@ -306,9 +438,15 @@ pub async fn run(
             _ = ticker.tick() => Step::Tick,
             _ = housekeeping.tick() => Step::Housekeeping,
             _ = signals.hup.recv() => Step::Reload,
+            _ = sink.delivery_progress(), if commits.waiting() => Step::Delivered,
             _ = signals.term.recv() => Step::Stop,
             _ = signals.int.recv() => Step::Stop,
+            _ = signals.usr2.recv() => Step::StopKeeping,
         };
+        let handed_on = matches!(
+            step,
+            Step::Read(_) | Step::Release | Step::Fleet | Step::Sample
+        );
         match step {
             Step::Read(read) => {
                 read.context("reading the ring buffer")?;
@@ -363,6 +501,7 @@ pub async fn run(
             }
             Step::Tick => last_dropped = report_drops(&sensor, last_dropped),
             Step::Housekeeping => {
+                noting.note();
                 let total_drops = total_dropped(&sensor);
                 let status = Status {
                     sensor: &sensor,
@@ -410,8 +549,26 @@ pub async fn run(
                     apply_filter(&mut sensor, sink, &mut context, &mut filtering);
                 }
             }
+            Step::Delivered => {}
             Step::Stop => stopping = true,
+            Step::StopKeeping => {
+                signals.keep_recording();
+                stopping = true;
+            }
         }
+        if handed_on {
+            commits.record(
+                reader.position(),
+                sink.delivery_mark(),
+                holds_nothing(&context, &extras),
+            );
+        }
+        commits.advance(&mut reader, sink);
+    }
+
+    if sensor.pinned() && (signals.keeps_recording() || config.keep_recording) {
+        noting.note();
+        return keep_recording(sensor, reader, commits, counts, context, extras, sink).await;
     }
 
     // Stop producing at once (the kinds are switched off), then detach, which waits
@@ -453,6 +610,7 @@ pub async fn run(
             }
         }
     });
+    noting.note();
     tracing::debug!(
         "stopping: programs detached and {drained} records drained in {:?}",
         stopping_at.elapsed()
@@ -475,7 +633,13 @@ pub async fn run(
         learner.persist();
     }
     report_drops(&sensor, last_dropped);
-    print_totals(&sensor, &counts, context.as_ref().map(Context::stats))?;
+    print_totals(
+        &sensor,
+        &counts,
+        context.as_ref().map(Context::stats),
+        &BTreeMap::new(),
+    )?;
+    sensor.remove_recorder();
     match failure {
         Some(err) if err.kind() == io::ErrorKind::BrokenPipe => {
             tracing::info!("output closed; stopped");
@@ -484,6 +648,62 @@ pub async fn run(
         Some(err) => Err(anyhow!("writing output: {err}")),
         None => Ok(()),
     }
+}
+
+/// How long a stop that keeps the recorder waits for the sinks to deliver (or
+/// spool) what they were handed, so that the records behind it need not be read
+/// again by the next agent.
+const KEEP_SETTLE_BUDGET: Duration = Duration::from_secs(1);
+
+/// Stops, leaving the pinned recorder running: nothing is detached or drained. The
+/// records whose alerts are safe go back to the kernel; the rest stay in the buffer
+/// with what arrives meanwhile, for the next agent.
+async fn keep_recording(
+    sensor: Sensor,
+    mut reader: EventReader,
+    mut commits: Commits,
+    counts: Counts,
+    context: Option<Context>,
+    mut extras: Extras,
+    sink: &mut impl Sink,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + KEEP_SETTLE_BUDGET;
+    loop {
+        commits.advance(&mut reader, sink);
+        if !commits.waiting() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = sink.delivery_progress() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    if let Err(err) = sink.flush() {
+        tracing::warn!("flushing output: {err}");
+    }
+    if let Some(learner) = &mut extras.learner {
+        learner.persist();
+    }
+    let mut unread = BTreeMap::new();
+    reader.peek(|bytes| {
+        if let Some(kind) = crate::sensor::decode::kind_of(bytes) {
+            *unread.entry(kind).or_insert(0u64) += 1;
+        }
+    });
+    let again = reader.uncommitted();
+    tracing::info!(
+        "stopping: the recorder keeps recording for the next agent ({} records wait \
+         unread, {again} read records will be read again)",
+        unread.values().sum::<u64>()
+    );
+    print_totals(
+        &sensor,
+        &counts,
+        context.as_ref().map(Context::stats),
+        &unread,
+    )?;
+    drop(reader);
+    sensor.keep_recording()
 }
 
 /// Loads and attaches the kernel programs on a thread of their own (the verifier
@@ -504,8 +724,13 @@ async fn start_sensor(config: &SensorConfig, signals: &mut StopSignals) -> Resul
         }
     };
     match started.context("the sensor's start-up thread")? {
-        Ok(sensor) if signals.stop_requested() => {
-            drop(sensor);
+        Ok(mut sensor) if signals.stop_requested() => {
+            if signals.keeps_recording() {
+                sensor.keep_recording()?;
+            } else {
+                sensor.detach();
+                sensor.remove_recorder();
+            }
             Ok(None)
         }
         Ok(sensor) => Ok(Some(sensor)),
@@ -521,6 +746,7 @@ fn print_empty_totals() -> Result<()> {
         kinds: BTreeMap::new(),
         malformed: BTreeMap::new(),
         context: None,
+        recorder: None,
     };
     eprintln!("monitor: totals {}", serde_json::to_string(&totals)?);
     Ok(())
@@ -677,13 +903,21 @@ fn report_drops(sensor: &Sensor, last: u64) -> u64 {
     total
 }
 
-fn print_totals(sensor: &Sensor, counts: &Counts, context: Option<ContextStats>) -> Result<()> {
+/// `left`: records of each kind left unread in a recorder kept for the next agent.
+fn print_totals(
+    sensor: &Sensor,
+    counts: &Counts,
+    context: Option<ContextStats>,
+    left: &BTreeMap<EventKind, u64>,
+) -> Result<()> {
     let mut kinds = BTreeMap::new();
     for (kind, c) in sensor.counters()? {
         let received = counts.received.get(&kind).copied().unwrap_or(0);
-        if received != c.sent {
+        let left = left.get(&kind).copied().unwrap_or(0);
+        if received + left != c.sent {
             tracing::error!(
-                "{kind}: the kernel sent {} records but {received} arrived",
+                "{kind}: the kernel sent {} records but {received} arrived ({left} left for \
+                 the next agent)",
                 c.sent
             );
         }
@@ -699,10 +933,12 @@ fn print_totals(sensor: &Sensor, counts: &Counts, context: Option<ContextStats>)
             },
         );
     }
+    let recorder = sensor.recorder_report();
     let totals = Totals {
         kinds,
         malformed: counts.malformed.clone(),
         context,
+        recorder: (recorder.pinned || recorder.unobserved.is_some()).then_some(recorder),
     };
     eprintln!("monitor: totals {}", serde_json::to_string(&totals)?);
     Ok(())

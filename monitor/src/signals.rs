@@ -1,4 +1,6 @@
-//! SIGINT and SIGTERM stop the agent at any moment, SIGHUP reloads.
+//! SIGINT and SIGTERM stop the agent at any moment, SIGHUP reloads. SIGUSR2 stops it
+//! too, leaving a pinned recorder running for the next agent (`monitor stop
+//! --keep-recording`).
 //!
 //! The handlers are installed first thing, before anything slow starts: until then a
 //! signal would meet whatever the agent inherited, which is "die at once" (no detach,
@@ -18,7 +20,10 @@ pub struct StopSignals {
     pub term: Signal,
     pub int: Signal,
     pub hup: Signal,
+    pub usr2: Signal,
     flag: Arc<AtomicBool>,
+    /// The stop asked to keep the recorder (SIGUSR2).
+    keep: bool,
 }
 
 impl StopSignals {
@@ -31,24 +36,30 @@ impl StopSignals {
             term: listen(SignalKind::terminate(), "SIGTERM")?,
             int: listen(SignalKind::interrupt(), "SIGINT")?,
             hup: listen(SignalKind::hangup(), "SIGHUP")?,
+            usr2: listen(SignalKind::user_defined2(), "SIGUSR2")?,
             flag: Arc::new(AtomicBool::new(false)),
+            keep: false,
         })
     }
 
-    /// Whether SIGINT or SIGTERM came (now or before), without waiting.
+    /// Whether SIGINT, SIGTERM or SIGUSR2 came (now or before), without waiting.
     pub fn stop_requested(&mut self) -> bool {
         if self.flag.load(Ordering::Relaxed) {
             return true;
         }
-        let came =
-            self.term.recv().now_or_never().is_some() || self.int.recv().now_or_never().is_some();
+        if self.usr2.recv().now_or_never().is_some() {
+            self.keep = true;
+        }
+        let came = self.keep
+            || self.term.recv().now_or_never().is_some()
+            || self.int.recv().now_or_never().is_some();
         if came {
             self.flag.store(true, Ordering::Relaxed);
         }
         came
     }
 
-    /// Waits for SIGINT or SIGTERM.
+    /// Waits for SIGINT, SIGTERM or SIGUSR2.
     pub async fn stopped(&mut self) {
         if self.flag.load(Ordering::Relaxed) {
             return;
@@ -56,8 +67,20 @@ impl StopSignals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
+            _ = self.usr2.recv() => self.keep = true,
         }
         self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a stop that keeps the recorder (SIGUSR2 seen by the caller).
+    pub fn keep_recording(&mut self) {
+        self.keep = true;
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the stop asked to keep the recorder.
+    pub fn keeps_recording(&self) -> bool {
+        self.keep
     }
 
     /// Set once a stop was asked for: blocking start-up work checks it.

@@ -56,6 +56,8 @@ pub fn require_root() {
 /// A running `monitor events` or `monitor run`, its stdout parsed line by line.
 pub struct Monitor {
     child: Child,
+    /// Where this daemon pins its recorder, when the harness chose it.
+    pin_root: Option<std::path::PathBuf>,
     events: Arc<Mutex<Vec<Value>>>,
     /// Stdout as it came, line by line.
     lines: Arc<Mutex<Vec<String>>>,
@@ -105,6 +107,24 @@ impl Monitor {
                 std::env::temp_dir().join(format!("monitor-profiles-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             command.arg("--profiles-dir").arg(dir);
+        }
+        // Each daemon pins its recorder in a directory of its own: a recorder one test
+        // leaves (killed) must not be another's backlog.
+        let pin_root = (subcommand == "run"
+            && !args
+                .iter()
+                .any(|a| a.starts_with("--pin-root") || *a == "--no-pin"))
+        .then(unique_pin_root);
+        if let Some(root) = &pin_root {
+            command.arg("--pin-root").arg(root);
+            if !args.iter().any(|a| a.starts_with("--last-seen-file")) {
+                command.arg("--last-seen-file").arg(
+                    root.with_extension("last-seen").file_name().map_or_else(
+                        || std::env::temp_dir().join("monitor-last-seen"),
+                        |name| std::env::temp_dir().join(name),
+                    ),
+                );
+            }
         }
         let mut child = command
             .stdout(Stdio::piped())
@@ -157,6 +177,7 @@ impl Monitor {
         }
         Monitor {
             child,
+            pin_root,
             events,
             lines: raw_lines,
             stderr: stderr_lines,
@@ -263,6 +284,21 @@ impl Monitor {
         (finished.events, finished.totals)
     }
 
+    /// Kills the agent (SIGKILL: no stop, no totals) and returns what it wrote.
+    pub fn kill(mut self) -> Finished {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
+        Finished {
+            events: std::mem::take(&mut *self.events.lock().unwrap()),
+            lines: std::mem::take(&mut *self.lines.lock().unwrap()),
+            stderr: self.stderr.lock().unwrap().clone(),
+            totals: Value::Null,
+        }
+    }
+
     /// Sends `signal`, waits for a clean exit (status 0) and returns what it left.
     pub fn finish(mut self, signal: i32) -> Finished {
         self.signal(signal);
@@ -294,7 +330,47 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(root) = &self.pin_root {
+            uninstall_recorder(root);
+        }
     }
+}
+
+/// A pin root no other daemon of this run uses.
+pub fn unique_pin_root() -> std::path::PathBuf {
+    static ROOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = ROOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/monitor-tests/{}-{n}",
+        std::process::id()
+    ))
+}
+
+/// Removes whatever recorder a daemon left under `root` (`monitor uninstall`).
+pub fn uninstall_recorder(root: &std::path::Path) {
+    if root.exists() {
+        let _ = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("uninstall")
+            .arg("--pin-root")
+            .arg(root)
+            .output();
+    }
+}
+
+/// The ids and names of the BPF programs loaded on this machine now (Debian's
+/// bpftool).
+pub fn loaded_programs() -> Vec<(u64, String)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool (cargo xtask setup installs it)");
+    let progs: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    progs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
+        .collect()
 }
 
 /// The calling thread's id, as the kernel reports it in `tid`.

@@ -456,7 +456,7 @@ pub(crate) fn percentiles(mut samples: Vec<Duration>) -> Option<(Duration, Durat
 }
 
 /// A rule of the bench's own: an alert for every marker file the storms open.
-fn write_marker_rule() -> Result<PathBuf> {
+pub(crate) fn write_marker_rule() -> Result<PathBuf> {
     let path = std::env::temp_dir().join("monitor-bench-marker.yaml");
     std::fs::write(
         &path,
@@ -679,6 +679,15 @@ impl Daemon {
         }
     }
 
+    /// Stops the agent with `signal` and counts the marker alerts it wrote.
+    pub(crate) fn alerts_seen_after_stop(self, signal: i32) -> Result<usize> {
+        let latencies = self.latencies.clone();
+        self.stop_totals_with(signal)?;
+        // The reader thread ends with the closed stdout, just after the exit.
+        thread::sleep(Duration::from_millis(100));
+        Ok(latencies.lock().map_or(0, |l| l.len()))
+    }
+
     fn latencies(&self) -> Vec<Duration> {
         self.tagged_latencies()
             .into_iter()
@@ -708,9 +717,15 @@ impl Daemon {
     }
 
     /// Stops the agent; returns its totals line.
-    pub fn stop_totals(mut self) -> Result<serde_json::Value> {
+    pub fn stop_totals(self) -> Result<serde_json::Value> {
+        self.stop_totals_with(libc::SIGINT)
+    }
+
+    /// Stops the agent with `signal` (SIGUSR2: it keeps its pinned recorder) and
+    /// returns its totals line.
+    pub fn stop_totals_with(mut self, signal: i32) -> Result<serde_json::Value> {
         // SAFETY: signalling our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let mut line = String::new();
         let mut totals = None;
         while self.stderr.read_line(&mut line)? > 0 {

@@ -77,7 +77,36 @@ pub struct SinkCounters {
     pub spool_pending: AtomicU64,
     /// Alerts waiting in memory now.
     pub queued: AtomicU64,
+    /// Alerts handed to the sink, and how many of them left memory: delivered,
+    /// written to the spool, or dropped (counted). Equal: nothing of the sink's is
+    /// only in memory.
+    handed: AtomicU64,
+    settled: AtomicU64,
+    /// Woken whenever alerts settle (shared by the dispatcher's sinks).
+    settle_signal: Arc<Notify>,
 }
+
+impl SinkCounters {
+    fn settle(&self, n: u64) {
+        if n > 0 {
+            self.settled.fetch_add(n, Relaxed);
+            self.settle_signal.notify_one();
+        }
+    }
+}
+
+/// How many alerts each sink had been handed at some moment: [`Dispatcher::settled`]
+/// tells when all of them are delivered or on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryMark {
+    /// Which dispatcher: a mark of one that was replaced is settled (it delivered or
+    /// spooled everything before it went).
+    dispatcher: u64,
+    handed: Vec<u64>,
+}
+
+/// Tells dispatchers apart (a reload replaces them).
+static DISPATCHERS: AtomicU64 = AtomicU64::new(1);
 
 /// A snapshot of one sink's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -140,6 +169,8 @@ impl Shared {
             if alert.priority > sink.min_priority {
                 continue;
             }
+            // Counted before the sink task can see it, so settled never passes handed.
+            sink.counters.handed.fetch_add(1, Relaxed);
             match tx.try_send(alert.clone()) {
                 Ok(()) => sink.wake.notify_one(),
                 Err(mpsc::error::TrySendError::Full(alert)) => {
@@ -151,7 +182,9 @@ impl Shared {
                     drop(q);
                     sink.wake.notify_one();
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    sink.counters.settle(1);
+                }
             }
         }
     }
@@ -262,7 +295,10 @@ pub fn internal_alert(
 /// Fans alerts out to the configured sinks. Create it from within or outside a tokio
 /// runtime; every sink runs on a thread of its own.
 pub struct Dispatcher {
+    id: u64,
     shared: Arc<Shared>,
+    /// Woken when any sink's alerts settle.
+    settle_signal: Arc<Notify>,
     done: Vec<oneshot::Receiver<()>>,
     ticker: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
@@ -271,6 +307,7 @@ impl Dispatcher {
     /// Checks the configuration, opens the spools and starts the sinks. Errors name
     /// the sink and what is wrong.
     pub fn new(config: &AlertsConfig) -> Result<Dispatcher, String> {
+        let settle_signal = Arc::new(Notify::new());
         let mut sinks = Vec::new();
         let mut senders = Vec::new();
         let mut done = Vec::new();
@@ -298,7 +335,10 @@ impl Dispatcher {
                     })?),
                     None => None,
                 };
-            let counters = Arc::new(SinkCounters::default());
+            let counters = Arc::new(SinkCounters {
+                settle_signal: settle_signal.clone(),
+                ..SinkCounters::default()
+            });
             if let Some(s) = &spool {
                 counters.spool_pending.store(s.pending(), Relaxed);
                 if !s.is_empty() {
@@ -400,7 +440,9 @@ impl Dispatcher {
             (stop_tx, handle)
         });
         Ok(Dispatcher {
+            id: DISPATCHERS.fetch_add(1, Relaxed),
             shared,
+            settle_signal,
             done,
             ticker,
         })
@@ -460,6 +502,39 @@ impl Dispatcher {
         if self.shared.limit(&alert.rule, &alert.hostname) {
             self.shared.fan_out(alert);
         }
+    }
+
+    /// What every sink has been handed so far.
+    pub fn mark(&self) -> DeliveryMark {
+        DeliveryMark {
+            dispatcher: self.id,
+            handed: self
+                .shared
+                .sinks
+                .iter()
+                .map(|s| s.counters.handed.load(Relaxed))
+                .collect(),
+        }
+    }
+
+    /// Whether every alert handed to the sinks up to `mark` is delivered, in a
+    /// spool, or counted as dropped: nothing of it lives in memory only. (Sinks take
+    /// their alerts in order.)
+    pub fn settled(&self, mark: &DeliveryMark) -> bool {
+        mark.dispatcher != self.id
+            || self
+                .shared
+                .sinks
+                .iter()
+                .zip(&mark.handed)
+                .all(|(sink, handed)| sink.counters.settled.load(Relaxed) >= *handed)
+    }
+
+    /// Resolves when alerts settle somewhere (or at once, if some did since the last
+    /// wait).
+    pub fn settling(&self) -> impl Future<Output = ()> + use<> {
+        let signal = self.settle_signal.clone();
+        async move { signal.notified().await }
     }
 
     /// Counters of every sink, in configuration order.
@@ -573,8 +648,10 @@ impl Queue {
                     counters.dropped.fetch_add(1, Relaxed);
                 }
             }
+            counters.settle(1);
         } else if self.pending.len() >= self.queue_size {
             counters.dropped.fetch_add(1, Relaxed);
+            counters.settle(1);
         } else {
             self.pending.push_back(alert);
             counters.queued.store(self.pending.len() as u64, Relaxed);
@@ -699,6 +776,7 @@ impl Worker {
             Work::Memory(_) => {
                 q.pending.drain(..n);
                 self.counters.queued.store(q.pending.len() as u64, Relaxed);
+                self.counters.settle(n as u64);
             }
             Work::Spool(batch, alerts) => {
                 if n < alerts.len() {
@@ -734,6 +812,7 @@ impl Worker {
         let (spooled, dropped) = q.spill();
         self.counters.spooled.fetch_add(spooled, Relaxed);
         self.counters.dropped.fetch_add(dropped, Relaxed);
+        self.counters.settle(spooled + dropped);
         self.counters.queued.store(q.pending.len() as u64, Relaxed);
         let pending = q.spool.as_ref().map_or(0, |s| s.pending());
         self.counters.spool_pending.store(pending, Relaxed);
@@ -790,6 +869,7 @@ impl Worker {
                         self.name
                     );
                     self.counters.dropped.fetch_add(left as u64, Relaxed);
+                    self.counters.settle(left as u64);
                 }
                 break;
             }

@@ -35,11 +35,12 @@ pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
     }
     // Only what the rules need runs in the kernel (plus what the context lives on,
     // which `PipelineConfig::new` adds).
-    let config = PipelineConfig::new(
-        settings.sensor_config(engine.kernel_interest()),
-        settings.context_config(),
-        settings.stats_interval(),
-    );
+    let mut sensor = settings.sensor_config(engine.kernel_interest());
+    sensor.pin_root = settings.pin_root();
+    let mut config =
+        PipelineConfig::new(sensor, settings.context_config(), settings.stats_interval());
+    config.keep_recording = settings.sensor.keep_recording;
+    config.last_seen = Some(settings.sensor.last_seen_file.clone());
     let kinds: Vec<&str> = config
         .sensor
         .interest
@@ -70,8 +71,15 @@ pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
             .iter()
             .filter_map(|p| Some(format!("{}={}", p.source, p.chosen?)))
             .collect();
+        let recorder = sensor.recorder_report();
+        let recorder = match (recorder.pinned, recorder.adopted) {
+            (true, true) => format!("adopted ({} records waited)", recorder.backlog),
+            (true, false) => "pinned".to_string(),
+            (false, _) => "not pinned (ends with this agent)".to_string(),
+        };
         let detail = format!(
-            "ready: {active} rules active from {}; kernel events: {}; probes: {}",
+            "ready: {active} rules active from {}; recorder: {recorder}; kernel events: {}; \
+             probes: {}",
             rules_from.join(", "),
             kinds.join(","),
             probes.join(" ")

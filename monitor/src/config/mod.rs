@@ -64,6 +64,17 @@ pub struct SensorSettings {
     pub stats_interval_secs: u64,
     /// `monitor run`: let the kernel drop events no active rule can match.
     pub kernel_filter: bool,
+    /// `monitor run`: pin the recorder in bpffs so the kernel keeps recording while
+    /// the agent restarts.
+    pub pin: bool,
+    /// Where the recorder is pinned (in bpffs).
+    pub pin_root: PathBuf,
+    /// A stop by SIGINT or SIGTERM leaves the pinned recorder running for the next
+    /// agent (SIGUSR2 always does); otherwise a stop removes it.
+    pub keep_recording: bool,
+    /// `monitor run`: where the agent notes until when it recorded, so the next one
+    /// can report the blind spot between them when no recorder was handed over.
+    pub last_seen_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -280,6 +291,10 @@ impl Default for SensorSettings {
             btf: PathBuf::from(VMLINUX_BTF),
             stats_interval_secs: 10,
             kernel_filter: true,
+            pin: true,
+            pin_root: PathBuf::from(crate::sensor::recorder::DEFAULT_ROOT),
+            keep_recording: false,
+            last_seen_file: PathBuf::from("/run/monitor/last-seen"),
         }
     }
 }
@@ -586,7 +601,13 @@ impl Settings {
             interest,
             ring_buffer_bytes: self.sensor.ring_buffer_bytes,
             btf: self.sensor.btf.clone(),
+            pin_root: None,
         }
+    }
+
+    /// Where `monitor run` pins its recorder (`None`: it does not).
+    pub fn pin_root(&self) -> Option<PathBuf> {
+        self.sensor.pin.then(|| self.sensor.pin_root.clone())
     }
 
     /// `None` when context is switched off.

@@ -596,6 +596,11 @@ impl Context {
             .collect()
     }
 
+    /// No event waits here for its container's metadata.
+    pub fn holds_nothing(&self) -> bool {
+        self.hold.is_empty()
+    }
+
     /// Adds context to `event` (see [`Context::enrich`]) and passes it on in `out`,
     /// unless its container's metadata is still being fetched: then it is held (at most
     /// `metadata_wait`), behind that container's earlier held events.

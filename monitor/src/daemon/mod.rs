@@ -164,6 +164,18 @@ impl Sink for Daemon {
         Ok(())
     }
 
+    fn delivery_mark(&self) -> Option<crate::alerts::DeliveryMark> {
+        Some(self.dispatcher.mark())
+    }
+
+    fn delivered(&self, mark: &crate::alerts::DeliveryMark) -> bool {
+        self.dispatcher.settled(mark)
+    }
+
+    fn delivery_progress(&self) -> impl Future<Output = ()> {
+        self.dispatcher.settling()
+    }
+
     fn kernel_filter(&self) -> Option<crate::rules::kernel_filter::KernelFilter> {
         self.settings
             .sensor

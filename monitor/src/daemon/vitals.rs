@@ -42,6 +42,14 @@ pub fn refresh_metrics(
             status.received.get(&k).copied().unwrap_or(0),
         );
     }
+    let recorder = status.sensor.recorder_report();
+    metrics.recorder_pinned.set(i64::from(recorder.pinned));
+    metrics.recorder_adopted.set(i64::from(recorder.adopted));
+    metrics.recorder_backlog.set(recorder.backlog as i64);
+    metrics.recorder_lost.set(recorder.lost() as i64);
+    metrics
+        .recorder_unobserved_ms
+        .set(recorder.unobserved.map_or(0, |u| u.ms as i64));
     if let Ok(counters) = status.sensor.counters() {
         for (k, c) in counters {
             let name = k.name();

@@ -210,6 +210,11 @@ impl Learner {
         }
     }
 
+    /// No event waits here for its workload's fleet profile.
+    pub fn holds_nothing(&self) -> bool {
+        self.fleet.as_ref().is_none_or(|link| link.held.is_empty())
+    }
+
     /// Passes on, in order, the events whose workload's fleet profile is in or whose
     /// wait has ended (all of them at `shutdown`).
     pub fn release(&mut self, shutdown: bool, out: &mut Vec<EnrichedEvent>) {

@@ -90,6 +90,12 @@ fn split_tail<const N: usize>(tail: &[u8], lens: [usize; N]) -> Result<[&[u8]; N
     Ok(parts)
 }
 
+/// A record's kind, from its header alone.
+pub fn kind_of(bytes: &[u8]) -> Option<EventKind> {
+    let header: EventHeader = read_fixed(bytes).ok()?;
+    EventKind::from_id(header.kind)
+}
+
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header: EventHeader = read_fixed(bytes)?;
     if header.size as usize != bytes.len() {

@@ -2,11 +2,15 @@
 pub mod btf;
 pub mod decode;
 mod filter;
+pub mod last_seen;
 pub mod probes;
 pub mod reader;
+pub mod recorder;
+mod ring;
 pub mod tracefs;
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -14,7 +18,8 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, Map, MapData, PerCpuArray},
+    programs::links::PinnedLink,
 };
 use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, stat};
 use serde::Serialize;
@@ -33,6 +38,9 @@ pub struct SensorConfig {
     pub ring_buffer_bytes: u32,
     /// Kernel BTF to take struct offsets from.
     pub btf: PathBuf,
+    /// Where the recorder (programs' links, ring buffer, tables) is pinned in bpffs,
+    /// so the kernel keeps recording between agents; `None`: it ends with the agent.
+    pub pin_root: Option<PathBuf>,
 }
 
 impl Default for SensorConfig {
@@ -41,6 +49,7 @@ impl Default for SensorConfig {
             interest: Interest::all(),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             btf: PathBuf::from(btf::VMLINUX_BTF),
+            pin_root: None,
         }
     }
 }
@@ -53,6 +62,49 @@ pub struct Sensor {
     /// Per entry of `probes::SOURCES`: tried already (attached or skipped), whether or
     /// not its kind is switched on now.
     tried: Vec<bool>,
+    /// The pinned recorder this agent holds, when it pins.
+    claim: Option<recorder::Claim>,
+    /// The links pinned (by this agent or the one before) for the programs.
+    links: Vec<(&'static str, PinnedLink)>,
+    /// What the kernel counters said when this agent adopted the recorder: its
+    /// totals count from there.
+    baseline: BTreeMap<EventKind, KindCounters>,
+    /// Records of each kind waiting in an adopted ring buffer: sent before this agent,
+    /// received by it.
+    backlog: BTreeMap<EventKind, u64>,
+    /// Drops the kernel counted while no agent read (an adopted recorder's buffer
+    /// was full).
+    dropped_without_agent: u64,
+    /// When this agent's own programs began to record (CLOCK_BOOTTIME).
+    recording_since: u64,
+    /// Nothing recorded this long before this agent (no recorder was handed over).
+    unobserved: Option<last_seen::Unobserved>,
+}
+
+/// What the agent knows of the recorder, for its totals and metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecorderReport {
+    pub pinned: bool,
+    /// An earlier agent's recorder was adopted (its programs kept recording).
+    pub adopted: bool,
+    /// Records that waited in the adopted recorder.
+    pub backlog: u64,
+    /// Records the kernel dropped while no agent read (the buffer was full).
+    pub dropped_without_agent: u64,
+    /// Recorders of other ABIs replaced, with the records they held (lost).
+    pub replaced: Vec<recorder::Replaced>,
+    /// No recorder was handed over: nothing was recorded between the last agent's
+    /// last note and this agent's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unobserved: Option<last_seen::Unobserved>,
+}
+
+impl RecorderReport {
+    /// Records known lost between agents: dropped while no agent read, and held by
+    /// replaced recorders.
+    pub fn lost(&self) -> u64 {
+        self.dropped_without_agent + self.replaced.iter().map(|r| r.lost).sum::<u64>()
+    }
 }
 
 /// Kernel-side counters of one event kind, summed over CPUs.
@@ -116,8 +168,13 @@ impl Sensor {
         unsafe { libc::malloc_trim(0) };
         check()?;
         let tracefs = tracefs::ensure_mounted()?;
+        let claim = config.pin_root.as_deref().and_then(claim_recorder);
         let prepared_at = std::time::Instant::now();
-        let mut ebpf = load_object(&offsets, config.ring_buffer_bytes)?;
+        let mut ebpf = load_object(
+            &offsets,
+            config.ring_buffer_bytes,
+            claim.as_ref().map(|c| &c.pins),
+        )?;
         let prepare_took = prepared_at.elapsed();
         forward_kernel_logs(&mut ebpf);
 
@@ -128,18 +185,156 @@ impl Sensor {
             stats,
             kernel: probes::KernelEnv::new(&tracefs, &config.btf).with_absent_members(&offsets),
             tried: vec![false; probes::SOURCES.len()],
+            claim,
+            links: Vec::new(),
+            baseline: BTreeMap::new(),
+            backlog: BTreeMap::new(),
+            dropped_without_agent: 0,
+            recording_since: 0,
+            unobserved: None,
         };
+        sensor.set_agent(std::process::id(), None)?;
+        if sensor.claim.as_ref().is_some_and(|c| c.adopted) {
+            sensor.adopt()?;
+        }
         let attached_at = std::time::Instant::now();
-        sensor.attach_interest(config.interest, stop)?;
+        if let Err(err) = sensor.attach_interest(config.interest, stop) {
+            sensor.abandon_start();
+            return Err(err);
+        }
+        sensor.recording_since = crate::clock::BootClock::boot_ns_now();
         tracing::info!(
             "sensor start-up: kernel layout from BTF in {} ms, maps and programs prepared in \
-             {} ms, {} sources loaded and attached in {} ms",
+             {} ms, {} sources loaded and attached in {} ms ({} adopted)",
             layout_took.as_millis(),
             prepare_took.as_millis(),
             sensor.probes.len(),
-            attached_at.elapsed().as_millis()
+            attached_at.elapsed().as_millis(),
+            sensor.probes.iter().filter(|p| p.adopted).count()
         );
         Ok(sensor)
+    }
+
+    /// Takes over the pinned recorder's programs (they keep running: nothing is
+    /// loaded or attached for them) and notes where its counters stood.
+    fn adopt(&mut self) -> Result<()> {
+        let Some(claim) = &self.claim else {
+            return Ok(());
+        };
+        let dir = claim.pins.dir().to_path_buf();
+        for (i, source) in probes::SOURCES.iter().enumerate() {
+            if let Some(report) = probes::adopt_source(source, &claim.pins, &mut self.links) {
+                self.tried[i] = true;
+                self.probes.push(report);
+            }
+        }
+        tracing::info!(
+            "adopted the recorder pinned at {} ({} programs kept recording while no agent \
+             ran)",
+            dir.display(),
+            self.links.len(),
+        );
+        Ok(())
+    }
+
+    /// A start given up half-way: a recorder this agent created is removed (it would
+    /// record for nobody), an adopted one is left as it was found.
+    fn abandon_start(&mut self) {
+        let adopted = self.claim.as_ref().is_some_and(|c| c.adopted);
+        if !adopted {
+            self.detach();
+            self.remove_recorder();
+        } else {
+            let _ = self.set_agent(0, None);
+        }
+    }
+
+    /// Writes the reading agent's pid (its own syscalls are not recorded) and, when
+    /// it leaves a recorder behind, the drops it saw.
+    fn set_agent(&mut self, pid: u32, drops_seen: Option<u64>) -> Result<()> {
+        let mut agent: Array<_, u64> = Array::try_from(self.map_mut("AGENT")?)?;
+        agent.set(0, u64::from(pid), 0)?;
+        if let Some(drops) = drops_seen {
+            agent.set(1, drops, 0)?;
+        }
+        Ok(())
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
+        self.ebpf
+            .map_mut(name)
+            .with_context(|| format!("map {name} missing"))
+    }
+
+    /// Whether this agent took a running recorder over (no gap before it).
+    pub fn adopted(&self) -> bool {
+        self.claim.as_ref().is_some_and(|c| c.adopted)
+    }
+
+    /// The last agent recorded until `previous` (CLOCK_BOOTTIME) and handed no
+    /// recorder over: from then to this agent's start nothing was recorded.
+    pub fn note_unobserved_since(&mut self, previous: u64) {
+        if self.adopted() {
+            return;
+        }
+        self.unobserved = last_seen::Unobserved::between(previous, self.recording_since);
+        if let Some(gap) = &self.unobserved {
+            tracing::warn!(
+                "blind spot: nothing was recorded for {:.2} s, from the last agent's last \
+                 note to this start (at most: a killed agent noted its last second); {}",
+                gap.ms as f64 / 1000.0,
+                if self.pinned() {
+                    "the last agent removed its recorder when it stopped (stop it with \
+                     --keep-recording to hand it over)"
+                } else {
+                    "pin the recorder (drop --no-pin) to keep recording across restarts"
+                }
+            );
+        }
+    }
+
+    /// Whether the recorder is pinned (it can outlive this agent).
+    pub fn pinned(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// The recorder's state, for the totals and metrics.
+    pub fn recorder_report(&self) -> RecorderReport {
+        RecorderReport {
+            pinned: self.claim.is_some(),
+            adopted: self.claim.as_ref().is_some_and(|c| c.adopted),
+            backlog: self.backlog.values().sum(),
+            dropped_without_agent: self.dropped_without_agent,
+            replaced: self
+                .claim
+                .as_ref()
+                .map(|c| c.replaced.clone())
+                .unwrap_or_default(),
+            unobserved: self.unobserved,
+        }
+    }
+
+    /// Leaves the recorder running for the next agent: the programs stay attached,
+    /// the unread records stay in the buffer. The agent's pid is cleared and the drops
+    /// it saw are kept, so the next agent can tell the drops of the gap.
+    pub fn keep_recording(mut self) -> Result<()> {
+        let drops: u64 = self.raw_counters()?.iter().map(|(_, c)| c.dropped).sum();
+        self.set_agent(0, Some(drops))?;
+        // Closing the pinned links' fds leaves their pins, which hold the programs.
+        self.links.clear();
+        Ok(())
+    }
+
+    /// Unpins the recorder's maps and directory (after [`Sensor::detach`]).
+    pub fn remove_recorder(&mut self) {
+        let Some(claim) = &self.claim else {
+            return;
+        };
+        if let Err(err) = recorder::remove(claim.pins.dir()) {
+            tracing::warn!("{err:#}");
+        }
+        // The root goes too when no other ABI's recorder is left in it.
+        let _ = std::fs::remove_dir(claim.pins.root());
     }
 
     /// Switches the kernel's capture to exactly the kinds of `interest`, attaching the
@@ -160,7 +355,11 @@ impl Sensor {
                 return Err(StoppedDuringStart.into());
             }
             self.tried[i] = true;
-            let report = probes::attach_source(&mut self.ebpf, &self.kernel, source)?;
+            let pinning = self.claim.as_ref().map(|claim| probes::Pinning {
+                pins: &claim.pins,
+                links: &mut self.links,
+            });
+            let report = probes::attach_source(&mut self.ebpf, &self.kernel, source, pinning)?;
             match report.chosen {
                 Some(chosen) => tracing::info!(
                     kind = report.kind,
@@ -182,11 +381,7 @@ impl Sensor {
     }
 
     fn switch_kinds(&mut self, on: impl Fn(EventKind) -> bool) -> Result<()> {
-        let mut switches: Array<_, u32> = Array::try_from(
-            self.ebpf
-                .map_mut("KIND_ENABLED")
-                .context("map KIND_ENABLED missing")?,
-        )?;
+        let mut switches: Array<_, u32> = Array::try_from(self.map_mut("KIND_ENABLED")?)?;
         for &kind in EventKind::ALL {
             switches.set(kind.id() as u32, u32::from(on(kind)), 0)?;
         }
@@ -197,17 +392,63 @@ impl Sensor {
         &self.probes
     }
 
-    /// The ring buffer reader; can be taken once.
+    /// The ring buffer reader; can be taken once. What an adopted recorder holds is
+    /// counted by kind first: this agent receives it, an earlier one's counters sent
+    /// it.
     pub fn take_reader(&mut self) -> Result<EventReader> {
         let map = self
             .ebpf
             .take_map("EVENTS")
             .context("the event reader was already taken")?;
-        EventReader::new(RingBuf::try_from(map)?)
+        let Map::RingBuf(map) = map else {
+            return Err(anyhow!("map EVENTS is not a ring buffer"));
+        };
+        let mut reader = EventReader::new(ring::Ring::new(map)?, !self.pinned())?;
+        if self.claim.as_ref().is_some_and(|c| c.adopted) {
+            let mut backlog = BTreeMap::new();
+            reader.peek(|bytes| {
+                if let Some(kind) = decode::kind_of(bytes) {
+                    *backlog.entry(kind).or_insert(0) += 1;
+                }
+            });
+            // The counters are read after the backlog was counted: a record written in
+            // between is then sent after the baseline, not also part of the backlog.
+            let mut agent: Array<_, u64> = Array::try_from(self.map_mut("AGENT")?)?;
+            let seen_by_last_agent = agent.get(&1, 0)?;
+            agent.set(1, 0, 0)?;
+            let counters = self.raw_counters()?;
+            let dropped: u64 = counters.iter().map(|(_, c)| c.dropped).sum();
+            self.dropped_without_agent = dropped.saturating_sub(seen_by_last_agent);
+            self.baseline = counters.into_iter().collect();
+            tracing::info!(
+                "{} records waited in the adopted recorder; {} were dropped while no agent \
+                 read (the buffer was full)",
+                backlog.values().sum::<u64>(),
+                self.dropped_without_agent
+            );
+            self.backlog = backlog;
+        }
+        Ok(reader)
     }
 
-    /// Kernel counters per kind, summed over CPUs.
+    /// Kernel counters per kind, summed over CPUs, counted from this agent's start
+    /// (with an adopted recorder: from the adoption, plus the backlog it found as
+    /// sent).
     pub fn counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
+        let mut counters = self.raw_counters()?;
+        for (kind, c) in &mut counters {
+            let base = self.baseline.get(kind).copied().unwrap_or_default();
+            c.sent =
+                c.sent.saturating_sub(base.sent) + self.backlog.get(kind).copied().unwrap_or(0);
+            c.dropped = c.dropped.saturating_sub(base.dropped);
+            c.errors = c.errors.saturating_sub(base.errors);
+            c.filtered = c.filtered.saturating_sub(base.filtered);
+        }
+        Ok(counters)
+    }
+
+    /// The kernel's counters as they stand, since the recorder was made.
+    fn raw_counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
         let mut out = Vec::new();
         for &kind in EventKind::ALL {
             let sum = |which: u32| -> Result<u64> {
@@ -235,17 +476,33 @@ impl Sensor {
     }
 
     /// Detaches every program so no new records arrive; what is already in the ring
-    /// buffer can still be drained.
+    /// buffer can still be drained. Pinned links are unpinned: their programs
+    /// detach as the last reference goes.
+    ///
+    /// Each detach waits for the kernel's grace periods; on threads of their own those
+    /// waits overlap, so a stop takes about one detach, not one per program.
     pub fn detach(&mut self) {
-        for (_, program) in self.ebpf.programs_mut() {
-            let _ = match program {
-                aya::programs::Program::TracePoint(p) => p.unload(),
-                aya::programs::Program::RawTracePoint(p) => p.unload(),
-                aya::programs::Program::Lsm(p) => p.unload(),
-                aya::programs::Program::FEntry(p) => p.unload(),
-                _ => Ok(()),
-            };
-        }
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|scope| {
+            for (_, link) in links {
+                scope.spawn(move || {
+                    if let Ok(link) = link.unpin() {
+                        drop(link);
+                    }
+                });
+            }
+            for (_, program) in self.ebpf.programs_mut() {
+                scope.spawn(move || {
+                    let _ = match program {
+                        aya::programs::Program::TracePoint(p) => p.unload(),
+                        aya::programs::Program::RawTracePoint(p) => p.unload(),
+                        aya::programs::Program::Lsm(p) => p.unload(),
+                        aya::programs::Program::FEntry(p) => p.unload(),
+                        _ => Ok(()),
+                    };
+                });
+            }
+        });
     }
 }
 
@@ -281,16 +538,68 @@ fn forward_kernel_logs(ebpf: &mut Ebpf) {
 const MODULE_SYSCALL_NRS: [u64; 2] = [libc::SYS_init_module as u64, libc::SYS_finit_module as u64];
 
 /// Creates the maps and prepares (but does not load) the programs, with this
-/// kernel's offsets and the agent's pid patched in.
-fn load_object(offsets: &KernelOffsets, ring_buffer_bytes: u32) -> Result<Ebpf> {
-    let agent_tgid = std::process::id();
-    EbpfLoader::new()
+/// kernel's offsets patched in. With `pins`, the maps the recorder shares are the
+/// pinned ones (created and pinned when not there yet).
+fn load_object(
+    offsets: &KernelOffsets,
+    ring_buffer_bytes: u32,
+    pins: Option<&recorder::Pins>,
+) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("OFFSETS", offsets, true)
-        .override_global("AGENT_TGID", &agent_tgid, true)
         .override_global("MODULE_SYSCALL_NRS", &MODULE_SYSCALL_NRS, true)
-        .map_max_entries("EVENTS", ring_buffer_bytes)
-        .load(PROGRAMS)
-        .context("loading the eBPF object")
+        .map_max_entries("EVENTS", ring_buffer_bytes);
+    if let Some(pins) = pins {
+        for name in recorder::SHARED_MAPS {
+            loader.map_pin_path(name, pins.map_path(name));
+        }
+    }
+    loader.load(PROGRAMS).context("loading the eBPF object")
+}
+
+/// Claims the recorder pinned under `root`; without it (another agent holds the root,
+/// or pinning is impossible here), the agent records unpinned, and says why.
+fn claim_recorder(root: &std::path::Path) -> Option<recorder::Claim> {
+    if !aya::features().bpf_perf_link() {
+        tracing::warn!(
+            "this kernel has no bpf links for tracepoints (Linux >= 5.15): the recorder \
+             cannot be pinned and ends with the agent"
+        );
+        return None;
+    }
+    match recorder::Pins::new(root, recorder::abi()).claim() {
+        Ok(claim) => {
+            for replaced in &claim.replaced {
+                tracing::warn!(
+                    "replaced the recorder of ABI {} (this build's is {}): its {} unread \
+                     records are lost, and what happened since the last agent stopped went \
+                     unseen",
+                    replaced.abi,
+                    claim.pins.abi,
+                    replaced.lost
+                );
+            }
+            Some(claim)
+        }
+        Err(recorder::Unclaimed::Held(pid)) => {
+            let who = pid.map_or("another agent".to_string(), |p| format!("agent {p}"));
+            tracing::warn!(
+                "{who} holds the recorder pinned under {}: this one records unpinned (give \
+                 it its own --pin-root, or stop the other first)",
+                root.display()
+            );
+            None
+        }
+        Err(recorder::Unclaimed::Failed(err)) => {
+            tracing::warn!(
+                "the recorder cannot be pinned under {} ({err:#}): it ends with this agent; \
+                 mount bpffs there or run with --no-pin",
+                root.display()
+            );
+            None
+        }
+    }
 }
 
 fn validate_ring_buffer_size(bytes: u32) -> Result<()> {

@@ -2,16 +2,22 @@
 //! preference. At start-up each candidate is checked against the running kernel and
 //! the first that loads and attaches wins; what was chosen is logged and reported by
 //! `monitor probes`.
-use std::path::Path;
+use std::{io, path::Path};
 
 use anyhow::{Result, anyhow};
 use aya::{
     Ebpf,
-    programs::{FEntry, Lsm, ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        FEntry, Lsm, ProgramError, RawTracePoint, TracePoint,
+        links::{FdLink, PinnedLink},
+    },
 };
 use serde::Serialize;
 
-use super::tracefs::{has_tracepoint, mount_pseudo_fs};
+use super::{
+    recorder::Pins,
+    tracefs::{has_tracepoint, mount_pseudo_fs},
+};
 use crate::{
     event::{EventKind, EventType},
     kinds::Interest,
@@ -510,10 +516,26 @@ pub struct ProbeReport {
     pub hooks: Vec<String>,
     /// Why each refused candidate was refused.
     pub refused: Vec<String>,
+    /// Attached by an earlier agent and adopted from the pinned recorder.
+    pub adopted: bool,
+}
+
+/// Where attached programs' links go when the recorder is pinned.
+pub struct Pinning<'a> {
+    pub pins: &'a Pins,
+    /// The links pinned so far.
+    pub links: &'a mut Vec<(&'static str, PinnedLink)>,
 }
 
 /// Attaches one source: the first candidate whose programs all load and attach.
-pub fn attach_source(ebpf: &mut Ebpf, kernel: &KernelEnv, source: &Source) -> Result<ProbeReport> {
+/// With `pinning`, each program's link is pinned, so that it stays attached after
+/// the agent.
+pub fn attach_source(
+    ebpf: &mut Ebpf,
+    kernel: &KernelEnv,
+    source: &Source,
+    mut pinning: Option<Pinning<'_>>,
+) -> Result<ProbeReport> {
     let mut report = ProbeReport {
         kind: source.kind.name(),
         source: source.name,
@@ -521,6 +543,7 @@ pub fn attach_source(ebpf: &mut Ebpf, kernel: &KernelEnv, source: &Source) -> Re
         chosen: None,
         hooks: Vec::new(),
         refused: Vec::new(),
+        adopted: false,
     };
     let absent = source
         .needs
@@ -532,7 +555,7 @@ pub fn attach_source(ebpf: &mut Ebpf, kernel: &KernelEnv, source: &Source) -> Re
         ));
     }
     for candidate in source.candidates.iter().filter(|_| absent.is_none()) {
-        match attach_candidate(ebpf, kernel, candidate) {
+        match attach_candidate(ebpf, kernel, candidate, pinning.as_mut()) {
             Ok(()) => {
                 report.chosen = Some(candidate.name);
                 report.hooks = candidate
@@ -559,7 +582,43 @@ pub fn attach_source(ebpf: &mut Ebpf, kernel: &KernelEnv, source: &Source) -> Re
     Ok(report)
 }
 
-fn attach_candidate(ebpf: &mut Ebpf, kernel: &KernelEnv, candidate: &Candidate) -> Result<()> {
+/// The source's adopted candidate: the first whose every program has a link pinned
+/// by an earlier agent. Its links are taken into `links`; the programs keep running.
+pub fn adopt_source(
+    source: &Source,
+    pins: &Pins,
+    links: &mut Vec<(&'static str, PinnedLink)>,
+) -> Option<ProbeReport> {
+    let candidate = source
+        .candidates
+        .iter()
+        .find(|c| c.attachments.iter().all(|a| pins.has_link(a.program)))?;
+    let mut taken = Vec::new();
+    for attachment in candidate.attachments {
+        taken.push((attachment.program, pins.pinned_link(attachment.program)?));
+    }
+    links.extend(taken);
+    Some(ProbeReport {
+        kind: source.kind.name(),
+        source: source.name,
+        required: source.required,
+        chosen: Some(candidate.name),
+        hooks: candidate
+            .attachments
+            .iter()
+            .map(|a| a.hook.describe())
+            .collect(),
+        refused: Vec::new(),
+        adopted: true,
+    })
+}
+
+fn attach_candidate(
+    ebpf: &mut Ebpf,
+    kernel: &KernelEnv,
+    candidate: &Candidate,
+    mut pinning: Option<&mut Pinning<'_>>,
+) -> Result<()> {
     if let Some(missing) = candidate
         .attachments
         .iter()
@@ -567,17 +626,31 @@ fn attach_candidate(ebpf: &mut Ebpf, kernel: &KernelEnv, candidate: &Candidate) 
     {
         return Err(anyhow!(missing));
     }
+    let pinned_before = pinning.as_ref().map_or(0, |p| p.links.len());
     for attachment in candidate.attachments {
-        if let Err(err) = attach_one(ebpf, kernel, attachment) {
+        let attached = attach_one(ebpf, kernel, attachment, pinning.is_some())
+            .map_err(|err| describe_error(&err))
+            .and_then(|link| match (link, pinning.as_mut()) {
+                (Some(link), Some(pinning)) => pinning
+                    .pins
+                    .pin_link(attachment.program, link)
+                    .map(|pinned| pinning.links.push((attachment.program, pinned)))
+                    .map_err(|err| format!("{err:#}")),
+                _ => Ok(()),
+            });
+        if let Err(err) = attached {
             // Half a pair would save syscall arguments nobody consumes.
+            if let Some(pinning) = pinning.as_mut() {
+                for (_, link) in pinning.links.drain(pinned_before..) {
+                    if let Ok(link) = link.unpin() {
+                        drop(link);
+                    }
+                }
+            }
             for attached in candidate.attachments {
                 unload(ebpf, attached);
             }
-            return Err(anyhow!(
-                "{} refused: {}",
-                attachment.hook.describe(),
-                describe_error(&err)
-            ));
+            return Err(anyhow!("{} refused: {err}", attachment.hook.describe()));
         }
     }
     Ok(())
@@ -597,37 +670,53 @@ fn unload(ebpf: &mut Ebpf, attachment: &Attachment) {
     };
 }
 
+/// Loads and attaches one program. With `take`, its link is taken from the program
+/// and returned (to be pinned); otherwise the program keeps it, and the link ends
+/// with the program.
 fn attach_one(
     ebpf: &mut Ebpf,
     kernel: &KernelEnv,
     attachment: &Attachment,
-) -> Result<(), ProgramError> {
+    take: bool,
+) -> Result<Option<FdLink>, ProgramError> {
     let program = ebpf
         .program_mut(attachment.program)
         .ok_or(ProgramError::UnexpectedProgramType)?;
-    match attachment.hook {
+    // A tracepoint's link is a bpf link (pinnable) wherever the recorder pins: it
+    // pins only when the kernel has perf links (5.15), see `recorder`.
+    let invalid =
+        |err: aya::programs::links::LinkError| ProgramError::IOError(io::Error::other(err));
+    let link = match attachment.hook {
         Hook::Tracepoint { category, name } => {
             let program: &mut TracePoint = program.try_into()?;
             program.load()?;
-            program.attach(category, name)?;
+            let id = program.attach(category, name)?;
+            take.then(|| FdLink::try_from(program.take_link(id)?).map_err(invalid))
+                .transpose()?
         }
         Hook::RawTracepoint { name, .. } => {
             let program: &mut RawTracePoint = program.try_into()?;
             program.load()?;
-            program.attach(name)?;
+            let id = program.attach(name)?;
+            take.then(|| program.take_link(id).map(FdLink::from))
+                .transpose()?
         }
         Hook::Lsm { name } => {
             let program: &mut Lsm = program.try_into()?;
             program.load(name, &kernel_btf(kernel)?)?;
-            program.attach()?;
+            let id = program.attach()?;
+            take.then(|| program.take_link(id).map(FdLink::from))
+                .transpose()?
         }
         Hook::FEntry { function } => {
             let program: &mut FEntry = program.try_into()?;
             program.load(function, &kernel_btf(kernel)?)?;
-            program.attach()?;
+            let id = program.attach()?;
+            take.then(|| program.take_link(id).map(FdLink::from))
+                .transpose()?
         }
-    }
-    Ok(())
+    };
+    Ok(link)
 }
 
 /// The kernel BTF that LSM and fentry programs name their attach point in; parsed per
@@ -667,7 +756,7 @@ mod tests {
         let offsets = KernelLayout::open(Path::new(crate::sensor::btf::VMLINUX_BTF))
             .and_then(|layout| layout.offsets())
             .expect("kernel BTF");
-        let ebpf = load_object(&offsets, 4096).expect("load object (run tests as root)");
+        let ebpf = load_object(&offsets, 4096, None).expect("load object (run tests as root)");
         let tracefs =
             std::env::temp_dir().join(format!("monitor-fake-tracefs-{}", std::process::id()));
         std::fs::create_dir_all(tracefs.join("events")).unwrap();
@@ -728,7 +817,7 @@ mod tests {
     #[test]
     fn a_missing_required_tracepoint_is_a_clear_error() {
         let (mut ebpf, kernel) = object_and_empty_tracefs();
-        let err = attach_source(&mut ebpf, &kernel, source("execve")).unwrap_err();
+        let err = attach_source(&mut ebpf, &kernel, source("execve"), None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot observe `execve` (exec events): syscall tracepoints: \
@@ -741,7 +830,7 @@ mod tests {
     #[test]
     fn a_missing_optional_tracepoint_is_skipped_with_the_reason() {
         let (mut ebpf, kernel) = object_and_empty_tracefs();
-        let report = attach_source(&mut ebpf, &kernel, source("openat2")).unwrap();
+        let report = attach_source(&mut ebpf, &kernel, source("openat2"), None).unwrap();
         assert_eq!(report.chosen, None);
         assert_eq!(
             report.refused,
@@ -763,7 +852,8 @@ mod tests {
         offsets.binprm_file = KernelOffsets::ABSENT;
         let kernel = kernel.with_absent_members(&offsets);
         assert_eq!(kernel.absent_members, ["linux_binprm.file"]);
-        let report = attach_source(&mut ebpf, &kernel, source("bprm_check_security")).unwrap();
+        let report =
+            attach_source(&mut ebpf, &kernel, source("bprm_check_security"), None).unwrap();
         assert_eq!(report.chosen, None);
         assert_eq!(
             report.refused,

@@ -10,9 +10,10 @@ use std::{
 };
 
 use anyhow::Result;
-use aya::maps::{MapData, RingBuf};
 use monitor_common::WAKEUP_INTERVAL_NS;
 use tokio::io::unix::AsyncFd;
+
+use super::ring::Ring;
 
 /// How long after the last record read the reader keeps polling: the kernel's quiet
 /// interval plus a margin, so that a record the kernel wrote without waking us (a
@@ -26,21 +27,53 @@ const POLL_WINDOW: Duration = Duration::from_nanos(WAKEUP_INTERVAL_NS + 1_000_00
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 pub struct EventReader {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: AsyncFd<Ring>,
     /// When a read last returned records.
     last_records: Instant,
+    /// Records are given back to the kernel as they are read. Otherwise only
+    /// [`EventReader::commit_to`] gives them back: a pinned recorder keeps what the
+    /// agent read but had not delivered when it died, for the next agent.
+    commit_on_read: bool,
 }
 
 impl EventReader {
-    pub fn new(ring: RingBuf<MapData>) -> Result<Self> {
-        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long
-        // as it lives; the AsyncFd owns the RingBuf.
+    pub fn new(ring: Ring, commit_on_read: bool) -> Result<Self> {
+        // SAFETY: the Ring owns its map fd and keeps it open, unchanged, for as long
+        // as it lives; the AsyncFd owns the Ring.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)?;
         Ok(Self {
             ring,
             last_records: Instant::now(),
+            commit_on_read,
         })
+    }
+
+    /// Where the next read starts.
+    pub fn position(&self) -> usize {
+        self.ring.get_ref().position()
+    }
+
+    /// Gives the records before `position` back to the kernel.
+    pub fn commit_to(&mut self, position: usize) {
+        self.ring.get_mut().commit_to(position);
+    }
+
+    /// Records waiting in the buffer now, unread.
+    pub fn waiting(&mut self) -> u64 {
+        let mut n = 0;
+        self.ring.get_mut().peek(|_| n += 1);
+        n
+    }
+
+    /// Records read but not given back to the kernel.
+    pub fn uncommitted(&mut self) -> u64 {
+        self.ring.get_mut().uncommitted()
+    }
+
+    /// Calls `each` with every record waiting now, without reading them.
+    pub fn peek(&mut self, each: impl FnMut(&[u8])) {
+        self.ring.get_mut().peek(each);
     }
 
     /// Waits for records and hands up to `max` of them to `handle`; returns how many
@@ -51,7 +84,7 @@ impl EventReader {
         mut handle: impl FnMut(&[u8]),
     ) -> io::Result<usize> {
         loop {
-            let n = drain_ring(self.ring.get_mut(), max, &mut handle);
+            let n = drain_ring(self.ring.get_mut(), max, self.commit_on_read, &mut handle);
             if n > 0 {
                 self.last_records = Instant::now();
                 return Ok(n);
@@ -76,16 +109,19 @@ impl EventReader {
 
     /// Reads up to `max` of the records in the buffer now, without waiting.
     pub fn drain(&mut self, max: usize, mut handle: impl FnMut(&[u8])) -> usize {
-        drain_ring(self.ring.get_mut(), max, &mut handle)
+        drain_ring(self.ring.get_mut(), max, self.commit_on_read, &mut handle)
     }
 }
 
-fn drain_ring(ring: &mut RingBuf<MapData>, max: usize, handle: &mut impl FnMut(&[u8])) -> usize {
+fn drain_ring(ring: &mut Ring, max: usize, commit: bool, handle: &mut impl FnMut(&[u8])) -> usize {
     let mut n = 0;
     while n < max {
         let Some(item) = ring.next() else { break };
-        handle(&item);
+        handle(item);
         n += 1;
+    }
+    if commit {
+        ring.commit();
     }
     n
 }

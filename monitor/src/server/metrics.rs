@@ -65,6 +65,11 @@ pub struct Metrics {
     pub spool_pending: Family<SinkLabel, Gauge>,
     pub internal_alerts: Family<KindLabel, Counter>,
     pub processes: Gauge,
+    pub recorder_pinned: Gauge,
+    pub recorder_adopted: Gauge,
+    pub recorder_backlog: Gauge,
+    pub recorder_lost: Gauge,
+    pub recorder_unobserved_ms: Gauge,
     pub container_stats_samples: Counter,
     pub container_stats_containers: Gauge,
     pub profiles_learning: Gauge,
@@ -227,6 +232,31 @@ impl Default for Metrics {
                 "The daemon's alerts about itself, by kind"
             ),
             processes: register!(r, "process_table_size", "Processes in the process table"),
+            recorder_pinned: register!(
+                r,
+                "recorder_pinned",
+                "1 when the kernel recorder is pinned in bpffs (it records across restarts)"
+            ),
+            recorder_adopted: register!(
+                r,
+                "recorder_adopted",
+                "1 when this agent took over a recorder that kept recording while no agent ran"
+            ),
+            recorder_backlog: register!(
+                r,
+                "recorder_backlog_records",
+                "Records that waited in the adopted recorder when this agent started"
+            ),
+            recorder_lost: register!(
+                r,
+                "recorder_lost_records",
+                "Records lost between agents: dropped while no agent read, or held by a recorder of another ABI that was replaced"
+            ),
+            recorder_unobserved_ms: register!(
+                r,
+                "recorder_unobserved_milliseconds",
+                "Time before this agent's start when nothing recorded (no recorder was handed over; at most)"
+            ),
             container_stats_samples: register!(
                 r,
                 "container_stats_samples",
