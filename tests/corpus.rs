@@ -172,9 +172,10 @@ fn pid_of(alert: &Value) -> Option<u64> {
 fn prepare(container: &str) {
     sh(
         container,
-        "for a in find grep mount ln shred rm mkdir cp; do busybox ln -sf busybox /bin/$a; done; \
+        "for a in find grep mount ln shred rm mkdir cp chmod; do busybox ln -sf busybox /bin/$a; done; \
          mkdir -p /opt/tools /root/.ssh /root/.aws /var/log /tmp/cg /usr/local/bin \
-         /usr/local/share /var/run/secrets/kubernetes.io/serviceaccount; \
+         /usr/local/share /var/run/secrets/kubernetes.io/serviceaccount \
+         /var/spool/cron/crontabs; echo ls > /root/.bash_history; \
          echo key > /root/.ssh/id_rsa; echo '[default]' > /root/.aws/config; \
          echo secret > /root/.aws/credentials; echo token > \
          /var/run/secrets/kubernetes.io/serviceaccount/token; echo default > \
@@ -206,6 +207,10 @@ fn prepare(container: &str) {
         "ss",
         "logrotate",
         "strace",
+        "iptables",
+        "crontab",
+        "scp",
+        "rsync",
     ] {
         docker(&["cp", &tool, &format!("{container}:/opt/tools/{name}")]);
     }
@@ -293,6 +298,21 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     b(&["sh", "-c", "cat /tmp/../../etc/passwd > /dev/null; true"]);
     b(&["/opt/tools/nginx", "open", "/etc/../etc/hostname"]);
     b(&["grep", "region", "/root/.aws/config"]);
+    b(&["chmod", "644", "/var/log/app.log"]);
+    b(&["cat", "/proc/self/mem"]);
+    b(&["/opt/tools/crontab", "-l"]);
+    b(&["cat", "/etc/ld.so.preload"]);
+    b(&["/opt/tools/attack", "append", "/root/.bash_history"]);
+    b(&["cat", "/proc/sys/kernel/randomize_va_space"]);
+    b(&["/opt/tools/iptables", "-L", "-n"]);
+    b(&["cat", "/proc/self/environ"]);
+    b(&[
+        "/opt/tools/rsync",
+        "-a",
+        "/etc/hostname",
+        "/tmp/hostname-copy",
+    ]);
+    b(&["/opt/tools/attack", "append", "/root/.bashrc.bak"]);
 
     // --- Near misses on the node: nothing with these pids may alert. -------------
     let benign_log = format!("/var/log/monitor-corpus-{pid}.log");
@@ -321,6 +341,12 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         on_node(&[&work.tool("nginx"), "open", "/etc/../etc/hostname"]),
         on_node(&[&work.tool("ssh"), "connect", netns::PEER_IP, "2222"]),
         on_node(&["grep", "-r", "region", &work.path("home")]),
+        on_node(&["chmod", "644", &work.path("home/notes.txt")]),
+        on_node(&["cat", "/proc/self/mem"]),
+        on_node(&[&attack_tool, "append", &work.path("home/.bash_history")]),
+        on_node(&["cat", "/proc/sys/kernel/randomize_va_space"]),
+        on_node(&[&work.tool("auditctl"), "-l"]),
+        on_node(&["cat", "/proc/self/environ"]),
     ];
 
     // --- Attacks in a container. ---------------------------------------------------
@@ -445,6 +471,32 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     expected.push(Expect::Container("SSH connection to a disguised port"));
     a(&["/opt/tools/attack", "traceme"]);
     expected.push(Expect::Container("Anti-debugging with ptrace"));
+    a(&["sh", "-c", "cp /bin/busybox /tmp/.sh && chmod u+s /tmp/.sh"]);
+    expected.push(Expect::Container("Setuid or setgid bit set on a file"));
+    a(&["/opt/tools/attack", "child-mem"]);
+    expected.push(Expect::Container("Process memory accessed through proc"));
+    a(&[
+        "/opt/tools/attack",
+        "write",
+        "/var/spool/cron/crontabs/root",
+    ]);
+    expected.push(Expect::Container("Scheduled task created in container"));
+    a(&["/opt/tools/attack", "append", "/etc/ld.so.preload"]);
+    expected.push(Expect::Container("Dynamic linker preload configured"));
+    a(&["rm", "-f", "/root/.bash_history"]);
+    expected.push(Expect::Container("Shell history cleared"));
+    a(&["/opt/tools/iptables", "-F"]);
+    expected.push(Expect::Container("Audit or firewall rules cleared"));
+    a(&["cat", "/proc/1/environ"]);
+    expected.push(Expect::Container("Process environment read through proc"));
+    // The tool only starts: nothing is copied, no connection is made.
+    let remote = format!("ops@{}:/tmp/", netns::PEER_IP);
+    a(&["/opt/tools/scp", "/etc/hostname", &remote]);
+    expected.push(Expect::Container("Remote file copy tool run in container"));
+    a(&["/opt/tools/attack", "append", "/root/.bashrc"]);
+    expected.push(Expect::Container(
+        "Shell configuration modified in container",
+    ));
 
     // Five `docker exec` commands in a container of a disallowed registry: one alert.
     docker(&[
@@ -471,6 +523,16 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     }
     let secret = work.path("secret");
     std::fs::write(&secret, "x").unwrap();
+    let suid_copy = work.path("suid-copy");
+    std::fs::write(&suid_copy, "x").unwrap();
+    std::fs::write(work.path("home/.zsh_history"), "ls\n").unwrap();
+    // An empty preload file preloads nothing; the attack opens it for writing and
+    // writes nothing. One the node already has is left as it is.
+    let preload = std::path::Path::new("/etc/ld.so.preload");
+    if !preload.exists() {
+        std::fs::write(preload, "").unwrap();
+        leftovers.0.push(preload.into());
+    }
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let node = |rule, argv: &[&str]| Expect::Node(rule, on_node(argv));
     expected.extend([
@@ -538,6 +600,39 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
             &[&work.tool("ssh"), "connect", netns::PEER_IP, "80"],
         ),
         node("Anti-debugging with ptrace", &[&attack_tool, "traceme"]),
+        node(
+            "Setuid or setgid bit set on a file",
+            &["chmod", "u+s", &suid_copy],
+        ),
+        node(
+            "Process memory accessed through proc",
+            &[&attack_tool, "child-mem"],
+        ),
+        node(
+            "Shell history cleared",
+            &["rm", "-f", &work.path("home/.zsh_history")],
+        ),
+        // Opened for writing, nothing written: the node's setting stays as it is.
+        node(
+            "Kernel ASLR setting changed",
+            &[
+                &attack_tool,
+                "open-write",
+                "/proc/sys/kernel/randomize_va_space",
+            ],
+        ),
+        node(
+            "Audit or firewall rules cleared",
+            &[&work.tool("auditctl"), "-D"],
+        ),
+        node(
+            "Dynamic linker preload configured",
+            &[&attack_tool, "open-write", "/etc/ld.so.preload"],
+        ),
+        node(
+            "Process environment read through proc",
+            &["cat", &format!("/proc/{}/environ", sleeper.id())],
+        ),
     ]);
     let _ = sleeper.kill();
     let _ = sleeper.wait();

@@ -23,11 +23,14 @@
  *   attack load-module FILE           finit_module(FILE): refused or not, asked
  *   attack memfd-create               make a memfd, write to it, run nothing
  *   attack alloc MIB SECS             allocate and touch MIB MiB, hold them SECS
+ *   attack child-mem                  fork a child, open its /proc/PID/mem and read
+ *                                     from it (another process's memory), kill it
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +183,19 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "memfd-create")) {
         int fd = memfd_create("monitor-buffer", 0);
         return fd >= 0 && write(fd, "x", 1) == 1 ? 0 : 1;
+    }
+    if (!strcmp(cmd, "child-mem")) {
+        pid_t child = fork();
+        if (child == 0) {
+            pause();
+            _exit(0);
+        }
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/mem", (int)child);
+        int rc = read_one(path);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        return rc;
     }
     if (!strcmp(cmd, "true")) {
         return 0;
