@@ -144,6 +144,17 @@ fn in_container(container: &str, argv: &[&str]) {
     let _ = status;
 }
 
+/// `docker exec -u USER CONTAINER ARGV...`.
+fn in_container_as(user: &str, container: &str, argv: &[&str]) {
+    let _ = Command::new("docker")
+        .args(["exec", "-u", user, container])
+        .args(argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+}
+
 fn sh(container: &str, script: &str) {
     in_container(container, &["sh", "-c", script]);
 }
@@ -170,6 +181,21 @@ fn pid_of(alert: &Value) -> Option<u64> {
 /// Busybox applets the behaviours run as programs of their own, and the files they
 /// work on.
 fn prepare(container: &str) {
+    // A service account, as most images have one: copied in by dockerd (a write of
+    // /etc/passwd from inside would be an attack of its own).
+    let passwd = std::env::temp_dir().join(format!("passwd-{}", std::process::id()));
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/sh\nappuser:x:4242:4242:app:/tmp:/bin/sh\n\
+         www-data:x:33:33:www-data:/var/www:/bin/false\n",
+    )
+    .unwrap();
+    docker(&[
+        "cp",
+        passwd.to_str().unwrap(),
+        &format!("{container}:/etc/passwd"),
+    ]);
+    let _ = std::fs::remove_file(&passwd);
     sh(
         container,
         "for a in find grep mount ln shred rm mkdir cp chmod; do busybox ln -sf busybox /bin/$a; done; \
@@ -211,6 +237,7 @@ fn prepare(container: &str) {
         "crontab",
         "scp",
         "rsync",
+        "login",
     ] {
         docker(&["cp", &tool, &format!("{container}:/opt/tools/{name}")]);
     }
@@ -313,6 +340,9 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         "/tmp/hostname-copy",
     ]);
     b(&["/opt/tools/attack", "append", "/root/.bashrc.bak"]);
+    // A service account running a program, outside any session.
+    near_misses.set(near_misses.get() + 1);
+    in_container_as("www-data", &benign, &["/opt/tools/attack", "true"]);
 
     // --- Near misses on the node: nothing with these pids may alert. -------------
     let benign_log = format!("/var/log/monitor-corpus-{pid}.log");
@@ -347,6 +377,14 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         on_node(&["cat", "/proc/sys/kernel/randomize_va_space"]),
         on_node(&[&work.tool("auditctl"), "-l"]),
         on_node(&["cat", "/proc/self/environ"]),
+        on_node(&[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            &attack_tool,
+            "true",
+        ]),
     ];
 
     // --- Attacks in a container. ---------------------------------------------------
@@ -373,6 +411,7 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         "300",
     ]);
     prepare(&attacker);
+    let attacker_prepared = Instant::now();
     let a = |argv: &[&str]| in_container(&attacker, argv);
     let mut expected = vec![Expect::Container("Container started with host privileges")];
     docker::exec_in_terminal(&attacker, "true");
@@ -497,6 +536,14 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     expected.push(Expect::Container(
         "Shell configuration modified in container",
     ));
+
+    // The agent looks a uid missing from a container's passwd up again after 5 s: the
+    // service account was copied in after the container's first process was named.
+    std::thread::sleep(Duration::from_millis(
+        5500u64.saturating_sub(attacker_prepared.elapsed().as_millis() as u64),
+    ));
+    in_container_as("www-data", &attacker, &["/opt/tools/login", "true"]);
+    expected.push(Expect::Container("Interactive session as a system user"));
 
     // Five `docker exec` commands in a container of a disallowed registry: one alert.
     docker(&[
@@ -632,6 +679,18 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
         node(
             "Process environment read through proc",
             &["cat", &format!("/proc/{}/environ", sleeper.id())],
+        ),
+        // setpriv runs the tool in its own process: the alert's pid is this one.
+        node(
+            "Interactive session as a system user",
+            &[
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                &work.tool("login"),
+                "true",
+            ],
         ),
     ]);
     let _ = sleeper.kill();
