@@ -420,12 +420,20 @@ impl Sensor {
             let dropped: u64 = counters.iter().map(|(_, c)| c.dropped).sum();
             self.dropped_without_agent = dropped.saturating_sub(seen_by_last_agent);
             self.baseline = counters.into_iter().collect();
-            tracing::info!(
-                "{} records waited in the adopted recorder; {} were dropped while no agent \
-                 read (the buffer was full)",
-                backlog.values().sum::<u64>(),
-                self.dropped_without_agent
-            );
+            let waited = backlog.values().sum::<u64>();
+            if self.dropped_without_agent > 0 {
+                tracing::warn!(
+                    "{waited} records waited in the adopted recorder; {} were dropped while \
+                     no agent read (the buffer was full: a larger --ring-buffer-bytes holds a \
+                     longer gap)",
+                    self.dropped_without_agent
+                );
+            } else {
+                tracing::info!(
+                    "{waited} records waited in the adopted recorder; 0 were dropped while no \
+                     agent read"
+                );
+            }
             self.backlog = backlog;
         }
         Ok(reader)
