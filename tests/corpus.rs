@@ -542,7 +542,9 @@ fn every_default_rule_fires_on_its_attack_and_not_on_its_near_miss() {
     std::thread::sleep(Duration::from_millis(
         5500u64.saturating_sub(attacker_prepared.elapsed().as_millis() as u64),
     ));
-    in_container_as("www-data", &attacker, &["/opt/tools/login", "true"]);
+    // A session lasts: the agent reads the account's name through the process's root,
+    // so a process gone before its exec is judged would leave it unnamed.
+    in_container_as("www-data", &attacker, &["/opt/tools/login", "sleep", "2"]);
     expected.push(Expect::Container("Interactive session as a system user"));
 
     // Five `docker exec` commands in a container of a disallowed registry: one alert.
