@@ -131,17 +131,10 @@ fn on_node(argv: &[&str]) -> u32 {
     pid
 }
 
-/// `docker exec CONTAINER ARGV...`; the behaviour may fail (a refused module load).
+/// `docker exec CONTAINER ARGV...` as the image's user (root in the test image); the
+/// behaviour may fail (a refused module load).
 fn in_container(container: &str, argv: &[&str]) {
-    let status = Command::new("docker")
-        .arg("exec")
-        .arg(container)
-        .args(argv)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let _ = status;
+    in_container_as("root", container, argv);
 }
 
 /// `docker exec -u USER CONTAINER ARGV...`.
