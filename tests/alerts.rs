@@ -42,6 +42,7 @@ fn alert(rule: &str, priority: Priority, output: &str, n: u64) -> Alert {
         ancestors: vec![],
         container: None,
         aggregated: None,
+        response: None,
     }
 }
 

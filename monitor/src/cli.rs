@@ -436,6 +436,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub watch: bool,
 
+    /// Every response runs as dry-run: alerts say `would-kill`, nothing is acted on
+    /// (the kill switch; `responses.enforce: false` in the config does the same and
+    /// is honored on reload). [config: responses.enforce: false]
+    #[arg(long)]
+    pub no_enforce: bool,
+
     /// Address of the operations endpoint (/metrics, /healthz, /readyz); "" turns it
     /// off. [config: server.listen; default: 127.0.0.1:9376]
     #[arg(long, value_name = "IP:PORT")]
@@ -531,6 +537,12 @@ impl RunArgs {
             "rules.watch",
             "--watch",
             self.watch.then_some(true),
+        );
+        given(
+            &mut out,
+            "responses.enforce",
+            "--no-enforce",
+            self.no_enforce.then_some(false),
         );
         given(&mut out, "server.listen", "--listen", self.listen.as_ref());
         self.sensor.overrides(&mut out);

@@ -22,6 +22,7 @@ pub mod output;
 pub mod pipeline;
 pub mod profiles;
 pub mod resources;
+pub mod responses;
 pub mod rules;
 pub mod sensor;
 pub mod server;

@@ -259,6 +259,7 @@ mod tests {
             ancestors: vec![],
             container: None,
             aggregated: None,
+            response: None,
         }
     }
 

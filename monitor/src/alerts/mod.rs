@@ -289,6 +289,7 @@ pub fn internal_alert(
         ancestors: vec![],
         container: None,
         aggregated: None,
+        response: None,
     }
 }
 
@@ -478,7 +479,17 @@ impl Dispatcher {
     /// Hands the alert of a rule match that [`Dispatcher::admit_match`] let through
     /// to the sinks, unless it repeats an alert of the current aggregation window.
     /// `exe` is the executable of the matching process, part of the aggregation key.
+    /// An alert reporting a kill is never folded or limited: each one is a process
+    /// ended, and the kill cap already bounds how many there are.
     pub fn deliver_match(&self, alert: Alert, exe: Option<&str>) {
+        if alert
+            .response
+            .as_ref()
+            .is_some_and(|taken| taken.outcome == crate::responses::Outcome::Killed)
+        {
+            self.deliver(alert);
+            return;
+        }
         let Some(aggregator) = &self.shared.aggregator else {
             self.deliver(alert);
             return;

@@ -34,6 +34,10 @@ pub struct Alert {
     /// every other alert keeps Falco's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregated: Option<super::aggregate::Aggregated>,
+    /// What a response did about the match (see `crate::responses`); absent when no
+    /// response covers the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<crate::responses::Taken>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -125,6 +129,7 @@ impl Alert {
             ancestors,
             container,
             aggregated: None,
+            response: None,
         }
     }
 
@@ -172,6 +177,23 @@ impl Alert {
             if let Some(pod) = field("k8s.pod.name") {
                 let namespace = field("k8s.ns.name").unwrap_or("");
                 let _ = write!(line, " pod={}/{}", escape_line(namespace), escape_line(pod));
+            }
+            line.push(']');
+        }
+        if let Some(taken) = &self.response {
+            let _ = write!(
+                line,
+                " [response={} action={} mode={}",
+                escape_line(&taken.name),
+                taken.action,
+                taken.mode
+            );
+            if let Some(point) = taken.point {
+                let _ = write!(line, " point={}", point.as_str());
+            }
+            let _ = write!(line, " outcome={}", taken.outcome.as_str());
+            if let Some(reason) = &taken.reason {
+                let _ = write!(line, " reason=\"{}\"", escape_line(reason));
             }
             line.push(']');
         }
@@ -244,7 +266,33 @@ mod tests {
             ancestors: vec![],
             container: None,
             aggregated: None,
+            response: None,
         }
+    }
+
+    #[test]
+    fn alerts_text_says_what_the_response_did() {
+        let mut alert = hostile();
+        alert.output = "File read".into();
+        alert.response = Some(crate::responses::Taken {
+            name: "Stop\ntheft".into(),
+            action: "kill".into(),
+            mode: "enforce".into(),
+            point: Some(crate::responses::Point::UserSpace),
+            outcome: crate::responses::Outcome::Failed,
+            reason: Some("not killed: the process had already exited".into()),
+        });
+        assert!(alert.to_text(false).ends_with(
+            "File read [response=Stop\\ntheft action=kill mode=enforce point=user-space \
+             outcome=failed reason=\"not killed: the process had already exited\"]"
+        ));
+        let json: Value = serde_json::from_str(&alert.to_json()).unwrap();
+        assert_eq!(
+            json["response"],
+            json!({"name": "Stop\ntheft", "action": "kill", "mode": "enforce",
+                "point": "user-space", "outcome": "failed",
+                "reason": "not killed: the process had already exited"})
+        );
     }
 
     #[test]

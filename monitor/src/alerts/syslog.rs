@@ -254,6 +254,7 @@ mod tests {
             ancestors: vec![],
             container: None,
             aggregated: None,
+            response: None,
         };
         assert_eq!(
             format_rfc5424(&alert, 16, false, 8192),

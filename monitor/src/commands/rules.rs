@@ -54,6 +54,10 @@ pub enum RulesCommand {
         /// space, and which rule keeps each fact open.
         #[arg(long)]
         kernel_filter: bool,
+        /// Then print every response: its action and mode, the enforcement point it
+        /// gets on this node and why, its scope and the active rules it covers.
+        #[arg(long)]
+        responses: bool,
     },
     /// Run the rule test fixtures (`*.fixtures.yaml`) beside the given rule files or in
     /// the given folders; exit non-zero when one fails.
@@ -111,6 +115,7 @@ pub fn run(args: RulesArgs) -> Result<()> {
         RulesCommand::List {
             paths,
             kernel_filter,
+            responses,
         } => {
             let engine = load(&rule_paths(&paths)?)?;
             let mut out = std::io::stdout().lock();
@@ -136,10 +141,48 @@ pub fn run(args: RulesArgs) -> Result<()> {
                 )?;
                 write!(out, "{}", engine.kernel_filter().describe())?;
             }
+            if responses {
+                list_responses(&engine, &mut out)?;
+            }
             Ok(())
         }
         RulesCommand::Test { paths } => test(&paths),
     }
+}
+
+/// `rules list --responses`: per response, what it asks and the point it gets here.
+fn list_responses(engine: &Engine, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "\nresponses ({}):", engine.responses().len())?;
+    for response in engine.responses() {
+        let point = match crate::responses::point_for(response.action) {
+            Ok(Some(point)) => format!(
+                "point {}: {}",
+                point.as_str(),
+                crate::responses::WHY_USER_SPACE
+            ),
+            Ok(None) => "no point: the alert is the whole response".to_string(),
+            Err(needs) => format!("unsupported: {needs}"),
+        };
+        writeln!(
+            out,
+            "{} ({}:{})\n  {} {}, {point}",
+            response.name,
+            response.file,
+            response.line,
+            response.action.as_str(),
+            response.mode.as_str()
+        )?;
+        if let Some(scope) = &response.scope_text {
+            writeln!(out, "  scope: {scope}")?;
+        }
+        if response.rules.is_empty() {
+            writeln!(out, "  covers no active rule")?;
+        }
+        for rule in &response.rules {
+            writeln!(out, "  rule: {rule}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Splits the arguments into rule files and fixture files.

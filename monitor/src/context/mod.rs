@@ -160,9 +160,7 @@ impl Context {
     /// run as tasks.
     pub fn new(config: ContextConfig) -> Self {
         let host = HostRoot::new(&config.host_root);
-        let boot_id = std::fs::read_to_string(host.path("/proc/sys/kernel/random/boot_id"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
+        let boot_id = procfs::boot_id(&host);
         let runtimes_answered = Arc::new(Notify::new());
         Self {
             ns_per_tick: 1_000_000_000 / procfs::ticks_per_second(),

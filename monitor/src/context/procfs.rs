@@ -39,6 +39,27 @@ pub fn read_link(host: &HostRoot, pid: u32, name: &str) -> Option<Vec<u8>> {
         .map(|p| p.as_os_str().as_bytes().to_vec())
 }
 
+/// The boot's id, part of every exec id.
+pub fn boot_id(host: &HostRoot) -> String {
+    fs::read_to_string(host.path("/proc/sys/kernel/random/boot_id"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The exec id (see [`super::process::exec_id`]) of the program the process `pid`
+/// runs now, read from /proc; `None` when there is no such process, or it has exited
+/// and awaits its parent (a zombie has no executable left).
+pub fn exec_id_now(host: &HostRoot, boot_id: &str, pid: u32) -> Option<std::sync::Arc<str>> {
+    let stat = parse_stat(&fs::read(host.proc(pid, "stat")).ok()?)?;
+    let exepath = read_link(host, pid, "exe")?;
+    Some(super::process::exec_id(
+        boot_id,
+        pid,
+        stat.start_ticks,
+        &exepath,
+    ))
+}
+
 /// Session and controlling terminal: set up between fork and exec (a container
 /// runtime calls setsid and takes a pty for `docker exec -it`), so read at exec.
 pub fn session(host: &HostRoot, pid: u32) -> Option<(u32, u32)> {

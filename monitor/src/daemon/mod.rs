@@ -16,10 +16,12 @@ use crate::{
     alerts::{self, Dispatcher},
     clock::BootClock,
     config::{Override, Settings, SettingsSource},
+    context::process::ProcessInfo,
     event::EventKind,
     kinds::Interest,
     pipeline::{Item, Sink, Status},
-    rules::{CompiledRule, Engine, LiveEvent, RuleStatus, Scratch},
+    responses::{Outcome, Responder, Taken, Target},
+    rules::{CompiledRule, Engine, LiveEvent, RuleStatus, Scratch, response::CompiledResponse},
     server::{Metrics, metrics::RuleLabels},
 };
 
@@ -42,6 +44,7 @@ pub struct Daemon {
     /// The matches counter of each rule that matched so far, by rule name.
     match_counters: HashMap<String, Counter>,
     state_edges: edges::StateEdges,
+    responder: Responder,
 }
 
 impl Daemon {
@@ -56,6 +59,11 @@ impl Daemon {
     ) -> Daemon {
         metrics.rules_active.set(active_rules(&engine) as i64);
         crate::context::dns::watch(engine.watched_names());
+        announce_responses(&engine, &settings);
+        let responder = Responder::new(
+            crate::context::host::HostRoot::new(&settings.context.host_root),
+            settings.responses.clone(),
+        );
         let watch = settings
             .rules
             .watch
@@ -76,6 +84,7 @@ impl Daemon {
             alerts: 0,
             match_counters: HashMap::new(),
             state_edges: edges::StateEdges::default(),
+            responder,
         }
     }
 
@@ -86,6 +95,49 @@ impl Daemon {
     /// Delivers what the sinks hold, or keeps it in their spools for the next start.
     pub async fn shutdown(self) -> alerts::DispatcherStats {
         self.dispatcher.shutdown().await
+    }
+}
+
+/// The start-up (and reload) log's word on responses: how many, and a warning for
+/// each that gets less than it asks for on this node, so no downgrade is silent.
+fn announce_responses(engine: &Engine, settings: &Settings) {
+    let responses = engine.responses();
+    if responses.is_empty() {
+        return;
+    }
+    tracing::info!(
+        "{} responses active ({} enforcing); enforcement {}",
+        responses.len(),
+        responses
+            .iter()
+            .filter(|r| r.mode == crate::rules::response::Mode::Enforce)
+            .count(),
+        if settings.responses.enforce {
+            "on"
+        } else {
+            "off: every response runs as dry-run"
+        }
+    );
+    for response in responses {
+        if let Err(needs) = crate::responses::point_for(response.action) {
+            tracing::warn!(
+                "response '{}' ({}:{}): {} is unsupported here: {needs}; its alerts say \
+                 `unsupported`",
+                response.name,
+                response.file,
+                response.line,
+                response.action.as_str()
+            );
+        }
+        if response.rules.is_empty() {
+            tracing::warn!(
+                "response '{}' ({}:{}) covers no active rule: the rules it names are \
+                 disabled or skipped here",
+                response.name,
+                response.file,
+                response.line
+            );
+        }
     }
 }
 
@@ -107,13 +159,14 @@ impl Sink for Daemon {
             Item::Enriched(enriched) => LiveEvent::enriched(enriched, &self.clock),
         }
         .with_hostname(&self.hostname);
-        let (metrics, dispatcher, hostname, raised, counters, edges) = (
+        let (metrics, dispatcher, hostname, raised, counters, edges, responder) = (
             &self.metrics,
             &self.dispatcher,
             &self.hostname,
             &mut self.alerts,
             &mut self.match_counters,
             &mut self.state_edges,
+            &mut self.responder,
         );
         // A container's sample: its rules alert on a change of state only.
         let sampled = match &item {
@@ -124,7 +177,26 @@ impl Sink for Daemon {
         };
         // A match the rate limit suppresses costs a counter, not an alert (with
         // aggregation on, the decision waits for the alert: see `admit_match`).
-        let admit = |rule: &CompiledRule| {
+        let respond = |response: &CompiledResponse, process: Option<&ProcessInfo>| {
+            let taken = responder.respond(
+                response,
+                Target {
+                    pid: process.map(|p| p.pid),
+                    exec_id: process.map(|p| &*p.exec_id),
+                    name: process.map_or(&[][..], |p| &p.name),
+                },
+            );
+            metrics
+                .response_actions
+                .get_or_create(&crate::server::metrics::ResponseLabels {
+                    response: taken.name.clone(),
+                    point: taken.point.map_or("none", |p| p.as_str()).to_string(),
+                    outcome: taken.outcome.as_str().to_string(),
+                })
+                .inc();
+            taken
+        };
+        let admit = |rule: &CompiledRule, taken: Option<&Taken>| {
             let counter = match counters.get(rule.name.as_str()) {
                 Some(c) => c,
                 None => counters.entry(rule.name.clone()).or_insert_with(|| {
@@ -138,6 +210,10 @@ impl Sink for Daemon {
                 }),
             };
             counter.inc();
+            // A kill is always reported (the dispatcher does not fold or limit it).
+            if taken.is_some_and(|t| t.outcome == Outcome::Killed) {
+                return true;
+            }
             if let Some(container) = &sampled
                 && !edges.rises(container, &rule.name)
             {
@@ -145,13 +221,19 @@ impl Sink for Daemon {
             }
             dispatcher.admit_match(&rule.name, hostname)
         };
-        self.engine
-            .evaluate_live(&event, &mut self.scratch, admit, |alert, json| {
+        self.engine.evaluate_live(
+            &event,
+            &mut self.scratch,
+            respond,
+            admit,
+            |alert, taken, json| {
                 let exe = json["process"]["exepath"].as_str();
-                dispatcher
-                    .deliver_match(alerts::Alert::from_rule_alert(alert, hostname, json), exe);
+                let mut alert = alerts::Alert::from_rule_alert(alert, hostname, json);
+                alert.response = taken;
+                dispatcher.deliver_match(alert, exe);
                 *raised += 1;
-            })?;
+            },
+        )?;
         if let Some(container) = &sampled {
             self.state_edges
                 .judged(container, std::time::Instant::now());

@@ -21,6 +21,11 @@ pub struct Fixture {
     pub not_fires: Vec<String>,
     /// No rule other than those in `fires` may fire (`exclusive: true`).
     pub exclusive: bool,
+    /// Responses that must act on the event (through any rule that fired).
+    pub responds: Vec<String>,
+    /// The action the event must get: `kill`, `deny`, `alert`, or `none` when no
+    /// response may act; unset: not checked.
+    pub action: Option<String>,
 }
 
 /// One fixture's result: empty `failures` means it passed.
@@ -100,6 +105,8 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
         let mut fires = Vec::new();
         let mut not_fires = Vec::new();
         let mut exclusive = false;
+        let mut responds = Vec::new();
+        let mut action = None;
         for (k, v) in entries {
             let key = k.as_str().unwrap_or("");
             let names = |v: &Node, errors: &mut Vec<RuleError>| -> Vec<String> {
@@ -112,7 +119,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
                     _ => {
                         errors.push(
                             Loc::of(&file, v)
-                                .error(None, format!("'{key}' must be a list of rule names")),
+                                .error(None, format!("'{key}' must be a list of names")),
                         );
                         Vec::new()
                     }
@@ -123,6 +130,13 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
                 "event" => event = Some(to_json(v)),
                 "fires" => fires = names(v, &mut errors),
                 "not_fires" => not_fires = names(v, &mut errors),
+                "responds" => responds = names(v, &mut errors),
+                "action" => match v.as_str() {
+                    Some(a @ ("kill" | "deny" | "alert" | "none")) => action = Some(a.to_string()),
+                    _ => errors.push(
+                        Loc::of(&file, v).error(None, "'action' must be kill, deny, alert or none"),
+                    ),
+                },
                 "exclusive" => match v.as_bool() {
                     Some(b) => exclusive = b,
                     None => errors
@@ -145,6 +159,8 @@ pub fn parse(file_name: &str, text: &str) -> Result<Vec<Fixture>, Vec<RuleError>
             fires,
             not_fires,
             exclusive,
+            responds,
+            action,
         });
     }
     if errors.is_empty() {
@@ -187,6 +203,27 @@ pub fn run(engine: &Engine, fixtures: &[Fixture]) -> Vec<FixtureResult> {
                 for name in &f.not_fires {
                     if fired.contains(name) {
                         failures.push(format!("expected rule '{name}' not to fire, it did"));
+                    }
+                }
+                // Responses, as the daemon picks them: per fired rule, the first
+                // covering response whose scope takes the event.
+                let acting: Vec<_> = matched
+                    .iter()
+                    .filter_map(|rule| engine.response_for(rule, &ev, &mut scratch))
+                    .collect();
+                for name in &f.responds {
+                    if !engine.responses().iter().any(|r| &r.name == name) {
+                        failures.push(format!("response '{name}' is not loaded"));
+                    } else if !acting.iter().any(|r| &r.name == name) {
+                        failures.push(format!("expected response '{name}' to act, it did not"));
+                    }
+                }
+                if let Some(expected) = &f.action {
+                    let got = acting.first().map_or("none", |r| r.action.as_str());
+                    if got != expected {
+                        failures.push(format!(
+                            "expected action '{expected}', the event gets '{got}'"
+                        ));
                     }
                 }
                 if f.exclusive {

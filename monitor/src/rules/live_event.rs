@@ -7,6 +7,7 @@ use std::{borrow::Cow, net::IpAddr};
 use super::{
     Alert, CompiledRule, Engine, Scratch,
     event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, W, env_value},
+    response::CompiledResponse,
     source::EventType,
 };
 use crate::{
@@ -23,6 +24,7 @@ use crate::{
             EnrichedJson, EventJson, errno_name, family_name, resolved_key, sock_type_name,
         },
     },
+    responses::Taken,
 };
 
 /// A live event's structures.
@@ -94,25 +96,39 @@ impl<'a> EventView<LiveRecord<'a>> {
 }
 
 impl Engine {
-    /// Runs the rules on a live event; each matching rule `admit` lets through (a
-    /// rate limit, say) has its alert, with the event's JSON (built once, and only
-    /// when such a rule matched), handed to `emit`.
+    /// Runs the rules on a live event. Each match a response covers is handed to
+    /// `respond` first (prevention acts on every match: the alert rate limit governs
+    /// alerts only); each match `admit` lets through (a rate limit, say), told what
+    /// the response did, has its alert, with the event's JSON (built once, and only
+    /// when such a rule matched) and what was done, handed to `emit`.
     pub fn evaluate_live(
         &self,
         event: &LiveEvent<'_>,
         scratch: &mut Scratch,
-        mut admit: impl FnMut(&CompiledRule) -> bool,
-        mut emit: impl FnMut(Alert, &serde_json::Value),
+        mut respond: impl FnMut(&CompiledResponse, Option<&ProcessInfo>) -> Taken,
+        mut admit: impl FnMut(&CompiledRule, Option<&Taken>) -> bool,
+        mut emit: impl FnMut(Alert, Option<Taken>, &serde_json::Value),
     ) -> serde_json::Result<()> {
         let mut matched: Vec<&CompiledRule> = Vec::new();
         self.evaluate(event, scratch, &mut matched);
-        matched.retain(|rule| admit(rule));
         if matched.is_empty() {
             return Ok(());
         }
-        let json = event.to_json()?;
+        let mut raised = Vec::with_capacity(matched.len());
         for rule in matched {
-            emit(self.alert(rule, event), &json);
+            let taken = self
+                .response_for(rule, event, scratch)
+                .map(|response| respond(response, event.record.process_info()));
+            if admit(rule, taken.as_ref()) {
+                raised.push((rule, taken));
+            }
+        }
+        if raised.is_empty() {
+            return Ok(());
+        }
+        let json = event.to_json()?;
+        for (rule, taken) in raised {
+            emit(self.alert(rule, event), taken, &json);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{
     error::RuleError,
+    response::{Action, Mode as ResponseMode, ResponseDef},
     text::{Loc, LocatedText, SourceFile},
     yaml::{self, Kind, Node},
 };
@@ -97,6 +98,7 @@ pub struct Definitions {
     pub lists: Vec<ListDef>,
     pub macros: Vec<MacroDef>,
     pub rules: Vec<RuleDef>,
+    pub responses: Vec<ResponseDef>,
     list_index: HashMap<String, usize>,
     macro_index: HashMap<String, usize>,
     rule_index: HashMap<String, usize>,
@@ -274,6 +276,13 @@ impl Definitions {
             ("macro", &["macro", "condition", "append", "override"])
         } else if get("list").is_some() {
             ("list", &["list", "items", "append", "override"])
+        } else if get("response").is_some() {
+            (
+                "response",
+                &[
+                    "response", "desc", "rules", "tags", "action", "mode", "scope", "enabled",
+                ],
+            )
         } else if get("required_engine_version").is_some() {
             ("required_engine_version", &["required_engine_version"])
         } else if get("required_plugin_versions").is_some() {
@@ -287,7 +296,7 @@ impl Definitions {
             let at = entries.first().map(|(k, _)| k).unwrap_or(item);
             errors.push(Loc::of(file, at).error(
                 None,
-                format!("unknown item '{first}': expected rule, macro, list, required_engine_version or required_plugin_versions"),
+                format!("unknown item '{first}': expected rule, macro, list, response, required_engine_version or required_plugin_versions"),
             ));
             return;
         };
@@ -325,6 +334,7 @@ impl Definitions {
                 match what {
                     "list" => self.load_list(&mut ctx, item, &entries),
                     "macro" => self.load_macro(&mut ctx, item, &entries),
+                    "response" => self.load_response(&mut ctx, item, &entries),
                     _ => self.load_rule(&mut ctx, item, &entries),
                 }
             }
@@ -496,6 +506,87 @@ impl Definitions {
                 Some(Mode::Replace) => self.macros[i].condition = LocatedText::new(&text, loc),
                 _ => {}
             }
+        }
+    }
+
+    /// A `- response:` item. Responses are whole items: a later one of the same name
+    /// replaces the earlier one (no append or override).
+    fn load_response(&mut self, ctx: &mut ItemCtx<'_>, item: &Node, entries: &[(&str, &Node)]) {
+        let mut def = ResponseDef {
+            name: ctx.name.clone(),
+            loc: Loc::of(ctx.file, item),
+            rules: Vec::new(),
+            tags: Vec::new(),
+            action: Action::Alert,
+            mode: ResponseMode::default(),
+            scope: None,
+            enabled: true,
+        };
+        let mut ok = true;
+        let mut action = None;
+        for (k, v) in entries {
+            match *k {
+                "desc" if scalar(ctx, k, v).is_none() => ok = false,
+                "rules" => def.rules = string_list(ctx, k, v),
+                "tags" => def.tags = string_list(ctx, k, v),
+                "action" => match scalar(ctx, k, v) {
+                    Some(s) => match Action::parse(s) {
+                        Some(a) => action = Some(a),
+                        None => {
+                            ctx.err(
+                                v,
+                                format!("invalid action '{s}': expected kill, deny or alert"),
+                            );
+                            ok = false;
+                        }
+                    },
+                    None => ok = false,
+                },
+                "mode" => match scalar(ctx, k, v) {
+                    Some(s) => match ResponseMode::parse(s) {
+                        Some(m) => def.mode = m,
+                        None => {
+                            ctx.err(
+                                v,
+                                format!("invalid mode '{s}': expected dry-run or enforce"),
+                            );
+                            ok = false;
+                        }
+                    },
+                    None => ok = false,
+                },
+                "scope" => match scalar(ctx, k, v) {
+                    Some(s) => def.scope = Some(LocatedText::new(s, Loc::of(ctx.file, v))),
+                    None => ok = false,
+                },
+                "enabled" => match boolean(ctx, k, v) {
+                    Some(b) => def.enabled = b,
+                    None => ok = false,
+                },
+                _ => {}
+            }
+        }
+        match action {
+            Some(a) => def.action = a,
+            None if ok => {
+                ctx.err(item, "missing required key 'action' (kill, deny or alert)");
+                ok = false;
+            }
+            None => {}
+        }
+        if ok && def.rules.is_empty() && def.tags.is_empty() {
+            ctx.err(
+                item,
+                "a response names the rules it covers: 'rules: [...]', 'tags: [...]' or both",
+            );
+            ok = false;
+        }
+        if !ok {
+            return;
+        }
+        match self.responses.iter_mut().find(|r| r.name == def.name) {
+            Some(existing) => *existing = def,
+            None => self.responses.push(def),
         }
     }
 

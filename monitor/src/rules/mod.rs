@@ -21,6 +21,7 @@ pub mod loader;
 pub mod output;
 pub mod parser;
 pub mod recorded;
+pub mod response;
 pub mod source;
 pub mod specialize;
 pub mod text;
@@ -149,6 +150,9 @@ pub struct Engine {
     /// Number of slots of the per-event field and macro caches.
     slots: (usize, usize),
     matching: RuleMatching,
+    responses: Vec<response::CompiledResponse>,
+    /// Per active rule (by index in `rules`), the responses covering it, in load order.
+    responses_by_rule: Vec<Vec<usize>>,
 }
 
 impl Engine {
@@ -208,6 +212,26 @@ impl Engine {
 
     pub fn rule(&self, name: &str) -> Option<&CompiledRule> {
         self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Every enabled response, in load order.
+    pub fn responses(&self) -> &[response::CompiledResponse] {
+        &self.responses
+    }
+
+    /// The first response (in load order) covering `rule` whose scope takes the
+    /// event: the one that acts on this match.
+    pub fn response_for<S: FieldSource + ?Sized>(
+        &self,
+        rule: &CompiledRule,
+        src: &S,
+        scratch: &mut Scratch,
+    ) -> Option<&response::CompiledResponse> {
+        let index = self.rules.iter().position(|r| std::ptr::eq(r, rule))?;
+        self.responses_by_rule[index]
+            .iter()
+            .map(|&i| &self.responses[i])
+            .find(|response| response.in_scope(src, scratch))
     }
 
     /// Runs the rules that apply to the event's type; pushes the matching ones to
@@ -702,20 +726,95 @@ fn build(defs: &Definitions, errors: &mut Vec<RuleError>) -> Engine {
             }
         }
     }
+    let mut responses = compile_responses(defs, &rules, &scope, errors, &push_compile_errors);
     let slots = compile::assign_slots(
         rules
             .iter_mut()
             .map(|r| &mut r.condition)
-            .chain(by_type.iter_mut().flatten().map(|(_, node)| node)),
+            .chain(by_type.iter_mut().flatten().map(|(_, node)| node))
+            .chain(responses.iter_mut().filter_map(|r| r.scope.as_mut())),
     );
     let by_type = by_type.into_iter().map(TypeRules::new).collect();
+    let responses_by_rule = rules
+        .iter()
+        .map(|rule| {
+            responses
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.rules.contains(&rule.name))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect();
     Engine {
         rules,
         by_type,
         summaries,
         slots,
         matching: RuleMatching::All,
+        responses,
+        responses_by_rule,
     }
+}
+
+/// Resolves each enabled response's rules (names and tags, which must name defined
+/// rules) to the active ones, and compiles its scope like a rule's condition.
+fn compile_responses(
+    defs: &Definitions,
+    rules: &[CompiledRule],
+    scope: &Scope<'_>,
+    errors: &mut Vec<RuleError>,
+    push_errors: &PushErrors<'_>,
+) -> Vec<response::CompiledResponse> {
+    let mut out = Vec::new();
+    for r in defs.responses.iter().filter(|r| r.enabled) {
+        let item = format!("response '{}'", r.name);
+        let before = errors.len();
+        for (name, loc) in &r.rules {
+            if !defs.rules.iter().any(|d| &d.name == name) {
+                errors.push(loc.error(
+                    Some(&item),
+                    format!("no rule is named '{name}' (names are exact, case included)"),
+                ));
+            }
+        }
+        for (tag, loc) in &r.tags {
+            if !defs.rules.iter().any(|d| d.tags.contains(tag)) {
+                errors.push(loc.error(Some(&item), format!("no rule carries the tag '{tag}'")));
+            }
+        }
+        let scope_node = r.scope.as_ref().and_then(|text| {
+            let expr = parser::parse_condition(&text.text)
+                .map_err(|e| errors.push(text.error(e.pos, Some(&item), e.message)))
+                .ok()?;
+            let mut c = Compiler::new(scope);
+            let node = c.compile(&expr);
+            push_errors(&mut c, text, &item, errors);
+            Some(node)
+        });
+        if errors.len() != before {
+            continue;
+        }
+        let covered = rules
+            .iter()
+            .filter(|rule| {
+                r.rules.iter().any(|(name, _)| *name == rule.name)
+                    || r.tags.iter().any(|(tag, _)| rule.tags.contains(tag))
+            })
+            .map(|rule| rule.name.clone())
+            .collect();
+        out.push(response::CompiledResponse {
+            name: r.name.clone(),
+            file: r.loc.file.clone(),
+            line: r.loc.mark.line,
+            action: r.action,
+            mode: r.mode,
+            rules: covered,
+            scope_text: r.scope.as_ref().map(|t| t.text.trim().to_string()),
+            scope: scope_node,
+        });
+    }
+    out
 }
 
 type PushErrors<'a> = dyn Fn(&mut Compiler<'_>, &text::LocatedText, &str, &mut Vec<RuleError>) + 'a;

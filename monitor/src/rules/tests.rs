@@ -7,3 +7,4 @@ mod kernel_filter;
 mod lang;
 mod live;
 mod load;
+mod responses;

@@ -27,6 +27,13 @@ pub struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    pub response: String,
+    pub point: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabels {
     pub sink: String,
     pub outcome: String,
@@ -57,6 +64,7 @@ pub struct Metrics {
     pub kernel_filtered: Family<KindLabel, Counter>,
     pub malformed: Counter,
     pub rule_matches: Family<RuleLabels, Counter>,
+    pub response_actions: Family<ResponseLabels, Counter>,
     pub alerts: Family<SinkLabels, Counter>,
     pub alerts_suppressed: Counter,
     pub alerts_aggregated: Counter,
@@ -200,6 +208,12 @@ impl Default for Metrics {
                 "Ring buffer records that failed validation and were skipped"
             ),
             rule_matches: register!(r, "rule_matches", "Alerts raised, by rule and priority"),
+            response_actions: register!(
+                r,
+                "response_actions",
+                "Responses run on rule matches, by response, enforcement point and outcome \
+                 (killed, would-kill, alerted, exempt, failed, capped, unsupported)"
+            ),
             alerts: register!(
                 r,
                 "alerts",

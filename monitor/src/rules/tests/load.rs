@@ -3,7 +3,7 @@ use serde_json::json;
 
 use crate::rules::{Engine, JsonEvent, RuleStatus, Scratch};
 
-fn load(files: &[(&str, &str)]) -> Result<Engine, Vec<String>> {
+pub(super) fn load(files: &[(&str, &str)]) -> Result<Engine, Vec<String>> {
     let sources: Vec<(String, String)> = files
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
@@ -374,7 +374,7 @@ fn yaml_and_structure_errors() {
     assert_eq!(
         errors(&[("y.yaml", "- widget: x\n")]),
         vec![
-            "y.yaml:1:3: unknown item 'widget': expected rule, macro, list, required_engine_version or required_plugin_versions"
+            "y.yaml:1:3: unknown item 'widget': expected rule, macro, list, response, required_engine_version or required_plugin_versions"
         ]
     );
     assert_eq!(
@@ -439,7 +439,7 @@ fn fixture_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-fn run_fixture_files(engine: &Engine, files: &[std::path::PathBuf]) -> usize {
+pub(super) fn run_fixture_files(engine: &Engine, files: &[std::path::PathBuf]) -> usize {
     use crate::rules::fixtures;
     let mut count = 0;
     let mut failures = Vec::new();

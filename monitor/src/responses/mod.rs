@@ -1,0 +1,458 @@
+//! Acting on responses (`- response:` items, see [`crate::rules::response`]): for a
+//! rule match a response covers, choose the enforcement point this node has, act or
+//! say what would have been done, and report exactly that in the alert.
+//!
+//! The one rule here: never claim an action that was not taken, and never act on a
+//! process that is not the one whose event matched.
+mod kill;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::ResponsesSettings,
+    context::{host::HostRoot, procfs},
+    rules::response::{Action, CompiledResponse, Mode},
+};
+
+/// Where an action takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Point {
+    /// From the agent, after the rule engine decided: the process ran until then.
+    UserSpace,
+}
+
+impl Point {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Point::UserSpace => "user-space",
+        }
+    }
+}
+
+/// What became of a response on one match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Killed,
+    WouldKill,
+    /// `action: alert`: the alert is the whole response.
+    Alerted,
+    /// The target is one a response never acts on (the agent, PID 1, a runtime, a
+    /// process the settings exempt).
+    Exempt,
+    /// The action was tried and did not happen; the reason says why.
+    Failed,
+    /// Not tried: the response already killed `responses.kills_per_minute` processes
+    /// in the last minute.
+    Capped,
+    /// This node has no point for the action; the reason says what it needs.
+    Unsupported,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Killed => "killed",
+            Outcome::WouldKill => "would-kill",
+            Outcome::Alerted => "alerted",
+            Outcome::Exempt => "exempt",
+            Outcome::Failed => "failed",
+            Outcome::Capped => "capped",
+            Outcome::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// The `response` object of an alert: what was done about this match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taken {
+    /// The response's name.
+    pub name: String,
+    pub action: String,
+    /// The mode applied: `dry-run` when the response or the kill switch says so.
+    pub mode: String,
+    /// Where the action took (or would take) effect; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<Point>,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The process whose event matched.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// Host pid (thread group id).
+    pub pid: Option<u32>,
+    /// The exec id the event carried: the program that did what the rule saw.
+    pub exec_id: Option<&'a str>,
+    /// Task name (comm).
+    pub name: &'a [u8],
+}
+
+/// The process names no response acts on, whatever the settings say: the agent's
+/// own runtime neighbours, whose death would take every container of the node with
+/// them.
+const RUNTIME_PROCESSES: &[&str] = &[
+    "dockerd",
+    "containerd",
+    "containerd-shim",
+    "containerd-shim-runc-v2",
+    "runc",
+    "crun",
+    "crio",
+    "conmon",
+    "podman",
+    "kubelet",
+];
+
+/// Why a kill point this node cannot offer is missing; `rules list --responses` and
+/// the start-up log say it.
+pub const DENY_NEEDS: &str = "deny needs a kernel enforcement point (the bpf LSM, or \
+     cgroup sock_addr programs for connects), which this agent does not attach yet";
+
+/// Why kills take the user-space point (`rules list --responses` says it).
+pub const WHY_USER_SPACE: &str = "the agent kills once the rule engine decided, so the \
+     process runs until then; an in-kernel kill at the event needs the kernel to decide \
+     the rule exactly, which this agent does not compute yet";
+
+/// The point a response gets on this node, or why it gets none.
+pub fn point_for(action: Action) -> Result<Option<Point>, &'static str> {
+    match action {
+        Action::Kill => Ok(Some(Point::UserSpace)),
+        Action::Deny => Err(DENY_NEEDS),
+        Action::Alert => Ok(None),
+    }
+}
+
+pub struct Responder {
+    host: HostRoot,
+    boot_id: String,
+    own_pid: u32,
+    settings: ResponsesSettings,
+    exempt: HashSet<Vec<u8>>,
+    /// Per response: the start of its current minute and the kills in it.
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl Responder {
+    pub fn new(host: HostRoot, settings: ResponsesSettings) -> Self {
+        let boot_id = procfs::boot_id(&host);
+        let mut responder = Responder {
+            host,
+            boot_id,
+            own_pid: std::process::id(),
+            settings: settings.clone(),
+            exempt: HashSet::new(),
+            windows: HashMap::new(),
+        };
+        responder.apply(settings);
+        responder
+    }
+
+    /// New settings (a reload): the kill switch takes effect on the next match.
+    pub fn apply(&mut self, settings: ResponsesSettings) {
+        self.exempt = RUNTIME_PROCESSES
+            .iter()
+            .map(|name| name.as_bytes().to_vec())
+            .chain(
+                settings
+                    .exempt_processes
+                    .iter()
+                    .map(|name| name.as_bytes().to_vec()),
+            )
+            .collect();
+        self.settings = settings;
+    }
+
+    /// Runs `response` on the match of `target`, and says what was done.
+    pub fn respond(&mut self, response: &CompiledResponse, target: Target<'_>) -> Taken {
+        let enforce = response.mode == Mode::Enforce && self.settings.enforce;
+        let mut taken = Taken {
+            name: response.name.clone(),
+            action: response.action.as_str().to_string(),
+            mode: if enforce { Mode::Enforce } else { Mode::DryRun }
+                .as_str()
+                .to_string(),
+            point: None,
+            outcome: Outcome::Alerted,
+            reason: (response.mode == Mode::Enforce && !enforce).then(|| {
+                "enforcement is off (--no-enforce or responses.enforce: false)".to_string()
+            }),
+        };
+        match point_for(response.action) {
+            Err(needs) => {
+                taken.outcome = Outcome::Unsupported;
+                taken.reason = Some(needs.to_string());
+            }
+            Ok(None) => {}
+            Ok(Some(point)) => {
+                taken.point = Some(point);
+                if let Some(why) = self.exemption(target) {
+                    taken.outcome = Outcome::Exempt;
+                    taken.reason = Some(why);
+                } else if !enforce {
+                    taken.outcome = Outcome::WouldKill;
+                } else if *self.kills_this_minute(&response.name) >= self.settings.kills_per_minute
+                {
+                    taken.outcome = Outcome::Capped;
+                    taken.reason = Some(format!(
+                        "not killed: the response reached its cap of {} kills per minute \
+                         (responses.kills_per_minute)",
+                        self.settings.kills_per_minute
+                    ));
+                } else {
+                    match self.kill(target) {
+                        Ok(()) => {
+                            // Only kills count toward the cap: a target that was
+                            // already gone took nothing from it.
+                            *self.kills_this_minute(&response.name) += 1;
+                            taken.outcome = Outcome::Killed;
+                            taken.reason = Some(
+                                "killed from user space once the rule matched: the process \
+                                 ran until then"
+                                    .into(),
+                            );
+                        }
+                        Err(why) => {
+                            taken.outcome = Outcome::Failed;
+                            taken.reason = Some(why);
+                        }
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// Why no response may act on `target`, if so.
+    fn exemption(&self, target: Target<'_>) -> Option<String> {
+        let pid = target.pid?;
+        if pid == self.own_pid {
+            return Some("the agent itself".into());
+        }
+        if pid == 1 {
+            return Some("the host's PID 1".into());
+        }
+        if self.exempt.contains(target.name) {
+            return Some(format!(
+                "process '{}' is exempt (a container runtime, kubelet or responses.exempt_processes)",
+                String::from_utf8_lossy(target.name)
+            ));
+        }
+        None
+    }
+
+    /// The kills `response` made in its current minute (a new minute starts at zero).
+    fn kills_this_minute(&mut self, response: &str) -> &mut u32 {
+        let now = Instant::now();
+        let window = self.windows.entry(response.to_string()).or_insert((now, 0));
+        if now.duration_since(window.0) >= Duration::from_secs(60) {
+            *window = (now, 0);
+        }
+        &mut window.1
+    }
+
+    fn kill(&self, target: Target<'_>) -> Result<(), String> {
+        let (Some(pid), Some(exec_id)) = (target.pid, target.exec_id) else {
+            return Err("not killed: the event names no process to kill".into());
+        };
+        kill::kill_exactly(&self.host, &self.boot_id, pid, exec_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real processes, real signals: children of the test are the targets.
+    use std::{
+        os::unix::process::ExitStatusExt,
+        process::{Child, Command},
+        sync::Arc,
+    };
+
+    use super::*;
+    use crate::rules::Engine;
+
+    fn engine(action: &str, mode: &str) -> Engine {
+        let rules = "\
+- rule: r
+  desc: d
+  condition: evt.type = execve
+  output: o
+  priority: notice
+";
+        let response =
+            format!("- response: resp\n  rules: [r]\n  action: {action}\n  mode: {mode}\n");
+        Engine::load_sources(&[("r.yaml".into(), rules.into()), ("s.yaml".into(), response)])
+            .unwrap()
+    }
+
+    fn settings(enforce: bool, kills_per_minute: u32) -> ResponsesSettings {
+        ResponsesSettings {
+            enforce,
+            kills_per_minute,
+            exempt_processes: vec!["spared".into()],
+        }
+    }
+
+    fn responder(enforce: bool, kills_per_minute: u32) -> Responder {
+        Responder::new(HostRoot::new("/"), settings(enforce, kills_per_minute))
+    }
+
+    /// A `sleep` child and its exec id as the agent computes it.
+    fn sleeper() -> (Child, Arc<str>) {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let host = HostRoot::new("/");
+        let exec_id = procfs::exec_id_now(&host, &procfs::boot_id(&host), child.id()).unwrap();
+        (child, exec_id)
+    }
+
+    fn target<'a>(child: &Child, exec_id: &'a str) -> Target<'a> {
+        Target {
+            pid: Some(child.id()),
+            exec_id: Some(exec_id),
+            name: b"sleep",
+        }
+    }
+
+    fn alive(child: &mut Child) -> bool {
+        child.try_wait().unwrap().is_none()
+    }
+
+    #[test]
+    fn an_enforced_kill_ends_exactly_the_process_that_matched() {
+        let engine = engine("kill", "enforce");
+        let (mut child, exec_id) = sleeper();
+        let taken = responder(true, 10).respond(&engine.responses()[0], target(&child, &exec_id));
+        assert_eq!(
+            (taken.mode.as_str(), taken.point, taken.outcome),
+            ("enforce", Some(Point::UserSpace), Outcome::Killed)
+        );
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_pid_that_runs_another_program_is_not_killed() {
+        let engine = engine("kill", "enforce");
+        let (mut child, _) = sleeper();
+        let taken =
+            responder(true, 10).respond(&engine.responses()[0], target(&child, "0123456789ab"));
+        assert_eq!(taken.outcome, Outcome::Failed);
+        assert!(
+            taken
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("no longer runs the program"),
+            "{taken:?}"
+        );
+        assert!(alive(&mut child));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Gone (reaped): the same exec id finds no process to kill.
+        let (mut gone, exec_id) = sleeper();
+        gone.kill().unwrap();
+        gone.wait().unwrap();
+        let taken = responder(true, 10).respond(&engine.responses()[0], target(&gone, &exec_id));
+        assert_eq!(
+            (taken.outcome, taken.reason.as_deref()),
+            (
+                Outcome::Failed,
+                Some("not killed: the process had already exited")
+            )
+        );
+    }
+
+    #[test]
+    fn dry_run_and_the_kill_switch_only_say_what_would_be_done() {
+        let (mut child, exec_id) = sleeper();
+        let dry = engine("kill", "dry-run");
+        let taken = responder(true, 10).respond(&dry.responses()[0], target(&child, &exec_id));
+        assert_eq!(
+            (taken.mode.as_str(), taken.outcome, taken.reason),
+            ("dry-run", Outcome::WouldKill, None)
+        );
+        let enforced = engine("kill", "enforce");
+        let taken =
+            responder(false, 10).respond(&enforced.responses()[0], target(&child, &exec_id));
+        assert_eq!(
+            (taken.mode.as_str(), taken.outcome),
+            ("dry-run", Outcome::WouldKill)
+        );
+        assert!(taken.reason.unwrap().contains("enforcement is off"));
+        assert!(alive(&mut child));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_agent_pid_1_runtimes_and_exempt_names_are_spared() {
+        let engine = engine("kill", "enforce");
+        let response = &engine.responses()[0];
+        let mut responder = responder(true, 10);
+        let own = std::process::id();
+        for (pid, name, why) in [
+            (own, &b"monitor"[..], "the agent itself"),
+            (1, b"systemd", "the host's PID 1"),
+            (
+                own + 100_000,
+                b"containerd",
+                "process 'containerd' is exempt",
+            ),
+            (own + 100_001, b"spared", "process 'spared' is exempt"),
+        ] {
+            let taken = responder.respond(
+                response,
+                Target {
+                    pid: Some(pid),
+                    exec_id: Some("x"),
+                    name,
+                },
+            );
+            assert_eq!(taken.outcome, Outcome::Exempt, "{name:?}");
+            assert!(taken.reason.unwrap().starts_with(why));
+        }
+    }
+
+    #[test]
+    fn the_kill_cap_holds_per_response() {
+        let engine = engine("kill", "enforce");
+        let mut responder = responder(true, 1);
+        // A target already gone takes nothing from the cap.
+        let (mut gone, gone_id) = sleeper();
+        gone.kill().unwrap();
+        gone.wait().unwrap();
+        let taken = responder.respond(&engine.responses()[0], target(&gone, &gone_id));
+        assert_eq!(taken.outcome, Outcome::Failed);
+        let (mut first, first_id) = sleeper();
+        let (mut second, second_id) = sleeper();
+        let taken = responder.respond(&engine.responses()[0], target(&first, &first_id));
+        assert_eq!(taken.outcome, Outcome::Killed);
+        let taken = responder.respond(&engine.responses()[0], target(&second, &second_id));
+        assert_eq!(taken.outcome, Outcome::Capped);
+        assert!(alive(&mut second));
+        first.wait().unwrap();
+        second.kill().unwrap();
+        second.wait().unwrap();
+    }
+
+    #[test]
+    fn deny_is_unsupported_and_says_what_it_needs() {
+        let engine = engine("deny", "enforce");
+        let (mut child, exec_id) = sleeper();
+        let taken = responder(true, 10).respond(&engine.responses()[0], target(&child, &exec_id));
+        assert_eq!(
+            (taken.point, taken.outcome, taken.reason.as_deref()),
+            (None, Outcome::Unsupported, Some(DENY_NEEDS))
+        );
+        assert!(alive(&mut child));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -1,0 +1,166 @@
+//! Responses on the real kernel with real containers: a dry-run kill that only says
+//! what it would do, an enforced kill of the process that read the password
+//! database (from user space: the only point this agent has for kills yet), the
+//! kill switch honoured on reload without a restart, and the metrics. One daemon for
+//! all of it.
+mod support;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::{Monitor, docker, serial};
+
+const DEFAULT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+const RULE: &str = "Password database read in container";
+
+/// The exit status of `docker exec NAME sh -c SCRIPT`, and how long it took.
+fn exec_status(container: &str, script: &str) -> (i32, Duration) {
+    let started = Instant::now();
+    let status = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .status()
+        .expect("docker exec");
+    (status.code().unwrap_or(-1), started.elapsed())
+}
+
+fn response_of(monitor: &Monitor, container: &str, mode: &str) -> Value {
+    let alert = monitor.wait_for(&format!("{RULE} in {container} ({mode})"), |a| {
+        a["rule"] == RULE
+            && a["output_fields"]["container.name"] == container
+            && a["response"]["mode"] == mode
+    });
+    alert["response"].clone()
+}
+
+#[test]
+fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
+    let _serial = serial();
+    docker::ensure_image();
+    let tag = std::process::id();
+    let (dry, enforced) = (format!("resp-dry-{tag}"), format!("resp-kill-{tag}"));
+    let _cleanup = docker::Cleanup(vec![dry.clone(), enforced.clone()]);
+    for name in [&dry, &enforced] {
+        docker::docker(&["run", "-d", "--name", name, docker::IMAGE, "sleep", "600"]);
+    }
+    let dir = support::receivers::temp_dir("responses");
+    let responses = dir.join("responses.yaml");
+    std::fs::write(
+        &responses,
+        format!(
+            "\
+- response: Watch credential theft
+  rules: [{RULE}]
+  action: kill
+  scope: container.name = {dry}
+- response: Stop credential theft
+  tags: [mitre_credential_access]
+  action: kill
+  mode: enforce
+  scope: container.name = {enforced}
+"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("monitor.yaml");
+    std::fs::write(&config, "responses:\n  enforce: true\n").unwrap();
+    let monitor = Monitor::run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--rules",
+        DEFAULT_RULES,
+        "--rules",
+        responses.to_str().unwrap(),
+    ]);
+    monitor.wait_for_log("2 responses active (1 enforcing); enforcement on");
+
+    // Dry-run: the read happens, the alert says what would have been done.
+    let output = docker::docker(&["exec", &dry, "cat", "/etc/shadow"]);
+    assert!(output.starts_with("root:"), "the read succeeded: {output}");
+    let response = response_of(&monitor, &dry, "dry-run");
+    assert_eq!(
+        response,
+        serde_json::json!({"name": "Watch credential theft", "action": "kill",
+            "mode": "dry-run", "point": "user-space", "outcome": "would-kill"})
+    );
+
+    // Enforced: the shell that opened the file dies by SIGKILL long before its sleep
+    // ends (docker exec reports 128 + 9).
+    let (status, took) = exec_status(&enforced, "exec 3</etc/shadow; sleep 20");
+    assert_eq!(status, 137, "killed by SIGKILL (took {took:?})");
+    assert!(took < Duration::from_secs(15), "killed at once: {took:?}");
+    let response = response_of(&monitor, &enforced, "enforce");
+    assert_eq!(response["name"], "Stop credential theft");
+    assert_eq!(response["point"], "user-space");
+    assert_eq!(response["outcome"], "killed", "{response}");
+    let metrics = monitor.metrics();
+    assert!(
+        metrics.contains(
+            "monitor_response_actions_total{response=\"Stop credential theft\",point=\"user-space\",outcome=\"killed\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // The kill switch, by the settings file and a reload: the same read now only
+    // says would-kill, and the shell lives on.
+    std::fs::write(&config, "responses:\n  enforce: false\n").unwrap();
+    monitor.signal(libc::SIGHUP);
+    monitor.wait_for_log("enforcement off: every response runs as dry-run");
+    let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 1");
+    assert_eq!(status, 0, "not killed with enforcement off");
+    let response = response_of(&monitor, &enforced, "dry-run");
+    assert_eq!(response["outcome"], "would-kill", "{response}");
+    assert_eq!(
+        response["reason"],
+        "enforcement is off (--no-enforce or responses.enforce: false)"
+    );
+    let (_, totals) = monitor.stop();
+    assert!(totals.is_object());
+}
+
+#[test]
+fn rules_list_shows_each_response_and_its_point() {
+    let dir = support::receivers::temp_dir("responses-list");
+    let responses = dir.join("responses.yaml");
+    std::fs::write(
+        &responses,
+        format!(
+            "\
+- response: Stop credential theft
+  rules: [{RULE}]
+  action: kill
+  mode: enforce
+- response: Refuse credential theft
+  rules: [{RULE}]
+  action: deny
+  mode: enforce
+"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["rules", "list", "--responses", DEFAULT_RULES])
+        .arg(&responses)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let listing = &text[text.find("\nresponses (2):").expect("a responses section")..];
+    let file = responses.display();
+    assert_eq!(
+        listing.trim(),
+        format!(
+            "responses (2):
+Stop credential theft ({file}:1)
+  kill enforce, point user-space: {}
+  rule: {RULE}
+Refuse credential theft ({file}:5)
+  deny enforce, unsupported: {}
+  rule: {RULE}",
+            monitor::responses::WHY_USER_SPACE,
+            monitor::responses::DENY_NEEDS
+        )
+    );
+}
