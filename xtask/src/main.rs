@@ -47,6 +47,11 @@ enum Command {
     /// tests; needs root). Arguments after `--` go to `cargo test`; without any, the
     /// kernel matrix (`test-kernels`) runs afterwards.
     Test {
+        /// The quick tier, in a few minutes: the unit tests and the fast end-to-end
+        /// tests (util::QUICK_TESTS); no container images, no NATS cluster, no
+        /// kernel matrix.
+        #[arg(long)]
+        quick: bool,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -75,11 +80,11 @@ fn main() -> ExitCode {
         Command::Run { args } => setup::run()
             .and_then(|()| util::build_release())
             .and_then(|()| util::run_monitor(&args)),
-        Command::Test { args } => setup::run()
+        Command::Test { quick, args } => setup::run()
             .and_then(|()| util::build_release())
-            .and_then(|()| util::run_tests(&args))
+            .and_then(|()| util::run_tests(quick, &args))
             .and_then(|()| {
-                if args.is_empty() {
+                if args.is_empty() && !quick {
                     kernels::run(&kernels::KernelsArgs::default())
                 } else {
                     Ok(())

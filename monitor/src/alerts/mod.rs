@@ -47,7 +47,7 @@ pub use config::{
     AggregationConfig, AlertsConfig, RateLimitConfig, RetryConfig, SinkConfig, SinkKind,
     SpoolConfig,
 };
-pub use model::{Alert, Ancestor, Container, Format};
+pub use model::{Alert, AlertSubject, Ancestor, Container, Format};
 
 use crate::rules::Priority;
 use aggregate::{Aggregator, Observed};

@@ -78,18 +78,27 @@ fn text(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-impl Alert {
-    /// Builds the alert from the rule engine's alert and the event JSON the rules saw
-    /// (the `process`, `ancestors` and `container` objects of `monitor events`).
-    pub fn from_rule_alert(alert: crate::rules::Alert, hostname: &str, event: &Value) -> Alert {
-        let time = match &alert.time {
-            Value::String(s) => s.clone(),
-            Value::Null => {
-                humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
-            }
-            other => other.to_string(),
-        };
-        let ancestors = event["ancestors"]
+/// What an alert tells about the event's process and container beside the rule's
+/// output. The daemon's live events and their JSON (replay, fixtures) both answer,
+/// with the same values, so `monitor replay` prints what the daemon sends.
+pub trait AlertSubject {
+    /// The process's exec id (`process.exec_id`).
+    fn exec_id(&self) -> Option<String>;
+    fn ancestors(&self) -> Vec<Ancestor>;
+    fn container(&self) -> Option<Container>;
+    /// The executable's path, part of the aggregation key.
+    fn exepath(&self) -> Option<String>;
+}
+
+/// An event as `monitor events` prints it: the `process`, `ancestors` and `container`
+/// objects.
+impl AlertSubject for Value {
+    fn exec_id(&self) -> Option<String> {
+        text(&self["process"]["exec_id"])
+    }
+
+    fn ancestors(&self) -> Vec<Ancestor> {
+        self["ancestors"]
             .as_array()
             .map(|list| {
                 list.iter()
@@ -101,8 +110,11 @@ impl Alert {
                     })
                     .collect()
             })
-            .unwrap_or_default();
-        let container = event.get("container").filter(|c| c.is_object()).map(|c| {
+            .unwrap_or_default()
+    }
+
+    fn container(&self) -> Option<Container> {
+        self.get("container").filter(|c| c.is_object()).map(|c| {
             let pod = text(&c["pod"]["name"]).or_else(|| text(&c["pod"]));
             let namespace = text(&c["pod"]["namespace"]).or_else(|| text(&c["namespace"]));
             Container {
@@ -113,11 +125,32 @@ impl Alert {
                 pod,
                 namespace,
             }
-        });
+        })
+    }
+
+    fn exepath(&self) -> Option<String> {
+        text(&self["process"]["exepath"])
+    }
+}
+
+impl Alert {
+    /// Builds the alert from the rule engine's alert and the event the rules saw.
+    pub fn from_rule_alert(
+        alert: crate::rules::Alert,
+        hostname: &str,
+        subject: &(impl AlertSubject + ?Sized),
+    ) -> Alert {
+        let time = match &alert.time {
+            Value::String(s) => s.clone(),
+            Value::Null => {
+                humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+            }
+            other => other.to_string(),
+        };
         Alert {
             time,
             rule: alert.rule,
-            priority: Priority::parse(alert.priority).unwrap_or(Priority::Debug),
+            priority: alert.priority,
             source: alert.source.to_string(),
             hostname: hostname.to_string(),
             // A folded YAML output (`output: >`) ends with a line break that is no part of
@@ -125,9 +158,9 @@ impl Alert {
             output: alert.output.trim_end().to_string(),
             tags: alert.tags,
             output_fields: alert.output_fields,
-            exec_id: text(&event["process"]["exec_id"]),
-            ancestors,
-            container,
+            exec_id: subject.exec_id(),
+            ancestors: subject.ancestors(),
+            container: subject.container(),
             aggregated: None,
             response: None,
         }
@@ -348,7 +381,7 @@ mod tests {
         let rule_alert = crate::rules::Alert {
             time: json!("2024-01-02T03:04:05.000000001Z"),
             rule: "R".into(),
-            priority: "Warning",
+            priority: Priority::Warning,
             output: "o".into(),
             output_fields: Map::new(),
             tags: vec![],

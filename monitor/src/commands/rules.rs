@@ -7,7 +7,10 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 
-use crate::rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures};
+use crate::{
+    alerts::Alert,
+    rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures},
+};
 
 /// Where rules are looked for when `--rules` is not given: the installed location,
 /// then the source tree's default ruleset.
@@ -77,6 +80,13 @@ pub struct ReplayArgs {
     /// `all`: every matching rule alerts; `first`: only the first in load order.
     #[arg(long, default_value = "all", value_parser = ["all", "first"])]
     pub rule_matching: String,
+    /// The alerts' `hostname` (default: this machine's, as `monitor run` gives it).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// `json`: the alert objects `monitor run` sends (one per line); `text`: its
+    /// one-line text form.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
@@ -277,6 +287,10 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
                 .with_context(|| format!("opening {}", args.file.display()))?,
         ))
     };
+    let hostname = match args.hostname {
+        Some(hostname) => hostname,
+        None => crate::context::procfs::hostname(&crate::context::host::HostRoot::new("/")),
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut scratch = Scratch::default();
     let mut matched = Vec::new();
@@ -305,9 +319,13 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         events += 1;
         engine.evaluate(&ev, &mut scratch, &mut matched);
         for rule in &matched {
-            let alert = engine.alert(rule, &ev);
-            serde_json::to_writer(&mut out, &alert)?;
-            out.write_all(b"\n")?;
+            // What the daemon sends for this match, built the same way.
+            let alert = Alert::from_rule_alert(engine.alert(rule, &ev), &hostname, &value);
+            if args.format == "text" {
+                writeln!(out, "{}", alert.to_text(false))?;
+            } else {
+                writeln!(out, "{}", alert.to_json())?;
+            }
             alerts += 1;
         }
     }

@@ -48,11 +48,7 @@ pub fn run(args: RunArgs, loaded: Loaded) -> Result<()> {
         .iter()
         .map(EventKind::name)
         .collect();
-    let hostname = std::fs::read_to_string(
-        HostRoot::new(&settings.context.host_root).path("/proc/sys/kernel/hostname"),
-    )
-    .map(|h| h.trim().to_string())
-    .unwrap_or_default();
+    let hostname = crate::context::procfs::hostname(&HostRoot::new(&settings.context.host_root));
     let dispatcher = Dispatcher::new(&settings.alerts_config()).map_err(|e| anyhow!(e))?;
     let rules_from: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut daemon = Daemon::new(

@@ -39,6 +39,13 @@ pub fn read_link(host: &HostRoot, pid: u32, name: &str) -> Option<Vec<u8>> {
         .map(|p| p.as_os_str().as_bytes().to_vec())
 }
 
+/// The host's name, as alerts carry it.
+pub fn hostname(host: &HostRoot) -> String {
+    fs::read_to_string(host.path("/proc/sys/kernel/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// The boot's id, part of every exec id.
 pub fn boot_id(host: &HostRoot) -> String {
     fs::read_to_string(host.path("/proc/sys/kernel/random/boot_id"))

@@ -13,7 +13,7 @@ use std::{collections::HashMap, io, sync::Arc};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
-    alerts::{self, Dispatcher},
+    alerts::{self, AlertSubject, Dispatcher},
     clock::BootClock,
     config::{Override, Settings, SettingsSource},
     context::process::ProcessInfo,
@@ -221,19 +221,13 @@ impl Sink for Daemon {
             }
             dispatcher.admit_match(&rule.name, hostname)
         };
-        self.engine.evaluate_live(
-            &event,
-            &mut self.scratch,
-            respond,
-            admit,
-            |alert, taken, json| {
-                let exe = json["process"]["exepath"].as_str();
-                let mut alert = alerts::Alert::from_rule_alert(alert, hostname, json);
+        self.engine
+            .evaluate_live(&event, &mut self.scratch, respond, admit, |alert, taken| {
+                let mut alert = alerts::Alert::from_rule_alert(alert, hostname, &event);
                 alert.response = taken;
-                dispatcher.deliver_match(alert, exe);
+                dispatcher.deliver_match(alert, event.exepath().as_deref());
                 *raised += 1;
-            },
-        )?;
+            });
         if let Some(container) = &sampled {
             self.state_edges
                 .judged(container, std::time::Instant::now());

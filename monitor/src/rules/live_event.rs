@@ -11,6 +11,7 @@ use super::{
     source::EventType,
 };
 use crate::{
+    alerts::{AlertSubject, Ancestor, Container},
     capabilities,
     clock::BootClock,
     context::{EnrichedEvent, process::ProcessInfo, runtime::Mount},
@@ -99,38 +100,84 @@ impl Engine {
     /// Runs the rules on a live event. Each match a response covers is handed to
     /// `respond` first (prevention acts on every match: the alert rate limit governs
     /// alerts only); each match `admit` lets through (a rate limit, say), told what
-    /// the response did, has its alert, with the event's JSON (built once, and only
-    /// when such a rule matched) and what was done, handed to `emit`.
+    /// the response did, has its alert and what was done handed to `emit`. Nothing
+    /// here serialises the event: an alert reads what it needs through
+    /// [`AlertSubject`].
     pub fn evaluate_live(
         &self,
         event: &LiveEvent<'_>,
         scratch: &mut Scratch,
         mut respond: impl FnMut(&CompiledResponse, Option<&ProcessInfo>) -> Taken,
         mut admit: impl FnMut(&CompiledRule, Option<&Taken>) -> bool,
-        mut emit: impl FnMut(Alert, Option<Taken>, &serde_json::Value),
-    ) -> serde_json::Result<()> {
+        mut emit: impl FnMut(Alert, Option<Taken>),
+    ) {
         let mut matched: Vec<&CompiledRule> = Vec::new();
         self.evaluate(event, scratch, &mut matched);
-        if matched.is_empty() {
-            return Ok(());
-        }
-        let mut raised = Vec::with_capacity(matched.len());
         for rule in matched {
             let taken = self
                 .response_for(rule, event, scratch)
                 .map(|response| respond(response, event.record.process_info()));
             if admit(rule, taken.as_ref()) {
-                raised.push((rule, taken));
+                emit(self.alert(rule, event), taken);
             }
         }
-        if raised.is_empty() {
-            return Ok(());
+    }
+}
+
+/// The same values the event's JSON (`EnrichedJson`) gives the JSON implementation.
+impl AlertSubject for LiveEvent<'_> {
+    fn exec_id(&self) -> Option<String> {
+        self.record.process_info().map(|p| p.exec_id.to_string())
+    }
+
+    fn ancestors(&self) -> Vec<Ancestor> {
+        let Some(enriched) = self.record.enriched else {
+            return Vec::new();
+        };
+        enriched
+            .ancestors
+            .iter()
+            .map(|p| Ancestor {
+                pid: Some(p.pid.into()),
+                name: Some(bytes_to_text(&p.name).into_owned()),
+                exe: Some(bytes_to_text(&p.exepath).into_owned()),
+                exec_id: Some(p.exec_id.to_string()),
+            })
+            .collect()
+    }
+
+    fn container(&self) -> Option<Container> {
+        let c = &self.record.enriched?.container;
+        if c.is_host() {
+            return Some(Container {
+                id: Some(c.id.to_string()),
+                name: Some("host".into()),
+                ..Container::default()
+            });
         }
-        let json = event.to_json()?;
-        for (rule, taken) in raised {
-            emit(self.alert(rule, event), taken, &json);
-        }
-        Ok(())
+        let meta = c.meta.as_deref();
+        let pod = meta.and_then(|m| m.pod.as_ref());
+        Some(Container {
+            id: Some(c.id.to_string()),
+            name: meta.map(|m| m.name.clone()),
+            image: meta.map(|m| m.image.clone()),
+            labels: meta
+                .map(|m| {
+                    m.labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pod: pod.and_then(|p| p.name.clone()),
+            namespace: pod.and_then(|p| p.namespace.clone()),
+        })
+    }
+
+    fn exepath(&self) -> Option<String> {
+        self.record
+            .process_info()
+            .map(|p| bytes_to_text(&p.exepath).into_owned())
     }
 }
 

@@ -127,12 +127,12 @@ const APPENDED_FIELDS: [(&str, fields::FieldId); 6] = [
     ("k8s.pod.name", fields::FieldId::K8sPodName),
 ];
 
-/// An alert in Falco's JSON shape.
-#[derive(Clone, Debug, serde::Serialize)]
+/// A rule's match, formatted: what `crate::alerts::Alert` is built from.
+#[derive(Clone, Debug)]
 pub struct Alert {
     pub time: serde_json::Value,
     pub rule: String,
-    pub priority: &'static str,
+    pub priority: Priority,
     pub output: String,
     pub output_fields: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
@@ -302,7 +302,7 @@ impl Engine {
         Alert {
             time,
             rule: rule.name.clone(),
-            priority: rule.priority.as_str(),
+            priority: rule.priority,
             output,
             output_fields,
             tags: rule.tags.clone(),

@@ -449,7 +449,7 @@ fn falco_output_is_formatted() {
          ggparent=<NA> gggparent=<NA> evt_type=openat user=root user_uid=0 user_loginuid=-1 \
          process=cat proc_exepath=/usr/bin/cat parent=bash command=cat terminal=0"
     );
-    assert_eq!(alert.priority, "Warning");
+    assert_eq!(alert.priority, crate::rules::Priority::Warning);
     assert_eq!(alert.output_fields["fd.name"], json!("/etc/shadow"));
     assert_eq!(alert.output_fields["proc.aname[2]"], Value::Null);
     assert_eq!(alert.output_fields["user.uid"], json!(0));

@@ -295,3 +295,48 @@ fn environment_is_for_rules_not_for_the_json() {
     assert!(json["process"].get("env").is_none(), "{json}");
     assert!(!json.to_string().contains("p:3128"), "{json}");
 }
+
+/// What the daemon sends for a live event and what `monitor replay` prints for that
+/// event's JSON, byte for byte.
+fn same_alerts(engine: &crate::rules::Engine, live: &LiveEvent<'_>, what: &str) -> usize {
+    use crate::alerts::Alert;
+    let json = live.to_json().unwrap();
+    let replayed = JsonEvent::new(&json).unwrap();
+    let mut scratch = crate::rules::Scratch::default();
+    let mut matched = Vec::new();
+    engine.evaluate(live, &mut scratch, &mut matched);
+    let mut sent = Vec::new();
+    engine.evaluate_live(
+        live,
+        &mut scratch,
+        |_, _| unreachable!("no responses loaded"),
+        |_, _| true,
+        |alert, _| sent.push(Alert::from_rule_alert(alert, "node-1", live).to_json()),
+    );
+    let printed: Vec<String> = matched
+        .iter()
+        .map(|rule| {
+            Alert::from_rule_alert(engine.alert(rule, &replayed), "node-1", &json).to_json()
+        })
+        .collect();
+    assert_eq!(sent, printed, "{what}");
+    sent.len()
+}
+
+#[test]
+fn replay_prints_the_alerts_the_daemon_sends_on_every_fixture_event() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let engine = crate::rules::Engine::load_paths(&[dir]).unwrap_or_else(|e| panic!("{e}"));
+    let clock = BootClock::new();
+    let mut alerts = 0;
+    for (what, v) in &fixture_events() {
+        let enriched = native(v);
+        alerts += same_alerts(&engine, &LiveEvent::enriched(&enriched, &clock), what);
+        same_alerts(
+            &engine,
+            &LiveEvent::raw(&enriched.event, &clock),
+            &format!("{what} (raw)"),
+        );
+    }
+    assert!(alerts > 150, "{alerts} alerts compared");
+}

@@ -188,10 +188,8 @@ fn the_responses_example_passes_its_fixtures() {
     let engine = Engine::load_paths(&[rules.clone(), rules.join("examples/responses.yaml")])
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(engine.responses().len(), 2);
-    let count = super::load::run_fixture_files(
-        &engine,
-        &[rules.join("examples/responses.fixtures.yaml")],
-    );
+    let count =
+        super::load::run_fixture_files(&engine, &[rules.join("examples/responses.fixtures.yaml")]);
     assert_eq!(count, 3);
 }
 
