@@ -576,11 +576,95 @@ fn burst_of_opens_arrives_completely() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// Records in the making share per-CPU scratch memory: threads on every CPU opening
+/// paths that name themselves, with connects in parallel, must each get back their
+/// own path in their own record, whole.
+#[test]
+fn concurrent_records_never_mix_their_bytes() {
+    let _serial = serial();
+    const THREADS: usize = 8;
+    // Fewer in the kernel matrix's emulated guests.
+    let opens: usize = std::env::var("MONITOR_STRESS_OPENS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3_000);
+    let dir = test_dir("stress");
+    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let monitor = Monitor::start(&["--kinds", "open,connect", "--no-context"]);
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let tid = gettid();
+                for i in 0..opens {
+                    // Long enough to take many writes into scratch memory.
+                    let name = format!("{tid}-{i}-{}", "x".repeat(64 + i % 97));
+                    assert!(fs::File::open(dir.join(&name)).is_err());
+                    if i % 4 == 0 {
+                        assert!(TcpStream::connect(closed).is_err());
+                    }
+                }
+                tid
+            })
+        })
+        .collect();
+    let tids: Vec<u32> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let prefix = format!("{}/", dir.display());
+    let pid = std::process::id();
+    let ours = |e: &Value| {
+        e["kind"] == "open" && e["pid"] == pid && str_of(e, "path").starts_with(&prefix)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while monitor.events().iter().filter(|e| ours(e)).count() < THREADS * opens
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (events, totals) = monitor.stop();
+    let mut seen = 0;
+    for e in events.iter().filter(|e| ours(e)) {
+        let name = &str_of(e, "path")[prefix.len()..];
+        let mut parts = name.splitn(3, '-');
+        let (tid, i, padding) = (parts.next(), parts.next(), parts.next());
+        assert_eq!(
+            tid,
+            Some(e["tid"].to_string().as_str()),
+            "a record with another thread's path: {e}"
+        );
+        let i: usize = i
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(
+            padding,
+            Some("x".repeat(64 + i % 97).as_str()),
+            "a cut or mixed path: {e}"
+        );
+        seen += 1;
+    }
+    for e in events
+        .iter()
+        .filter(|e| e["kind"] == "connect" && e["pid"] == pid)
+    {
+        assert!(tids.contains(&(e["tid"].as_u64().unwrap() as u32)), "{e}");
+        assert_eq!(e["port"], closed.port(), "{e}");
+    }
+    let open = &totals["kinds"]["open"];
+    assert_eq!(totals["malformed"], json!({}), "totals: {totals}");
+    assert_eq!(open["sent"], open["received"], "totals: {totals}");
+    let lost = open["dropped"].as_u64().unwrap() + open["errors"].as_u64().unwrap();
+    assert!(
+        seen as u64 + lost >= (THREADS * opens) as u64,
+        "{seen} of {} opens seen, {lost} counted lost: {totals}",
+        THREADS * opens
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// With a ring buffer far too small for the burst, the events that did not arrive are
-/// exactly the ones the kernel counted as dropped. Connects are used because nothing
-/// else on a test machine makes them, so every drop belongs to the burst; the agent
-/// runs without context, so that its own connects to the runtimes' APIs are not among
-/// them either.
+/// exactly the ones the kernel counted as dropped.
 #[test]
 fn burst_into_a_tiny_ring_buffer_counts_every_drop() {
     let _serial = serial();

@@ -25,8 +25,8 @@ use crate::util::{run_cmd, step, workspace_root};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct KernelsArgs {
-    /// Kernels to run on: `host`, `debian-6.1`, `debian-6.12`, `debian-6.12-no-bpf-lsm`
-    /// (default: all four).
+    /// Kernels to run on: `host`, `debian-6.1`, `debian-6.12`, `debian-6.12-no-bpf-lsm`,
+    /// `debian-6.12-rt` (default: all five).
     #[arg(long = "kernel", value_name = "NAME")]
     kernels: Vec<String>,
     /// Where downloaded kernel packages and the initramfs are kept between runs.
@@ -100,6 +100,15 @@ const KERNELS: &[KernelSpec] = &[
         package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$"),
         required: WITH_FENTRY,
         boot_args: NO_BPF_LSM,
+    },
+    // PREEMPT_RT: programs run with migration, not preemption, disabled, so one that
+    // builds a record can be preempted mid-way on its CPU by another building its own
+    // (the scratch memory's stress test).
+    KernelSpec {
+        name: "debian-6.12-rt",
+        package: Some(r"^linux-image-6\.12\.[0-9]+\+deb12-rt-amd64$"),
+        required: WITH_LSM,
+        boot_args: "",
     },
 ];
 
@@ -435,6 +444,8 @@ fn init_script(binaries: &Binaries, test_args: &[String]) -> String {
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root
+# The scratch stress test at a scale emulation runs in seconds.
+export MONITOR_STRESS_OPENS=2000
 mkdir -p /proc /sys /dev /tmp /root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
