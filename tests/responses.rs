@@ -1,8 +1,8 @@
 //! Responses on the real kernel with real containers: a dry-run kill that only says
 //! what it would do, an enforced kill of the process that read the password
 //! database (from user space: the only point this agent has for kills yet), the
-//! kill switch honoured on reload without a restart, and the metrics. One daemon for
-//! all of it.
+//! kill switch honoured on reload without a restart, the metrics, and nothing acting
+//! once the agent has stopped. One daemon for all of it.
 mod support;
 
 use std::{
@@ -116,8 +116,28 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         response["reason"],
         "enforcement is off (--no-enforce or responses.enforce: false)"
     );
+
+    // On again by the same road; then the agent stops, and with it goes every
+    // response (fail-open).
+    std::fs::write(&config, "responses:\n  enforce: true\n").unwrap();
+    monitor.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while monitor
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("enforcement on"))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no reload with enforcement on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 20");
+    assert_eq!(status, 137, "killed again once enforcement is back");
     let (_, totals) = monitor.stop();
     assert!(totals.is_object());
+    let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 1");
+    assert_eq!(status, 0, "nothing kills once the agent has stopped");
 }
 
 #[test]
