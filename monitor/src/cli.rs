@@ -1,9 +1,10 @@
-//! Command-line interface.
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+//! The command line: every subcommand's arguments and what each flag overrides in
+//! the settings. `commands::main` parses it and runs the subcommand; nothing here
+//! depends on `commands`.
+use std::path::PathBuf;
 
 use crate::{
-    commands,
-    config::{self, ConfigError, Loaded, Override, SettingsSource},
+    config::{Override, SettingsSource},
     event::EventKind,
 };
 use clap::{Args, Parser, Subcommand};
@@ -44,18 +45,18 @@ pub enum Command {
     /// walk where a path is read; `(skipped)` means the tracepoints serve alone.
     Probes(ProbesArgs),
     /// Validate, list and test rule files (Falco's rule format).
-    Rules(commands::rules::RulesArgs),
+    Rules(RulesArgs),
     /// Evaluate a JSON-lines file of events against rules offline; print the alerts as
     /// JSON lines (rule, priority, output, output_fields, tags, time).
-    Replay(commands::rules::ReplayArgs),
+    Replay(ReplayArgs),
     /// Print the fields rules can use: name, type, description.
-    Fields(commands::rules::FieldsArgs),
+    Fields(FieldsArgs),
     /// Check the settings (file, MONITOR_* variables) and show where each value came
     /// from.
-    Config(commands::config::ConfigCmdArgs),
+    Config(ConfigCmdArgs),
     /// List, show, reset and freeze the behaviour each workload learned (the
     /// profiles in the state directory, or with --fleet those the fleet shares).
-    Profiles(commands::profiles::ProfilesCmdArgs),
+    Profiles(ProfilesCmdArgs),
     /// Stop the running daemon (the agent reading the pinned recorder) and wait for
     /// it to exit. With --keep-recording its kernel side keeps recording for the next
     /// agent (a restart or upgrade); without, the recorder goes with it.
@@ -772,92 +773,185 @@ impl ProbesArgs {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+// The subcommands' own arguments.
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
 }
 
-/// Loads the settings of a command that runs the sensor; `--log` is a flag like the
-/// others.
-fn settings(
-    log: &Option<String>,
-    config: &ConfigArgs,
-    mut overrides: Vec<Override>,
-) -> Result<Loaded, ConfigError> {
-    if let Some(log) = log {
-        overrides.push(Override {
-            path: "log",
-            value: log.clone().into(),
-            flag: "--log",
-        });
-    }
-    config::load(&config.source(), std::env::vars(), &overrides)
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Load rule files and folders; print every error as `file:line:col: rule 'NAME':
+    /// message` and exit non-zero when there is any.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print every rule: active (with its event types), disabled, or skipped and why.
+    List {
+        /// Default: /etc/monitor/rules, else ./rules (as `monitor run`).
+        #[arg(env = "MONITOR_RULES")]
+        paths: Vec<PathBuf>,
+        /// Then print the kernel filter `monitor run` derives from these rules: per
+        /// event kind and scope (host, containers), what the kernel passes to user
+        /// space, and which rule keeps each fact open.
+        #[arg(long)]
+        kernel_filter: bool,
+        /// Then print every response: its action and mode, the enforcement point it
+        /// gets on this node and why, its scope and the active rules it covers.
+        #[arg(long)]
+        responses: bool,
+    },
+    /// Run the rule test fixtures (`*.fixtures.yaml`) beside the given rule files or in
+    /// the given folders; exit non-zero when one fails.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
-fn pin_root(root: &Option<PathBuf>) -> Vec<Override> {
-    let mut out = Vec::new();
-    given(&mut out, "sensor.pin_root", "--pin-root", root.as_ref());
-    out
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// JSON-lines file of events (`-` for stdin), as `monitor events` prints them.
+    pub file: PathBuf,
+    /// Rule files or folders.
+    #[arg(long, required = true, num_args = 1..)]
+    pub rules: Vec<PathBuf>,
+    /// `all`: every matching rule alerts; `first`: only the first in load order.
+    #[arg(long, default_value = "all", value_parser = ["all", "first"])]
+    pub rule_matching: String,
+    /// The alerts' `hostname` (default: this machine's, as `monitor run` gives it).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// `json`: the alert objects `monitor run` sends (one per line); `text`: its
+    /// one-line text form.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    pub format: String,
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let loaded = match &cli.command {
-        Command::Run(args) => Some(settings(&cli.log, &args.config, args.overrides())),
-        Command::Events(args) => Some(settings(&cli.log, &args.config, args.overrides())),
-        Command::Probes(args) => Some(settings(&cli.log, &args.config, args.overrides())),
-        Command::Stop(args) => Some(settings(&cli.log, &args.config, pin_root(&args.pin_root))),
-        Command::Uninstall(args) => {
-            Some(settings(&cli.log, &args.config, pin_root(&args.pin_root)))
-        }
-        _ => None,
-    };
-    let loaded = match loaded.transpose() {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            for problem in &err.problems {
-                eprintln!("monitor: config error: {problem}");
-            }
-            eprintln!("monitor: fix the settings above (`monitor config check` shows them all)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let log = match &loaded {
-        Some(loaded) => loaded.settings.log.clone(),
-        None => cli
-            .log
-            .clone()
-            .or_else(|| std::env::var("MONITOR_LOG").ok())
-            .unwrap_or_else(|| "info".into()),
-    };
-    init_logging(&log);
-    let result = match (cli.command, loaded) {
-        (Command::Run(args), Some(loaded)) => commands::run::run(*args, loaded),
-        (Command::Events(args), Some(loaded)) => commands::events::run(*args, loaded),
-        (Command::Probes(args), Some(loaded)) => commands::probes::run(args, loaded),
-        (Command::Stop(args), Some(loaded)) => {
-            commands::recorder::stop(&loaded.settings, args.keep_recording, args.timeout)
-        }
-        (Command::Uninstall(_), Some(loaded)) => commands::recorder::uninstall(&loaded.settings),
-        (Command::Rules(args), _) => commands::rules::run(args),
-        (Command::Replay(args), _) => commands::rules::replay(args),
-        (Command::Fields(args), _) => commands::rules::fields_cmd(args),
-        (Command::Config(args), _) => commands::config::run(args),
-        (Command::Profiles(args), _) => commands::profiles::run(args),
-        (command, None) => unreachable!("settings are loaded for {command:?}"),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("monitor: error: {err:#}");
-            ExitCode::FAILURE
-        }
+#[derive(Args, Debug)]
+pub struct FieldsArgs {
+    /// Print the catalog as JSON.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+
+    /// Print the catalog as a Markdown table (the field reference in docs/rules.md;
+    /// `cargo xtask docs` puts it there).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigCmdArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the config file and MONITOR_* variables, and load the rules they name:
+    /// every problem as `file:line:col: key: message`; exit 1 when there is any.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Check the settings only, not the rules they name (e.g. a config meant for
+        /// an image whose rule folders are not on this machine).
+        #[arg(long)]
+        settings_only: bool,
+    },
+    /// Print every setting with its value and where it came from (default, file
+    /// position, variable).
+    Show(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProfilesCmdArgs {
+    /// Config file (YAML) whose `profiles` section names the state directory and the
+    /// learning window. Default: /etc/monitor/monitor.yaml when it exists.
+    #[arg(long, env = "MONITOR_CONFIG", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The state directory holding the profiles (one JSON file per workload).
+    /// [config: profiles.state_dir; default: /var/lib/monitor/profiles]
+    #[arg(long, value_name = "DIR", global = true)]
+    pub profiles_dir: Option<PathBuf>,
+
+    /// The learning window, for showing how much of it has passed.
+    /// [config: profiles.learning_window_secs; default: 3600]
+    #[arg(long, value_name = "SECS", global = true)]
+    pub learning_window: Option<u64>,
+
+    /// Act on the fleet's profiles in the fleet store rather than on this node's
+    /// state directory: `freeze --fleet` and `reset --fleet` reach every agent
+    /// sharing the store within seconds.
+    #[arg(long, global = true)]
+    pub fleet: bool,
+
+    /// The fleet store (NATS JetStream), for --fleet.
+    /// [config: profiles.fleet.url]
+    #[arg(long, value_name = "URL", global = true)]
+    pub fleet_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: ProfilesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfilesCommand {
+    /// One line per workload: learning or frozen, observed runtime of the window,
+    /// entries per set (executables, destinations, listening ports, written
+    /// directories) and entries refused because a set was full.
+    List,
+    /// Every entry of one workload's profile, grouped by set.
+    Show {
+        /// As `list` prints it: deployment/NAMESPACE/NAME, image/REPOSITORY, ...
+        workload: String,
+    },
+    /// Forget what a workload learned: it learns again from nothing, with a new
+    /// window.
+    Reset {
+        /// As `list` prints it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        workload: Option<String>,
+        /// Every workload.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop learning now: from here on, what the profile lacks is new.
+    Freeze {
+        /// As `list` prints it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        workload: Option<String>,
+        /// Every workload.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+impl ProfilesCmdArgs {
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut out = Vec::new();
+        given(
+            &mut out,
+            "profiles.state_dir",
+            "--profiles-dir",
+            self.profiles_dir.as_ref(),
+        );
+        given(
+            &mut out,
+            "profiles.learning_window_secs",
+            "--learning-window",
+            self.learning_window,
+        );
+        given(
+            &mut out,
+            "profiles.fleet.url",
+            "--fleet-url",
+            self.fleet_url.as_ref(),
+        );
+        out
     }
 }
 
@@ -865,6 +959,7 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
     use crate::alerts::SinkKind;
+    use crate::config;
 
     #[test]
     fn alerts_cli_flags_make_sinks() {

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    monitor::cli::main()
+    monitor::commands::main()
 }

@@ -17,10 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::model::Alert;
+use super::model::{Aggregated, Alert};
 
 /// Aggregation settings; `None` in [`super::AlertsConfig`] means off.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -35,17 +35,6 @@ pub struct AggregationConfig {
 
 pub fn default_max_keys() -> usize {
     10_000
-}
-
-/// What a summary alert carries under `aggregated` (beside Falco's keys).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Aggregated {
-    /// Alerts of the key in the window, the first (sent at once) included.
-    pub count: u64,
-    /// Times of the first and last of them (the alerts' `time`).
-    pub first: String,
-    pub last: String,
-    pub window_s: f64,
 }
 
 /// The output field the count is also put in: Falcosidekick and other consumers that

@@ -33,11 +33,22 @@ pub struct Alert {
     /// Only on the summary of repeated alerts (see `aggregate`); absent otherwise, so
     /// every other alert keeps Falco's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aggregated: Option<super::aggregate::Aggregated>,
+    pub aggregated: Option<Aggregated>,
     /// What a response did about the match (see `crate::responses`); absent when no
     /// response covers the rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<crate::responses::Taken>,
+}
+
+/// What a summary alert carries under `aggregated` (beside Falco's keys).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aggregated {
+    /// Alerts of the key in the window, the first (sent at once) included.
+    pub count: u64,
+    /// Times of the first and last of them (the alerts' `time`).
+    pub first: String,
+    pub last: String,
+    pub window_s: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,35 +1,11 @@
 //! `monitor config check|show`: the settings the daemon would run with.
 use anyhow::{Result, bail};
-use clap::{Args, Subcommand};
 
 use crate::{
-    cli::ConfigArgs,
+    cli::{ConfigArgs, ConfigCmdArgs, ConfigCommand},
     commands::rules::{load as load_rules, rule_paths},
     config::{self, Loaded},
 };
-
-#[derive(Args, Debug)]
-pub struct ConfigCmdArgs {
-    #[command(subcommand)]
-    pub command: ConfigCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ConfigCommand {
-    /// Check the config file and MONITOR_* variables, and load the rules they name:
-    /// every problem as `file:line:col: key: message`; exit 1 when there is any.
-    Check {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// Check the settings only, not the rules they name (e.g. a config meant for
-        /// an image whose rule folders are not on this machine).
-        #[arg(long)]
-        settings_only: bool,
-    },
-    /// Print every setting with its value and where it came from (default, file
-    /// position, variable).
-    Show(ConfigArgs),
-}
 
 fn load(args: &ConfigArgs) -> Result<Loaded> {
     config::load(&args.source(), std::env::vars(), &[]).map_err(|err| {

@@ -8,11 +8,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
 
 use crate::{
-    cli::given,
-    config::{self, Override, SettingsSource},
+    cli::{ProfilesCmdArgs, ProfilesCommand},
+    config::{self, SettingsSource},
     output::escape::escape_line,
     profiles::{
         ProfilesConfig, WorkloadId,
@@ -23,95 +22,6 @@ use crate::{
         },
     },
 };
-
-#[derive(Args, Debug)]
-pub struct ProfilesCmdArgs {
-    /// Config file (YAML) whose `profiles` section names the state directory and the
-    /// learning window. Default: /etc/monitor/monitor.yaml when it exists.
-    #[arg(long, env = "MONITOR_CONFIG", value_name = "PATH", global = true)]
-    pub config: Option<PathBuf>,
-
-    /// The state directory holding the profiles (one JSON file per workload).
-    /// [config: profiles.state_dir; default: /var/lib/monitor/profiles]
-    #[arg(long, value_name = "DIR", global = true)]
-    pub profiles_dir: Option<PathBuf>,
-
-    /// The learning window, for showing how much of it has passed.
-    /// [config: profiles.learning_window_secs; default: 3600]
-    #[arg(long, value_name = "SECS", global = true)]
-    pub learning_window: Option<u64>,
-
-    /// Act on the fleet's profiles in the fleet store rather than on this node's
-    /// state directory: `freeze --fleet` and `reset --fleet` reach every agent
-    /// sharing the store within seconds.
-    #[arg(long, global = true)]
-    pub fleet: bool,
-
-    /// The fleet store (NATS JetStream), for --fleet.
-    /// [config: profiles.fleet.url]
-    #[arg(long, value_name = "URL", global = true)]
-    pub fleet_url: Option<String>,
-
-    #[command(subcommand)]
-    pub command: ProfilesCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ProfilesCommand {
-    /// One line per workload: learning or frozen, observed runtime of the window,
-    /// entries per set (executables, destinations, listening ports, written
-    /// directories) and entries refused because a set was full.
-    List,
-    /// Every entry of one workload's profile, grouped by set.
-    Show {
-        /// As `list` prints it: deployment/NAMESPACE/NAME, image/REPOSITORY, ...
-        workload: String,
-    },
-    /// Forget what a workload learned: it learns again from nothing, with a new
-    /// window.
-    Reset {
-        /// As `list` prints it.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        workload: Option<String>,
-        /// Every workload.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Stop learning now: from here on, what the profile lacks is new.
-    Freeze {
-        /// As `list` prints it.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        workload: Option<String>,
-        /// Every workload.
-        #[arg(long)]
-        all: bool,
-    },
-}
-
-impl ProfilesCmdArgs {
-    fn overrides(&self) -> Vec<Override> {
-        let mut out = Vec::new();
-        given(
-            &mut out,
-            "profiles.state_dir",
-            "--profiles-dir",
-            self.profiles_dir.as_ref(),
-        );
-        given(
-            &mut out,
-            "profiles.learning_window_secs",
-            "--learning-window",
-            self.learning_window,
-        );
-        given(
-            &mut out,
-            "profiles.fleet.url",
-            "--fleet-url",
-            self.fleet_url.as_ref(),
-        );
-        out
-    }
-}
 
 pub fn run(args: ProfilesCmdArgs) -> Result<()> {
     let source = SettingsSource {

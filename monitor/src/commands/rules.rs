@@ -5,10 +5,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
 
 use crate::{
     alerts::Alert,
+    cli::{FieldsArgs, ReplayArgs, RulesArgs, RulesCommand},
     rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures},
 };
 
@@ -31,74 +31,6 @@ pub fn rule_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 DEFAULT_RULE_PATHS.join(", ")
             )
         })
-}
-
-#[derive(Args, Debug)]
-pub struct RulesArgs {
-    #[command(subcommand)]
-    pub command: RulesCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum RulesCommand {
-    /// Load rule files and folders; print every error as `file:line:col: rule 'NAME':
-    /// message` and exit non-zero when there is any.
-    Validate {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-    },
-    /// Print every rule: active (with its event types), disabled, or skipped and why.
-    List {
-        /// Default: /etc/monitor/rules, else ./rules (as `monitor run`).
-        #[arg(env = "MONITOR_RULES")]
-        paths: Vec<PathBuf>,
-        /// Then print the kernel filter `monitor run` derives from these rules: per
-        /// event kind and scope (host, containers), what the kernel passes to user
-        /// space, and which rule keeps each fact open.
-        #[arg(long)]
-        kernel_filter: bool,
-        /// Then print every response: its action and mode, the enforcement point it
-        /// gets on this node and why, its scope and the active rules it covers.
-        #[arg(long)]
-        responses: bool,
-    },
-    /// Run the rule test fixtures (`*.fixtures.yaml`) beside the given rule files or in
-    /// the given folders; exit non-zero when one fails.
-    Test {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-    },
-}
-
-#[derive(Args, Debug)]
-pub struct ReplayArgs {
-    /// JSON-lines file of events (`-` for stdin), as `monitor events` prints them.
-    pub file: PathBuf,
-    /// Rule files or folders.
-    #[arg(long, required = true, num_args = 1..)]
-    pub rules: Vec<PathBuf>,
-    /// `all`: every matching rule alerts; `first`: only the first in load order.
-    #[arg(long, default_value = "all", value_parser = ["all", "first"])]
-    pub rule_matching: String,
-    /// The alerts' `hostname` (default: this machine's, as `monitor run` gives it).
-    #[arg(long)]
-    pub hostname: Option<String>,
-    /// `json`: the alert objects `monitor run` sends (one per line); `text`: its
-    /// one-line text form.
-    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
-    pub format: String,
-}
-
-#[derive(Args, Debug)]
-pub struct FieldsArgs {
-    /// Print the catalog as JSON.
-    #[arg(long, conflicts_with = "markdown")]
-    pub json: bool,
-
-    /// Print the catalog as a Markdown table (the field reference in docs/rules.md;
-    /// `cargo xtask docs` puts it there).
-    #[arg(long)]
-    pub markdown: bool,
 }
 
 /// Loads rules; every error is printed as `file:line:col: rule 'NAME': message`.

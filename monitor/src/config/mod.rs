@@ -243,28 +243,7 @@ pub struct FleetSettings {
     pub max_pending: usize,
 }
 
-/// What responses (`- response:` items in rule files) may do on this node.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResponsesSettings {
-    /// False: every response runs as dry-run, whatever its mode (the kill switch).
-    pub enforce: bool,
-    /// Kills per response per minute; a match beyond is reported `failed` and counted.
-    pub kills_per_minute: u32,
-    /// Process names (comm) no response acts on, beside the agent, PID 1, the
-    /// container runtimes and kubelet, which are always spared.
-    pub exempt_processes: Vec<String>,
-}
-
-impl Default for ResponsesSettings {
-    fn default() -> Self {
-        ResponsesSettings {
-            enforce: true,
-            kills_per_minute: 10,
-            exempt_processes: Vec::new(),
-        }
-    }
-}
+pub use crate::responses::ResponsesSettings;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

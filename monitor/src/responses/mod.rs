@@ -14,7 +14,6 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::ResponsesSettings,
     context::{host::HostRoot, procfs},
     rules::response::{Action, CompiledResponse, Mode},
 };
@@ -128,6 +127,29 @@ pub fn point_for(action: Action) -> Result<Option<Point>, &'static str> {
         Action::Kill => Ok(Some(Point::UserSpace)),
         Action::Deny => Err(DENY_NEEDS),
         Action::Alert => Ok(None),
+    }
+}
+
+/// What responses (`- response:` items in rule files) may do on this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesSettings {
+    /// False: every response runs as dry-run, whatever its mode (the kill switch).
+    pub enforce: bool,
+    /// Kills per response per minute; a match beyond is reported `failed` and counted.
+    pub kills_per_minute: u32,
+    /// Process names (comm) no response acts on, beside the agent, PID 1, the
+    /// container runtimes and kubelet, which are always spared.
+    pub exempt_processes: Vec<String>,
+}
+
+impl Default for ResponsesSettings {
+    fn default() -> Self {
+        ResponsesSettings {
+            enforce: true,
+            kills_per_minute: 10,
+            exempt_processes: Vec::new(),
+        }
     }
 }
 

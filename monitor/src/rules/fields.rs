@@ -2,7 +2,20 @@
 //! the argument it takes and what it means for this agent's events.
 use std::fmt;
 
-use super::source::FieldArg;
+/// The argument of a field: `proc.aname[2]`, `container.label[app]`, `evt.arg.flags`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FieldArg {
+    None,
+    Index(usize),
+    Key(Box<str>),
+}
+
+/// A field the engine asks an event for, resolved against the catalog at load time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedField {
+    pub id: FieldId,
+    pub arg: FieldArg,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FieldType {

@@ -2,23 +2,8 @@
 //! to answer for rules to run on it.
 use std::{borrow::Cow, fmt, net::IpAddr};
 
-use super::fields::FieldId;
+pub use super::fields::{FieldArg, ResolvedField};
 pub use crate::kinds::{EventType, TypeMask};
-
-/// The argument of a field: `proc.aname[2]`, `container.label[app]`, `evt.arg.flags`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum FieldArg {
-    None,
-    Index(usize),
-    Key(Box<str>),
-}
-
-/// A field the engine asks an event for, resolved against the catalog at load time.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ResolvedField {
-    pub id: FieldId,
-    pub arg: FieldArg,
-}
 
 /// A field's value for one event. Implementations should borrow (`Cow::Borrowed`) on the
 /// hot path; owned strings are for values that must be computed.
