@@ -184,3 +184,57 @@ Refuse credential theft ({file}:5)
         )
     );
 }
+
+#[test]
+fn replay_says_what_each_response_would_do() {
+    let dir = support::receivers::temp_dir("responses-replay");
+    let responses = dir.join("responses.yaml");
+    std::fs::write(
+        &responses,
+        format!(
+            "\
+- response: Stop credential theft
+  rules: [{RULE}]
+  action: kill
+  mode: enforce
+  scope: container.name = shop
+"
+        ),
+    )
+    .unwrap();
+    let event = |container: &str| {
+        serde_json::json!({"kind": "open", "time": "2025-03-01T12:00:00.000000000Z",
+            "boot_ns": 1, "pid": 5, "tid": 5, "comm": "cat", "cgroup_id": 1,
+            "syscall": "openat", "path": "/etc/shadow", "resolved_path": "/etc/shadow",
+            "dirfd": -100, "flags": 0, "mode": 0, "result": 3, "fd": 3, "error": null,
+            "uid": 0, "process": {"pid": 5, "name": "cat", "exepath": "/bin/cat",
+            "exec_id": "e1"}, "container": {"id": "abc", "name": container}})
+    };
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, format!("{}\n{}\n", event("shop"), event("web"))).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("replay")
+        .arg(&events)
+        .args(["--hostname", "n1", "--rules", DEFAULT_RULES, "--rules"])
+        .arg(&responses)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let alerts: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|a: &Value| a["rule"] == RULE)
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(
+        alerts[0]["response"],
+        serde_json::json!({"name": "Stop credential theft", "action": "kill",
+            "mode": "dry-run", "point": "user-space", "outcome": "would-kill",
+            "reason": monitor::responses::REPLAY_ACTS_ON_NOTHING})
+    );
+    assert!(
+        alerts[1].get("response").is_none(),
+        "out of scope: {}",
+        alerts[1]
+    );
+}

@@ -251,8 +251,12 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         events += 1;
         engine.evaluate(&ev, &mut scratch, &mut matched);
         for rule in &matched {
-            // What the daemon sends for this match, built the same way.
-            let alert = Alert::from_rule_alert(engine.alert(rule, &ev), &hostname, &value);
+            // What the daemon sends for this match, built the same way; a response
+            // covering it says what it would do.
+            let mut alert = Alert::from_rule_alert(engine.alert(rule, &ev), &hostname, &value);
+            alert.response = engine
+                .response_for(rule, &ev, &mut scratch)
+                .map(crate::responses::preview);
             if args.format == "text" {
                 writeln!(out, "{}", alert.to_text(false))?;
             } else {

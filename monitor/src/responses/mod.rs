@@ -153,6 +153,32 @@ impl Default for ResponsesSettings {
     }
 }
 
+/// What `response` would do, where nothing may act (`monitor replay`): a dry run
+/// whatever the response's mode, with the point this node would give it.
+pub fn preview(response: &CompiledResponse) -> Taken {
+    let (point, outcome, reason) = match point_for(response.action) {
+        Err(needs) => (None, Outcome::Unsupported, Some(needs.to_string())),
+        Ok(None) => (None, Outcome::Alerted, None),
+        Ok(Some(point)) => (
+            Some(point),
+            Outcome::WouldKill,
+            Some(REPLAY_ACTS_ON_NOTHING.to_string()),
+        ),
+    };
+    Taken {
+        name: response.name.clone(),
+        action: response.action.as_str().to_string(),
+        mode: Mode::DryRun.as_str().to_string(),
+        point,
+        outcome,
+        reason,
+    }
+}
+
+/// The reason a preview gives.
+pub const REPLAY_ACTS_ON_NOTHING: &str =
+    "a replay acts on nothing: the daemon would first check the process's exemptions";
+
 pub struct Responder {
     host: HostRoot,
     boot_id: String,
