@@ -26,6 +26,13 @@ fn exec_status(container: &str, script: &str) -> (i32, Duration) {
     (status.code().unwrap_or(-1), started.elapsed())
 }
 
+/// `text` as a responses file of its own; its path.
+fn responses_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = support::receivers::temp_dir(name).join("responses.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn response_of(monitor: &Monitor, container: &str, mode: &str) -> Value {
     let alert = monitor.wait_for(&format!("{RULE} in {container} ({mode})"), |a| {
         a["rule"] == RULE
@@ -45,11 +52,9 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
     for name in [&dry, &enforced] {
         docker::docker(&["run", "-d", "--name", name, docker::IMAGE, "sleep", "600"]);
     }
-    let dir = support::receivers::temp_dir("responses");
-    let responses = dir.join("responses.yaml");
-    std::fs::write(
-        &responses,
-        format!(
+    let responses = responses_file(
+        "responses",
+        &format!(
             "\
 - response: Watch credential theft
   rules: [{RULE}]
@@ -62,8 +67,8 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
   scope: container.name = {enforced}
 "
         ),
-    )
-    .unwrap();
+    );
+    let dir = responses.parent().expect("a temporary directory");
     let config = dir.join("monitor.yaml");
     std::fs::write(&config, "responses:\n  enforce: true\n").unwrap();
     let monitor = Monitor::run(&[
@@ -142,11 +147,9 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
 
 #[test]
 fn rules_list_shows_each_response_and_its_point() {
-    let dir = support::receivers::temp_dir("responses-list");
-    let responses = dir.join("responses.yaml");
-    std::fs::write(
-        &responses,
-        format!(
+    let responses = responses_file(
+        "responses-list",
+        &format!(
             "\
 - response: Stop credential theft
   rules: [{RULE}]
@@ -158,8 +161,7 @@ fn rules_list_shows_each_response_and_its_point() {
   mode: enforce
 "
         ),
-    )
-    .unwrap();
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args(["rules", "list", "--responses", DEFAULT_RULES])
         .arg(&responses)
@@ -187,11 +189,9 @@ Refuse credential theft ({file}:5)
 
 #[test]
 fn replay_says_what_each_response_would_do() {
-    let dir = support::receivers::temp_dir("responses-replay");
-    let responses = dir.join("responses.yaml");
-    std::fs::write(
-        &responses,
-        format!(
+    let responses = responses_file(
+        "responses-replay",
+        &format!(
             "\
 - response: Stop credential theft
   rules: [{RULE}]
@@ -200,8 +200,8 @@ fn replay_says_what_each_response_would_do() {
   scope: container.name = shop
 "
         ),
-    )
-    .unwrap();
+    );
+    let dir = responses.parent().expect("a temporary directory");
     let event = |container: &str| {
         serde_json::json!({"kind": "open", "time": "2025-03-01T12:00:00.000000000Z",
             "boot_ns": 1, "pid": 5, "tid": 5, "comm": "cat", "cgroup_id": 1,

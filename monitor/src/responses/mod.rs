@@ -196,7 +196,8 @@ impl Responder {
             host,
             boot_id,
             own_pid: std::process::id(),
-            settings: settings.clone(),
+            // `apply` sets both from `settings`.
+            settings: ResponsesSettings::default(),
             exempt: HashSet::new(),
             windows: HashMap::new(),
         };
