@@ -1,8 +1,11 @@
 //! Responses on the real kernel with real containers: a dry-run kill that only says
 //! what it would do, an enforced kill of the process that read the password
-//! database (from user space: the only point this agent has for kills yet), the
-//! kill switch honoured on reload without a restart, the metrics, and nothing acting
-//! once the agent has stopped. One daemon for all of it.
+//! database (from user space: the default rule checks process names the kernel
+//! cannot), an enforced kill in the kernel of a process that opened a file a rule
+//! the kernel decides exactly names (it prints nothing), an exempt process spared by
+//! the kernel, host processes untouched, the kill switch honoured on reload without
+//! a restart, the metrics, and nothing acting once the agent has stopped. One daemon
+//! for all of it.
 mod support;
 
 use std::{
@@ -15,6 +18,55 @@ use support::{Monitor, docker, serial};
 
 const DEFAULT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
 const RULE: &str = "Password database read in container";
+/// A rule on facts the kernel reads (container scope, syscall, access mode, file
+/// type, result, whole path), so its kill response gets the kernel point.
+const KERNEL_RULE: &str = "Test secret read in container";
+const SECRET: &str = "/tmp/monitor-kernel-kill-test";
+
+fn kernel_rule() -> String {
+    format!(
+        "\
+- rule: {KERNEL_RULE}
+  desc: a container read the test's secret file
+  condition: >
+    evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.typechar = f
+    and fd.num >= 0 and container.id != host and fd.name = {SECRET}
+  output: test secret read (file=%fd.name proc=%proc.name)
+  priority: WARNING
+  tags: [test]
+- response: Stop secret reads
+  rules: [{KERNEL_RULE}]
+  action: kill
+  mode: enforce
+"
+    )
+}
+
+/// The settings file the test switches enforcement with.
+fn settings(enforce: bool) -> String {
+    format!("responses:\n  enforce: {enforce}\n  exempt_processes: [head]\n")
+}
+
+/// `docker exec NAME sh -c SCRIPT`: the exit status and what it printed.
+fn exec_output(container: &str, script: &str) -> (i32, String) {
+    let output = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn kernel_response_of(monitor: &Monitor, container: &str, outcome: &str) -> Value {
+    let alert = monitor.wait_for(&format!("{KERNEL_RULE} in {container} ({outcome})"), |a| {
+        a["rule"] == KERNEL_RULE
+            && a["output_fields"]["container.name"] == container
+            && a["response"]["outcome"] == outcome
+    });
+    alert["response"].clone()
+}
 
 /// The exit status of `docker exec NAME sh -c SCRIPT`, and how long it took.
 fn exec_status(container: &str, script: &str) -> (i32, Duration) {
@@ -65,12 +117,13 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
   action: kill
   mode: enforce
   scope: container.name = {enforced}
-"
+{}",
+            kernel_rule()
         ),
     );
     let dir = responses.parent().expect("a temporary directory");
     let config = dir.join("monitor.yaml");
-    std::fs::write(&config, "responses:\n  enforce: true\n").unwrap();
+    std::fs::write(&config, settings(true)).unwrap();
     let monitor = Monitor::run(&[
         "--config",
         config.to_str().unwrap(),
@@ -79,7 +132,10 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         "--rules",
         responses.to_str().unwrap(),
     ]);
-    monitor.wait_for_log("2 responses active (1 enforcing); enforcement on");
+    monitor.wait_for_log("3 responses active (2 enforcing); enforcement on");
+    monitor.wait_for_log(&format!(
+        "1 in-kernel kill slots installed ('Stop secret reads' on '{KERNEL_RULE}')"
+    ));
 
     // Dry-run: the read happens, the alert says what would have been done.
     let output = docker::docker(&["exec", &dry, "cat", "/etc/shadow"]);
@@ -108,9 +164,52 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         "{metrics}"
     );
 
+    // Enforced in the kernel: `cat` dies as its open returns, before it reads a byte.
+    let (status, _) = exec_output(&enforced, &format!("echo s3cret > {SECRET}"));
+    assert_eq!(status, 0, "writing the secret is no read");
+    let (status, printed) = exec_output(&enforced, &format!("cat {SECRET}"));
+    assert_eq!(
+        (status, printed.as_str()),
+        (137, ""),
+        "killed, nothing read"
+    );
+    let response = kernel_response_of(&monitor, &enforced, "killed");
+    assert_eq!(
+        response,
+        serde_json::json!({"name": "Stop secret reads", "action": "kill", "mode": "enforce",
+            "point": "kernel", "outcome": "killed",
+            "reason": "killed in the kernel as the open returned: the process ran no further \
+                instruction"})
+    );
+    // A process the settings exempt reads it; so does the host, which the rule's
+    // scope leaves out.
+    // The image's busybox has `head` as an applet, and no link for it.
+    let (status, printed) = exec_output(
+        &enforced,
+        &format!("busybox ln -sf /bin/busybox /tmp/head && /tmp/head {SECRET}"),
+    );
+    assert_eq!((status, printed.as_str()), (0, "s3cret\n"), "spared");
+    let response = kernel_response_of(&monitor, &enforced, "exempt");
+    assert_eq!(response["point"], "kernel", "{response}");
+    std::fs::write(SECRET, "host\n").unwrap();
+    let host = Command::new("cat").arg(SECRET).output().unwrap();
+    assert_eq!(
+        (host.status.code(), host.stdout.as_slice()),
+        (Some(0), &b"host\n"[..]),
+        "the host is out of the rule's scope"
+    );
+    let _ = std::fs::remove_file(SECRET);
+    let metrics = monitor.metrics();
+    assert!(
+        metrics.contains(
+            "monitor_response_actions_total{response=\"Stop secret reads\",point=\"kernel\",outcome=\"killed\"} 1"
+        ),
+        "{metrics}"
+    );
+
     // The kill switch, by the settings file and a reload: the same read now only
     // says would-kill, and the shell lives on.
-    std::fs::write(&config, "responses:\n  enforce: false\n").unwrap();
+    std::fs::write(&config, settings(false)).unwrap();
     monitor.signal(libc::SIGHUP);
     monitor.wait_for_log("enforcement off: every response runs as dry-run");
     let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 1");
@@ -121,10 +220,20 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         response["reason"],
         "enforcement is off (--no-enforce or responses.enforce: false)"
     );
+    // The kernel's slots are emptied too: the secret is read, and would have been
+    // killed at the kernel point.
+    let (status, printed) = exec_output(&enforced, &format!("cat {SECRET}"));
+    assert_eq!(
+        (status, printed.as_str()),
+        (0, "s3cret\n"),
+        "enforcement off"
+    );
+    let response = kernel_response_of(&monitor, &enforced, "would-kill");
+    assert_eq!(response["point"], "kernel", "{response}");
 
     // On again by the same road; then the agent stops, and with it goes every
     // response (fail-open).
-    std::fs::write(&config, "responses:\n  enforce: true\n").unwrap();
+    std::fs::write(&config, settings(true)).unwrap();
     monitor.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(15);
     while monitor
@@ -143,6 +252,12 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
     assert!(totals.is_object());
     let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 1");
     assert_eq!(status, 0, "nothing kills once the agent has stopped");
+    let (status, printed) = exec_output(&enforced, &format!("cat {SECRET}"));
+    assert_eq!(
+        (status, printed.as_str()),
+        (0, "s3cret\n"),
+        "the kernel's kills went with the agent"
+    );
 }
 
 #[test]
@@ -176,14 +291,30 @@ fn rules_list_shows_each_response_and_its_point() {
         format!(
             "responses (2):
 Stop credential theft ({file}:1)
-  kill enforce, point user-space: {}
+  kill enforce
   rule: {RULE}
+    point user-space: the kernel cannot decide `proc.name`
 Refuse credential theft ({file}:5)
-  deny enforce, unsupported: {}
-  rule: {RULE}",
-            monitor::responses::WHY_USER_SPACE,
+  deny enforce
+  rule: {RULE}
+    unsupported: {}",
             monitor::responses::DENY_NEEDS
         )
+    );
+    // A rule the kernel decides exactly gets the kernel point.
+    let kernel = responses_file("responses-list-kernel", &kernel_rule());
+    let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["rules", "list", "--responses"])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!(
+            "  rule: {KERNEL_RULE}\n    point kernel: {}",
+            monitor::responses::WHY_KERNEL
+        )),
+        "{text}"
     );
 }
 

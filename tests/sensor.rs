@@ -1151,3 +1151,61 @@ fn exec_facts_follow_the_caller() {
     assert_eq!(leader["process"]["sid"], leader_pid, "{leader}");
     assert_eq!(leader["process"]["vpgid"], leader_pid, "{leader}");
 }
+
+/// A kill response on a rule the kernel decides exactly: the open's exit program
+/// kills the reader before it reads a byte (SIGKILL, nothing printed), the alert says
+/// the kernel did it, and an open the rule does not name is untouched. A host rule, so
+/// it runs in the kernel matrix guests too (no container engine there).
+#[test]
+fn a_kernel_kill_slot_kills_the_reader_as_its_open_returns() {
+    let _serial = serial();
+    let dir = test_dir("kernel-kill");
+    let guarded = dir.join("guarded");
+    let other = dir.join("other");
+    fs::write(&guarded, b"secret\n").unwrap();
+    fs::write(&other, b"public\n").unwrap();
+    let rules = dir.join("rules.yaml");
+    fs::write(
+        &rules,
+        format!(
+            "\
+- rule: guarded read on host
+  desc: d
+  condition: >
+    evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.num >= 0
+    and container.id = host and fd.name = {}
+  output: o (file=%fd.name)
+  priority: warning
+- response: stop guarded reads
+  rules: [guarded read on host]
+  action: kill
+  mode: enforce
+",
+            guarded.display()
+        ),
+    )
+    .unwrap();
+    let monitor = Monitor::run(&["--rules", rules.to_str().unwrap(), "--no-pin"]);
+    monitor.wait_for_log("1 in-kernel kill slots installed");
+    let cat = |path: &PathBuf| Command::new("cat").arg(path).output().unwrap();
+    let read = cat(&other);
+    assert_eq!(
+        (read.status.code(), read.stdout.as_slice()),
+        (Some(0), &b"public\n"[..])
+    );
+    let killed = cat(&guarded);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        (killed.status.signal(), killed.stdout.as_slice()),
+        (Some(libc::SIGKILL), &b""[..]),
+        "killed before it read: {killed:?}"
+    );
+    let alert = monitor.wait_for("the kernel's kill", |a| {
+        a["rule"] == "guarded read on host" && a["response"]["outcome"] == "killed"
+    });
+    assert_eq!(alert["response"]["point"], "kernel", "{alert}");
+    assert_eq!(
+        alert["output_fields"]["fd.name"],
+        guarded.display().to_string()
+    );
+}

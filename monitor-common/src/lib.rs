@@ -213,7 +213,7 @@ pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 /// The recorder's ABI: the record layouts, the shared maps' layouts and what the
 /// agent writes into them. A pinned recorder is adopted only by an agent of the same
 /// ABI; raise it whenever any of those changes.
-pub const RECORDER_ABI: u32 = 1;
+pub const RECORDER_ABI: u32 = 2;
 
 /// Common first part of every record.
 #[repr(C)]
@@ -392,7 +392,9 @@ pub struct OpenRecord {
     /// The new fd, or `-errno`.
     pub result: i64,
     pub uid: u32,
-    pub _pad1: u32,
+    /// What an in-kernel kill response did at this open (see [`kill::verdict`]); 0
+    /// when no kill slot matched.
+    pub kill: u32,
 }
 
 /// One of the syscalls Falco's rules name that the other kinds do not report: see
@@ -821,11 +823,92 @@ pub struct KindFilter {
     pub scopes: [ScopeFilter; filter::SCOPES],
 }
 
+/// In-kernel kills: responses whose rule the kernel decides exactly get a slot, and
+/// the open's exit program kills the caller with `bpf_send_signal(SIGKILL)` when the
+/// open falls in a slot's region. The process dies before its next instruction in
+/// user space: it never reads what it opened.
+pub mod kill {
+    /// Slots, and the kill windows responses share (one per response with slots).
+    pub const SLOTS: usize = 8;
+    /// The path-table key's first byte for slot `slot` (the filter's generations use
+    /// 0 and 1).
+    pub const fn path_key_mark(slot: usize) -> u8 {
+        2 + slot as u8
+    }
+    /// A slot's scope bits: the cgroup is one the agent found to be the host's, or a
+    /// container's. A cgroup it has not classified yet is in neither, and no slot
+    /// acts there (the user-space kill still does).
+    pub const SCOPE_HOST: u32 = 1;
+    pub const SCOPE_CONTAINER: u32 = 2;
+
+    /// What a slot did (`OpenRecord::kill`, with the slot): killed, spared a process
+    /// no response acts on, not killed because its response reached its cap, or the
+    /// signal could not be sent.
+    pub const KILLED: u32 = 1;
+    pub const EXEMPT: u32 = 2;
+    pub const CAPPED: u32 = 3;
+    pub const FAILED: u32 = 4;
+    pub const fn verdict(slot: usize, outcome: u32) -> u32 {
+        (slot as u32 + 1) | (outcome << 8)
+    }
+    /// The slot and outcome of a verdict; `None` for 0 (no slot matched).
+    pub const fn parse(verdict: u32) -> Option<(usize, u32)> {
+        match verdict & 0xff {
+            0 => None,
+            slot => Some((slot as usize - 1, verdict >> 8)),
+        }
+    }
+    /// How long a cap's window lasts.
+    pub const WINDOW_NS: u64 = 60_000_000_000;
+
+    /// `KillSlot::files`: opens without `O_DIRECTORY` (`fd.typechar` f), with it (d).
+    pub const FILE: u32 = 1;
+    pub const DIRECTORY: u32 = 2;
+    pub const O_DIRECTORY: u64 = 0o200000;
+    pub const fn file_bit(flags: u64) -> u32 {
+        if flags & O_DIRECTORY != 0 {
+            DIRECTORY
+        } else {
+            FILE
+        }
+    }
+}
+
+/// One in-kernel kill: the opens of a rule the kernel decides exactly. `active` 0 is
+/// an empty slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KillSlot {
+    pub active: u32,
+    /// [`kill::SCOPE_HOST`] and/or [`kill::SCOPE_CONTAINER`].
+    pub scopes: u32,
+    /// The syscalls, access modes and results; `paths` is
+    /// [`filter::PATHS_BOUNDED`] when the path must be in the path table under the
+    /// slot's mark ([`kill::path_key_mark`]).
+    pub admits: ScopeFilter,
+    /// [`kill::FILE`] and/or [`kill::DIRECTORY`].
+    pub files: u32,
+    /// The response's kill window (index into the windows table) and its cap.
+    pub window: u32,
+    pub per_minute: u32,
+    pub _pad: u32,
+}
+
+/// A response's kills in its current minute, shared by its slots.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KillWindow {
+    pub started_ns: u64,
+    pub kills: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for KindFilter {}
+    unsafe impl aya::Pod for KillSlot {}
+    unsafe impl aya::Pod for KillWindow {}
 }
 
 const _: () = {
@@ -839,6 +922,9 @@ const _: () = {
     assert!(core::mem::size_of::<OpenRecord>() == 88);
     assert!(core::mem::size_of::<KernelOffsets>() == 84 * 4);
     assert!(core::mem::size_of::<KindFilter>() == 8 + 32 * filter::SCOPES);
+    assert!(core::mem::size_of::<KillSlot>() == 56);
+    // A verdict holds its slot in one byte.
+    assert!(kill::SLOTS < 255);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u64::BITS);
 };

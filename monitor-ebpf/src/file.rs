@@ -159,6 +159,14 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
         count(kind::OPEN, stat::FILTERED);
         return Ok(());
     }
+    // Before the record: a full ring buffer loses the record, never the kill.
+    let kill = crate::kill::judge_open(&crate::kill::OpenFacts {
+        syscall: pending.syscall,
+        flags: pending.flags,
+        result,
+        path: pending.path,
+        tgid: (pid_tgid >> 32) as u32,
+    });
     let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
     let mut header_flags = 0u16;
 
@@ -186,7 +194,7 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
         flags: pending.flags,
         result,
         uid: bpf_get_current_uid_gid() as u32,
-        _pad1: 0,
+        kill,
     };
     unsafe { record.fixed::<OpenRecord>().write(fixed) };
     record.submit();
@@ -282,7 +290,7 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
         flags: file_flags,
         result: 0,
         uid: bpf_get_current_uid_gid() as u32,
-        _pad1: 0,
+        kill: 0,
     };
     unsafe { record.fixed::<OpenRecord>().write(fixed) };
     record.submit();

@@ -8,6 +8,7 @@
 mod file;
 mod filter;
 mod kernel;
+mod kill;
 mod maps;
 mod network;
 mod path;

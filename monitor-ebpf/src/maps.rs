@@ -4,7 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
 };
 use monitor_common::{
-    DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KindFilter, filter, stat,
+    DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KillSlot, KillWindow, KindFilter, filter,
+    kill, stat,
 };
 
 use crate::record::Scratch;
@@ -93,6 +94,31 @@ pub static NAMES: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_
 /// too large for the stack.
 #[map]
 pub static PATH_PROBE: PerCpuArray<crate::filter::PathProbe> = PerCpuArray::with_max_entries(2, 0);
+
+/// The in-kernel kills (see `monitor_common::kill`): the slots, how many are active
+/// (entry 0; 0 skips the rest), and each response's window for its cap.
+#[map]
+pub static KILL_SLOTS: Array<KillSlot> = Array::with_max_entries(kill::SLOTS as u32, 0);
+#[map]
+pub static KILLS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+pub static KILL_WINDOWS: Array<KillWindow> = Array::with_max_entries(kill::SLOTS as u32, 0);
+/// Where an open's exit reads its path for the kill slots.
+#[map]
+pub static KILL_PROBE: PerCpuArray<crate::kill::KillProbe> = PerCpuArray::with_max_entries(1, 0);
+/// Where an open's verdict is handed to its record (see `kill::judge_open`).
+#[map]
+pub static KILL_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// cgroup ids the agent found to be containers': a kill slot scoped to containers
+/// acts only in these (a cgroup in neither table is not judged by any slot).
+#[map]
+pub static CONTAINER_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(16384, 0);
+
+/// Task names (comm, NUL-padded) no kill acts on: the container runtimes, kubelet,
+/// and the processes the settings exempt.
+#[map]
+pub static EXEMPT_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(256, 0);
 
 /// Entry 0: the reading agent's thread group id (0 while none reads); its syscalls
 /// are not reported (they would feed back into its own event stream). A map, not a

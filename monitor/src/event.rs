@@ -399,6 +399,9 @@ pub struct Open {
     /// The new fd, or `-errno`.
     pub result: i64,
     pub uid: u32,
+    /// What an in-kernel kill did at this open (`monitor_common::kill::verdict`; 0:
+    /// no kill slot held it).
+    pub kernel_kill: u32,
 }
 
 /// One of the other syscalls (see `monitor_common::SyscallRecord`).

@@ -19,6 +19,7 @@ use crate::{
         fleet::FleetStats,
         learner::{Admission, Learner},
     },
+    responses::KillTables,
     rules::kernel_filter::KernelFilter,
     sensor::{
         EventReader, RecorderReport, Sensor, SensorConfig, decode::decode, last_seen::LastSeen,
@@ -72,6 +73,11 @@ pub trait Sink {
     /// reload); `None`: the kernel sends every event.
     fn kernel_filter(&self) -> Option<KernelFilter> {
         None
+    }
+
+    /// The in-kernel kills the sink's responses plan (none: the tables are emptied).
+    fn kernel_kills(&self) -> KillTables {
+        KillTables::default()
     }
 
     /// Where the sink's deliveries stand now. A pinned recorder gives records back
@@ -567,6 +573,11 @@ pub async fn run(
     }
 
     if sensor.pinned() && (signals.keeps_recording() || config.keep_recording) {
+        // Enforcement goes with the agent (fail-open): the recorder records on, and
+        // kills nothing.
+        if let Err(err) = sensor.set_kills(&KillTables::default()) {
+            tracing::error!("could not empty the in-kernel kill slots: {err:#}");
+        }
         noting.note();
         return keep_recording(sensor, reader, commits, counts, context, extras, sink).await;
     }
@@ -852,14 +863,35 @@ fn apply_filter(
     filtering: &mut bool,
 ) {
     let filter = sink.kernel_filter();
-    *filtering = filter.is_some();
+    let kills = sink.kernel_kills();
+    // Both judge an event by its cgroup's scope, which these tables hold.
+    *filtering = filter.is_some() || !kills.slots.is_empty();
     if *filtering {
         update_host_cgroups(sensor, context);
     }
     match sensor.set_filter(filter.as_ref()) {
-        Ok(()) if *filtering => tracing::info!("kernel filter installed from the active rules"),
+        Ok(()) if filter.is_some() => {
+            tracing::info!("kernel filter installed from the active rules")
+        }
         Ok(()) => {}
         Err(err) => tracing::error!("could not install the kernel filter: {err:#}"),
+    }
+    match sensor.set_kills(&kills) {
+        Ok(()) if !kills.slots.is_empty() => tracing::info!(
+            "{} in-kernel kill slots installed ({})",
+            kills.slots.len(),
+            kills
+                .slots
+                .iter()
+                .map(|s| format!("'{}' on '{}'", s.response, s.rule))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(()) => {}
+        Err(err) => tracing::error!(
+            "could not install the in-kernel kills: {err:#}; their responses kill from user \
+             space"
+        ),
     }
 }
 
@@ -867,7 +899,11 @@ fn update_host_cgroups(sensor: &mut Sensor, context: &mut Option<Context>) {
     let Some(context) = context else {
         return;
     };
-    match sensor.set_host_cgroups(&context.host_cgroups()) {
+    let (host, containers) = context.cgroup_scopes();
+    match sensor
+        .set_host_cgroups(&host)
+        .and_then(|full| Ok(full + sensor.set_container_cgroups(&containers)?))
+    {
         Ok(0) => {}
         Ok(full) => tracing::debug!("{full} host cgroups left out: the table is full"),
         Err(err) => tracing::warn!("could not update the host cgroups: {err:#}"),

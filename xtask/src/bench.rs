@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// Only the time from start to ready.
     #[arg(long)]
     startup_only: bool,
+    /// Only what an enforced in-kernel kill response adds to the open and connect
+    /// storms (the default rules with and without it).
+    #[arg(long)]
+    enforcement_only: bool,
     /// Rounds of the time to ready (0 skips it).
     #[arg(long, default_value_t = 5)]
     startup_rounds: usize,
@@ -60,7 +64,11 @@ pub struct BenchArgs {
 const ALL_KINDS: &[&str] = &["events", "--kinds", "exec,fork,exit,connect,open"];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let only_one = args.hold_only || args.stats_only || args.fleet_only || args.startup_only;
+    let only_one = args.hold_only
+        || args.stats_only
+        || args.fleet_only
+        || args.startup_only
+        || args.enforcement_only;
     if !args.no_engine && !only_one {
         crate::engine_bench::run()?;
     }
@@ -111,13 +119,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if args.enforcement_only {
+        print!("{}", daemon_storms(args.storm, args.repeat, true)?);
+        return Ok(());
+    }
     let startup = if args.startup_rounds > 0 {
         step(&format!("time to ready, {} rounds", args.startup_rounds));
         Some(crate::startup_bench::time_to_ready(args.startup_rounds)?)
     } else {
         None
     };
-    let storms = daemon_storms(args.storm, args.repeat)?;
+    let storms = daemon_storms(args.storm, args.repeat, false)?;
     let hold = if args.hold_containers > 0 {
         step(&format!(
             "alert latency of {} new containers' first events (held for metadata)",

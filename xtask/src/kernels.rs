@@ -453,6 +453,9 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t securityfs securityfs /sys/kernel/security
 mount -t bpf bpf /sys/fs/bpf
+# Every node has a cgroup v2 hierarchy: the agent's host and container scopes come
+# from it (a process in a cgroup the agent never classified gets no kernel kill).
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 # Kernel messages (a refused module load logs one) must not split the tests' lines.
 dmesg -n 1

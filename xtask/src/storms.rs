@@ -150,11 +150,12 @@ fn median(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Durati
     Ok(times[times.len() / 2])
 }
 
-pub fn daemon_storms(ops: u64, repeat: usize) -> Result<String> {
+pub fn daemon_storms(ops: u64, repeat: usize, enforcement_only: bool) -> Result<String> {
     let root = workspace_root();
     let rules = root.join("rules");
     let falco = root.join("../shared/falco-rules/falco_rules.yaml");
     let marker_rules = write_marker_rule()?;
+    let kill_rules = write_kill_response()?;
     std::fs::create_dir_all(MARKER_DIR)?;
     let container = BenchContainer::start()?;
     let _netns = Netns::create()?;
@@ -173,10 +174,19 @@ pub fn daemon_storms(ops: u64, repeat: usize) -> Result<String> {
     };
     let mut unfiltered = rule_args(&rules);
     unfiltered.push("--no-kernel-filter".into());
-    let agents = vec![
+    let mut enforcing = rule_args(&rules);
+    enforcing.extend(["--rules".to_string(), kill_rules.display().to_string()]);
+    let mut agents = vec![
         Agent {
             name: "run, default rules",
             args: rule_args(&rules),
+            alerts: true,
+        },
+        // What an enforced kill in the kernel adds: an active slot judges every open
+        // that reaches the exit program (it kills none of the storms' opens).
+        Agent {
+            name: "run, default rules + an enforced in-kernel kill response",
+            args: enforcing,
             alerts: true,
         },
         // Every event delivered: the agent's cost per event, context and rules included.
@@ -210,8 +220,11 @@ pub fn daemon_storms(ops: u64, repeat: usize) -> Result<String> {
             alerts: false,
         },
     ];
+    if enforcement_only {
+        agents.retain(|a| a.name.starts_with("run, default rules") && !a.name.contains("--no"));
+    }
     let watched = format!("{NETNS_PEER_IP}:4444");
-    let storms = [
+    let mut storms = vec![
         Storm {
             name: "open+close of /etc/hostname (host)",
             kind: StormKind::Open,
@@ -253,11 +266,17 @@ pub fn daemon_storms(ops: u64, repeat: usize) -> Result<String> {
             in_container: true,
         },
     ];
+    if enforcement_only {
+        storms.retain(|s| matches!(s.kind, StormKind::Open | StormKind::Connect));
+    }
     let mut rows = Vec::new();
     for storm in &storms {
         let cgroup = storm.in_container.then(|| container.cgroup.clone());
         let run = |marker_every: u64| run_storm(storm, cgroup.as_deref(), marker_every);
-        if matches!(storm.kind, StormKind::Open | StormKind::Connect) && !storm.in_container {
+        if matches!(storm.kind, StormKind::Open | StormKind::Connect)
+            && !storm.in_container
+            && !enforcement_only
+        {
             step(&format!(
                 "{}: floor (empty programs on its tracepoints)",
                 storm.name
@@ -463,6 +482,26 @@ pub(crate) fn write_marker_rule() -> Result<PathBuf> {
         format!(
             "- rule: Bench marker\n  desc: A storm's marker file, opened to time alerts.\n  condition: evt.type in (open, openat) and fd.name startswith {MARKER_DIR}/\n  output: marker %fd.name\n  priority: INFO\n"
         ),
+    )?;
+    Ok(path)
+}
+
+/// An enforced kill response on a rule the kernel decides exactly, on a file no storm
+/// opens: its slot is active and judges every open, and kills nothing.
+fn write_kill_response() -> Result<PathBuf> {
+    let path = std::env::temp_dir().join("monitor-bench-kill.yaml");
+    std::fs::write(
+        &path,
+        "- rule: Bench guarded file read
+  desc: A file no storm opens.
+  condition: evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.num >= 0 and container.id != host and fd.name = /srv/monitor-bench-guarded
+  output: guarded %fd.name
+  priority: WARNING
+- response: Bench kill
+  rules: [Bench guarded file read]
+  action: kill
+  mode: enforce
+",
     )?;
     Ok(path)
 }

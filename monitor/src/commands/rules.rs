@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::{
     alerts::Alert,
     cli::{FieldsArgs, ReplayArgs, RulesArgs, RulesCommand},
+    responses::{KernelKills, Point, ResponsesSettings},
     rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures},
 };
 
@@ -92,22 +93,15 @@ pub fn run(args: RulesArgs) -> Result<()> {
     }
 }
 
-/// `rules list --responses`: per response, what it asks and the point it gets here.
+/// `rules list --responses`: per response, what it asks, and per rule it covers the
+/// point it gets here and why.
 fn list_responses(engine: &Engine, out: &mut impl Write) -> std::io::Result<()> {
+    let kernel = KernelKills::plan(engine, &ResponsesSettings::default());
     writeln!(out, "\nresponses ({}):", engine.responses().len())?;
     for response in engine.responses() {
-        let point = match crate::responses::point_for(response.action) {
-            Ok(Some(point)) => format!(
-                "point {}: {}",
-                point.as_str(),
-                crate::responses::WHY_USER_SPACE
-            ),
-            Ok(None) => "no point: the alert is the whole response".to_string(),
-            Err(needs) => format!("unsupported: {needs}"),
-        };
         writeln!(
             out,
-            "{} ({}:{})\n  {} {}, {point}",
+            "{} ({}:{})\n  {} {}",
             response.name,
             response.file,
             response.line,
@@ -121,7 +115,22 @@ fn list_responses(engine: &Engine, out: &mut impl Write) -> std::io::Result<()> 
             writeln!(out, "  covers no active rule")?;
         }
         for rule in &response.rules {
-            writeln!(out, "  rule: {rule}")?;
+            let point = match crate::responses::point_for(response, rule, &kernel) {
+                Ok(Some(Point::Kernel)) => {
+                    format!("point kernel: {}", crate::responses::WHY_KERNEL)
+                }
+                Ok(Some(point)) => format!(
+                    "point {}: {}",
+                    point.as_str(),
+                    kernel
+                        .point(&response.name, rule)
+                        .err()
+                        .unwrap_or("the process runs until the engine decided")
+                ),
+                Ok(None) => "no point: the alert is the whole response".to_string(),
+                Err(needs) => format!("unsupported: {needs}"),
+            };
+            writeln!(out, "  rule: {rule}\n    {point}")?;
         }
     }
     Ok(())
@@ -211,6 +220,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     if args.rule_matching == "first" {
         engine.set_rule_matching(RuleMatching::First);
     }
+    let kernel = KernelKills::plan(&engine, &ResponsesSettings::default());
     let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -256,7 +266,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             let mut alert = Alert::from_rule_alert(engine.alert(rule, &ev), &hostname, &value);
             alert.response = engine
                 .response_for(rule, &ev, &mut scratch)
-                .map(crate::responses::preview);
+                .map(|response| crate::responses::preview(response, &rule.name, &kernel));
             if args.format == "text" {
                 writeln!(out, "{}", alert.to_text(false))?;
             } else {

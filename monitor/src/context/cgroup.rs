@@ -130,16 +130,25 @@ impl CgroupPaths {
         self.by_id.get(&cgroup_id).map(String::as_str)
     }
 
-    /// The cgroups (by id) that hold no container, from a fresh scan: the host's.
-    /// `claimed` says which paths a runtime made for a container of its own, beyond
-    /// the layouts [`container_of`] knows.
-    pub fn host_ids(&mut self, claimed: impl Fn(&str) -> bool) -> std::collections::HashSet<u64> {
+    /// The cgroups (by id) from a fresh scan: those that hold no container (the
+    /// host's), and those that do. `claimed` says which paths a runtime made for a
+    /// container of its own, beyond the layouts [`container_of`] knows.
+    pub fn scopes(
+        &mut self,
+        claimed: impl Fn(&str) -> bool,
+    ) -> (
+        std::collections::HashSet<u64>,
+        std::collections::HashSet<u64>,
+    ) {
         self.rescan();
-        self.by_id
+        let (containers, host): (Vec<_>, Vec<_>) = self
+            .by_id
             .iter()
-            .filter(|(_, path)| container_of(path).is_none() && !claimed(path))
-            .map(|(id, _)| *id)
-            .collect()
+            .partition(|(_, path)| container_of(path).is_some() || claimed(path));
+        (
+            host.into_iter().map(|(id, _)| *id).collect(),
+            containers.into_iter().map(|(id, _)| *id).collect(),
+        )
     }
 
     fn rescan(&mut self) {

@@ -192,10 +192,18 @@ impl Context {
     /// cgroup that only a runtime can name (containerd's `/default/NAME`) is a
     /// container's once that runtime has claimed it: the host scope's narrower filter
     /// would drop what only container rules watch.
-    pub fn host_cgroups(&mut self) -> std::collections::HashSet<u64> {
+    ///
+    /// Returns the host's and, apart, the containers' (a kill slot scoped to
+    /// containers acts only in those: a cgroup in neither table is not judged).
+    pub fn cgroup_scopes(
+        &mut self,
+    ) -> (
+        std::collections::HashSet<u64>,
+        std::collections::HashSet<u64>,
+    ) {
         let runtimes = &self.runtimes;
         self.cgroups
-            .host_ids(|path| claimed_by_runtime(runtimes, path).is_some())
+            .scopes(|path| claimed_by_runtime(runtimes, path).is_some())
     }
 
     pub fn stats(&self) -> ContextStats {

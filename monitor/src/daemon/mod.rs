@@ -20,7 +20,7 @@ use crate::{
     event::EventKind,
     kinds::Interest,
     pipeline::{Item, Sink, Status},
-    responses::{Outcome, Responder, Taken, Target},
+    responses::{KernelKills, KillTables, Outcome, Responder, Taken, Target},
     rules::{CompiledRule, Engine, LiveEvent, RuleStatus, Scratch, response::CompiledResponse},
     server::{Metrics, metrics::RuleLabels},
 };
@@ -59,11 +59,12 @@ impl Daemon {
     ) -> Daemon {
         metrics.rules_active.set(active_rules(&engine) as i64);
         crate::context::dns::watch(engine.watched_names());
-        announce_responses(&engine, &settings);
-        let responder = Responder::new(
+        let mut responder = Responder::new(
             crate::context::host::HostRoot::new(&settings.context.host_root),
             settings.responses.clone(),
         );
+        responder.set_kernel(KernelKills::plan(&engine, &settings.responses));
+        announce_responses(&engine, &settings, responder.kernel());
         let watch = settings
             .rules
             .watch
@@ -98,9 +99,45 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// The kernel acted at an event no response was handed (its rule did not come
+    /// first under `rule_matching: first`, or the slots changed under a reload since):
+    /// it is said and counted all the same, never left silent.
+    fn unreported_kernel_kill(&self, event: &LiveEvent<'_>, verdict: u32) {
+        let Some((slot, outcome)) = monitor_common::kill::parse(verdict) else {
+            return;
+        };
+        let kernel = self.responder.kernel();
+        let (response, rule) = kernel
+            .slot(slot)
+            .map_or(("?", "?"), |s| (s.response.as_str(), s.rule.as_str()));
+        let outcome = match outcome {
+            monitor_common::kill::KILLED => Outcome::Killed,
+            monitor_common::kill::EXEMPT => Outcome::Exempt,
+            monitor_common::kill::CAPPED => Outcome::Capped,
+            _ => Outcome::Failed,
+        };
+        tracing::warn!(
+            "kernel kill slot {slot} (response '{response}', rule '{rule}') acted on pid {}: \
+             {}, yet no alert reports it (another rule came first, or the rules were \
+             reloaded since)",
+            event.host_pid(),
+            outcome.as_str()
+        );
+        self.metrics
+            .response_actions
+            .get_or_create(&crate::server::metrics::ResponseLabels {
+                response: response.to_string(),
+                point: crate::responses::Point::Kernel.as_str().to_string(),
+                outcome: outcome.as_str().to_string(),
+            })
+            .inc();
+    }
+}
+
 /// The start-up (and reload) log's word on responses: how many, and a warning for
 /// each that gets less than it asks for on this node, so no downgrade is silent.
-fn announce_responses(engine: &Engine, settings: &Settings) {
+fn announce_responses(engine: &Engine, settings: &Settings, kernel: &KernelKills) {
     let responses = engine.responses();
     if responses.is_empty() {
         return;
@@ -119,14 +156,33 @@ fn announce_responses(engine: &Engine, settings: &Settings) {
         }
     );
     for response in responses {
-        if let Err(needs) = crate::responses::point_for(response.action) {
+        if response.action == crate::rules::response::Action::Kill {
+            let (in_kernel, user_space) = kernel.points_of(&response.name, &response.rules);
+            if !in_kernel.is_empty() {
+                tracing::info!(
+                    "response '{}' kills in the kernel, at the open, for: {}",
+                    response.name,
+                    in_kernel.join(", ")
+                );
+            }
+            for (rule, why) in user_space {
+                tracing::warn!(
+                    "response '{}' ({}:{}) kills matches of '{rule}' from user space, once \
+                     the engine decided (the process runs until then), not in the kernel: \
+                     {why}",
+                    response.name,
+                    response.file,
+                    response.line
+                );
+            }
+        } else if response.action == crate::rules::response::Action::Deny {
             tracing::warn!(
-                "response '{}' ({}:{}): {} is unsupported here: {needs}; its alerts say \
+                "response '{}' ({}:{}): deny is unsupported here: {}; its alerts say \
                  `unsupported`",
                 response.name,
                 response.file,
                 response.line,
-                response.action.as_str()
+                crate::responses::DENY_NEEDS
             );
         }
         if response.rules.is_empty() {
@@ -177,25 +233,34 @@ impl Sink for Daemon {
         };
         // A match the rate limit suppresses costs a counter, not an alert (with
         // aggregation on, the decision waits for the alert: see `admit_match`).
-        let respond = |response: &CompiledResponse, process: Option<&ProcessInfo>| {
-            let taken = responder.respond(
-                response,
-                Target {
-                    pid: process.map(|p| p.pid),
-                    exec_id: process.map(|p| &*p.exec_id),
-                    name: process.map_or(&[][..], |p| &p.name),
-                },
-            );
-            metrics
-                .response_actions
-                .get_or_create(&crate::server::metrics::ResponseLabels {
-                    response: taken.name.clone(),
-                    point: taken.point.map_or("none", |p| p.as_str()).to_string(),
-                    outcome: taken.outcome.as_str().to_string(),
-                })
-                .inc();
-            taken
-        };
+        let kernel_kill = event.kernel_kill();
+        // Whether an alert reports what the kernel did at this event.
+        let kill_reported = std::cell::Cell::new(false);
+        let respond =
+            |rule: &CompiledRule, response: &CompiledResponse, process: Option<&ProcessInfo>| {
+                let taken = responder.respond(
+                    response,
+                    Target {
+                        rule: &rule.name,
+                        kernel_kill,
+                        pid: process.map(|p| p.pid),
+                        exec_id: process.map(|p| &*p.exec_id),
+                        name: process.map_or(&[][..], |p| &p.name),
+                    },
+                );
+                metrics
+                    .response_actions
+                    .get_or_create(&crate::server::metrics::ResponseLabels {
+                        response: taken.name.clone(),
+                        point: taken.point.map_or("none", |p| p.as_str()).to_string(),
+                        outcome: taken.outcome.as_str().to_string(),
+                    })
+                    .inc();
+                if taken.point == Some(crate::responses::Point::Kernel) {
+                    kill_reported.set(true);
+                }
+                taken
+            };
         let admit = |rule: &CompiledRule, taken: Option<&Taken>| {
             let counter = match counters.get(rule.name.as_str()) {
                 Some(c) => c,
@@ -232,6 +297,9 @@ impl Sink for Daemon {
             self.state_edges
                 .judged(container, std::time::Instant::now());
         }
+        if kernel_kill != 0 && !kill_reported.get() {
+            self.unreported_kernel_kill(&event, kernel_kill);
+        }
         Ok(())
     }
 
@@ -257,6 +325,10 @@ impl Sink for Daemon {
             .sensor
             .kernel_filter
             .then(|| self.engine.kernel_filter())
+    }
+
+    fn kernel_kills(&self) -> KillTables {
+        self.responder.kill_tables()
     }
 
     async fn housekeeping(&mut self, status: &Status<'_>) -> Option<Interest> {

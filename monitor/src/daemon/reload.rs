@@ -49,8 +49,10 @@ impl Daemon {
         );
         self.metrics.rules_active.set(active as i64);
         crate::context::dns::watch(engine.watched_names());
-        super::announce_responses(&engine, &new);
         self.responder.apply(new.responses.clone());
+        self.responder
+            .set_kernel(super::KernelKills::plan(&engine, &new.responses));
+        super::announce_responses(&engine, &new, self.responder.kernel());
         self.engine = engine;
         // A rule of the same name may have another priority now.
         self.match_counters.clear();

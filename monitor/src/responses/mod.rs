@@ -4,6 +4,7 @@
 //!
 //! The one rule here: never claim an action that was not taken, and never act on a
 //! process that is not the one whose event matched.
+mod kernel;
 mod kill;
 
 use std::{
@@ -11,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_common::kill as verdicts;
 use serde::{Deserialize, Serialize};
+
+pub use kernel::{KernelKills, KillTables, PlannedSlot, exempt_comms};
 
 use crate::{
     context::{host::HostRoot, procfs},
@@ -22,6 +26,9 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Point {
+    /// In the kernel, at the event: the open's exit program sends SIGKILL before the
+    /// process returns to user space.
+    Kernel,
     /// From the agent, after the rule engine decided: the process ran until then.
     UserSpace,
 }
@@ -29,6 +36,7 @@ pub enum Point {
 impl Point {
     pub fn as_str(self) -> &'static str {
         match self {
+            Point::Kernel => "kernel",
             Point::UserSpace => "user-space",
         }
     }
@@ -87,6 +95,11 @@ pub struct Taken {
 /// The process whose event matched.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
+    /// The rule that matched.
+    pub rule: &'a str,
+    /// What an in-kernel kill did at the event (`monitor_common::kill::verdict`; 0:
+    /// no slot held it).
+    pub kernel_kill: u32,
     /// Host pid (thread group id).
     pub pid: Option<u32>,
     /// The exec id the event carried: the program that did what the rule saw.
@@ -116,14 +129,19 @@ const RUNTIME_PROCESSES: &[&str] = &[
 pub const DENY_NEEDS: &str = "deny needs a kernel enforcement point (the bpf LSM, or \
      cgroup sock_addr programs for connects), which this agent does not attach yet";
 
-/// Why kills take the user-space point (`rules list --responses` says it).
-pub const WHY_USER_SPACE: &str = "the agent kills once the rule engine decided, so the \
-     process runs until then; an in-kernel kill at the event needs the kernel to decide \
-     the rule exactly, which this agent does not compute yet";
+/// Why a kill takes the kernel point (`rules list --responses` says it).
+pub const WHY_KERNEL: &str = "the kernel decides this rule exactly at the open, and the \
+     open's exit program kills the caller before it returns to user space";
 
-/// The point a response gets on this node, or why it gets none.
-pub fn point_for(action: Action) -> Result<Option<Point>, &'static str> {
-    match action {
+/// The point `response` gets on this node for matches of `rule`, or why it gets
+/// none.
+pub fn point_for(
+    response: &CompiledResponse,
+    rule: &str,
+    kernel: &KernelKills,
+) -> Result<Option<Point>, &'static str> {
+    match response.action {
+        Action::Kill if kernel.point(&response.name, rule).is_ok() => Ok(Some(Point::Kernel)),
         Action::Kill => Ok(Some(Point::UserSpace)),
         Action::Deny => Err(DENY_NEEDS),
         Action::Alert => Ok(None),
@@ -153,10 +171,11 @@ impl Default for ResponsesSettings {
     }
 }
 
-/// What `response` would do, where nothing may act (`monitor replay`): a dry run
-/// whatever the response's mode, with the point this node would give it.
-pub fn preview(response: &CompiledResponse) -> Taken {
-    let (point, outcome, reason) = match point_for(response.action) {
+/// What `response` would do on a match of `rule`, where nothing may act (`monitor
+/// replay`): a dry run whatever the response's mode, with the point this node would
+/// give it.
+pub fn preview(response: &CompiledResponse, rule: &str, kernel: &KernelKills) -> Taken {
+    let (point, outcome, reason) = match point_for(response, rule, kernel) {
         Err(needs) => (None, Outcome::Unsupported, Some(needs.to_string())),
         Ok(None) => (None, Outcome::Alerted, None),
         Ok(Some(point)) => (
@@ -187,6 +206,8 @@ pub struct Responder {
     exempt: HashSet<Vec<u8>>,
     /// Per response: the start of its current minute and the kills in it.
     windows: HashMap<String, (Instant, u32)>,
+    /// The kills the kernel makes (installed by the pipeline from the same plan).
+    kernel: KernelKills,
 }
 
 impl Responder {
@@ -200,6 +221,7 @@ impl Responder {
             settings: ResponsesSettings::default(),
             exempt: HashSet::new(),
             windows: HashMap::new(),
+            kernel: KernelKills::default(),
         };
         responder.apply(settings);
         responder
@@ -220,6 +242,23 @@ impl Responder {
         self.settings = settings;
     }
 
+    /// The in-kernel kills now planned (a start or a reload).
+    pub fn set_kernel(&mut self, kernel: KernelKills) {
+        self.kernel = kernel;
+    }
+
+    pub fn kernel(&self) -> &KernelKills {
+        &self.kernel
+    }
+
+    /// What the kernel's kill tables should hold now.
+    pub fn kill_tables(&self) -> KillTables {
+        KillTables {
+            slots: self.kernel.slots.clone(),
+            exempt: exempt_comms(&self.exempt),
+        }
+    }
+
     /// Runs `response` on the match of `target`, and says what was done.
     pub fn respond(&mut self, response: &CompiledResponse, target: Target<'_>) -> Taken {
         let enforce = response.mode == Mode::Enforce && self.settings.enforce;
@@ -235,7 +274,7 @@ impl Responder {
                 "enforcement is off (--no-enforce or responses.enforce: false)".to_string()
             }),
         };
-        match point_for(response.action) {
+        match point_for(response, target.rule, &self.kernel) {
             Err(needs) => {
                 taken.outcome = Outcome::Unsupported;
                 taken.reason = Some(needs.to_string());
@@ -243,41 +282,99 @@ impl Responder {
             Ok(None) => {}
             Ok(Some(point)) => {
                 taken.point = Some(point);
-                if let Some(why) = self.exemption(target) {
+                if let Some((_, verdict)) = verdicts::parse(target.kernel_kill) {
+                    self.reported_by_kernel(&mut taken, target, verdict);
+                } else if let Some(why) = self.exemption(target) {
                     taken.outcome = Outcome::Exempt;
                     taken.reason = Some(why);
                 } else if !enforce {
                     taken.outcome = Outcome::WouldKill;
-                } else if *self.kills_this_minute(&response.name) >= self.settings.kills_per_minute
-                {
-                    taken.outcome = Outcome::Capped;
-                    taken.reason = Some(format!(
-                        "not killed: the response reached its cap of {} kills per minute \
-                         (responses.kills_per_minute)",
-                        self.settings.kills_per_minute
-                    ));
                 } else {
-                    match self.kill(target) {
-                        Ok(()) => {
-                            // Only kills count toward the cap: a target that was
-                            // already gone took nothing from it.
-                            *self.kills_this_minute(&response.name) += 1;
-                            taken.outcome = Outcome::Killed;
-                            taken.reason = Some(
-                                "killed from user space once the rule matched: the process \
-                                 ran until then"
-                                    .into(),
-                            );
-                        }
-                        Err(why) => {
-                            taken.outcome = Outcome::Failed;
-                            taken.reason = Some(why);
-                        }
+                    if point == Point::Kernel {
+                        // Enforced at the kernel point, yet no slot judged this open.
+                        taken.point = Some(Point::UserSpace);
                     }
+                    self.kill_from_user_space(&mut taken, response, target, point);
                 }
             }
         }
         taken
+    }
+
+    /// What the kernel said it did at the event.
+    fn reported_by_kernel(&self, taken: &mut Taken, target: Target<'_>, verdict: u32) {
+        taken.point = Some(Point::Kernel);
+        let (outcome, reason) = match verdict {
+            verdicts::KILLED => (
+                Outcome::Killed,
+                "killed in the kernel as the open returned: the process ran no further \
+                 instruction"
+                    .to_string(),
+            ),
+            verdicts::EXEMPT => (
+                Outcome::Exempt,
+                self.exemption(target).unwrap_or_else(|| {
+                    "a process no response acts on (PID 1, a container runtime, kubelet or \
+                     responses.exempt_processes)"
+                        .to_string()
+                }),
+            ),
+            verdicts::CAPPED => (
+                Outcome::Capped,
+                format!(
+                    "not killed: the response reached its cap of {} kills per minute \
+                     (responses.kills_per_minute)",
+                    self.settings.kills_per_minute
+                ),
+            ),
+            _ => (
+                Outcome::Failed,
+                "not killed: the kernel could not send the signal".to_string(),
+            ),
+        };
+        taken.outcome = outcome;
+        taken.reason = Some(reason);
+    }
+
+    fn kill_from_user_space(
+        &mut self,
+        taken: &mut Taken,
+        response: &CompiledResponse,
+        target: Target<'_>,
+        planned: Point,
+    ) {
+        if *self.kills_this_minute(&response.name) >= self.settings.kills_per_minute {
+            taken.outcome = Outcome::Capped;
+            taken.reason = Some(format!(
+                "not killed: the response reached its cap of {} kills per minute \
+                 (responses.kills_per_minute)",
+                self.settings.kills_per_minute
+            ));
+            return;
+        }
+        match self.kill(target) {
+            Ok(()) => {
+                // Only kills count toward the cap: a target that was already gone
+                // took nothing from it.
+                *self.kills_this_minute(&response.name) += 1;
+                taken.outcome = Outcome::Killed;
+                taken.reason = Some(if planned == Point::Kernel {
+                    "killed from user space once the rule matched: no kernel slot judged \
+                     this open (a path the kernel cannot judge by its bytes, a cgroup not \
+                     classified yet, or an open outside the open syscalls), so the process \
+                     ran until then"
+                        .into()
+                } else {
+                    "killed from user space once the rule matched: the process ran until \
+                     then"
+                        .into()
+                });
+            }
+            Err(why) => {
+                taken.outcome = Outcome::Failed;
+                taken.reason = Some(why);
+            }
+        }
     }
 
     /// Why no response may act on `target`, if so.
@@ -364,6 +461,8 @@ mod tests {
 
     fn target<'a>(child: &Child, exec_id: &'a str) -> Target<'a> {
         Target {
+            rule: "r",
+            kernel_kill: 0,
             pid: Some(child.id()),
             exec_id: Some(exec_id),
             name: b"sleep",
@@ -459,6 +558,8 @@ mod tests {
             let taken = responder.respond(
                 response,
                 Target {
+                    rule: "r",
+                    kernel_kill: 0,
                     pid: Some(pid),
                     exec_id: Some("x"),
                     name,
@@ -489,6 +590,113 @@ mod tests {
         first.wait().unwrap();
         second.kill().unwrap();
         second.wait().unwrap();
+    }
+
+    /// A rule the kernel decides exactly: its kills take the kernel point.
+    fn kernel_engine(mode: &str) -> Engine {
+        let rules = "\
+- rule: r
+  desc: d
+  condition: evt.type = openat and fd.name = /etc/shadow and container.id != host
+  output: o
+  priority: notice
+";
+        let response = format!("- response: resp\n  rules: [r]\n  action: kill\n  mode: {mode}\n");
+        Engine::load_sources(&[("r.yaml".into(), rules.into()), ("s.yaml".into(), response)])
+            .unwrap()
+    }
+
+    #[test]
+    fn the_kernel_verdict_is_reported_as_it_is_and_never_acted_on_again() {
+        let engine = kernel_engine("enforce");
+        let mut responder = responder(true, 10);
+        responder.set_kernel(KernelKills::plan(&engine, &settings(true, 10)));
+        assert_eq!(responder.kill_tables().slots.len(), 1);
+        let (mut child, exec_id) = sleeper();
+        for (outcome, want) in [
+            (verdicts::KILLED, Outcome::Killed),
+            (verdicts::EXEMPT, Outcome::Exempt),
+            (verdicts::CAPPED, Outcome::Capped),
+            (verdicts::FAILED, Outcome::Failed),
+        ] {
+            let taken = responder.respond(
+                &engine.responses()[0],
+                Target {
+                    kernel_kill: verdicts::verdict(0, outcome),
+                    ..target(&child, &exec_id)
+                },
+            );
+            assert_eq!((taken.point, taken.outcome), (Some(Point::Kernel), want));
+        }
+        // The kernel's word is taken: the agent sent no signal of its own.
+        assert!(alive(&mut child));
+        // No slot judged the open (a path the kernel cannot judge, say): the agent
+        // kills, from user space, and says so.
+        let taken = responder.respond(&engine.responses()[0], target(&child, &exec_id));
+        assert_eq!(
+            (taken.point, taken.outcome),
+            (Some(Point::UserSpace), Outcome::Killed)
+        );
+        assert!(
+            taken
+                .reason
+                .unwrap()
+                .contains("no kernel slot judged this open")
+        );
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_dry_run_names_the_kernel_point_it_would_use_and_takes_no_slot() {
+        let engine = kernel_engine("dry-run");
+        let mut responder = responder(true, 10);
+        responder.set_kernel(KernelKills::plan(&engine, &settings(true, 10)));
+        assert!(responder.kill_tables().slots.is_empty());
+        let (mut child, exec_id) = sleeper();
+        let taken = responder.respond(&engine.responses()[0], target(&child, &exec_id));
+        assert_eq!(
+            (taken.point, taken.outcome),
+            (Some(Point::Kernel), Outcome::WouldKill)
+        );
+        // The kill switch empties the slots of enforcing responses too.
+        let enforced = kernel_engine("enforce");
+        assert!(
+            KernelKills::plan(&enforced, &settings(false, 10))
+                .slots
+                .is_empty()
+        );
+        assert!(alive(&mut child));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn only_the_first_response_covering_a_rule_may_kill_in_the_kernel() {
+        let rules = "\
+- rule: r
+  desc: d
+  condition: evt.type = openat and fd.name = /etc/shadow
+  output: o
+  priority: notice
+";
+        let responses = "\
+- response: watch
+  rules: [r]
+  action: alert
+- response: stop
+  rules: [r]
+  action: kill
+  mode: enforce
+";
+        let engine = Engine::load_sources(&[
+            ("r.yaml".into(), rules.into()),
+            ("s.yaml".into(), responses.into()),
+        ])
+        .unwrap();
+        let plan = KernelKills::plan(&engine, &settings(true, 10));
+        assert!(plan.slots.is_empty());
+        let why = plan.point("stop", "r").unwrap_err();
+        assert!(why.contains("'watch' comes first"), "{why}");
     }
 
     #[test]

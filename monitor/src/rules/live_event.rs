@@ -80,6 +80,20 @@ impl<'a> EventView<LiveRecord<'a>> {
         self
     }
 
+    /// What an in-kernel kill did at the event (`monitor_common::kill::verdict`; 0
+    /// for none, and for every event but an open).
+    pub fn kernel_kill(&self) -> u32 {
+        match &self.record.event.detail {
+            Detail::Open(o) => o.kernel_kill,
+            _ => 0,
+        }
+    }
+
+    /// The host pid (thread group) the event is of.
+    pub fn host_pid(&self) -> u32 {
+        self.record.event.pid
+    }
+
     /// The event as `monitor events` prints it.
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
         let r = &self.record;
@@ -107,7 +121,7 @@ impl Engine {
         &self,
         event: &LiveEvent<'_>,
         scratch: &mut Scratch,
-        mut respond: impl FnMut(&CompiledResponse, Option<&ProcessInfo>) -> Taken,
+        mut respond: impl FnMut(&CompiledRule, &CompiledResponse, Option<&ProcessInfo>) -> Taken,
         mut admit: impl FnMut(&CompiledRule, Option<&Taken>) -> bool,
         mut emit: impl FnMut(Alert, Option<Taken>),
     ) {
@@ -116,7 +130,7 @@ impl Engine {
         for rule in matched {
             let taken = self
                 .response_for(rule, event, scratch)
-                .map(|response| respond(response, event.record.process_info()));
+                .map(|response| respond(rule, response, event.record.process_info()));
             if admit(rule, taken.as_ref()) {
                 emit(self.alert(rule, event), taken);
             }

@@ -219,6 +219,21 @@ impl Engine {
         &self.responses
     }
 
+    /// The opens `rule` matches within `response`'s scope, when the kernel decides
+    /// them exactly (an in-kernel kill may act on them); otherwise why not.
+    pub fn kill_region(
+        &self,
+        response: &response::CompiledResponse,
+        rule: &str,
+    ) -> Result<kernel_filter::KillRegion, String> {
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .ok_or_else(|| format!("no active rule is named '{rule}'"))?;
+        kernel_filter::kill_region(rule, response.scope.as_ref())
+    }
+
     /// The first response (in load order) covering `rule` whose scope takes the
     /// event: the one that acts on this match.
     pub fn response_for<S: FieldSource + ?Sized>(

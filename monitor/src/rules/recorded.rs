@@ -362,6 +362,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             mode: n(v, "mode").unwrap_or(0) as u32,
             result: n(v, "result").unwrap_or(3),
             uid: n(v, "uid").unwrap_or(0) as u32,
+            kernel_kill: 0,
         }),
     };
     let event = Event {

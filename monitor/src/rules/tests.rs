@@ -4,6 +4,7 @@ mod falco;
 mod falco_incubating;
 mod falco_sandbox;
 mod kernel_filter;
+mod kernel_kill;
 mod lang;
 mod live;
 mod load;

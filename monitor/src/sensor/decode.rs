@@ -312,6 +312,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         mode: r.mode,
         result: r.result,
         uid: r.uid,
+        kernel_kill: r.kill,
     }))
 }
 

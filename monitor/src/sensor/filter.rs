@@ -7,10 +7,11 @@ use aya::maps::{
     Array, HashMap,
     lpm_trie::{Key, LpmTrie},
 };
-use monitor_common::{KIND_SLOTS, KindFilter, filter};
+use monitor_common::{KIND_SLOTS, KillSlot, KillWindow, KindFilter, filter, kill};
 
 use crate::{
     event::EventKind,
+    responses::KillTables,
     rules::kernel_filter::{KernelFilter, PathBound, PortBound},
 };
 
@@ -58,10 +59,94 @@ impl super::Sensor {
     /// Returns how many could not be added (the table is full: those cgroups' events
     /// are then judged as a container's, which is safe).
     pub fn set_host_cgroups(&mut self, ids: &HashSet<u64>) -> Result<usize> {
+        self.set_cgroups("HOST_CGROUPS", ids)
+    }
+
+    /// Makes the containers' cgroups exactly `ids` (what kill slots scoped to
+    /// containers act in). Returns how many could not be added (the table is full:
+    /// their opens are then killed from user space only).
+    pub fn set_container_cgroups(&mut self, ids: &HashSet<u64>) -> Result<usize> {
+        self.set_cgroups("CONTAINER_CGROUPS", ids)
+    }
+
+    /// Installs the in-kernel kills: each slot is switched off, its paths rewritten,
+    /// then switched on; the count of active slots goes last, so the programs judge
+    /// by no half-written slot. The kill windows start afresh.
+    pub fn set_kills(&mut self, kills: &KillTables) -> Result<()> {
+        set_active_kills(&mut self.ebpf, 0)?;
+        {
+            let mut exempt: HashMap<_, [u8; 16], u8> = HashMap::try_from(
+                self.ebpf
+                    .map_mut("EXEMPT_COMMS")
+                    .context("map EXEMPT_COMMS missing")?,
+            )?;
+            let old: Vec<[u8; 16]> = exempt.keys().filter_map(Result::ok).collect();
+            for comm in old.iter().filter(|c| !kills.exempt.contains(c)) {
+                let _ = exempt.remove(comm);
+            }
+            for comm in &kills.exempt {
+                exempt.insert(comm, 1, 0)?;
+            }
+        }
+        {
+            let mut slots: Array<_, KillSlot> = Array::try_from(
+                self.ebpf
+                    .map_mut("KILL_SLOTS")
+                    .context("map KILL_SLOTS missing")?,
+            )?;
+            for index in 0..kill::SLOTS as u32 {
+                slots.set(index, KillSlot::default(), 0)?;
+            }
+        }
+        {
+            let mut windows: Array<_, KillWindow> = Array::try_from(
+                self.ebpf
+                    .map_mut("KILL_WINDOWS")
+                    .context("map KILL_WINDOWS missing")?,
+            )?;
+            for index in 0..kill::SLOTS as u32 {
+                windows.set(index, KillWindow::default(), 0)?;
+            }
+        }
+        for (index, slot) in kills.slots.iter().enumerate().take(kill::SLOTS) {
+            let mark = kill::path_key_mark(index);
+            let entries = path_entries(&slot.region.paths);
+            replace_path_entries(&mut self.ebpf, "PATHS", [mark, 0], &entries)?;
+            let mut slots: Array<_, KillSlot> = Array::try_from(
+                self.ebpf
+                    .map_mut("KILL_SLOTS")
+                    .context("map KILL_SLOTS missing")?,
+            )?;
+            slots.set(
+                index as u32,
+                KillSlot {
+                    active: 1,
+                    scopes: slot.region.scopes,
+                    admits: slot.region.admits,
+                    files: slot.region.files,
+                    window: slot.window,
+                    per_minute: slot.per_minute,
+                    _pad: 0,
+                },
+                0,
+            )?;
+        }
+        for index in kills.slots.len()..kill::SLOTS {
+            replace_path_entries(
+                &mut self.ebpf,
+                "PATHS",
+                [kill::path_key_mark(index), 0],
+                &[],
+            )?;
+        }
+        set_active_kills(&mut self.ebpf, kills.slots.len().min(kill::SLOTS) as u32)
+    }
+
+    fn set_cgroups(&mut self, table: &str, ids: &HashSet<u64>) -> Result<usize> {
         let mut table: HashMap<_, u64, u8> = HashMap::try_from(
             self.ebpf
-                .map_mut("HOST_CGROUPS")
-                .context("map HOST_CGROUPS missing")?,
+                .map_mut(table)
+                .with_context(|| format!("map {table} missing"))?,
         )?;
         let present: Vec<u64> = table.keys().filter_map(Result::ok).collect();
         for id in present.iter().filter(|id| !ids.contains(id)) {
@@ -76,6 +161,62 @@ impl super::Sensor {
         }
         Ok(full)
     }
+}
+
+/// A bound's whole paths and prefixes as path-table entries (see
+/// [`replace_path_entries`]).
+fn path_entries(bound: &PathBound) -> Vec<(&str, bool)> {
+    match bound {
+        PathBound::Only {
+            exact, prefixes, ..
+        } => exact
+            .iter()
+            .map(|p| (p.as_str(), true))
+            .chain(prefixes.iter().map(|p| (p.as_str(), false)))
+            .collect(),
+        PathBound::Any => Vec::new(),
+    }
+}
+
+fn set_active_kills(ebpf: &mut aya::Ebpf, count: u32) -> Result<()> {
+    let mut active: Array<_, u32> = Array::try_from(
+        ebpf.map_mut("KILLS_ACTIVE")
+            .context("map KILLS_ACTIVE missing")?,
+    )?;
+    active.set(0, count, 0)?;
+    Ok(())
+}
+
+/// Replaces the entries of a path table whose key starts with `header` by `entries`
+/// (a path, and whether it is whole: an exact entry ends with its NUL, a prefix
+/// matches whatever follows). Paths longer than the kernel judges are left out.
+fn replace_path_entries(
+    ebpf: &mut aya::Ebpf,
+    table: &str,
+    header: [u8; filter::PATH_KEY_HEADER],
+    entries: &[(&str, bool)],
+) -> Result<()> {
+    let mut trie: LpmTrie<_, [u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::try_from(
+        ebpf.map_mut(table)
+            .with_context(|| format!("map {table} missing"))?,
+    )?;
+    let old: Vec<Key<[u8; filter::PATH_KEY_BYTES]>> = trie.keys().filter_map(Result::ok).collect();
+    for key in old.iter().filter(|k| k.data()[..2] == header) {
+        let _ = trie.remove(key);
+    }
+    for &(text, whole) in entries {
+        let len = text.len() + usize::from(whole);
+        // Longer paths are never judged by the kernel (they pass).
+        if len > filter::MAX_FILTER_PATH - 1 {
+            continue;
+        }
+        let mut data = [0u8; filter::PATH_KEY_BYTES];
+        data[..2].copy_from_slice(&header);
+        data[filter::PATH_KEY_HEADER..][..text.len()].copy_from_slice(text.as_bytes());
+        let bits = 8 * (filter::PATH_KEY_HEADER + len) as u32;
+        trie.insert(&Key::new(bits, data), 1, 0)?;
+    }
+    Ok(())
 }
 
 fn map<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Result<&'a aya::maps::Map> {
@@ -122,47 +263,21 @@ fn write_paths(ebpf: &mut aya::Ebpf, generation: u8, rules: Option<&KernelFilter
         .and_then(|r| r.kinds.iter().find(|k| k.kind == EventKind::Open))
         .map(|spec| &spec.scopes);
     for (table, names) in [("PATHS", false), ("NAMES", true)] {
-        let mut trie: LpmTrie<_, [u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::try_from(
-            ebpf.map_mut(table)
-                .with_context(|| format!("map {table} missing"))?,
-        )?;
-        let old: Vec<Key<[u8; filter::PATH_KEY_BYTES]>> =
-            trie.keys().filter_map(Result::ok).collect();
-        for key in old.iter().filter(|k| k.data()[0] == generation) {
-            let _ = trie.remove(key);
-        }
-        for (scope, spec) in scopes.into_iter().flatten().enumerate() {
-            let PathBound::Only {
-                exact,
-                prefixes,
-                names: leaf_names,
-            } = &spec.paths
-            else {
-                continue;
-            };
-            // An exact entry ends with its NUL; a prefix matches whatever follows.
-            let entries: Vec<(&str, bool)> = if names {
-                leaf_names.iter().map(|n| (n.as_str(), true)).collect()
-            } else {
-                exact
-                    .iter()
-                    .map(|p| (p.as_str(), true))
-                    .chain(prefixes.iter().map(|p| (p.as_str(), false)))
-                    .collect()
-            };
-            for (text, whole) in entries {
-                let len = text.len() + usize::from(whole);
-                // Longer paths are never judged by the kernel (they pass).
-                if len > filter::MAX_FILTER_PATH - 1 {
-                    continue;
+        for scope in 0..filter::SCOPES {
+            let bound = scopes.map(|s| &s[scope].paths);
+            let entries: Vec<(&str, bool)> = match bound {
+                Some(PathBound::Only {
+                    names: leaf_names, ..
+                }) => {
+                    if names {
+                        leaf_names.iter().map(|n| (n.as_str(), true)).collect()
+                    } else {
+                        path_entries(bound.expect("matched"))
+                    }
                 }
-                let mut data = [0u8; filter::PATH_KEY_BYTES];
-                data[0] = generation;
-                data[1] = scope as u8;
-                data[filter::PATH_KEY_HEADER..][..text.len()].copy_from_slice(text.as_bytes());
-                let bits = 8 * (filter::PATH_KEY_HEADER + len) as u32;
-                trie.insert(&Key::new(bits, data), 1, 0)?;
-            }
+                _ => Vec::new(),
+            };
+            replace_path_entries(ebpf, table, [generation, scope as u8], &entries)?;
         }
     }
     Ok(())

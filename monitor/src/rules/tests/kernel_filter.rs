@@ -35,7 +35,7 @@ const FALCO_ALL: [&str; 3] = [
     ),
 ];
 
-fn engines() -> Vec<(&'static str, Engine)> {
+pub(super) fn engines() -> Vec<(&'static str, Engine)> {
     let load = |paths: &[&str]| {
         let paths: Vec<std::path::PathBuf> = paths.iter().map(|p| p.into()).collect();
         Engine::load_paths(&paths).unwrap_or_else(|e| panic!("{e}"))
@@ -76,7 +76,7 @@ fn check(engine: &Engine, filter: &KernelFilter, events: &[Value], what: &str) -
     (hits, dropped)
 }
 
-fn fixture_events() -> Vec<Value> {
+pub(super) fn fixture_events() -> Vec<Value> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(DEFAULT_RULES).unwrap() {
         let path = entry.unwrap().path();
@@ -186,7 +186,7 @@ const ADDRESSES: &[&str] = &[
     "2001:db8::1",
 ];
 
-fn random_events(n: usize) -> Vec<Value> {
+pub(super) fn random_events(n: usize) -> Vec<Value> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {

@@ -309,7 +309,7 @@ fn same_alerts(engine: &crate::rules::Engine, live: &LiveEvent<'_>, what: &str) 
     engine.evaluate_live(
         live,
         &mut scratch,
-        |_, _| unreachable!("no responses loaded"),
+        |_, _, _| unreachable!("no responses loaded"),
         |_, _| true,
         |alert, _| sent.push(Alert::from_rule_alert(alert, "node-1", live).to_json()),
     );

@@ -12,9 +12,11 @@
 //! the join of its rules' regions, so it admits every event any rule could match:
 //! conservative by construction, and checked by the differential tests against the
 //! engine itself.
+mod exact;
+
 use std::{collections::BTreeSet, fmt::Write, net::IpAddr};
 
-use monitor_common::{KindFilter, ScopeFilter, filter};
+use monitor_common::{KindFilter, ScopeFilter, filter, kill};
 
 use super::{
     CompiledRule,
@@ -28,6 +30,8 @@ use crate::{
     event::{Detail, EventKind},
 };
 
+pub use exact::{KillRegion, kill_region};
+
 /// The kinds the kernel filters. Exec, fork and exit always reach the process table.
 pub const FILTERED_KINDS: [EventKind; 3] =
     [EventKind::Open, EventKind::Connect, EventKind::Syscall];
@@ -39,6 +43,7 @@ const ALL_ACCESS: u32 = 0b1111;
 const ALL_RESULTS: u32 = filter::RESULT_OK | filter::RESULT_FAILED;
 const ALL_FAMILIES: u32 =
     filter::FAMILY_UNIX | filter::FAMILY_INET | filter::FAMILY_INET6 | filter::FAMILY_OTHER;
+const ALL_FILES: u32 = kill::FILE | kill::DIRECTORY;
 
 /// `creat(path, mode)` is `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
 const CREAT_FLAGS: u64 = 0o100 | 0o1 | 0o1000;
@@ -228,6 +233,9 @@ struct Region {
     access: u32,
     results: u32,
     families: u32,
+    /// Opens of files and of directories (`kill::FILE`, `kill::DIRECTORY`): only kill
+    /// slots judge it; the filter admits both.
+    files: u32,
     excluded: Vec<Net>,
     path: PathBound,
     ports: PortBound,
@@ -241,6 +249,7 @@ impl Region {
             access: ALL_ACCESS,
             results: ALL_RESULTS,
             families: ALL_FAMILIES,
+            files: ALL_FILES,
             excluded: Vec::new(),
             path: PathBound::Any,
             ports: PortBound::Any,
@@ -254,6 +263,7 @@ impl Region {
             access: 0,
             results: 0,
             families: 0,
+            files: 0,
             excluded: Vec::new(),
             path: PathBound::Any,
             ports: PortBound::Any,
@@ -266,6 +276,7 @@ impl Region {
             || self.access == 0
             || self.results == 0
             || self.families == 0
+            || self.files == 0
     }
 
     fn meet(&self, other: &Region) -> Region {
@@ -281,6 +292,7 @@ impl Region {
             access: self.access & other.access,
             results: self.results & other.results,
             families: self.families & other.families,
+            files: self.files & other.files,
             excluded,
             path: self.path.meet(&other.path),
             ports: self.ports.meet(&other.ports),
@@ -301,6 +313,7 @@ impl Region {
             access: self.access | other.access,
             results: self.results | other.results,
             families: self.families | other.families,
+            files: self.files | other.files,
             excluded: match (self.ip_excluded(), other.ip_excluded()) {
                 (Some(a), Some(b)) => common_networks(a, b),
                 (Some(a), None) | (None, Some(a)) => a.to_vec(),
@@ -489,6 +502,7 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
     let access = |r: &mut Region, bits: u32| r.access = bits;
     let results = |r: &mut Region, bits: u32| r.results = bits;
     let families = |r: &mut Region, bits: u32| r.families = bits;
+    let files = |r: &mut Region, bits: u32| r.files = bits;
     let ok = filter::RESULT_OK;
     let failed = filter::RESULT_FAILED;
     match c.field.id {
@@ -562,6 +576,21 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
                     (filter::FAMILY_OTHER, on_value(c, &FieldValue::None)),
                 ],
                 families,
+            )
+        }
+        // An open's descriptor is a directory with `O_DIRECTORY`, a file without.
+        FieldId::FdTypeChar | FieldId::FdType if is_open => {
+            let [file, directory] = if c.field.id == FieldId::FdTypeChar {
+                ["f", "d"]
+            } else {
+                ["file", "directory"]
+            };
+            split(
+                [
+                    (kill::FILE, on_value(c, &str_v(file))),
+                    (kill::DIRECTORY, on_value(c, &str_v(directory))),
+                ],
+                files,
             )
         }
         FieldId::FdName | FieldId::FdNameRaw | FieldId::FdDirectory | FieldId::FdFilename

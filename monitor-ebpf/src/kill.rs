@@ -1,0 +1,144 @@
+//! In-kernel kills (see `monitor_common::kill`): at an open's exit, the slots whose
+//! region holds the open kill the caller, unless it is one no response acts on or its
+//! response reached its cap. Only rules the kernel decides exactly get slots (the
+//! agent computes which), so a slot never acts where its rule would not match.
+//!
+//! A slot's paths are whole paths: the path as given is compared byte for byte, with
+//! no scan of how it is written (the filter's scan, a second time in the exit
+//! program, would take it past the verifier's budget).
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns,
+        generated::{bpf_probe_read_user_str, bpf_send_signal},
+    },
+    maps::lpm_trie::Key,
+};
+use monitor_common::{filter, kill};
+
+use crate::maps::{
+    CONTAINER_CGROUPS, EXEMPT_COMMS, HOST_CGROUPS, KILL_PROBE, KILL_SLOTS, KILL_VERDICT,
+    KILL_WINDOWS, KILLS_ACTIVE, PATHS,
+};
+
+const SIGKILL: u32 = 9;
+
+/// A path-table key being built (too large for the stack).
+pub type KillProbe = Key<[u8; filter::PATH_KEY_BYTES]>;
+
+/// The open the exit program reports: what the slots judge.
+pub struct OpenFacts {
+    pub syscall: u16,
+    pub flags: u64,
+    pub result: i64,
+    /// The path as the caller gave it (user memory, still readable at exit).
+    pub path: u64,
+    pub tgid: u32,
+}
+
+/// The verdict of the first slot that holds the open (`kill::verdict`), or 0.
+///
+/// Read back from map memory, where it is left: returned in a register, each of its
+/// few dozen constant values would have the verifier check the rest of the caller
+/// once per value (past the instruction budget).
+#[inline(always)]
+pub fn judge_open(open: &OpenFacts) -> u32 {
+    let Some(verdict) = KILL_VERDICT.get_ptr_mut(0) else {
+        return 0;
+    };
+    unsafe {
+        core::ptr::write_volatile(verdict, judge(open));
+        core::ptr::read_volatile(verdict)
+    }
+}
+
+#[inline(always)]
+fn judge(open: &OpenFacts) -> u32 {
+    if !matches!(KILLS_ACTIVE.get(0), Some(n) if *n != 0) {
+        return 0;
+    }
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let scope = if unsafe { HOST_CGROUPS.get(&cgroup) }.is_some() {
+        kill::SCOPE_HOST
+    } else if unsafe { CONTAINER_CGROUPS.get(&cgroup) }.is_some() {
+        kill::SCOPE_CONTAINER
+    } else {
+        return 0;
+    };
+    let Some(probe) = KILL_PROBE.get_ptr_mut(0) else {
+        return 0;
+    };
+    let probe = unsafe { &mut *probe };
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            probe.data.as_mut_ptr().add(filter::PATH_KEY_HEADER) as *mut c_void,
+            filter::MAX_FILTER_PATH as u32,
+            open.path as *const c_void,
+        )
+    };
+    // Read whole, NUL included (a longer path matches no slot's whole paths).
+    let whole = n > 1 && (n as usize) < filter::MAX_FILTER_PATH;
+    if whole {
+        probe.prefix_len = (8 * (filter::PATH_KEY_HEADER + (n as usize & 0xff))) as u32;
+    }
+    for slot in 0..kill::SLOTS {
+        let Some(s) = KILL_SLOTS.get(slot as u32) else {
+            return 0;
+        };
+        if s.active == 0
+            || s.scopes & scope == 0
+            || !s.admits.admits_open_entry(open.syscall, open.flags)
+            || !s.admits.admits_result(open.result)
+            || s.files & kill::file_bit(open.flags) == 0
+        {
+            continue;
+        }
+        if s.admits.paths & filter::PATHS_BOUNDED != 0 {
+            if !whole {
+                continue;
+            }
+            // The slot's entries are whole paths ending in their NUL: a hit is the
+            // same bytes.
+            probe.data[0] = kill::path_key_mark(slot);
+            probe.data[1] = 0;
+            if PATHS.get(&*probe).is_none() {
+                continue;
+            }
+        }
+        return kill::verdict(slot, act(open.tgid, s.window, s.per_minute));
+    }
+    0
+}
+
+/// Kills the caller, or says why not.
+#[inline(always)]
+fn act(tgid: u32, window: u32, per_minute: u32) -> u32 {
+    if tgid == 1 {
+        return kill::EXEMPT;
+    }
+    if let Ok(comm) = bpf_get_current_comm()
+        && unsafe { EXEMPT_COMMS.get(&comm) }.is_some()
+    {
+        return kill::EXEMPT;
+    }
+    let Some(w) = KILL_WINDOWS.get_ptr_mut(window) else {
+        return kill::FAILED;
+    };
+    let w = unsafe { &mut *w };
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Not atomic: CPUs killing at the same instant may each pass a cap that has one
+    // kill left, so a burst can exceed it by the CPUs that raced.
+    if now.wrapping_sub(w.started_ns) >= kill::WINDOW_NS {
+        w.started_ns = now;
+        w.kills = 0;
+    }
+    if w.kills >= u64::from(per_minute) {
+        return kill::CAPPED;
+    }
+    if unsafe { bpf_send_signal(SIGKILL) } != 0 {
+        return kill::FAILED;
+    }
+    w.kills += 1;
+    kill::KILLED
+}
