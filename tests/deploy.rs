@@ -791,7 +791,7 @@ fn image_runs_like_the_daemonset() {
     );
     assert!(
         recorder
-            .join("abi-1/links")
+            .join(format!("abi-{}/links", monitor_common::RECORDER_ABI))
             .read_dir()
             .unwrap()
             .next()
@@ -800,7 +800,10 @@ fn image_runs_like_the_daemonset() {
     );
     docker(&["start", &agent]);
     wait_logs(&agent, "the next agent to adopt the recorder", |_, err| {
-        err.contains("adopted the recorder pinned at /sys/fs/bpf/monitor/abi-1")
+        err.contains(&format!(
+            "adopted the recorder pinned at /sys/fs/bpf/monitor/abi-{}",
+            monitor_common::RECORDER_ABI
+        ))
     });
     docker(&["stop", "--time", "30", &agent]);
     let _ = std::fs::remove_dir_all(&scratch);

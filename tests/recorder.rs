@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_common::RECORDER_ABI;
 use serde_json::Value;
 use support::{
     Monitor, loaded_programs, receivers::temp_dir, serial, uninstall_recorder, unique_pin_root,
@@ -164,7 +165,7 @@ fn a_killed_daemon_restarts_without_a_blind_spot() {
     let first = first.kill();
     let killed_at = Instant::now();
     assert!(
-        pinned(&root).contains(&"abi-1".to_string()),
+        pinned(&root).contains(&format!("abi-{RECORDER_ABI}")),
         "the recorder stays pinned after SIGKILL: {:?}",
         pinned(&root)
     );
@@ -328,7 +329,10 @@ fn an_abi_change_replaces_the_recorder_and_counts_the_gap() {
     support::require_root();
     let root = unique_pin_root();
     let _cleanup = Cleanup(root.clone());
-    for (next_abi, adopts) in [("1", true), ("2", false)] {
+    // The same ABI adopts; the next one (what an upgrade that changes a record or a
+    // shared map brings) replaces.
+    let (same, next) = (RECORDER_ABI.to_string(), (RECORDER_ABI + 1).to_string());
+    for (next_abi, adopts) in [(same.as_str(), true), (next.as_str(), false)] {
         let dir = temp_dir(&format!("recorder-abi-{next_abi}"));
         let args = daemon_args(&dir, Some(&root));
         let first = start(&args);
@@ -372,7 +376,11 @@ fn an_abi_change_replaces_the_recorder_and_counts_the_gap() {
             assert_eq!(recorder["replaced"], serde_json::json!([]));
             assert!(recorder.get("unobserved").is_none(), "{}", second.totals);
         } else {
-            assert_eq!(seen, Vec::<usize>::new(), "an ABI 1 backlog is not read");
+            assert_eq!(
+                seen,
+                Vec::<usize>::new(),
+                "the older ABI's backlog is not read"
+            );
             assert_eq!(recorder["adopted"], false, "{}", second.totals);
             assert!(
                 recorder["unobserved"]["ms"].as_u64().is_some(),
@@ -380,17 +388,16 @@ fn an_abi_change_replaces_the_recorder_and_counts_the_gap() {
                 second.totals
             );
             let replaced = &recorder["replaced"][0];
-            assert_eq!(replaced["abi"], 1, "{}", second.totals);
+            assert_eq!(replaced["abi"], RECORDER_ABI, "{}", second.totals);
             assert!(
                 replaced["lost"].as_u64().unwrap() >= 50,
                 "the 50 markers at least: {}",
                 second.totals
             );
             assert!(
-                second
-                    .stderr
-                    .iter()
-                    .any(|l| l.contains("replaced the recorder of ABI 1 (this build's is 2)")),
+                second.stderr.iter().any(|l| l.contains(&format!(
+                    "replaced the recorder of ABI {RECORDER_ABI} (this build's is {next})"
+                ))),
                 "{}",
                 second.stderr.join("\n")
             );

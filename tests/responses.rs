@@ -200,6 +200,13 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
     );
     let _ = std::fs::remove_file(SECRET);
     let metrics = monitor.metrics();
+    // Each response's point per rule, before and whatever the matches.
+    for line in [
+        "monitor_response_rules{response=\"Stop secret reads\",point=\"kernel\"} 1",
+        "monitor_response_rules{response=\"Watch credential theft\",point=\"user-space\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
     assert!(
         metrics.contains(
             "monitor_response_actions_total{response=\"Stop secret reads\",point=\"kernel\",outcome=\"killed\"} 1"

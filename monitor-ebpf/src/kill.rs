@@ -8,12 +8,9 @@
 //! program, would take it past the verifier's budget).
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns,
-        generated::{bpf_probe_read_user_str, bpf_send_signal},
-    },
-    maps::lpm_trie::Key,
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns,
+    generated::{bpf_probe_read_user_str, bpf_send_signal},
 };
 use monitor_common::{filter, kill};
 
@@ -23,9 +20,6 @@ use crate::maps::{
 };
 
 const SIGKILL: u32 = 9;
-
-/// A path-table key being built (too large for the stack).
-pub type KillProbe = Key<[u8; filter::PATH_KEY_BYTES]>;
 
 /// The open the exit program reports: what the slots judge.
 pub struct OpenFacts {

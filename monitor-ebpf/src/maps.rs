@@ -1,7 +1,10 @@
 //! Maps and load-time constants shared by all programs.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, lpm_trie::LpmTrie},
+    maps::{
+        Array, HashMap, LruHashMap, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
 use monitor_common::{
     DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KillSlot, KillWindow, KindFilter, filter,
@@ -105,7 +108,8 @@ pub static KILLS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 pub static KILL_WINDOWS: Array<KillWindow> = Array::with_max_entries(kill::SLOTS as u32, 0);
 /// Where an open's exit reads its path for the kill slots.
 #[map]
-pub static KILL_PROBE: PerCpuArray<crate::kill::KillProbe> = PerCpuArray::with_max_entries(1, 0);
+pub static KILL_PROBE: PerCpuArray<Key<[u8; filter::PATH_KEY_BYTES]>> =
+    PerCpuArray::with_max_entries(1, 0);
 /// Where an open's verdict is handed to its record (see `kill::judge_open`).
 #[map]
 pub static KILL_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

@@ -64,7 +64,7 @@ impl Daemon {
             settings.responses.clone(),
         );
         responder.set_kernel(KernelKills::plan(&engine, &settings.responses));
-        announce_responses(&engine, &settings, responder.kernel());
+        announce_responses(&engine, &settings, responder.kernel(), &metrics);
         let watch = settings
             .rules
             .watch
@@ -137,7 +137,30 @@ impl Daemon {
 
 /// The start-up (and reload) log's word on responses: how many, and a warning for
 /// each that gets less than it asks for on this node, so no downgrade is silent.
-fn announce_responses(engine: &Engine, settings: &Settings, kernel: &KernelKills) {
+/// The metrics say the same per response and point, before any match.
+fn announce_responses(
+    engine: &Engine,
+    settings: &Settings,
+    kernel: &KernelKills,
+    metrics: &Metrics,
+) {
+    metrics.response_rules.clear();
+    for response in engine.responses() {
+        for rule in &response.rules {
+            let point = match crate::responses::point_for(response, rule, kernel) {
+                Ok(Some(point)) => point.as_str(),
+                Ok(None) => "none",
+                Err(_) => "unsupported",
+            };
+            metrics
+                .response_rules
+                .get_or_create(&crate::server::metrics::ResponsePointLabels {
+                    response: response.name.clone(),
+                    point: point.to_string(),
+                })
+                .inc();
+        }
+    }
     let responses = engine.responses();
     if responses.is_empty() {
         return;

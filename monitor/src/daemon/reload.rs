@@ -52,7 +52,7 @@ impl Daemon {
         self.responder.apply(new.responses.clone());
         self.responder
             .set_kernel(super::KernelKills::plan(&engine, &new.responses));
-        super::announce_responses(&engine, &new, self.responder.kernel());
+        super::announce_responses(&engine, &new, self.responder.kernel(), &self.metrics);
         self.engine = engine;
         // A rule of the same name may have another priority now.
         self.match_counters.clear();

@@ -34,6 +34,12 @@ pub struct ResponseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponsePointLabels {
+    pub response: String,
+    pub point: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabels {
     pub sink: String,
     pub outcome: String,
@@ -65,6 +71,7 @@ pub struct Metrics {
     pub malformed: Counter,
     pub rule_matches: Family<RuleLabels, Counter>,
     pub response_actions: Family<ResponseLabels, Counter>,
+    pub response_rules: Family<ResponsePointLabels, Gauge>,
     pub alerts: Family<SinkLabels, Counter>,
     pub alerts_suppressed: Counter,
     pub alerts_aggregated: Counter,
@@ -213,6 +220,13 @@ impl Default for Metrics {
                 "response_actions",
                 "Responses run on rule matches, by response, enforcement point and outcome \
                  (killed, would-kill, alerted, exempt, failed, capped, unsupported)"
+            ),
+            response_rules: register!(
+                r,
+                "response_rules",
+                "Active rules each response covers, by the point it gets on this node \
+                 (kernel, user-space, none for alert, unsupported): a downgrade shows \
+                 before any match"
             ),
             alerts: register!(
                 r,
