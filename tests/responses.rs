@@ -4,8 +4,10 @@
 //! cannot), an enforced kill in the kernel of a process that opened a file a rule
 //! the kernel decides exactly names (it prints nothing), an exempt process spared by
 //! the kernel, host processes untouched, the kill switch honoured on reload without
-//! a restart, the metrics, and nothing acting once the agent has stopped. One daemon
-//! for all of it.
+//! a restart, the metrics, and nothing acting once the agent has stopped. A deny
+//! at the cgroup refuses a container's connect to a forbidden destination before a
+//! packet leaves, and lets an allowed one and the host's through. One daemon for all
+//! of it.
 mod support;
 
 use std::{
@@ -14,7 +16,11 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Monitor, docker, serial};
+use support::{
+    Monitor, docker,
+    netns::{self, Netns},
+    serial,
+};
 
 const DEFAULT_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
 const RULE: &str = "Password database read in container";
@@ -42,6 +48,47 @@ fn kernel_rule() -> String {
     )
 }
 
+/// A rule on facts the cgroup programs read (container scope, IP destination and
+/// port), so its deny response gets the cgroup point.
+const DENY_RULE: &str = "Test forbidden destination from container";
+const FORBIDDEN_PORT: u16 = 8080;
+const ALLOWED_PORT: u16 = 8081;
+
+fn deny_rule() -> String {
+    format!(
+        "\
+- rule: {DENY_RULE}
+  desc: a container connected to the test's forbidden destination
+  condition: >
+    evt.type = connect and container.id != host and fd.sip = {peer}
+    and fd.sport = {FORBIDDEN_PORT}
+  output: forbidden destination (connection=%fd.name proc=%proc.name)
+  priority: WARNING
+  tags: [test]
+- response: Refuse forbidden destination
+  rules: [{DENY_RULE}]
+  action: deny
+  mode: enforce
+",
+        peer = netns::PEER_IP
+    )
+}
+
+/// `nc` from inside `container` to the namespace's `port`: the exit status and what
+/// nc said.
+fn connect_from(container: &str, port: u16) -> (i32, String) {
+    let output = Command::new("docker")
+        .args(["exec", container, "nc", "-w", "2", netns::PEER_IP])
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("docker exec");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The settings file the test switches enforcement with.
 fn settings(enforce: bool) -> String {
     format!("responses:\n  enforce: {enforce}\n  exempt_processes: [head]\n")
@@ -57,15 +104,6 @@ fn exec_output(container: &str, script: &str) -> (i32, String) {
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
-}
-
-fn kernel_response_of(monitor: &Monitor, container: &str, outcome: &str) -> Value {
-    let alert = monitor.wait_for(&format!("{KERNEL_RULE} in {container} ({outcome})"), |a| {
-        a["rule"] == KERNEL_RULE
-            && a["output_fields"]["container.name"] == container
-            && a["response"]["outcome"] == outcome
-    });
-    alert["response"].clone()
 }
 
 /// The exit status of `docker exec NAME sh -c SCRIPT`, and how long it took.
@@ -85,17 +123,19 @@ fn responses_file(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
-fn response_of(monitor: &Monitor, container: &str, mode: &str) -> Value {
-    let alert = monitor.wait_for(&format!("{RULE} in {container} ({mode})"), |a| {
-        a["rule"] == RULE
+/// The `response` of the alert of `rule` in `container` whose response's `key` is
+/// `value` (waiting for it).
+fn response_of(monitor: &Monitor, rule: &str, container: &str, key: &str, value: &str) -> Value {
+    let alert = monitor.wait_for(&format!("{rule} in {container} ({key} {value})"), |a| {
+        a["rule"] == rule
             && a["output_fields"]["container.name"] == container
-            && a["response"]["mode"] == mode
+            && a["response"][key] == value
     });
     alert["response"].clone()
 }
 
 #[test]
-fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
+fn dry_run_says_what_it_would_do_and_enforce_kills_and_denies_until_the_kill_switch() {
     let _serial = serial();
     docker::ensure_image();
     let tag = std::process::id();
@@ -117,10 +157,14 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
   action: kill
   mode: enforce
   scope: container.name = {enforced}
-{}",
-            kernel_rule()
+{}{}",
+            kernel_rule(),
+            deny_rule()
         ),
     );
+    let mut peer = Netns::create(&format!("monitor-resp-{tag}"));
+    peer.serve(FORBIDDEN_PORT);
+    peer.serve(ALLOWED_PORT);
     let dir = responses.parent().expect("a temporary directory");
     let config = dir.join("monitor.yaml");
     std::fs::write(&config, settings(true)).unwrap();
@@ -132,15 +176,18 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         "--rules",
         responses.to_str().unwrap(),
     ]);
-    monitor.wait_for_log("3 responses active (2 enforcing); enforcement on");
+    monitor.wait_for_log("4 responses active (3 enforcing); enforcement on");
     monitor.wait_for_log(&format!(
         "1 in-kernel kill slots installed ('Stop secret reads' on '{KERNEL_RULE}')"
+    ));
+    monitor.wait_for_log(&format!(
+        "1 in-kernel deny slots installed ('Refuse forbidden destination' on '{DENY_RULE}')"
     ));
 
     // Dry-run: the read happens, the alert says what would have been done.
     let output = docker::docker(&["exec", &dry, "cat", "/etc/shadow"]);
     assert!(output.starts_with("root:"), "the read succeeded: {output}");
-    let response = response_of(&monitor, &dry, "dry-run");
+    let response = response_of(&monitor, RULE, &dry, "mode", "dry-run");
     assert_eq!(
         response,
         serde_json::json!({"name": "Watch credential theft", "action": "kill",
@@ -152,7 +199,7 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
     let (status, took) = exec_status(&enforced, "exec 3</etc/shadow; sleep 20");
     assert_eq!(status, 137, "killed by SIGKILL (took {took:?})");
     assert!(took < Duration::from_secs(15), "killed at once: {took:?}");
-    let response = response_of(&monitor, &enforced, "enforce");
+    let response = response_of(&monitor, RULE, &enforced, "mode", "enforce");
     assert_eq!(response["name"], "Stop credential theft");
     assert_eq!(response["point"], "user-space");
     assert_eq!(response["outcome"], "killed", "{response}");
@@ -173,7 +220,7 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         (137, ""),
         "killed, nothing read"
     );
-    let response = kernel_response_of(&monitor, &enforced, "killed");
+    let response = response_of(&monitor, KERNEL_RULE, &enforced, "outcome", "killed");
     assert_eq!(
         response,
         serde_json::json!({"name": "Stop secret reads", "action": "kill", "mode": "enforce",
@@ -189,7 +236,7 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         &format!("busybox ln -sf /bin/busybox /tmp/head && /tmp/head {SECRET}"),
     );
     assert_eq!((status, printed.as_str()), (0, "s3cret\n"), "spared");
-    let response = kernel_response_of(&monitor, &enforced, "exempt");
+    let response = response_of(&monitor, KERNEL_RULE, &enforced, "outcome", "exempt");
     assert_eq!(response["point"], "kernel", "{response}");
     std::fs::write(SECRET, "host\n").unwrap();
     let host = Command::new("cat").arg(SECRET).output().unwrap();
@@ -214,6 +261,45 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         "{metrics}"
     );
 
+    // Denied at the cgroup: the connect fails with EPERM and not one packet reaches
+    // the namespace; the allowed port and the host's connect go through.
+    let received = peer.ipv4_received();
+    let (status, said) = connect_from(&enforced, FORBIDDEN_PORT);
+    assert_eq!(status, 1, "{said}");
+    assert!(said.contains("Operation not permitted"), "EPERM: {said}");
+    assert_eq!(peer.ipv4_received(), received, "no SYN left the container");
+    let response = response_of(&monitor, DENY_RULE, &enforced, "outcome", "denied");
+    assert_eq!(
+        response,
+        serde_json::json!({"name": "Refuse forbidden destination", "action": "deny",
+            "mode": "enforce", "point": "cgroup", "outcome": "denied",
+            "reason": "refused in the kernel before the connect: it failed with EPERM and no \
+                packet left"})
+    );
+    let (status, said) = connect_from(&enforced, ALLOWED_PORT);
+    assert_eq!(status, 0, "an allowed destination: {said}");
+    assert!(
+        peer.ipv4_received() > received,
+        "the allowed connect arrived"
+    );
+    let host = Command::new("busybox")
+        .args(["nc", "-w", "2", netns::PEER_IP, &FORBIDDEN_PORT.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        host.status.code(),
+        Some(0),
+        "the host is out of scope: {host:?}"
+    );
+    let metrics = monitor.metrics();
+    for line in [
+        "monitor_response_rules{response=\"Refuse forbidden destination\",point=\"cgroup\"} 1",
+        "monitor_response_actions_total{response=\"Refuse forbidden destination\",point=\"cgroup\",outcome=\"denied\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+
     // The kill switch, by the settings file and a reload: the same read now only
     // says would-kill, and the shell lives on.
     std::fs::write(&config, settings(false)).unwrap();
@@ -221,7 +307,7 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
     monitor.wait_for_log("enforcement off: every response runs as dry-run");
     let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 1");
     assert_eq!(status, 0, "not killed with enforcement off");
-    let response = response_of(&monitor, &enforced, "dry-run");
+    let response = response_of(&monitor, RULE, &enforced, "mode", "dry-run");
     assert_eq!(response["outcome"], "would-kill", "{response}");
     assert_eq!(
         response["reason"],
@@ -235,8 +321,12 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         (0, "s3cret\n"),
         "enforcement off"
     );
-    let response = kernel_response_of(&monitor, &enforced, "would-kill");
+    let response = response_of(&monitor, KERNEL_RULE, &enforced, "outcome", "would-kill");
     assert_eq!(response["point"], "kernel", "{response}");
+    let (status, said) = connect_from(&enforced, FORBIDDEN_PORT);
+    assert_eq!(status, 0, "enforcement off: {said}");
+    let response = response_of(&monitor, DENY_RULE, &enforced, "outcome", "would-deny");
+    assert_eq!(response["point"], "cgroup", "{response}");
 
     // On again by the same road; then the agent stops, and with it goes every
     // response (fail-open).
@@ -255,6 +345,8 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
     }
     let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 20");
     assert_eq!(status, 137, "killed again once enforcement is back");
+    let (status, said) = connect_from(&enforced, FORBIDDEN_PORT);
+    assert_eq!(status, 1, "denied again once enforcement is back: {said}");
     let (_, totals) = monitor.stop();
     assert!(totals.is_object());
     let (status, _) = exec_status(&enforced, "exec 3</etc/shadow; sleep 1");
@@ -265,6 +357,8 @@ fn dry_run_says_would_kill_and_enforce_kills_until_the_kill_switch() {
         (0, "s3cret\n"),
         "the kernel's kills went with the agent"
     );
+    let (status, said) = connect_from(&enforced, FORBIDDEN_PORT);
+    assert_eq!(status, 0, "the denies went with the agent: {said}");
 }
 
 #[test]
@@ -304,25 +398,52 @@ Stop credential theft ({file}:1)
 Refuse credential theft ({file}:5)
   deny enforce
   rule: {RULE}
-    unsupported: {}",
-            monitor::responses::DENY_NEEDS
+    unsupported: deny has no point for this rule: response 'Stop credential theft' comes \
+first for this rule, and the kernel cannot tell which of the two takes a match"
         )
     );
-    // A rule the kernel decides exactly gets the kernel point.
-    let kernel = responses_file("responses-list-kernel", &kernel_rule());
+    // A rule the kernel decides exactly gets the kernel point; a connect rule it
+    // decides exactly, the cgroup point for a deny; a deny of opens, no point.
+    let kernel = responses_file(
+        "responses-list-kernel",
+        &format!(
+            "{}{}{}",
+            kernel_rule(),
+            deny_rule(),
+            "\
+- rule: Test open to refuse
+  desc: an open, which no cgroup program sees
+  condition: evt.type = openat and fd.name = /tmp/refused
+  output: refused open (file=%fd.name)
+  priority: WARNING
+- response: Refuse opens
+  rules: [Test open to refuse]
+  action: deny
+"
+        ),
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args(["rules", "list", "--responses"])
         .arg(&kernel)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        text.contains(&format!(
+    for expected in [
+        format!(
             "  rule: {KERNEL_RULE}\n    point kernel: {}",
             monitor::responses::WHY_KERNEL
-        )),
-        "{text}"
-    );
+        ),
+        format!(
+            "  rule: {DENY_RULE}\n    point cgroup: {}",
+            monitor::responses::WHY_CGROUP
+        ),
+        "  rule: Test open to refuse\n    unsupported: deny has no point for this rule: the \
+         rule also matches openat events: deny acts at connects (cgroup programs); opens and \
+         execs need the bpf LSM, which this agent does not attach yet"
+            .to_string(),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n---\n{text}");
+    }
 }
 
 #[test]

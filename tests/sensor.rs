@@ -1152,6 +1152,66 @@ fn exec_facts_follow_the_caller() {
     assert_eq!(leader["process"]["vpgid"], leader_pid, "{leader}");
 }
 
+/// A deny response on a connect rule the kernel decides exactly: the cgroup program
+/// refuses the connect with EPERM (the listener never sees it), a connect to another
+/// port goes through, and the alert says the cgroup program did it. A host rule on
+/// loopback, so it runs in the kernel matrix guests too.
+#[test]
+fn a_kernel_deny_slot_refuses_the_connect_before_it_leaves() {
+    let _serial = serial();
+    let dir = test_dir("kernel-deny");
+    let listener = |_| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        l
+    };
+    let (forbidden, allowed) = (listener(0), listener(1));
+    let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+    let rules = dir.join("rules.yaml");
+    fs::write(
+        &rules,
+        format!(
+            "\
+- rule: forbidden port on host
+  desc: d
+  condition: >
+    evt.type = connect and container.id = host and fd.sip = 127.0.0.1 and fd.sport = {}
+  output: o (connection=%fd.name)
+  priority: warning
+- response: refuse forbidden port
+  rules: [forbidden port on host]
+  action: deny
+  mode: enforce
+",
+            port(&forbidden)
+        ),
+    )
+    .unwrap();
+    let monitor = Monitor::run(&["--rules", rules.to_str().unwrap(), "--no-pin"]);
+    monitor.wait_for_log("1 in-kernel deny slots installed");
+    let connect =
+        |l: &std::net::TcpListener| std::net::TcpStream::connect(("127.0.0.1", port(l))).map(drop);
+    connect(&allowed).expect("another port goes through");
+    let refused = connect(&forbidden).expect_err("refused");
+    assert_eq!(refused.raw_os_error(), Some(libc::EPERM), "{refused}");
+    assert_eq!(
+        forbidden.accept().map(drop).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing reached the listener"
+    );
+    let alert = monitor.wait_for("the kernel's deny", |a| {
+        a["rule"] == "forbidden port on host" && a["response"]["outcome"] == "denied"
+    });
+    assert_eq!(alert["response"]["point"], "cgroup", "{alert}");
+    assert!(
+        alert["output_fields"]["fd.name"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("127.0.0.1:{}", port(&forbidden))),
+        "{alert}"
+    );
+}
+
 /// A kill response on a rule the kernel decides exactly: the open's exit program
 /// kills the reader before it reads a byte (SIGKILL, nothing printed), the alert says
 /// the kernel did it, and an open the rule does not name is untouched. A host rule, so

@@ -213,7 +213,7 @@ pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 /// The recorder's ABI: the record layouts, the shared maps' layouts and what the
 /// agent writes into them. A pinned recorder is adopted only by an agent of the same
 /// ABI; raise it whenever any of those changes.
-pub const RECORDER_ABI: u32 = 2;
+pub const RECORDER_ABI: u32 = 3;
 
 /// Common first part of every record.
 #[repr(C)]
@@ -367,7 +367,8 @@ pub struct ConnectRecord {
     /// zero when the socket has none, as after a refused connect).
     pub local_port: u16,
     pub _pad0: u16,
-    pub _pad1: u32,
+    /// What a deny slot did at the connect (`deny::verdict`), or 0.
+    pub deny: u32,
     pub local_addr: [u8; 16],
 }
 
@@ -874,6 +875,54 @@ pub mod kill {
     }
 }
 
+/// Connects refused in the kernel: `connect4`/`connect6` programs attached to the
+/// cgroup v2 root judge every IP connect before it leaves, by slots like the kill
+/// slots. A denied connect fails with `EPERM`; its record carries the verdict.
+pub mod deny {
+    /// Slots (one per rule of an enforcing deny response).
+    pub const SLOTS: usize = 8;
+    /// The network-table key's first byte for a slot's destinations inside its
+    /// networks, and for those it excludes (the filter's generations use 0 and 1).
+    pub const fn within_mark(slot: usize) -> u8 {
+        2 + 2 * slot as u8
+    }
+    pub const fn excluded_mark(slot: usize) -> u8 {
+        3 + 2 * slot as u8
+    }
+    /// The port-table key's generation byte for a slot's ports.
+    pub const fn port_mark(slot: usize) -> u8 {
+        2 + slot as u8
+    }
+    /// What a slot did (`ConnectRecord::deny`, with the slot, encoded as
+    /// [`super::kill::verdict`]): refused the connect, or spared a process no
+    /// response acts on.
+    pub const DENIED: u32 = 5;
+    pub const EXEMPT: u32 = super::kill::EXEMPT;
+    /// `DenySlot::within`/`excluded`: the destination must be inside (outside) the
+    /// slot's networks in the network tables.
+    pub const NETS_BOUNDED: u32 = 1;
+}
+
+/// One in-kernel deny: the IP connects of a rule the kernel decides exactly. `active`
+/// 0 is an empty slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DenySlot {
+    pub active: u32,
+    /// [`kill::SCOPE_HOST`] and/or [`kill::SCOPE_CONTAINER`].
+    pub scopes: u32,
+    /// [`filter::FAMILY_INET`] and/or [`filter::FAMILY_INET6`].
+    pub families: u32,
+    /// [`filter::PORTS_ONLY`], [`filter::PORTS_EXCEPT`] (the slot's ports in the port
+    /// table), or 0: every port.
+    pub ports: u32,
+    /// [`deny::NETS_BOUNDED`] when the destination must be in the slot's networks.
+    pub within: u32,
+    /// [`deny::NETS_BOUNDED`] when the destination must be outside the slot's
+    /// excluded networks.
+    pub excluded: u32,
+}
+
 /// One in-kernel kill: the opens of a rule the kernel decides exactly. `active` 0 is
 /// an empty slot.
 #[repr(C)]
@@ -909,6 +958,7 @@ mod pod {
     unsafe impl aya::Pod for KindFilter {}
     unsafe impl aya::Pod for KillSlot {}
     unsafe impl aya::Pod for KillWindow {}
+    unsafe impl aya::Pod for DenySlot {}
 }
 
 const _: () = {
@@ -925,6 +975,8 @@ const _: () = {
     assert!(core::mem::size_of::<KillSlot>() == 56);
     // A verdict holds its slot in one byte.
     assert!(kill::SLOTS < 255);
+    // Marks 0 and 1 are the filter's generations; a mark is one byte.
+    assert!(deny::excluded_mark(deny::SLOTS - 1) < 255);
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u64::BITS);
 };

@@ -9,14 +9,14 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns,
+    bpf_get_current_comm, bpf_ktime_get_ns,
     generated::{bpf_probe_read_user_str, bpf_send_signal},
 };
 use monitor_common::{filter, kill};
 
 use crate::maps::{
-    CONTAINER_CGROUPS, EXEMPT_COMMS, HOST_CGROUPS, KILL_PROBE, KILL_SLOTS, KILL_VERDICT,
-    KILL_WINDOWS, KILLS_ACTIVE, PATHS,
+    EXEMPT_COMMS, KILL_PROBE, KILL_SLOTS, KILL_VERDICT, KILL_WINDOWS, KILLS_ACTIVE, PATHS,
+    current_scope,
 };
 
 const SIGKILL: u32 = 9;
@@ -52,12 +52,7 @@ fn judge(open: &OpenFacts) -> u32 {
     if !matches!(KILLS_ACTIVE.get(0), Some(n) if *n != 0) {
         return 0;
     }
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    let scope = if unsafe { HOST_CGROUPS.get(&cgroup) }.is_some() {
-        kill::SCOPE_HOST
-    } else if unsafe { CONTAINER_CGROUPS.get(&cgroup) }.is_some() {
-        kill::SCOPE_CONTAINER
-    } else {
+    let Some(scope) = current_scope() else {
         return 0;
     };
     let Some(probe) = KILL_PROBE.get_ptr_mut(0) else {

@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod deny;
 mod file;
 mod filter;
 mod kernel;

@@ -7,8 +7,8 @@ use aya_ebpf::{
     },
 };
 use monitor_common::{
-    DEFAULT_RING_BUFFER_BYTES, KIND_SLOTS, KernelOffsets, KillSlot, KillWindow, KindFilter, filter,
-    kill, stat,
+    DEFAULT_RING_BUFFER_BYTES, DenySlot, KIND_SLOTS, KernelOffsets, KillSlot, KillWindow,
+    KindFilter, deny, filter, kill, stat,
 };
 
 use crate::record::Scratch;
@@ -72,7 +72,8 @@ pub static HOST_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(16384, 0);
 
 /// Destination networks no rule can match a connect to, keyed by the generation byte
 /// and the address; the value holds the scopes (bit per `filter::SCOPE_*`) for which
-/// the network is excluded.
+/// the network is excluded. Deny slots keep their networks here too, under their
+/// marks (`deny::within_mark`, `deny::excluded_mark`).
 #[map]
 pub static EXCLUDED_V4: LpmTrie<[u8; 5], u32> = LpmTrie::with_max_entries(1024, 0);
 #[map]
@@ -114,6 +115,14 @@ pub static KILL_PROBE: PerCpuArray<Key<[u8; filter::PATH_KEY_BYTES]>> =
 #[map]
 pub static KILL_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// The in-kernel denies (see `monitor_common::deny`): the slots, and how many are
+/// active (entry 0; 0 lets every connect through at once). Their networks and ports
+/// are in the filter's network and port tables, under the slots' marks.
+#[map]
+pub static DENY_SLOTS: Array<DenySlot> = Array::with_max_entries(deny::SLOTS as u32, 0);
+#[map]
+pub static DENIES_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
 /// cgroup ids the agent found to be containers': a kill slot scoped to containers
 /// acts only in these (a cgroup in neither table is not judged by any slot).
 #[map]
@@ -142,6 +151,21 @@ pub fn wanted(kind: u16, tgid: u32) -> bool {
         return false;
     }
     matches!(KIND_ENABLED.get(kind as u32), Some(on) if *on != 0)
+}
+
+/// The slot scope (`kill::SCOPE_*`) of the current task's cgroup, as the agent's
+/// tables classify it; `None` for a cgroup it has not classified yet, where no slot
+/// acts.
+#[inline(always)]
+pub fn current_scope() -> Option<u32> {
+    let cgroup = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
+    if unsafe { HOST_CGROUPS.get(&cgroup) }.is_some() {
+        Some(kill::SCOPE_HOST)
+    } else if unsafe { CONTAINER_CGROUPS.get(&cgroup) }.is_some() {
+        Some(kill::SCOPE_CONTAINER)
+    } else {
+        None
+    }
 }
 
 #[inline(always)]

@@ -37,6 +37,8 @@ pub struct PendingConnect {
     kernel_addr: [u8; SOCKADDR_STORAGE],
     /// The header flags of the hook that copied it; 0 when none did.
     copied: u64,
+    /// What a deny slot did (`deny.rs`), or 0.
+    pub deny: u32,
 }
 
 #[tracepoint]
@@ -51,6 +53,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         addrlen: syscall_arg(&ctx, 2),
         kernel_addr: [0; SOCKADDR_STORAGE],
         copied: 0,
+        deny: 0,
     };
     if PENDING_CONNECT.insert(&pid_tgid, &pending, 0).is_err() {
         count(kind::CONNECT, stat::ERRORS);
@@ -108,12 +111,13 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(pending) = PENDING_CONNECT.get_ptr(&pid_tgid) else {
         return Ok(());
     };
-    let (fd, user_addr, addrlen, hook_flags) = unsafe {
+    let (fd, user_addr, addrlen, hook_flags, deny) = unsafe {
         (
             (*pending).fd,
             (*pending).addr,
             (*pending).addrlen,
             (*pending).copied as u16,
+            (*pending).deny,
         )
     };
     let kernel = hook_flags != 0;
@@ -140,8 +144,10 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         _ => {}
     }
     // Judged on the address the record would carry (the kernel's copy where a hook
-    // took one), so rewriting the caller's buffer cannot steer the filter.
-    if let Some(filter) = filter::applies(kind::CONNECT)
+    // took one), so rewriting the caller's buffer cannot steer the filter. A connect
+    // a deny slot judged is always recorded: what was done must reach an alert.
+    if deny == 0
+        && let Some(filter) = filter::applies(kind::CONNECT)
         && (!filter.admits.admits_connect(family, result)
             || filter.excludes_address(family, &addr)
             || (matches!(family, AF_INET | AF_INET6) && !filter.admits_port(port)))
@@ -182,7 +188,7 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         addr,
         local_port: sock.local_port,
         _pad0: 0,
-        _pad1: 0,
+        deny,
         local_addr: sock.local_addr,
     };
     unsafe { record.fixed::<ConnectRecord>().write(fixed) };

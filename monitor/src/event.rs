@@ -349,6 +349,9 @@ pub struct Connect {
     /// The hook that took the kernel's copy of the address (`socket_connect`); `None`
     /// when the exit tracepoint read it from the caller's memory.
     pub enhanced: Option<Enhanced>,
+    /// What an in-kernel deny did at this connect (`monitor_common::kill::verdict`
+    /// with a `deny` outcome; 0: no deny slot held it).
+    pub kernel_verdict: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -401,7 +404,7 @@ pub struct Open {
     pub uid: u32,
     /// What an in-kernel kill did at this open (`monitor_common::kill::verdict`; 0:
     /// no kill slot held it).
-    pub kernel_kill: u32,
+    pub kernel_verdict: u32,
 }
 
 /// One of the other syscalls (see `monitor_common::SyscallRecord`).
@@ -659,6 +662,7 @@ mod tests {
                 unix_path: None,
                 uid: 0,
                 enhanced,
+                kernel_verdict: 0,
             }),
         };
         for enhanced in [None, Some(Enhanced::Lsm), Some(Enhanced::Fentry)] {

@@ -19,7 +19,7 @@ use crate::{
         fleet::FleetStats,
         learner::{Admission, Learner},
     },
-    responses::KillTables,
+    responses::KernelTables,
     rules::kernel_filter::KernelFilter,
     sensor::{
         EventReader, RecorderReport, Sensor, SensorConfig, decode::decode, last_seen::LastSeen,
@@ -76,8 +76,8 @@ pub trait Sink {
     }
 
     /// The in-kernel kills the sink's responses plan (none: the tables are emptied).
-    fn kernel_kills(&self) -> KillTables {
-        KillTables::default()
+    fn kernel_tables(&self) -> KernelTables {
+        KernelTables::default()
     }
 
     /// Where the sink's deliveries stand now. A pinned recorder gives records back
@@ -575,8 +575,11 @@ pub async fn run(
     if sensor.pinned() && (signals.keeps_recording() || config.keep_recording) {
         // Enforcement goes with the agent (fail-open): the recorder records on, and
         // kills nothing.
-        if let Err(err) = sensor.set_kills(&KillTables::default()) {
+        if let Err(err) = sensor.set_kills(&KernelTables::default()) {
             tracing::error!("could not empty the in-kernel kill slots: {err:#}");
+        }
+        if let Err(err) = sensor.set_denies(&[], None) {
+            tracing::error!("could not empty the in-kernel deny slots: {err:#}");
         }
         noting.note();
         return keep_recording(sensor, reader, commits, counts, context, extras, sink).await;
@@ -863,9 +866,9 @@ fn apply_filter(
     filtering: &mut bool,
 ) {
     let filter = sink.kernel_filter();
-    let kills = sink.kernel_kills();
-    // Both judge an event by its cgroup's scope, which these tables hold.
-    *filtering = filter.is_some() || !kills.slots.is_empty();
+    let kills = sink.kernel_tables();
+    // All judge an event by its cgroup's scope, which these tables hold.
+    *filtering = filter.is_some() || !kills.slots.is_empty() || !kills.denies.is_empty();
     if *filtering {
         update_host_cgroups(sensor, context);
     }
@@ -891,6 +894,24 @@ fn apply_filter(
         Err(err) => tracing::error!(
             "could not install the in-kernel kills: {err:#}; their responses kill from user \
              space"
+        ),
+    }
+    let cgroup_root = context.as_ref().and_then(|c| c.cgroup_root());
+    match sensor.set_denies(&kills.denies, cgroup_root) {
+        Ok(()) if !kills.denies.is_empty() => tracing::info!(
+            "{} in-kernel deny slots installed ({})",
+            kills.denies.len(),
+            kills
+                .denies
+                .iter()
+                .map(|d| format!("'{}' on '{}'", d.response, d.rule))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(()) => {}
+        Err(err) => tracing::error!(
+            "could not install the in-kernel denies: {err:#}; their responses deny nothing, \
+             and their alerts say `failed`"
         ),
     }
 }

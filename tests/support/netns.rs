@@ -60,6 +60,27 @@ impl Netns {
         self.nc(&["-l", "-p", &port.to_string()]);
     }
 
+    /// IPv4 packets the namespace received so far (`Ip: InReceives`): what reached it
+    /// at all, SYNs included.
+    pub fn ipv4_received(&self) -> u64 {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.name, "cat", "/proc/net/snmp"])
+            .output()
+            .expect("ip netns exec");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut ip = text.lines().filter(|l| l.starts_with("Ip: "));
+        let (names, values) = (ip.next().expect("Ip header"), ip.next().expect("Ip values"));
+        let column = names
+            .split_whitespace()
+            .position(|n| n == "InReceives")
+            .expect("InReceives");
+        values
+            .split_whitespace()
+            .nth(column)
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
+    }
+
     /// A busybox nc in the namespace for the namespace's life.
     fn nc(&mut self, args: &[&str]) {
         let child = Command::new("ip")

@@ -39,7 +39,7 @@ pub struct BenchArgs {
     /// Only the time from start to ready.
     #[arg(long)]
     startup_only: bool,
-    /// Only what an enforced in-kernel kill response adds to the open and connect
+    /// Only what enforced in-kernel kill and deny responses add to the open and connect
     /// storms (the default rules with and without it).
     #[arg(long)]
     enforcement_only: bool,

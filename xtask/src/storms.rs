@@ -155,7 +155,7 @@ pub fn daemon_storms(ops: u64, repeat: usize, enforcement_only: bool) -> Result<
     let rules = root.join("rules");
     let falco = root.join("../shared/falco-rules/falco_rules.yaml");
     let marker_rules = write_marker_rule()?;
-    let kill_rules = write_kill_response()?;
+    let enforcing_rules = write_enforcing_responses()?;
     std::fs::create_dir_all(MARKER_DIR)?;
     let container = BenchContainer::start()?;
     let _netns = Netns::create()?;
@@ -175,17 +175,18 @@ pub fn daemon_storms(ops: u64, repeat: usize, enforcement_only: bool) -> Result<
     let mut unfiltered = rule_args(&rules);
     unfiltered.push("--no-kernel-filter".into());
     let mut enforcing = rule_args(&rules);
-    enforcing.extend(["--rules".to_string(), kill_rules.display().to_string()]);
+    enforcing.extend(["--rules".to_string(), enforcing_rules.display().to_string()]);
     let mut agents = vec![
         Agent {
             name: "run, default rules",
             args: rule_args(&rules),
             alerts: true,
         },
-        // What an enforced kill in the kernel adds: an active slot judges every open
-        // that reaches the exit program (it kills none of the storms' opens).
+        // What enforcement in the kernel adds: an active kill slot judges every open
+        // that reaches the exit program, an active deny slot every IP connect (they
+        // act on none of the storms').
         Agent {
-            name: "run, default rules + an enforced in-kernel kill response",
+            name: "run, default rules + enforced in-kernel kill and deny responses",
             args: enforcing,
             alerts: true,
         },
@@ -487,9 +488,11 @@ pub(crate) fn write_marker_rule() -> Result<PathBuf> {
 }
 
 /// An enforced kill response on a rule the kernel decides exactly, on a file no storm
-/// opens: its slot is active and judges every open, and kills nothing.
-fn write_kill_response() -> Result<PathBuf> {
-    let path = std::env::temp_dir().join("monitor-bench-kill.yaml");
+/// opens, and an enforced deny on a destination no storm connects to (a documentation
+/// address): their slots are active and judge every open and IP connect, and act on
+/// none.
+fn write_enforcing_responses() -> Result<PathBuf> {
+    let path = std::env::temp_dir().join("monitor-bench-enforcing.yaml");
     std::fs::write(
         &path,
         "- rule: Bench guarded file read
@@ -500,6 +503,15 @@ fn write_kill_response() -> Result<PathBuf> {
 - response: Bench kill
   rules: [Bench guarded file read]
   action: kill
+  mode: enforce
+- rule: Bench forbidden destination
+  desc: A destination no storm connects to.
+  condition: evt.type = connect and fd.sip = 192.0.2.77 and fd.sport = 9999
+  output: forbidden %fd.name
+  priority: WARNING
+- response: Bench deny
+  rules: [Bench forbidden destination]
+  action: deny
   mode: enforce
 ",
     )?;

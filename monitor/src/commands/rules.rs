@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::{
     alerts::Alert,
     cli::{FieldsArgs, ReplayArgs, RulesArgs, RulesCommand},
-    responses::{KernelKills, Point, ResponsesSettings},
+    responses::{KernelPlan, Point, ResponsesSettings},
     rules::{Engine, JsonEvent, RuleMatching, RuleStatus, Scratch, fields, fixtures},
 };
 
@@ -96,7 +96,7 @@ pub fn run(args: RulesArgs) -> Result<()> {
 /// `rules list --responses`: per response, what it asks, and per rule it covers the
 /// point it gets here and why.
 fn list_responses(engine: &Engine, out: &mut impl Write) -> std::io::Result<()> {
-    let kernel = KernelKills::plan(engine, &ResponsesSettings::default());
+    let kernel = KernelPlan::plan(engine, &ResponsesSettings::default());
     writeln!(out, "\nresponses ({}):", engine.responses().len())?;
     for response in engine.responses() {
         writeln!(
@@ -118,6 +118,9 @@ fn list_responses(engine: &Engine, out: &mut impl Write) -> std::io::Result<()> 
             let point = match crate::responses::point_for(response, rule, &kernel) {
                 Ok(Some(Point::Kernel)) => {
                     format!("point kernel: {}", crate::responses::WHY_KERNEL)
+                }
+                Ok(Some(Point::Cgroup)) => {
+                    format!("point cgroup: {}", crate::responses::WHY_CGROUP)
                 }
                 Ok(Some(point)) => format!(
                     "point {}: {}",
@@ -220,7 +223,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     if args.rule_matching == "first" {
         engine.set_rule_matching(RuleMatching::First);
     }
-    let kernel = KernelKills::plan(&engine, &ResponsesSettings::default());
+    let kernel = KernelPlan::plan(&engine, &ResponsesSettings::default());
     let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {

@@ -118,6 +118,11 @@ impl CgroupPaths {
         }
     }
 
+    /// Where the cgroup v2 hierarchy is mounted, when it is.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
     pub fn path_of(&mut self, cgroup_id: u64) -> Option<&str> {
         if !self.by_id.contains_key(&cgroup_id) {
             let due = self

@@ -206,6 +206,11 @@ impl Context {
             .scopes(|path| claimed_by_runtime(runtimes, path).is_some())
     }
 
+    /// Where the cgroup v2 hierarchy is mounted (the deny programs attach to its root).
+    pub fn cgroup_root(&self) -> Option<&std::path::Path> {
+        self.cgroups.root()
+    }
+
     pub fn stats(&self) -> ContextStats {
         ContextStats {
             processes: self.processes.stats,

@@ -20,7 +20,7 @@ use crate::{
     event::EventKind,
     kinds::Interest,
     pipeline::{Item, Sink, Status},
-    responses::{KernelKills, KillTables, Outcome, Responder, Taken, Target},
+    responses::{KernelPlan, KernelTables, Outcome, Responder, Taken, Target},
     rules::{CompiledRule, Engine, LiveEvent, RuleStatus, Scratch, response::CompiledResponse},
     server::{Metrics, metrics::RuleLabels},
 };
@@ -63,7 +63,7 @@ impl Daemon {
             crate::context::host::HostRoot::new(&settings.context.host_root),
             settings.responses.clone(),
         );
-        responder.set_kernel(KernelKills::plan(&engine, &settings.responses));
+        responder.set_kernel(KernelPlan::plan(&engine, &settings.responses));
         announce_responses(&engine, &settings, responder.kernel(), &metrics);
         let watch = settings
             .rules
@@ -103,23 +103,25 @@ impl Daemon {
     /// The kernel acted at an event no response was handed (its rule did not come
     /// first under `rule_matching: first`, or the slots changed under a reload since):
     /// it is said and counted all the same, never left silent.
-    fn unreported_kernel_kill(&self, event: &LiveEvent<'_>, verdict: u32) {
+    fn unreported_kernel_action(&self, event: &LiveEvent<'_>, verdict: u32) {
         let Some((slot, outcome)) = monitor_common::kill::parse(verdict) else {
             return;
         };
-        let kernel = self.responder.kernel();
-        let (response, rule) = kernel
-            .slot(slot)
-            .map_or(("?", "?"), |s| (s.response.as_str(), s.rule.as_str()));
-        let outcome = match outcome {
-            monitor_common::kill::KILLED => Outcome::Killed,
-            monitor_common::kill::EXEMPT => Outcome::Exempt,
-            monitor_common::kill::CAPPED => Outcome::Capped,
-            _ => Outcome::Failed,
+        let connect = event.is_connect();
+        let (response, rule) = self
+            .responder
+            .kernel()
+            .slot_of(connect, slot)
+            .unwrap_or(("?", "?"));
+        let outcome = Outcome::of_kernel_verdict(outcome);
+        let (what, point) = if connect {
+            ("deny", crate::responses::Point::Cgroup)
+        } else {
+            ("kill", crate::responses::Point::Kernel)
         };
         tracing::warn!(
-            "kernel kill slot {slot} (response '{response}', rule '{rule}') acted on pid {}: \
-             {}, yet no alert reports it (another rule came first, or the rules were \
+            "kernel {what} slot {slot} (response '{response}', rule '{rule}') acted on pid \
+             {}: {}, yet no alert reports it (another rule came first, or the rules were \
              reloaded since)",
             event.host_pid(),
             outcome.as_str()
@@ -128,7 +130,7 @@ impl Daemon {
             .response_actions
             .get_or_create(&crate::server::metrics::ResponseLabels {
                 response: response.to_string(),
-                point: crate::responses::Point::Kernel.as_str().to_string(),
+                point: point.as_str().to_string(),
                 outcome: outcome.as_str().to_string(),
             })
             .inc();
@@ -141,7 +143,7 @@ impl Daemon {
 fn announce_responses(
     engine: &Engine,
     settings: &Settings,
-    kernel: &KernelKills,
+    kernel: &KernelPlan,
     metrics: &Metrics,
 ) {
     metrics.response_rules.clear();
@@ -199,14 +201,23 @@ fn announce_responses(
                 );
             }
         } else if response.action == crate::rules::response::Action::Deny {
-            tracing::warn!(
-                "response '{}' ({}:{}): deny is unsupported here: {}; its alerts say \
-                 `unsupported`",
-                response.name,
-                response.file,
-                response.line,
-                crate::responses::DENY_NEEDS
-            );
+            let (at_cgroup, unsupported) = kernel.points_of(&response.name, &response.rules);
+            if !at_cgroup.is_empty() {
+                tracing::info!(
+                    "response '{}' denies in the kernel, before the connect (cgroup), for: {}",
+                    response.name,
+                    at_cgroup.join(", ")
+                );
+            }
+            for (rule, why) in unsupported {
+                tracing::warn!(
+                    "response '{}' ({}:{}) cannot deny matches of '{rule}': {why}; their \
+                     alerts say `unsupported`",
+                    response.name,
+                    response.file,
+                    response.line
+                );
+            }
         }
         if response.rules.is_empty() {
             tracing::warn!(
@@ -256,16 +267,16 @@ impl Sink for Daemon {
         };
         // A match the rate limit suppresses costs a counter, not an alert (with
         // aggregation on, the decision waits for the alert: see `admit_match`).
-        let kernel_kill = event.kernel_kill();
+        let kernel_verdict = event.kernel_verdict();
         // Whether an alert reports what the kernel did at this event.
-        let kill_reported = std::cell::Cell::new(false);
+        let kernel_reported = std::cell::Cell::new(false);
         let respond =
             |rule: &CompiledRule, response: &CompiledResponse, process: Option<&ProcessInfo>| {
                 let taken = responder.respond(
                     response,
                     Target {
                         rule: &rule.name,
-                        kernel_kill,
+                        kernel_verdict,
                         pid: process.map(|p| p.pid),
                         exec_id: process.map(|p| &*p.exec_id),
                         name: process.map_or(&[][..], |p| &p.name),
@@ -279,8 +290,11 @@ impl Sink for Daemon {
                         outcome: taken.outcome.as_str().to_string(),
                     })
                     .inc();
-                if taken.point == Some(crate::responses::Point::Kernel) {
-                    kill_reported.set(true);
+                if matches!(
+                    taken.point,
+                    Some(crate::responses::Point::Kernel | crate::responses::Point::Cgroup)
+                ) {
+                    kernel_reported.set(true);
                 }
                 taken
             };
@@ -298,8 +312,8 @@ impl Sink for Daemon {
                 }),
             };
             counter.inc();
-            // A kill is always reported (the dispatcher does not fold or limit it).
-            if taken.is_some_and(|t| t.outcome == Outcome::Killed) {
+            // An action is always reported (the dispatcher does not fold or limit it).
+            if taken.is_some_and(|t| matches!(t.outcome, Outcome::Killed | Outcome::Denied)) {
                 return true;
             }
             if let Some(container) = &sampled
@@ -320,8 +334,8 @@ impl Sink for Daemon {
             self.state_edges
                 .judged(container, std::time::Instant::now());
         }
-        if kernel_kill != 0 && !kill_reported.get() {
-            self.unreported_kernel_kill(&event, kernel_kill);
+        if kernel_verdict != 0 && !kernel_reported.get() {
+            self.unreported_kernel_action(&event, kernel_verdict);
         }
         Ok(())
     }
@@ -350,8 +364,8 @@ impl Sink for Daemon {
             .then(|| self.engine.kernel_filter())
     }
 
-    fn kernel_kills(&self) -> KillTables {
-        self.responder.kill_tables()
+    fn kernel_tables(&self) -> KernelTables {
+        self.responder.kernel_tables()
     }
 
     async fn housekeeping(&mut self, status: &Status<'_>) -> Option<Interest> {

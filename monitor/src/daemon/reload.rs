@@ -51,7 +51,7 @@ impl Daemon {
         crate::context::dns::watch(engine.watched_names());
         self.responder.apply(new.responses.clone());
         self.responder
-            .set_kernel(super::KernelKills::plan(&engine, &new.responses));
+            .set_kernel(super::KernelPlan::plan(&engine, &new.responses));
         super::announce_responses(&engine, &new, self.responder.kernel(), &self.metrics);
         self.engine = engine;
         // A rule of the same name may have another priority now.

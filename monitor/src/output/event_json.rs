@@ -472,7 +472,7 @@ mod tests {
                 mode: 0,
                 result: -2,
                 uid: 0,
-                kernel_kill: 0,
+                kernel_verdict: 0,
             }),
         }
     }

@@ -1,16 +1,17 @@
-//! Which kills happen in the kernel: per response and rule it covers, the kernel
-//! point when the kernel decides the rule (within the response's scope) exactly and
-//! nothing could choose another response for the same match; otherwise user space,
-//! and why. The slots installed are those of enforcing responses.
+//! What the kernel enforces: per kill or deny response and rule it covers, the
+//! kernel point (a kill at the open, a deny at the connect) when the kernel decides
+//! the rule (within the response's scope) exactly and nothing could choose another
+//! response for the same match; otherwise why not (a kill then acts from user space;
+//! a deny has no other point). The slots installed are those of enforcing responses.
 use std::collections::{HashMap, HashSet};
 
-use monitor_common::kill;
+use monitor_common::{deny, kill};
 
 use super::ResponsesSettings;
 use crate::rules::{
     Engine,
-    kernel_filter::KillRegion,
-    response::{Action, Mode},
+    kernel_filter::{DenyRegion, KillRegion},
+    response::{Action, CompiledResponse, Mode},
 };
 
 /// One installed kill: a rule of an enforcing response, as the kernel holds it.
@@ -24,38 +25,50 @@ pub struct PlannedSlot {
     pub per_minute: u32,
 }
 
-/// The in-kernel kills of one engine and settings.
+/// One installed deny: a rule of an enforcing deny response, as the kernel holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedDeny {
+    pub response: String,
+    pub rule: String,
+    pub region: DenyRegion,
+}
+
+/// The in-kernel kills and denies of one engine and settings.
 #[derive(Clone, Debug, Default)]
-pub struct KernelKills {
+pub struct KernelPlan {
     pub slots: Vec<PlannedSlot>,
-    /// Per kill response and rule: `Ok` for the kernel point, or why not.
+    pub denies: Vec<PlannedDeny>,
+    /// Per kill or deny response and rule: `Ok` for the kernel point, or why not.
     points: HashMap<(String, String), Result<(), String>>,
 }
 
-impl KernelKills {
-    /// Decides every kill response's point per rule. Only enforcing responses (with
-    /// enforcement on) take slots; a dry run is told the point it would get.
-    pub fn plan(engine: &Engine, settings: &ResponsesSettings) -> KernelKills {
-        let mut plan = KernelKills::default();
+impl KernelPlan {
+    /// Decides every kill and deny response's point per rule. Only enforcing
+    /// responses (with enforcement on) take slots; a dry run is told the point it
+    /// would get.
+    pub fn plan(engine: &Engine, settings: &ResponsesSettings) -> KernelPlan {
+        let mut plan = KernelPlan::default();
         // The engine gives a match to the first response covering its rule whose
         // scope takes the event; the kernel cannot tell scopes it does not decide
-        // apart, so only the first response covering a rule may kill in the kernel.
+        // apart, so only the first response covering a rule may act in the kernel.
         let mut first: HashMap<&str, &str> = HashMap::new();
         let mut windows: HashMap<&str, u32> = HashMap::new();
         for response in engine.responses() {
             for rule in &response.rules {
                 let first_for_rule = *first.entry(rule).or_insert(&response.name);
-                if response.action != Action::Kill {
+                if response.action == Action::Alert {
                     continue;
                 }
+                let enforcing = response.mode == Mode::Enforce && settings.enforce;
                 let point = if first_for_rule != response.name {
                     Err(format!(
                         "response '{first_for_rule}' comes first for this rule, and the \
                          kernel cannot tell which of the two takes a match"
                     ))
+                } else if response.action == Action::Deny {
+                    plan.plan_deny(engine, response, rule, enforcing)
                 } else {
                     engine.kill_region(response, rule).and_then(|region| {
-                        let enforcing = response.mode == Mode::Enforce && settings.enforce;
                         if !enforcing {
                             return Ok(());
                         }
@@ -85,12 +98,37 @@ impl KernelKills {
         plan
     }
 
-    /// The kernel point for `response`'s kills of `rule`, or why they take user space.
+    fn plan_deny(
+        &mut self,
+        engine: &Engine,
+        response: &CompiledResponse,
+        rule: &str,
+        enforcing: bool,
+    ) -> Result<(), String> {
+        let region = engine.deny_region(response, rule)?;
+        if !enforcing {
+            return Ok(());
+        }
+        if self.denies.len() == deny::SLOTS {
+            return Err(format!(
+                "all {} kernel deny slots are taken by responses loaded earlier",
+                deny::SLOTS
+            ));
+        }
+        self.denies.push(PlannedDeny {
+            response: response.name.clone(),
+            rule: rule.to_string(),
+            region,
+        });
+        Ok(())
+    }
+
+    /// The kernel point for `response`'s actions on `rule`, or why it has none.
     pub fn point(&self, response: &str, rule: &str) -> Result<(), &str> {
         match self.points.get(&(response.to_string(), rule.to_string())) {
             Some(Ok(())) => Ok(()),
             Some(Err(why)) => Err(why),
-            None => Err("no kernel kill was planned for this rule"),
+            None => Err("no kernel action was planned for this rule"),
         }
     }
 
@@ -111,16 +149,27 @@ impl KernelKills {
         (kernel, user_space)
     }
 
-    /// The slot a kernel verdict names.
-    pub fn slot(&self, index: usize) -> Option<&PlannedSlot> {
-        self.slots.get(index)
+    /// The response and rule of the slot a kernel verdict names: a kill slot's for
+    /// an open, a deny slot's for a connect.
+    pub fn slot_of(&self, connect: bool, index: usize) -> Option<(&str, &str)> {
+        if connect {
+            self.denies
+                .get(index)
+                .map(|d| (d.response.as_str(), d.rule.as_str()))
+        } else {
+            self.slots
+                .get(index)
+                .map(|s| (s.response.as_str(), s.rule.as_str()))
+        }
     }
 }
 
-/// What the kernel's kill tables hold: the slots, and the task names they spare.
+/// What the kernel's enforcement tables hold: the kill and deny slots, and the task
+/// names they spare.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct KillTables {
+pub struct KernelTables {
     pub slots: Vec<PlannedSlot>,
+    pub denies: Vec<PlannedDeny>,
     pub exempt: Vec<[u8; 16]>,
 }
 

@@ -15,7 +15,7 @@ use std::{
 use monitor_common::kill as verdicts;
 use serde::{Deserialize, Serialize};
 
-pub use kernel::{KernelKills, KillTables, PlannedSlot, exempt_comms};
+pub use kernel::{KernelPlan, KernelTables, PlannedDeny, PlannedSlot, exempt_comms};
 
 use crate::{
     context::{host::HostRoot, procfs},
@@ -31,6 +31,9 @@ pub enum Point {
     Kernel,
     /// From the agent, after the rule engine decided: the process ran until then.
     UserSpace,
+    /// In the kernel, before the connect: a cgroup `connect4`/`connect6` program
+    /// refuses it with `EPERM`, so no packet leaves.
+    Cgroup,
 }
 
 impl Point {
@@ -38,6 +41,7 @@ impl Point {
         match self {
             Point::Kernel => "kernel",
             Point::UserSpace => "user-space",
+            Point::Cgroup => "cgroup",
         }
     }
 }
@@ -48,6 +52,8 @@ impl Point {
 pub enum Outcome {
     Killed,
     WouldKill,
+    Denied,
+    WouldDeny,
     /// `action: alert`: the alert is the whole response.
     Alerted,
     /// The target is one a response never acts on (the agent, PID 1, a runtime, a
@@ -67,11 +73,33 @@ impl Outcome {
         match self {
             Outcome::Killed => "killed",
             Outcome::WouldKill => "would-kill",
+            Outcome::Denied => "denied",
+            Outcome::WouldDeny => "would-deny",
             Outcome::Alerted => "alerted",
             Outcome::Exempt => "exempt",
             Outcome::Failed => "failed",
             Outcome::Capped => "capped",
             Outcome::Unsupported => "unsupported",
+        }
+    }
+
+    /// What a kernel verdict's outcome (`monitor_common::kill`, `deny`) says was done.
+    pub fn of_kernel_verdict(outcome: u32) -> Outcome {
+        match outcome {
+            verdicts::KILLED => Outcome::Killed,
+            monitor_common::deny::DENIED => Outcome::Denied,
+            verdicts::EXEMPT => Outcome::Exempt,
+            verdicts::CAPPED => Outcome::Capped,
+            _ => Outcome::Failed,
+        }
+    }
+
+    /// What the action would have done, in a dry run.
+    fn would(action: Action) -> Outcome {
+        if action == Action::Deny {
+            Outcome::WouldDeny
+        } else {
+            Outcome::WouldKill
         }
     }
 }
@@ -97,9 +125,9 @@ pub struct Taken {
 pub struct Target<'a> {
     /// The rule that matched.
     pub rule: &'a str,
-    /// What an in-kernel kill did at the event (`monitor_common::kill::verdict`; 0:
-    /// no slot held it).
-    pub kernel_kill: u32,
+    /// What an in-kernel kill or deny did at the event
+    /// (`monitor_common::kill::verdict`; 0: no slot held it).
+    pub kernel_verdict: u32,
     /// Host pid (thread group id).
     pub pid: Option<u32>,
     /// The exec id the event carried: the program that did what the rule saw.
@@ -124,28 +152,39 @@ const RUNTIME_PROCESSES: &[&str] = &[
     "kubelet",
 ];
 
-/// Why a kill point this node cannot offer is missing; `rules list --responses` and
-/// the start-up log say it.
-pub const DENY_NEEDS: &str = "deny needs a kernel enforcement point (the bpf LSM, or \
-     cgroup sock_addr programs for connects), which this agent does not attach yet";
-
 /// Why a kill takes the kernel point (`rules list --responses` says it).
 pub const WHY_KERNEL: &str = "the kernel decides this rule exactly at the open, and the \
      open's exit program kills the caller before it returns to user space";
+
+/// Why a deny takes the cgroup point (`rules list --responses` says it).
+pub const WHY_CGROUP: &str = "the kernel decides this rule exactly at the connect, and \
+     the cgroup connect4/connect6 programs refuse it with EPERM before a packet leaves \
+     (needs the cgroup v2 hierarchy)";
 
 /// The point `response` gets on this node for matches of `rule`, or why it gets
 /// none.
 pub fn point_for(
     response: &CompiledResponse,
     rule: &str,
-    kernel: &KernelKills,
-) -> Result<Option<Point>, &'static str> {
+    kernel: &KernelPlan,
+) -> Result<Option<Point>, String> {
     match response.action {
         Action::Kill if kernel.point(&response.name, rule).is_ok() => Ok(Some(Point::Kernel)),
         Action::Kill => Ok(Some(Point::UserSpace)),
-        Action::Deny => Err(DENY_NEEDS),
+        Action::Deny => match kernel.point(&response.name, rule) {
+            Ok(()) => Ok(Some(Point::Cgroup)),
+            Err(why) => Err(format!("deny has no point for this rule: {why}")),
+        },
         Action::Alert => Ok(None),
     }
+}
+
+/// Why a kill was not tried: the response's cap.
+fn capped_reason(kills_per_minute: u32) -> String {
+    format!(
+        "not killed: the response reached its cap of {kills_per_minute} kills per minute \
+         (responses.kills_per_minute)"
+    )
 }
 
 /// What responses (`- response:` items in rule files) may do on this node.
@@ -174,13 +213,13 @@ impl Default for ResponsesSettings {
 /// What `response` would do on a match of `rule`, where nothing may act (`monitor
 /// replay`): a dry run whatever the response's mode, with the point this node would
 /// give it.
-pub fn preview(response: &CompiledResponse, rule: &str, kernel: &KernelKills) -> Taken {
+pub fn preview(response: &CompiledResponse, rule: &str, kernel: &KernelPlan) -> Taken {
     let (point, outcome, reason) = match point_for(response, rule, kernel) {
-        Err(needs) => (None, Outcome::Unsupported, Some(needs.to_string())),
+        Err(needs) => (None, Outcome::Unsupported, Some(needs)),
         Ok(None) => (None, Outcome::Alerted, None),
         Ok(Some(point)) => (
             Some(point),
-            Outcome::WouldKill,
+            Outcome::would(response.action),
             Some(REPLAY_ACTS_ON_NOTHING.to_string()),
         ),
     };
@@ -207,7 +246,7 @@ pub struct Responder {
     /// Per response: the start of its current minute and the kills in it.
     windows: HashMap<String, (Instant, u32)>,
     /// The kills the kernel makes (installed by the pipeline from the same plan).
-    kernel: KernelKills,
+    kernel: KernelPlan,
 }
 
 impl Responder {
@@ -221,7 +260,7 @@ impl Responder {
             settings: ResponsesSettings::default(),
             exempt: HashSet::new(),
             windows: HashMap::new(),
-            kernel: KernelKills::default(),
+            kernel: KernelPlan::default(),
         };
         responder.apply(settings);
         responder
@@ -243,18 +282,19 @@ impl Responder {
     }
 
     /// The in-kernel kills now planned (a start or a reload).
-    pub fn set_kernel(&mut self, kernel: KernelKills) {
+    pub fn set_kernel(&mut self, kernel: KernelPlan) {
         self.kernel = kernel;
     }
 
-    pub fn kernel(&self) -> &KernelKills {
+    pub fn kernel(&self) -> &KernelPlan {
         &self.kernel
     }
 
     /// What the kernel's kill tables should hold now.
-    pub fn kill_tables(&self) -> KillTables {
-        KillTables {
+    pub fn kernel_tables(&self) -> KernelTables {
+        KernelTables {
             slots: self.kernel.slots.clone(),
+            denies: self.kernel.denies.clone(),
             exempt: exempt_comms(&self.exempt),
         }
     }
@@ -277,18 +317,26 @@ impl Responder {
         match point_for(response, target.rule, &self.kernel) {
             Err(needs) => {
                 taken.outcome = Outcome::Unsupported;
-                taken.reason = Some(needs.to_string());
+                taken.reason = Some(needs);
             }
             Ok(None) => {}
             Ok(Some(point)) => {
                 taken.point = Some(point);
-                if let Some((_, verdict)) = verdicts::parse(target.kernel_kill) {
+                if let Some((_, verdict)) = verdicts::parse(target.kernel_verdict) {
                     self.reported_by_kernel(&mut taken, target, verdict);
                 } else if let Some(why) = self.exemption(target) {
                     taken.outcome = Outcome::Exempt;
                     taken.reason = Some(why);
                 } else if !enforce {
-                    taken.outcome = Outcome::WouldKill;
+                    taken.outcome = Outcome::would(response.action);
+                } else if point == Point::Cgroup {
+                    taken.outcome = Outcome::Failed;
+                    taken.reason = Some(
+                        "not denied: no deny slot judged this connect (the cgroup programs \
+                         are not attached, its cgroup was not classified yet, or the rules \
+                         changed since), so the connect went ahead"
+                            .to_string(),
+                    );
                 } else {
                     if point == Point::Kernel {
                         // Enforced at the kernel point, yet no slot judged this open.
@@ -301,36 +349,27 @@ impl Responder {
         taken
     }
 
-    /// What the kernel said it did at the event.
+    /// What the kernel said it did at the event: a kill at the open, or a deny at the
+    /// connect (the point the plan gave says which).
     fn reported_by_kernel(&self, taken: &mut Taken, target: Target<'_>, verdict: u32) {
-        taken.point = Some(Point::Kernel);
-        let (outcome, reason) = match verdict {
-            verdicts::KILLED => (
-                Outcome::Killed,
-                "killed in the kernel as the open returned: the process ran no further \
-                 instruction"
-                    .to_string(),
-            ),
-            verdicts::EXEMPT => (
-                Outcome::Exempt,
-                self.exemption(target).unwrap_or_else(|| {
-                    "a process no response acts on (PID 1, a container runtime, kubelet or \
-                     responses.exempt_processes)"
-                        .to_string()
-                }),
-            ),
-            verdicts::CAPPED => (
-                Outcome::Capped,
-                format!(
-                    "not killed: the response reached its cap of {} kills per minute \
-                     (responses.kills_per_minute)",
-                    self.settings.kills_per_minute
-                ),
-            ),
-            _ => (
-                Outcome::Failed,
-                "not killed: the kernel could not send the signal".to_string(),
-            ),
+        if taken.point != Some(Point::Cgroup) {
+            taken.point = Some(Point::Kernel);
+        }
+        let outcome = Outcome::of_kernel_verdict(verdict);
+        let reason = match outcome {
+            Outcome::Killed => "killed in the kernel as the open returned: the process ran no \
+                 further instruction"
+                .to_string(),
+            Outcome::Denied => "refused in the kernel before the connect: it failed with \
+                 EPERM and no packet left"
+                .to_string(),
+            Outcome::Exempt => self.exemption(target).unwrap_or_else(|| {
+                "a process no response acts on (the agent, PID 1, a container runtime, kubelet \
+                 or responses.exempt_processes)"
+                    .to_string()
+            }),
+            Outcome::Capped => capped_reason(self.settings.kills_per_minute),
+            _ => "not killed: the kernel could not send the signal".to_string(),
         };
         taken.outcome = outcome;
         taken.reason = Some(reason);
@@ -345,11 +384,7 @@ impl Responder {
     ) {
         if *self.kills_this_minute(&response.name) >= self.settings.kills_per_minute {
             taken.outcome = Outcome::Capped;
-            taken.reason = Some(format!(
-                "not killed: the response reached its cap of {} kills per minute \
-                 (responses.kills_per_minute)",
-                self.settings.kills_per_minute
-            ));
+            taken.reason = Some(capped_reason(self.settings.kills_per_minute));
             return;
         }
         match self.kill(target) {
@@ -462,7 +497,7 @@ mod tests {
     fn target<'a>(child: &Child, exec_id: &'a str) -> Target<'a> {
         Target {
             rule: "r",
-            kernel_kill: 0,
+            kernel_verdict: 0,
             pid: Some(child.id()),
             exec_id: Some(exec_id),
             name: b"sleep",
@@ -559,7 +594,7 @@ mod tests {
                 response,
                 Target {
                     rule: "r",
-                    kernel_kill: 0,
+                    kernel_verdict: 0,
                     pid: Some(pid),
                     exec_id: Some("x"),
                     name,
@@ -610,8 +645,8 @@ mod tests {
     fn the_kernel_verdict_is_reported_as_it_is_and_never_acted_on_again() {
         let engine = kernel_engine("enforce");
         let mut responder = responder(true, 10);
-        responder.set_kernel(KernelKills::plan(&engine, &settings(true, 10)));
-        assert_eq!(responder.kill_tables().slots.len(), 1);
+        responder.set_kernel(KernelPlan::plan(&engine, &settings(true, 10)));
+        assert_eq!(responder.kernel_tables().slots.len(), 1);
         let (mut child, exec_id) = sleeper();
         for (outcome, want) in [
             (verdicts::KILLED, Outcome::Killed),
@@ -622,7 +657,7 @@ mod tests {
             let taken = responder.respond(
                 &engine.responses()[0],
                 Target {
-                    kernel_kill: verdicts::verdict(0, outcome),
+                    kernel_verdict: verdicts::verdict(0, outcome),
                     ..target(&child, &exec_id)
                 },
             );
@@ -650,8 +685,8 @@ mod tests {
     fn a_dry_run_names_the_kernel_point_it_would_use_and_takes_no_slot() {
         let engine = kernel_engine("dry-run");
         let mut responder = responder(true, 10);
-        responder.set_kernel(KernelKills::plan(&engine, &settings(true, 10)));
-        assert!(responder.kill_tables().slots.is_empty());
+        responder.set_kernel(KernelPlan::plan(&engine, &settings(true, 10)));
+        assert!(responder.kernel_tables().slots.is_empty());
         let (mut child, exec_id) = sleeper();
         let taken = responder.respond(&engine.responses()[0], target(&child, &exec_id));
         assert_eq!(
@@ -661,7 +696,7 @@ mod tests {
         // The kill switch empties the slots of enforcing responses too.
         let enforced = kernel_engine("enforce");
         assert!(
-            KernelKills::plan(&enforced, &settings(false, 10))
+            KernelPlan::plan(&enforced, &settings(false, 10))
                 .slots
                 .is_empty()
         );
@@ -693,23 +728,88 @@ mod tests {
             ("s.yaml".into(), responses.into()),
         ])
         .unwrap();
-        let plan = KernelKills::plan(&engine, &settings(true, 10));
+        let plan = KernelPlan::plan(&engine, &settings(true, 10));
         assert!(plan.slots.is_empty());
         let why = plan.point("stop", "r").unwrap_err();
         assert!(why.contains("'watch' comes first"), "{why}");
     }
 
     #[test]
-    fn deny_is_unsupported_and_says_what_it_needs() {
+    fn deny_of_an_exec_rule_is_unsupported_and_says_why() {
         let engine = engine("deny", "enforce");
         let (mut child, exec_id) = sleeper();
-        let taken = responder(true, 10).respond(&engine.responses()[0], target(&child, &exec_id));
+        let mut responder = responder(true, 10);
+        responder.set_kernel(KernelPlan::plan(&engine, &settings(true, 10)));
+        let taken = responder.respond(&engine.responses()[0], target(&child, &exec_id));
+        assert_eq!((taken.point, taken.outcome), (None, Outcome::Unsupported));
         assert_eq!(
-            (taken.point, taken.outcome, taken.reason.as_deref()),
-            (None, Outcome::Unsupported, Some(DENY_NEEDS))
+            taken.reason.as_deref(),
+            Some(
+                "deny has no point for this rule: the rule also matches execve events: deny \
+                 acts at connects (cgroup programs); opens and execs need the bpf LSM, which \
+                 this agent does not attach yet"
+            )
         );
         assert!(alive(&mut child));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// A deny on a connect rule the kernel decides: the alert says what the kernel's
+    /// verdict says, and never `denied` without one.
+    #[test]
+    fn a_deny_reports_the_kernels_verdict_and_claims_nothing_without_one() {
+        let rules = "\
+- rule: c
+  desc: d
+  condition: evt.type = connect and fd.sport = 8080
+  output: o
+  priority: notice
+- response: refuse
+  rules: [c]
+  action: deny
+  mode: enforce
+";
+        let engine = Engine::load_sources(&[("c.yaml".into(), rules.into())]).unwrap();
+        let plan = KernelPlan::plan(&engine, &settings(true, 10));
+        assert_eq!(plan.denies.len(), 1);
+        let mut responder = responder(true, 10);
+        responder.set_kernel(plan);
+        let target = |kernel_verdict| Target {
+            rule: "c",
+            kernel_verdict,
+            pid: Some(4242),
+            exec_id: None,
+            name: b"curl",
+        };
+        let response = &engine.responses()[0];
+        let taken = responder.respond(
+            response,
+            target(verdicts::verdict(0, monitor_common::deny::DENIED)),
+        );
+        assert_eq!(
+            (taken.point, taken.outcome),
+            (Some(Point::Cgroup), Outcome::Denied)
+        );
+        let taken = responder.respond(response, target(0));
+        assert_eq!(
+            (taken.point, taken.outcome),
+            (Some(Point::Cgroup), Outcome::Failed)
+        );
+        assert!(
+            taken.reason.as_deref().unwrap().starts_with("not denied"),
+            "{taken:?}"
+        );
+        let taken = responder.respond(
+            response,
+            target(verdicts::verdict(0, monitor_common::deny::EXEMPT)),
+        );
+        assert_eq!(taken.outcome, Outcome::Exempt);
+        responder.apply(settings(false, 10));
+        let taken = responder.respond(response, target(0));
+        assert_eq!(
+            (taken.point, taken.outcome),
+            (Some(Point::Cgroup), Outcome::WouldDeny)
+        );
     }
 }

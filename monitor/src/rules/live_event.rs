@@ -80,13 +80,18 @@ impl<'a> EventView<LiveRecord<'a>> {
         self
     }
 
-    /// What an in-kernel kill did at the event (`monitor_common::kill::verdict`; 0
-    /// for none, and for every event but an open).
-    pub fn kernel_kill(&self) -> u32 {
+    /// What an in-kernel kill (at an open) or deny (at a connect) did at the event
+    /// (`monitor_common::kill::verdict`; 0 for none, and for every other event).
+    pub fn kernel_verdict(&self) -> u32 {
         match &self.record.event.detail {
-            Detail::Open(o) => o.kernel_kill,
+            Detail::Open(o) => o.kernel_verdict,
+            Detail::Connect(c) => c.kernel_verdict,
             _ => 0,
         }
+    }
+
+    pub fn is_connect(&self) -> bool {
+        matches!(self.record.event.detail, Detail::Connect(_))
     }
 
     /// The host pid (thread group) the event is of.

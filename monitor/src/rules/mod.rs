@@ -226,12 +226,25 @@ impl Engine {
         response: &response::CompiledResponse,
         rule: &str,
     ) -> Result<kernel_filter::KillRegion, String> {
-        let rule = self
-            .rules
+        kernel_filter::kill_region(self.active_rule(rule)?, response.scope.as_ref())
+    }
+
+    /// The IP connects `rule` matches within `response`'s scope, when the kernel
+    /// decides them exactly before they happen (an in-kernel deny may refuse them);
+    /// otherwise why not.
+    pub fn deny_region(
+        &self,
+        response: &response::CompiledResponse,
+        rule: &str,
+    ) -> Result<kernel_filter::DenyRegion, String> {
+        kernel_filter::deny_region(self.active_rule(rule)?, response.scope.as_ref())
+    }
+
+    fn active_rule(&self, rule: &str) -> Result<&CompiledRule, String> {
+        self.rules
             .iter()
             .find(|r| r.name == rule)
-            .ok_or_else(|| format!("no active rule is named '{rule}'"))?;
-        kernel_filter::kill_region(rule, response.scope.as_ref())
+            .ok_or_else(|| format!("no active rule is named '{rule}'"))
     }
 
     /// The first response (in load order) covering `rule` whose scope takes the

@@ -342,6 +342,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             unix_path: bytes(v, "unix_path"),
             uid: n(v, "uid").unwrap_or(0) as u32,
             enhanced: s(v, "hook").and_then(Enhanced::in_hook),
+            kernel_verdict: 0,
         }),
         "syscall" => Detail::Syscall(syscall_detail(v)),
         "container_stats" => {
@@ -362,7 +363,7 @@ pub fn enriched_from_json(v: &Value) -> EnrichedEvent {
             mode: n(v, "mode").unwrap_or(0) as u32,
             result: n(v, "result").unwrap_or(3),
             uid: n(v, "uid").unwrap_or(0) as u32,
-            kernel_kill: 0,
+            kernel_verdict: 0,
         }),
     };
     let event = Event {

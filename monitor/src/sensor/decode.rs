@@ -290,6 +290,7 @@ fn decode_connect(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeEr
         unix_path,
         uid: r.uid,
         enhanced: enhanced(header),
+        kernel_verdict: r.deny,
     }))
 }
 
@@ -312,7 +313,7 @@ fn decode_open(bytes: &[u8], header: &EventHeader) -> Result<Detail, DecodeError
         mode: r.mode,
         result: r.result,
         uid: r.uid,
-        kernel_kill: r.kill,
+        kernel_verdict: r.kill,
     }))
 }
 

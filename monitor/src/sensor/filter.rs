@@ -11,8 +11,8 @@ use monitor_common::{KIND_SLOTS, KillSlot, KillWindow, KindFilter, filter, kill}
 
 use crate::{
     event::EventKind,
-    responses::KillTables,
-    rules::kernel_filter::{KernelFilter, PathBound, PortBound},
+    responses::KernelTables,
+    rules::kernel_filter::{KernelFilter, Net, PathBound, PortBound},
 };
 
 impl super::Sensor {
@@ -69,11 +69,11 @@ impl super::Sensor {
         self.set_cgroups("CONTAINER_CGROUPS", ids)
     }
 
-    /// Installs the in-kernel kills: each slot is switched off, its paths rewritten,
-    /// then switched on; the count of active slots goes last, so the programs judge
-    /// by no half-written slot. The kill windows start afresh.
-    pub fn set_kills(&mut self, kills: &KillTables) -> Result<()> {
-        set_active_kills(&mut self.ebpf, 0)?;
+    /// Installs the in-kernel kills: the slots and their paths are rewritten while
+    /// none is active; the count of active slots goes last, so the programs judge by
+    /// no half-written slot. The kill windows start afresh.
+    pub fn set_kills(&mut self, kills: &KernelTables) -> Result<()> {
+        set_active(&mut self.ebpf, "KILLS_ACTIVE", 0)?;
         {
             let mut exempt: HashMap<_, [u8; 16], u8> = HashMap::try_from(
                 self.ebpf
@@ -89,16 +89,6 @@ impl super::Sensor {
             }
         }
         {
-            let mut slots: Array<_, KillSlot> = Array::try_from(
-                self.ebpf
-                    .map_mut("KILL_SLOTS")
-                    .context("map KILL_SLOTS missing")?,
-            )?;
-            for index in 0..kill::SLOTS as u32 {
-                slots.set(index, KillSlot::default(), 0)?;
-            }
-        }
-        {
             let mut windows: Array<_, KillWindow> = Array::try_from(
                 self.ebpf
                     .map_mut("KILL_WINDOWS")
@@ -108,38 +98,34 @@ impl super::Sensor {
                 windows.set(index, KillWindow::default(), 0)?;
             }
         }
-        for (index, slot) in kills.slots.iter().enumerate().take(kill::SLOTS) {
+        for index in 0..kill::SLOTS {
+            let slot = kills.slots.get(index);
+            let entries = slot
+                .map(|s| path_entries(&s.region.paths))
+                .unwrap_or_default();
             let mark = kill::path_key_mark(index);
-            let entries = path_entries(&slot.region.paths);
             replace_path_entries(&mut self.ebpf, "PATHS", [mark, 0], &entries)?;
             let mut slots: Array<_, KillSlot> = Array::try_from(
                 self.ebpf
                     .map_mut("KILL_SLOTS")
                     .context("map KILL_SLOTS missing")?,
             )?;
-            slots.set(
-                index as u32,
-                KillSlot {
-                    active: 1,
-                    scopes: slot.region.scopes,
-                    admits: slot.region.admits,
-                    files: slot.region.files,
-                    window: slot.window,
-                    per_minute: slot.per_minute,
-                    _pad: 0,
-                },
-                0,
-            )?;
+            let written = slot.map_or_else(KillSlot::default, |slot| KillSlot {
+                active: 1,
+                scopes: slot.region.scopes,
+                admits: slot.region.admits,
+                files: slot.region.files,
+                window: slot.window,
+                per_minute: slot.per_minute,
+                _pad: 0,
+            });
+            slots.set(index as u32, written, 0)?;
         }
-        for index in kills.slots.len()..kill::SLOTS {
-            replace_path_entries(
-                &mut self.ebpf,
-                "PATHS",
-                [kill::path_key_mark(index), 0],
-                &[],
-            )?;
-        }
-        set_active_kills(&mut self.ebpf, kills.slots.len().min(kill::SLOTS) as u32)
+        set_active(
+            &mut self.ebpf,
+            "KILLS_ACTIVE",
+            kills.slots.len().min(kill::SLOTS) as u32,
+        )
     }
 
     fn set_cgroups(&mut self, table: &str, ids: &HashSet<u64>) -> Result<usize> {
@@ -178,10 +164,12 @@ fn path_entries(bound: &PathBound) -> Vec<(&str, bool)> {
     }
 }
 
-fn set_active_kills(ebpf: &mut aya::Ebpf, count: u32) -> Result<()> {
+/// Sets how many slots are active in `table` (`KILLS_ACTIVE`, `DENIES_ACTIVE`): 0
+/// lets the programs skip their slots.
+pub(super) fn set_active(ebpf: &mut aya::Ebpf, table: &str, count: u32) -> Result<()> {
     let mut active: Array<_, u32> = Array::try_from(
-        ebpf.map_mut("KILLS_ACTIVE")
-            .context("map KILLS_ACTIVE missing")?,
+        ebpf.map_mut(table)
+            .with_context(|| format!("map {table} missing"))?,
     )?;
     active.set(0, count, 0)?;
     Ok(())
@@ -286,24 +274,37 @@ fn write_paths(ebpf: &mut aya::Ebpf, generation: u8, rules: Option<&KernelFilter
 /// Replaces generation `generation`'s port table with the connect filter's (or empties
 /// it).
 fn write_ports(ebpf: &mut aya::Ebpf, generation: u8, rules: Option<&KernelFilter>) -> Result<()> {
+    let scopes: Vec<&PortBound> = rules
+        .and_then(|r| r.kinds.iter().find(|k| k.kind == EventKind::Connect))
+        .map(|spec| spec.scopes.iter().map(|s| &s.ports).collect())
+        .unwrap_or_default();
+    replace_ports(ebpf, generation, &scopes)
+}
+
+/// Replaces the port-table entries under `mark` (a filter generation, or a deny
+/// slot's mark) by the ports of each scope's bound (its index is the key's scope).
+pub(super) fn replace_ports(ebpf: &mut aya::Ebpf, mark: u8, scopes: &[&PortBound]) -> Result<()> {
     let mut table: HashMap<_, u32, u8> =
         HashMap::try_from(ebpf.map_mut("PORTS").context("map PORTS missing")?)?;
     let old: Vec<u32> = table.keys().filter_map(Result::ok).collect();
-    for key in old.iter().filter(|k| (*k & 0xff) as u8 == generation) {
+    for key in old.iter().filter(|k| (*k & 0xff) as u8 == mark) {
         let _ = table.remove(key);
     }
-    let scopes = rules
-        .and_then(|r| r.kinds.iter().find(|k| k.kind == EventKind::Connect))
-        .map(|spec| &spec.scopes);
-    for (scope, spec) in scopes.into_iter().flatten().enumerate() {
-        let (PortBound::Only(ports) | PortBound::Except(ports)) = &spec.ports else {
+    for (scope, bound) in scopes.iter().enumerate() {
+        let (PortBound::Only(ports) | PortBound::Except(ports)) = bound else {
             continue;
         };
         for &port in ports {
-            table.insert(filter::port_key(generation, scope as u8, port), 1, 0)?;
+            table.insert(filter::port_key(mark, scope as u8, port), 1, 0)?;
         }
     }
     Ok(())
+}
+
+/// Replaces the network-table entries under `mark` (a deny slot's) by `nets`.
+pub(super) fn replace_networks(ebpf: &mut aya::Ebpf, mark: u8, nets: &[Net]) -> Result<()> {
+    let entries: Vec<ExcludedNet> = nets.iter().map(|&(addr, bits)| (addr, bits, 1)).collect();
+    write_networks(ebpf, mark, &entries)
 }
 
 /// Replaces generation `generation`'s networks with `nets`.

@@ -1,6 +1,7 @@
 //! Loading the kernel programs, attaching them, and reading what they produce.
 pub mod btf;
 pub mod decode;
+mod deny;
 mod filter;
 pub mod last_seen;
 pub mod probes;
@@ -79,6 +80,8 @@ pub struct Sensor {
     recording_since: u64,
     /// Nothing recorded this long before this agent (no recorder was handed over).
     unobserved: Option<last_seen::Unobserved>,
+    /// The deny programs are attached to the cgroup v2 root.
+    denies_attached: bool,
 }
 
 /// What the agent knows of the recorder, for its totals and metrics.
@@ -192,6 +195,7 @@ impl Sensor {
             dropped_without_agent: 0,
             recording_since: 0,
             unobserved: None,
+            denies_attached: false,
         };
         sensor.set_agent(std::process::id(), None)?;
         if sensor.claim.as_ref().is_some_and(|c| c.adopted) {
@@ -506,6 +510,7 @@ impl Sensor {
                         aya::programs::Program::RawTracePoint(p) => p.unload(),
                         aya::programs::Program::Lsm(p) => p.unload(),
                         aya::programs::Program::FEntry(p) => p.unload(),
+                        aya::programs::Program::CgroupSockAddr(p) => p.unload(),
                         _ => Ok(()),
                     };
                 });

@@ -48,6 +48,12 @@ pub const SHARED_MAPS: &[&str] = &[
     "PATHS",
     "PORTS",
     "NAMES",
+    // The kill slots' tables: an adopted open program judges by these.
+    "KILL_SLOTS",
+    "KILLS_ACTIVE",
+    "KILL_WINDOWS",
+    "CONTAINER_CGROUPS",
+    "EXEMPT_COMMS",
 ];
 
 /// This build's recorder ABI: [`monitor_common::RECORDER_ABI`], unless a test

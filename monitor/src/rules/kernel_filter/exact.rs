@@ -14,12 +14,13 @@ use monitor_common::{ScopeFilter, filter, kill};
 use super::{
     super::{
         CompiledRule,
-        compile::{CheckNode, Matcher, Node},
+        compile::{CheckNode, Matcher, Node, ip_in},
         fields::FieldId,
         source::{EventType, FieldArg},
         specialize::specialize,
     },
-    PathBound, Region, SCOPE_CONTAINER, SCOPE_HOST, check_regions,
+    ALL_RESULTS, IP_FAMILIES, MAX_PORT_ENTRIES, Net, PathBound, PortBound, Region, SCOPE_CONTAINER,
+    SCOPE_HOST, check_regions,
 };
 use crate::event::EventKind;
 
@@ -43,11 +44,6 @@ impl KillRegion {
     /// the differential tests: the scope as the cgroup tables give it, the syscall,
     /// the access mode and `O_DIRECTORY`, the result, and the path as given, whole.
     pub fn holds(&self, facts: &super::Facts) -> bool {
-        let scope = if facts.host {
-            kill::SCOPE_HOST
-        } else {
-            kill::SCOPE_CONTAINER
-        };
         let path = match &self.paths {
             PathBound::Any => true,
             PathBound::Only { exact, .. } => facts.path.as_ref().is_some_and(|p| {
@@ -55,12 +51,142 @@ impl KillRegion {
             }),
         };
         facts.kind == EventKind::Open
-            && self.scopes & scope != 0
+            && self.scopes & scope_bit(facts) != 0
             && self.admits.admits_open_entry(facts.syscall, facts.flags)
             && self.admits.admits_result(facts.result)
             && self.files & kill::file_bit(facts.flags) != 0
             && path
     }
+}
+
+/// The IP connects a rule matches, exactly, as a deny slot holds them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenyRegion {
+    /// `kill::SCOPE_HOST` and/or `kill::SCOPE_CONTAINER`.
+    pub scopes: u32,
+    /// `filter::FAMILY_INET` and/or `filter::FAMILY_INET6`.
+    pub families: u32,
+    pub ports: PortBound,
+    /// The networks the destination must be inside; `None`: any.
+    pub within: Option<Vec<Net>>,
+    /// The networks the destination must be outside.
+    pub excluded: Vec<Net>,
+}
+
+/// Networks one deny slot may hold, per bound (the network tables are shared).
+const MAX_DENY_NETWORKS: usize = 64;
+
+impl DenyRegion {
+    /// Would a slot of this region refuse a connect with these facts? The user-space
+    /// model of the cgroup programs' judgement (`deny::judge` in the kernel crate),
+    /// for the differential tests: the scope, the family, the destination port and
+    /// address (an IPv4-mapped IPv6 address is inside the IPv4 networks it maps to).
+    pub fn holds(&self, facts: &super::Facts) -> bool {
+        let inside = |nets: &[Net]| {
+            facts
+                .address
+                .is_some_and(|a| nets.iter().any(|&(n, bits)| ip_in(a, n, bits)))
+        };
+        facts.kind == EventKind::Connect
+            && self.scopes & scope_bit(facts) != 0
+            && self.families & filter::family_bit(facts.family) != 0
+            && self.ports.holds(facts.port)
+            && self.within.as_deref().is_none_or(inside)
+            && !inside(&self.excluded)
+    }
+}
+
+/// The region of IP connects `rule` matches within a response's `scope`, when the
+/// kernel decides it exactly at the connect, before it happens; otherwise why not.
+pub fn deny_region(rule: &CompiledRule, scope: Option<&Node>) -> Result<DenyRegion, String> {
+    if let Some(other) = rule
+        .event_types
+        .iter()
+        .find(|t| t.kind() != EventKind::Connect)
+    {
+        return Err(format!(
+            "the rule also matches {} events: deny acts at connects (cgroup programs); \
+             opens and execs need the bpf LSM, which this agent does not attach yet",
+            other.as_str()
+        ));
+    }
+    let region = exact_region(rule, scope)?;
+    if region.results & ALL_RESULTS != ALL_RESULTS {
+        return Err(
+            "the rule depends on the connect's result, and a deny decides before \
+             the connect has one"
+                .to_string(),
+        );
+    }
+    if region.families & !IP_FAMILIES != 0 {
+        return Err(
+            "the rule also matches connects without an IP destination (unix \
+             sockets), which the cgroup programs do not see; `fd.typechar in (4, 6)` \
+             keeps it to IP"
+                .to_string(),
+        );
+    }
+    if region.ports.entries() > MAX_PORT_ENTRIES {
+        return Err(format!(
+            "the rule names more than the {MAX_PORT_ENTRIES} ports a deny slot holds"
+        ));
+    }
+    let within_len = region.within.as_ref().map_or(0, Vec::len);
+    if within_len.max(region.excluded.len()) > MAX_DENY_NETWORKS {
+        return Err(format!(
+            "the rule names more than the {MAX_DENY_NETWORKS} networks a deny slot holds"
+        ));
+    }
+    Ok(DenyRegion {
+        scopes: kernel_scopes(&region),
+        families: region.families & IP_FAMILIES,
+        ports: region.ports,
+        within: region.within,
+        excluded: region.excluded,
+    })
+}
+
+/// Where the rule (within `scope`) is true, exactly, over all its event types.
+fn exact_region(rule: &CompiledRule, scope: Option<&Node>) -> Result<Region, String> {
+    let condition = match scope {
+        Some(scope) => Node::And(vec![rule.condition_node().clone(), scope.clone()].into()),
+        None => rule.condition_node().clone(),
+    };
+    let mut region = Region::bottom();
+    let mut blocker = None;
+    for &t in &rule.event_types {
+        let Some(mut yes) = exact(&specialize(&condition, t), t, &mut blocker).yes else {
+            return Err(match blocker {
+                Some((_, check)) => format!("the kernel cannot decide `{check}`"),
+                None => "the kernel cannot decide the rule's condition".to_string(),
+            });
+        };
+        yes.syscalls &= filter::syscall_bit(t.syscall_id().unwrap_or(0));
+        region = join(&region, &yes).ok_or_else(|| {
+            format!(
+                "the rule's {} events per syscall differ in more than the syscall",
+                t.kind().name()
+            )
+        })?;
+    }
+    if region.is_bottom() {
+        return Err("the rule matches no event the kernel judges".to_string());
+    }
+    Ok(region)
+}
+
+/// The slot scope an event's cgroup is in (the agent's tables classify it).
+fn scope_bit(facts: &super::Facts) -> u32 {
+    if facts.host {
+        kill::SCOPE_HOST
+    } else {
+        kill::SCOPE_CONTAINER
+    }
+}
+
+fn kernel_scopes(region: &Region) -> u32 {
+    let scope = |ours: u8, theirs: u32| if region.scopes & ours != 0 { theirs } else { 0 };
+    scope(SCOPE_HOST, kill::SCOPE_HOST) | scope(SCOPE_CONTAINER, kill::SCOPE_CONTAINER)
 }
 
 /// Where a node is true and where false, each when exact.
@@ -82,27 +208,7 @@ pub fn kill_region(rule: &CompiledRule, scope: Option<&Node>) -> Result<KillRegi
             other.as_str()
         ));
     }
-    let condition = match scope {
-        Some(scope) => Node::And(vec![rule.condition_node().clone(), scope.clone()].into()),
-        None => rule.condition_node().clone(),
-    };
-    let mut region = Region::bottom();
-    let mut blocker = None;
-    for &t in &rule.event_types {
-        let Some(mut yes) = exact(&specialize(&condition, t), t, &mut blocker).yes else {
-            return Err(match blocker {
-                Some((_, check)) => format!("the kernel cannot decide `{check}`"),
-                None => "the kernel cannot decide the rule's condition".to_string(),
-            });
-        };
-        yes.syscalls &= filter::syscall_bit(t.syscall_id().unwrap_or(0));
-        region = join(&region, &yes).ok_or_else(|| {
-            "the rule's opens per syscall differ in more than the syscall".to_string()
-        })?;
-    }
-    if region.is_bottom() {
-        return Err("the rule matches no open".to_string());
-    }
+    let region = exact_region(rule, scope)?;
     let paths = match &region.path {
         PathBound::Only {
             names, prefixes, ..
@@ -121,11 +227,8 @@ pub fn kill_region(rule: &CompiledRule, scope: Option<&Node>) -> Result<KillRegi
         }
         p => p.clone(),
     };
-    let scope = |ours: u8, theirs: u32| if region.scopes & ours != 0 { theirs } else { 0 };
-    let scopes =
-        scope(SCOPE_HOST, kill::SCOPE_HOST) | scope(SCOPE_CONTAINER, kill::SCOPE_CONTAINER);
     Ok(KillRegion {
-        scopes,
+        scopes: kernel_scopes(&region),
         admits: ScopeFilter {
             syscalls: region.syscalls,
             access: region.access,
@@ -287,6 +390,7 @@ fn join(a: &Region, b: &Region) -> Option<Region> {
         a.families != b.families,
         a.files != b.files,
         a.excluded != b.excluded,
+        a.within != b.within,
         a.path != b.path,
         a.ports != b.ports,
     ];

@@ -30,7 +30,7 @@ use crate::{
     event::{Detail, EventKind},
 };
 
-pub use exact::{KillRegion, kill_region};
+pub use exact::{DenyRegion, KillRegion, deny_region, kill_region};
 
 /// The kinds the kernel filters. Exec, fork and exit always reach the process table.
 pub const FILTERED_KINDS: [EventKind; 3] =
@@ -44,6 +44,8 @@ const ALL_RESULTS: u32 = filter::RESULT_OK | filter::RESULT_FAILED;
 const ALL_FAMILIES: u32 =
     filter::FAMILY_UNIX | filter::FAMILY_INET | filter::FAMILY_INET6 | filter::FAMILY_OTHER;
 const ALL_FILES: u32 = kill::FILE | kill::DIRECTORY;
+/// The families with an IP destination: the only ones ports and networks apply to.
+const IP_FAMILIES: u32 = filter::FAMILY_INET | filter::FAMILY_INET6;
 
 /// `creat(path, mode)` is `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
 const CREAT_FLAGS: u64 = 0o100 | 0o1 | 0o1000;
@@ -179,7 +181,7 @@ pub enum PortBound {
 }
 
 impl PortBound {
-    fn holds(&self, port: u16) -> bool {
+    pub fn holds(&self, port: u16) -> bool {
         match self {
             PortBound::Any => true,
             PortBound::Only(set) => set.contains(&port),
@@ -207,6 +209,15 @@ impl PortBound {
                 Except(b.difference(a).copied().collect())
             }
         }
+        .normalized()
+    }
+
+    /// Every port, written one way.
+    fn normalized(self) -> PortBound {
+        match self {
+            PortBound::Except(set) if set.is_empty() => PortBound::Any,
+            other => other,
+        }
     }
 
     fn entries(&self) -> usize {
@@ -225,7 +236,9 @@ const MAX_PORT_ENTRIES: usize = 2000;
 const MAX_PATH_ENTRIES: usize = 2000;
 
 /// Events a condition can be true on (an over-approximation), as a product of fact
-/// sets, less the destinations in `excluded`.
+/// sets, less the destinations in `excluded`. Destinations (`within`, `excluded`,
+/// `ports`) bound connects with an IP destination only: a connect of another family
+/// is in the region when its family is.
 #[derive(Clone, Debug, PartialEq)]
 struct Region {
     scopes: u8,
@@ -237,6 +250,8 @@ struct Region {
     /// slots judge it; the filter admits both.
     files: u32,
     excluded: Vec<Net>,
+    /// The networks an IP destination must be inside; `None`: any.
+    within: Option<Vec<Net>>,
     path: PathBound,
     ports: PortBound,
 }
@@ -251,6 +266,7 @@ impl Region {
             families: ALL_FAMILIES,
             files: ALL_FILES,
             excluded: Vec::new(),
+            within: None,
             path: PathBound::Any,
             ports: PortBound::Any,
         }
@@ -265,6 +281,7 @@ impl Region {
             families: 0,
             files: 0,
             excluded: Vec::new(),
+            within: None,
             path: PathBound::Any,
             ports: PortBound::Any,
         }
@@ -277,6 +294,17 @@ impl Region {
             || self.results == 0
             || self.families == 0
             || self.files == 0
+            || (self.families & !IP_FAMILIES == 0 && self.no_ip_destination())
+    }
+
+    /// Do the destination bounds leave no IP destination at all?
+    fn no_ip_destination(&self) -> bool {
+        matches!(&self.ports, PortBound::Only(set) if set.is_empty())
+            || self.within.as_ref().is_some_and(|within| {
+                within
+                    .iter()
+                    .all(|&n| self.excluded.iter().any(|&x| contains(x, n)))
+            })
     }
 
     fn meet(&self, other: &Region) -> Region {
@@ -294,6 +322,10 @@ impl Region {
             families: self.families & other.families,
             files: self.files & other.files,
             excluded,
+            within: match (&self.within, &other.within) {
+                (None, w) | (w, None) => w.clone(),
+                (Some(a), Some(b)) => Some(common_networks(a, b)),
+            },
             path: self.path.meet(&other.path),
             ports: self.ports.meet(&other.ports),
         };
@@ -319,6 +351,15 @@ impl Region {
                 (Some(a), None) | (None, Some(a)) => a.to_vec(),
                 (None, None) => Vec::new(),
             },
+            within: match (self.ip_within(), other.ip_within()) {
+                (Some(Some(a)), Some(Some(b))) => {
+                    let mut both = a.clone();
+                    both.extend(b.iter().filter(|n| !a.contains(n)));
+                    Some(both)
+                }
+                (Some(Some(a)), None) | (None, Some(Some(a))) => Some(a.clone()),
+                _ => None,
+            },
             path: self.path.join(&other.path),
             // As for networks: a side without IP sockets has no ports to widen with.
             ports: match (self.ip_ports(), other.ip_ports()) {
@@ -332,6 +373,12 @@ impl Region {
     /// The destination ports, where the region holds IP sockets at all.
     fn ip_ports(&self) -> Option<&PortBound> {
         (self.families & (filter::FAMILY_INET | filter::FAMILY_INET6) != 0).then_some(&self.ports)
+    }
+
+    /// The networks destinations are bound to, where the region holds IP sockets at
+    /// all.
+    fn ip_within(&self) -> Option<&Option<Vec<Net>>> {
+        (self.families & IP_FAMILIES != 0).then_some(&self.within)
     }
 
     /// The destinations excluded, where the region holds IP sockets at all; `None`
@@ -614,15 +661,19 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
                 Matcher::NumIn(vs) => vs.iter().filter_map(|v| u16::try_from(*v).ok()).collect(),
                 _ => return unbounded,
             };
-            let mut inside = Region::top();
-            inside.ports = PortBound::Only(ports.clone());
-            let mut outside = Region::top();
-            outside.ports = PortBound::Except(ports);
-            if c.negate {
-                (outside, inside)
+            let mut only = Region::top();
+            only.ports = PortBound::Only(ports.clone());
+            let mut except = Region::top();
+            except.ports = PortBound::Except(ports).normalized();
+            let (mut yes, no) = if c.negate {
+                (except, only)
             } else {
-                (inside, outside)
-            }
+                (only, except)
+            };
+            // A connect without an IP destination has no port: the check is false
+            // there, negated or not.
+            yes.families = IP_FAMILIES;
+            (yes, no)
         }
         FieldId::FdSip
         | FieldId::FdRip
@@ -637,17 +688,19 @@ fn check_regions(c: &CheckNode, t: EventType) -> (Region, Region) {
             };
             // Inside the networks: an IP socket whose destination is in one of them.
             let mut inside = Region::top();
-            inside.families = filter::FAMILY_INET | filter::FAMILY_INET6;
+            inside.within = Some(nets.to_vec());
             // Not inside (or no address): anything but such a destination.
             let mut not_inside = Region::top();
             not_inside.excluded = nets.to_vec();
-            if c.negate {
-                // `!=`: an address outside the networks; false inside them or without one.
-                not_inside.families = inside.families;
-                (not_inside, Region::top())
+            // A connect without an IP destination has no address: the check is false
+            // there, negated (`!=`) or not.
+            let (mut yes, no) = if c.negate {
+                (not_inside, inside)
             } else {
                 (inside, not_inside)
-            }
+            };
+            yes.families = IP_FAMILIES;
+            (yes, no)
         }
         _ => unbounded,
     }

@@ -11,7 +11,7 @@ use crate::{
     clock::BootClock,
     event::EventKind,
     rules::{
-        Engine, LiveEvent, Scratch, fixtures,
+        CompiledRule, Engine, LiveEvent, Scratch, fixtures,
         kernel_filter::{Facts, KernelFilter},
         recorded::enriched_from_json,
     },
@@ -50,18 +50,9 @@ pub(super) fn engines() -> Vec<(&'static str, Engine)> {
 /// Asserts that every event a rule of `engine` matches passes `filter`; returns how
 /// many events matched and how many of the others the filter dropped.
 fn check(engine: &Engine, filter: &KernelFilter, events: &[Value], what: &str) -> (usize, usize) {
-    let clock = BootClock::new();
-    let mut scratch = Scratch::default();
-    let mut matched = Vec::new();
     let (mut hits, mut dropped) = (0, 0);
-    for v in events {
-        let enriched = enriched_from_json(v);
-        let Some(facts) = Facts::of(&enriched) else {
-            continue;
-        };
-        let live = LiveEvent::enriched(&enriched, &clock);
-        engine.evaluate_all(&live, &mut scratch, &mut matched);
-        let passes = filter.passes(&facts);
+    evaluate_each(engine, events, |v, facts, matched| {
+        let passes = filter.passes(facts);
         if let Some(rule) = matched.first() {
             hits += 1;
             assert!(
@@ -72,8 +63,29 @@ fn check(engine: &Engine, filter: &KernelFilter, events: &[Value], what: &str) -
         } else if !passes {
             dropped += 1;
         }
-    }
+    });
     (hits, dropped)
+}
+
+/// Hands `visit` each event the kernel has facts for: the event, its facts, and the
+/// rules of `engine` it matches.
+pub(super) fn evaluate_each(
+    engine: &Engine,
+    events: &[Value],
+    mut visit: impl FnMut(&Value, &Facts, &[&CompiledRule]),
+) {
+    let clock = BootClock::new();
+    let mut scratch = Scratch::default();
+    let mut matched = Vec::new();
+    for v in events {
+        let enriched = enriched_from_json(v);
+        let Some(facts) = Facts::of(&enriched) else {
+            continue;
+        };
+        let live = LiveEvent::enriched(&enriched, &clock);
+        engine.evaluate_all(&live, &mut scratch, &mut matched);
+        visit(v, &facts, &matched);
+    }
 }
 
 pub(super) fn fixture_events() -> Vec<Value> {
