@@ -404,3 +404,79 @@ fn an_abi_change_replaces_the_recorder_and_counts_the_gap() {
         }
     }
 }
+
+/// An agent that adopts a recorder kills in the kernel as the one before did: the
+/// adopted open programs judge by the kill tables the new agent writes, which the
+/// pins share. The first agent hands over with `--keep-recording`, which empties its
+/// slots: between the two agents the recorder records, and kills nothing.
+#[test]
+fn an_adopted_recorder_kills_in_the_kernel_for_the_next_agent() {
+    let _serial = serial();
+    support::require_root();
+    let dir = temp_dir("recorder-kill");
+    let guarded = dir.join("guarded");
+    fs::write(&guarded, "secret\n").unwrap();
+    let rules = dir.with_extension("kill.yaml");
+    fs::write(
+        &rules,
+        format!(
+            "\
+- rule: guarded read on host
+  desc: d
+  condition: >
+    evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.num >= 0
+    and container.id = host and fd.name = {}
+  output: o (file=%fd.name)
+  priority: warning
+- response: stop guarded reads
+  rules: [guarded read on host]
+  action: kill
+  mode: enforce
+",
+            guarded.display()
+        ),
+    )
+    .unwrap();
+    let root = unique_pin_root();
+    let _cleanup = Cleanup(root.clone());
+    let args: Vec<String> = vec![
+        "--rules".into(),
+        rules.display().to_string(),
+        "--pin-root".into(),
+        root.display().to_string(),
+        "--last-seen-file".into(),
+        dir.with_extension("last-seen").display().to_string(),
+    ];
+    let cat = || Command::new("cat").arg(&guarded).output().unwrap();
+    let first = start(&args);
+    first.wait_for_log("1 in-kernel kill slots installed");
+    let stop = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["stop", "--keep-recording", "--pin-root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    first.finish(libc::SIGUSR2);
+    let between = cat();
+    assert_eq!(
+        (between.status.code(), between.stdout.as_slice()),
+        (Some(0), &b"secret\n"[..]),
+        "no agent, no kill"
+    );
+
+    let second = start(&args);
+    second.wait_for_log("adopted the recorder pinned at");
+    second.wait_for_log("1 in-kernel kill slots installed");
+    let killed = cat();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        (killed.status.signal(), killed.stdout.as_slice()),
+        (Some(libc::SIGKILL), &b""[..]),
+        "killed in the kernel by the adopted program: {killed:?}"
+    );
+    let alert = second.wait_for("the kernel's kill", |a| {
+        a["rule"] == "guarded read on host" && a["response"]["outcome"] == "killed"
+    });
+    assert_eq!(alert["response"]["point"], "kernel", "{alert}");
+    second.finish(libc::SIGINT);
+}
