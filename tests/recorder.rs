@@ -138,6 +138,18 @@ fn loaded_program_ids() -> HashSet<u64> {
 }
 
 /// Removes the test's recorder whatever happens.
+/// `monitor stop --keep-recording`, which finds the daemon through the recorder
+/// pinned under `root`; what it printed.
+fn stop_keeping_recording(root: &Path) -> std::process::Output {
+    let stop = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["stop", "--keep-recording", "--pin-root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    stop
+}
+
 struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
@@ -336,13 +348,7 @@ fn an_abi_change_replaces_the_recorder_and_counts_the_gap() {
         let dir = temp_dir(&format!("recorder-abi-{next_abi}"));
         let args = daemon_args(&dir, Some(&root));
         let first = start(&args);
-        // `monitor stop --keep-recording` finds the daemon through the recorder.
-        let stop = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .args(["stop", "--keep-recording", "--pin-root"])
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert!(stop.status.success(), "{stop:?}");
+        let stop = stop_keeping_recording(&root);
         assert!(
             String::from_utf8_lossy(&stop.stdout).contains("keeps recording"),
             "{stop:?}"
@@ -417,26 +423,7 @@ fn an_adopted_recorder_kills_in_the_kernel_for_the_next_agent() {
     let guarded = dir.join("guarded");
     fs::write(&guarded, "secret\n").unwrap();
     let rules = dir.with_extension("kill.yaml");
-    fs::write(
-        &rules,
-        format!(
-            "\
-- rule: guarded read on host
-  desc: d
-  condition: >
-    evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.num >= 0
-    and container.id = host and fd.name = {}
-  output: o (file=%fd.name)
-  priority: warning
-- response: stop guarded reads
-  rules: [guarded read on host]
-  action: kill
-  mode: enforce
-",
-            guarded.display()
-        ),
-    )
-    .unwrap();
+    fs::write(&rules, support::guarded_read_kill_rules(&guarded)).unwrap();
     let root = unique_pin_root();
     let _cleanup = Cleanup(root.clone());
     let args: Vec<String> = vec![
@@ -450,12 +437,7 @@ fn an_adopted_recorder_kills_in_the_kernel_for_the_next_agent() {
     let cat = || Command::new("cat").arg(&guarded).output().unwrap();
     let first = start(&args);
     first.wait_for_log("1 in-kernel kill slots installed");
-    let stop = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["stop", "--keep-recording", "--pin-root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(stop.status.success(), "{stop:?}");
+    stop_keeping_recording(&root);
     first.finish(libc::SIGUSR2);
     let between = cat();
     assert_eq!(

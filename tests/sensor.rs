@@ -1225,26 +1225,7 @@ fn a_kernel_kill_slot_kills_the_reader_as_its_open_returns() {
     fs::write(&guarded, b"secret\n").unwrap();
     fs::write(&other, b"public\n").unwrap();
     let rules = dir.join("rules.yaml");
-    fs::write(
-        &rules,
-        format!(
-            "\
-- rule: guarded read on host
-  desc: d
-  condition: >
-    evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.num >= 0
-    and container.id = host and fd.name = {}
-  output: o (file=%fd.name)
-  priority: warning
-- response: stop guarded reads
-  rules: [guarded read on host]
-  action: kill
-  mode: enforce
-",
-            guarded.display()
-        ),
-    )
-    .unwrap();
+    fs::write(&rules, support::guarded_read_kill_rules(&guarded)).unwrap();
     let monitor = Monitor::run(&["--rules", rules.to_str().unwrap(), "--no-pin"]);
     monitor.wait_for_log("1 in-kernel kill slots installed");
     let cat = |path: &PathBuf| Command::new("cat").arg(path).output().unwrap();

@@ -883,12 +883,7 @@ fn apply_filter(
         Ok(()) if !kills.slots.is_empty() => tracing::info!(
             "{} in-kernel kill slots installed ({})",
             kills.slots.len(),
-            kills
-                .slots
-                .iter()
-                .map(|s| format!("'{}' on '{}'", s.response, s.rule))
-                .collect::<Vec<_>>()
-                .join(", ")
+            slots_named(kills.slots.iter().map(|s| (&s.response, &s.rule)))
         ),
         Ok(()) => {}
         Err(err) => tracing::error!(
@@ -901,12 +896,7 @@ fn apply_filter(
         Ok(()) if !kills.denies.is_empty() => tracing::info!(
             "{} in-kernel deny slots installed ({})",
             kills.denies.len(),
-            kills
-                .denies
-                .iter()
-                .map(|d| format!("'{}' on '{}'", d.response, d.rule))
-                .collect::<Vec<_>>()
-                .join(", ")
+            slots_named(kills.denies.iter().map(|d| (&d.response, &d.rule)))
         ),
         Ok(()) => {}
         Err(err) => tracing::error!(
@@ -914,6 +904,14 @@ fn apply_filter(
              and their alerts say `failed`"
         ),
     }
+}
+
+/// The installed slots as the log names them: `'response' on 'rule', ...`.
+fn slots_named<'a>(slots: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    slots
+        .map(|(response, rule)| format!("'{response}' on '{rule}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn update_host_cgroups(sensor: &mut Sensor, context: &mut Option<Context>) {

@@ -38,6 +38,27 @@ pub fn site_rules(what: &str, more: &str) -> std::path::PathBuf {
 /// Tests that count events system-wide must not overlap with other tests' workloads.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A host rule on reads of `guarded` the kernel decides exactly, and an enforced kill
+/// response on it (its slot kills in the kernel).
+pub fn guarded_read_kill_rules(guarded: &std::path::Path) -> String {
+    format!(
+        "\
+- rule: guarded read on host
+  desc: d
+  condition: >
+    evt.type in (open, openat, openat2) and evt.is_open_read = true and fd.num >= 0
+    and container.id = host and fd.name = {}
+  output: o (file=%fd.name)
+  priority: warning
+- response: stop guarded reads
+  rules: [guarded read on host]
+  action: kill
+  mode: enforce
+",
+        guarded.display()
+    )
+}
+
 pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
