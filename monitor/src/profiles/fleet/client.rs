@@ -162,6 +162,7 @@ pub(super) async fn run(
         queue: VecDeque::new(),
         queued: HashSet::new(),
         watched: HashMap::new(),
+        rewatch: false,
         down_since: Some(Instant::now()),
         reported: false,
         bucket_error: None,
@@ -200,6 +201,10 @@ struct Link {
     queued: HashSet<String>,
     /// Each watched workload's watcher (started once the bucket is open).
     watched: HashMap<Arc<WorkloadId>, Option<tokio::task::JoinHandle<()>>>,
+    /// Set when the connection came back: the watchers start over once the store
+    /// answers. A watch that outlived the outage resumes by itself, but only after its
+    /// own back-off (up to 10 s), which a fleet-wide freeze must not wait for.
+    rewatch: bool,
     down_since: Option<Instant>,
     reported: bool,
     bucket_error: Option<String>,
@@ -236,6 +241,7 @@ impl Link {
 
     fn reach(&mut self, up: bool) {
         if up {
+            self.rewatch = self.watched.values().any(Option::is_some);
             let was = self.counters.set_reach(Reach::Connected);
             if self.reported {
                 let away = self.down_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
@@ -301,6 +307,12 @@ impl Link {
         let Some(store) = self.store.clone() else {
             return;
         };
+        if self.rewatch && store.status().await.is_ok() {
+            self.rewatch = false;
+            for watcher in self.watched.values_mut().filter_map(Option::take) {
+                watcher.abort();
+            }
+        }
         for (workload, watcher) in self.watched.iter_mut() {
             if watcher.as_ref().is_none_or(|w| w.is_finished()) {
                 *watcher = Some(tokio::spawn(watch(
