@@ -207,6 +207,11 @@ fn metrics_and_health_move_with_events_and_matches() {
         0.0
     );
     assert_eq!(sum_of(&after, "monitor_kernel_drops_total"), 0.0);
+    // Every cause is a series from the start; none happened here.
+    for cause in ["scratch_busy", "read_failed", "pending_full", "missed_hook"] {
+        let series = format!("monitor_kernel_faults_total{{cause=\"{cause}\",kind=\"open\"}}");
+        assert_eq!(metric(&after, &series), 0.0, "{series}");
+    }
     assert_eq!(
         metric(&after, "monitor_kernel_events_total{kind=\"exec\"}"),
         metric(&after, "monitor_events_total{kind=\"exec\"}"),

@@ -654,7 +654,16 @@ fn concurrent_records_never_mix_their_bytes() {
     let open = &totals["kinds"]["open"];
     assert_eq!(totals["malformed"], json!({}), "totals: {totals}");
     assert_eq!(open["sent"], open["received"], "totals: {totals}");
-    let lost = open["dropped"].as_u64().unwrap() + open["errors"].as_u64().unwrap();
+    // Contention for the scratch, if any, is counted as its own cause, and this test
+    // gives no other fault a reason to happen.
+    let faults = open["faults"].as_object().expect("faults by cause");
+    for (cause, n) in faults {
+        assert!(
+            cause == "scratch_busy" || n == 0,
+            "{cause}: {n} (totals: {totals})"
+        );
+    }
+    let lost = open["dropped"].as_u64().unwrap() + faults["scratch_busy"].as_u64().unwrap();
     assert!(
         seen as u64 + lost >= (THREADS * opens) as u64,
         "{seen} of {} opens seen, {lost} counted lost: {totals}",
@@ -1249,4 +1258,81 @@ fn a_kernel_kill_slot_kills_the_reader_as_its_open_returns() {
         alert["output_fields"]["fd.name"],
         guarded.display().to_string()
     );
+}
+
+/// The probe table on a kernel that lacks what a source needs. A tracefs without any
+/// events stands in for such a kernel; the programs and maps are the real ones.
+mod probe_table {
+    use std::path::Path;
+
+    use monitor::sensor::{
+        btf::{KernelLayout, VMLINUX_BTF},
+        load_object,
+        probes::{KernelEnv, SOURCES, Source, attach_source},
+    };
+    use monitor_common::KernelOffsets;
+
+    fn object_and_empty_tracefs() -> (aya::Ebpf, KernelEnv) {
+        let offsets = KernelLayout::open(Path::new(VMLINUX_BTF))
+            .and_then(|layout| layout.offsets())
+            .expect("kernel BTF");
+        let ebpf = load_object(&offsets, 4096, None).expect("load object (run tests as root)");
+        let tracefs =
+            std::env::temp_dir().join(format!("monitor-fake-tracefs-{}", std::process::id()));
+        std::fs::create_dir_all(tracefs.join("events")).unwrap();
+        (ebpf, KernelEnv::new(&tracefs, Path::new(VMLINUX_BTF)))
+    }
+
+    fn source(name: &str) -> &'static Source {
+        SOURCES.iter().find(|s| s.name == name).expect("source")
+    }
+
+    #[test]
+    fn a_missing_required_tracepoint_is_a_clear_error() {
+        let (mut ebpf, kernel) = object_and_empty_tracefs();
+        let err = attach_source(&mut ebpf, &kernel, source("execve"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot observe `execve` (exec events): syscall tracepoints: \
+             tracepoint/syscalls/sys_enter_execve does not exist on this kernel; monitor \
+             needs syscall and sched tracepoints (CONFIG_FTRACE_SYSCALLS) and BPF ring \
+             buffers (kernel >= 5.8)"
+        );
+    }
+
+    #[test]
+    fn a_missing_optional_tracepoint_is_skipped_with_the_reason() {
+        let (mut ebpf, kernel) = object_and_empty_tracefs();
+        let report = attach_source(&mut ebpf, &kernel, source("openat2"), None).unwrap();
+        assert_eq!(report.chosen, None);
+        assert_eq!(
+            report.refused,
+            vec![
+                "syscall tracepoints: tracepoint/syscalls/sys_enter_openat2 does not exist on this kernel"
+            ]
+        );
+    }
+
+    /// A kernel whose BTF lacks `linux_binprm.file` (simulated: the offsets of this
+    /// kernel with that one marked absent) skips the exec hook that reads it, saying
+    /// why, instead of attaching a program that could only count read errors.
+    #[test]
+    fn a_source_reading_an_absent_member_is_skipped_naming_it() {
+        let (mut ebpf, kernel) = object_and_empty_tracefs();
+        let mut offsets = KernelLayout::open(Path::new(VMLINUX_BTF))
+            .and_then(|layout| layout.offsets())
+            .expect("kernel BTF");
+        offsets.binprm_file = KernelOffsets::ABSENT;
+        let kernel = kernel.with_absent_members(&offsets);
+        assert_eq!(kernel.absent_members, ["linux_binprm.file"]);
+        let report =
+            attach_source(&mut ebpf, &kernel, source("bprm_check_security"), None).unwrap();
+        assert_eq!(report.chosen, None);
+        assert_eq!(
+            report.refused,
+            [
+                "every candidate: the kernel's BTF has no `linux_binprm.file`, which its programs read"
+            ]
+        );
+    }
 }

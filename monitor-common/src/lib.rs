@@ -213,7 +213,7 @@ pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
 /// The recorder's ABI: the record layouts, the shared maps' layouts and what the
 /// agent writes into them. A pinned recorder is adopted only by an agent of the same
 /// ABI; raise it whenever any of those changes.
-pub const RECORDER_ABI: u32 = 3;
+pub const RECORDER_ABI: u32 = 4;
 
 /// Common first part of every record.
 #[repr(C)]
@@ -651,18 +651,63 @@ impl KernelOffsets {
     };
 }
 
-/// Index of a counter in the per-CPU statistics map: `kind * STAT_KINDS + stat`.
+/// Why the programs lost a record they set out to send, before it reached the ring
+/// buffer (a full ring buffer is [`stat::DROPPED`]). Counted per kind in `STATS`, so the
+/// agent can say why records were lost, not only that they were.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every scratch slot of the CPU held a record in the making: programs preempted
+    /// mid-record (syscall tracepoints and LSM hooks run preemptibly on some kernels)
+    /// left none for this one. Dropped rather than written over another's bytes.
+    ScratchBusy = 0,
+    /// A read of kernel or user memory the record needs failed.
+    ReadFailed = 1,
+    /// The syscall's entry could not save its arguments for the exit: the pending
+    /// table refused the insert.
+    PendingFull = 2,
+    /// The event's other half was never seen (an exec that succeeded without
+    /// `sched_process_exec` reporting it: that program is not attached).
+    MissedHook = 3,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 4] = [
+        Fault::ScratchBusy,
+        Fault::ReadFailed,
+        Fault::PendingFull,
+        Fault::MissedHook,
+    ];
+
+    /// The cause's name in the totals line, the metrics and `monitor probes`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Fault::ScratchBusy => "scratch_busy",
+            Fault::ReadFailed => "read_failed",
+            Fault::PendingFull => "pending_full",
+            Fault::MissedHook => "missed_hook",
+        }
+    }
+}
+
+/// Index of a counter in the per-CPU statistics map: `kind * STATS_PER_KIND + stat`.
 pub mod stat {
+    use super::Fault;
+
     /// Records written to the ring buffer.
     pub const SENT: u32 = 0;
     /// Records lost because the ring buffer had no room.
     pub const DROPPED: u32 = 1;
-    /// Records not produced because a kernel read failed (e.g. a missing pending entry).
-    pub const ERRORS: u32 = 2;
     /// Events the kernel filter ([`super::filter`]) let go: no active rule could match.
-    pub const FILTERED: u32 = 3;
-    pub const STATS_PER_KIND: u32 = 4;
+    pub const FILTERED: u32 = 2;
+    /// The first of the faults' counters, one per [`Fault`] in its order.
+    const FAULTS: u32 = 3;
+    pub const STATS_PER_KIND: u32 = FAULTS + Fault::ALL.len() as u32;
     pub const SLOTS: u32 = super::KIND_SLOTS * STATS_PER_KIND;
+
+    pub const fn fault(fault: Fault) -> u32 {
+        FAULTS + fault as u32
+    }
 
     pub const fn index(kind: u16, stat: u32) -> u32 {
         kind as u32 * STATS_PER_KIND + stat
@@ -980,3 +1025,23 @@ const _: () = {
     // Every syscall id has its own bit in `ScopeFilter::syscalls`, 0 included.
     assert!((syscall::ALL.len() as u32) < u64::BITS);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::{Fault, stat};
+
+    #[test]
+    fn every_counter_of_a_kind_has_its_own_slot() {
+        let mut slots = [0u32; 3 + Fault::ALL.len()];
+        slots[..3].copy_from_slice(&[stat::SENT, stat::DROPPED, stat::FILTERED]);
+        for (i, &fault) in Fault::ALL.iter().enumerate() {
+            // `ALL` is in discriminant order: the agent reads the counters by it.
+            assert_eq!(fault as usize, i);
+            slots[3 + i] = stat::fault(fault);
+        }
+        for (i, a) in slots.iter().enumerate() {
+            assert!(*a < stat::STATS_PER_KIND, "{slots:?}");
+            assert!(!slots[i + 1..].contains(a), "{slots:?}");
+        }
+    }
+}

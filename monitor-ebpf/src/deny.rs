@@ -8,16 +8,26 @@
 use aya_ebpf::{
     bindings::bpf_sock_addr,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
-    macros::cgroup_sock_addr,
-    maps::lpm_trie::Key,
+    macros::{cgroup_sock_addr, map},
+    maps::{Array, lpm_trie::Key},
     programs::SockAddrContext,
 };
-use monitor_common::{deny, filter, kill};
+use monitor_common::{DenySlot, deny, filter, kill};
 
-use crate::maps::{
-    AGENT, DENIES_ACTIVE, DENY_SLOTS, EXCLUDED_V4, EXCLUDED_V6, EXEMPT_COMMS, PENDING_CONNECT,
-    PORTS, current_scope,
+use crate::{
+    filter::{EXCLUDED_V4, EXCLUDED_V6, PORTS},
+    kill::EXEMPT_COMMS,
+    maps::{AGENT, current_scope},
+    network::PENDING_CONNECT,
 };
+
+/// The in-kernel denies (see `monitor_common::deny`): the slots, and how many are
+/// active (entry 0; 0 lets every connect through at once). Their networks and ports
+/// are in the filter's network and port tables, under the slots' marks.
+#[map]
+pub static DENY_SLOTS: Array<DenySlot> = Array::with_max_entries(deny::SLOTS as u32, 0);
+#[map]
+pub static DENIES_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// What a cgroup `sock_addr` program returns to let the connect go on, or to refuse
 /// it with `EPERM`.
@@ -26,6 +36,8 @@ const REFUSE: i32 = 0;
 
 #[cgroup_sock_addr(connect4)]
 pub fn deny_connect4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: the context the kernel passes the program: valid for its whole run, and the
+    // verifier checks every field load from it.
     let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
@@ -34,6 +46,7 @@ pub fn deny_connect4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(connect6)]
 pub fn deny_connect6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: as in `deny_connect4`.
     let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
     let mut addr = [0u8; 16];
     // The context allows word loads of the address, one at a time.
@@ -67,6 +80,8 @@ fn judge(family: u32, addr: &[u8; 16], user_port: u32) -> i32 {
             continue;
         }
         if s.ports != 0 {
+            // SAFETY: only whether the port is listed is checked; the value is never read,
+            // so a concurrent change to it cannot matter.
             let listed =
                 unsafe { PORTS.get(&filter::port_key(deny::port_mark(slot), 0, port)) }.is_some();
             if listed != (s.ports == filter::PORTS_ONLY) {
@@ -125,6 +140,7 @@ fn exempt() -> bool {
     if tgid == 1 || matches!(AGENT.get(0), Some(agent) if *agent == tgid) {
         return true;
     }
+    // SAFETY: only whether the name is listed is checked; the value is never read.
     matches!(bpf_get_current_comm(), Ok(comm) if unsafe { EXEMPT_COMMS.get(&comm) }.is_some())
 }
 
@@ -133,6 +149,8 @@ fn exempt() -> bool {
 fn report(verdict: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(pending) = PENDING_CONNECT.get_ptr_mut(&pid_tgid) {
+        // SAFETY: the entry is this thread's (keyed by pid_tgid) and only this thread's
+        // programs use it, one after another; its map memory stays valid meanwhile.
         unsafe { (*pending).deny = verdict };
     }
 }

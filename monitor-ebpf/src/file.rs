@@ -2,20 +2,24 @@
 //! and, for a successful open, the absolute path of the file the kernel opened.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::{fentry, lsm, tracepoint},
+    macros::{fentry, lsm, map, tracepoint},
+    maps::LruHashMap,
     programs::{FEntryContext, LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
-use monitor_common::{MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
+use monitor_common::{Fault, MAX_PATH_BYTES, OpenRecord, flags, kind, stat, syscall};
 
 use crate::{
     filter,
     kernel::{current_task, file_of_fd, offset, read},
-    maps::{PENDING_OPEN, count, counted, wanted},
+    maps::wanted,
     path::{AT_FDCWD, append_d_path, append_file_path},
     process::{syscall_arg, syscall_ret},
-    record::Record,
+    record::{Record, count, count_fault, counted},
 };
+
+#[map]
+pub static PENDING_OPEN: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries(16384, 0);
 
 const O_CREAT_WRONLY_TRUNC: u64 = 0o100 | 0o1 | 0o1000;
 
@@ -44,7 +48,7 @@ fn save_open(ctx: &TracePointContext, pending: PendingOpen) {
         return;
     }
     if PENDING_OPEN.insert(&pid_tgid, &pending, 0).is_err() {
-        count(kind::OPEN, stat::ERRORS);
+        count_fault(kind::OPEN, Fault::PendingFull);
         warn!(
             ctx,
             "open by {} not recorded: pending-open table full",
@@ -87,7 +91,10 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     let how = syscall_arg(&ctx, 2);
+    // SAFETY: the helper checks the address: a bad one fails the read (an error), never
+    // faults.
     let how_flags = unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0);
+    // SAFETY: as above.
     let how_mode = unsafe { bpf_probe_read_user((how + 8) as *const u64) }.unwrap_or(0);
     save_open(
         &ctx,
@@ -139,15 +146,14 @@ pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn exit_open(ctx: &TracePointContext) -> u32 {
-    if emit_open(ctx).is_err() {
-        count(kind::OPEN, stat::ERRORS);
-    }
-    0
+    counted(kind::OPEN, emit_open(ctx)) as u32
 }
 
 #[inline(always)]
-fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
+fn emit_open(ctx: &TracePointContext) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied at once; the entry is this thread's (keyed by pid_tgid),
+    // and only this thread's programs write it.
     let Some(pending) = (unsafe { PENDING_OPEN.get(&pid_tgid) }).copied() else {
         return Ok(());
     };
@@ -167,7 +173,7 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
         path: pending.path,
         tgid: (pid_tgid >> 32) as u32,
     });
-    let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
+    let record = Record::start::<OpenRecord>()?;
     let mut header_flags = 0u16;
 
     let (path_len, cut) = record.user_str(pending.path, MAX_PATH_BYTES);
@@ -196,6 +202,8 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), i64> {
         uid: bpf_get_current_uid_gid() as u32,
         kill,
     };
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than an `OpenRecord`, and no one else's while the record lives.
     unsafe { record.fixed::<OpenRecord>().write(fixed) };
     record.submit();
     Ok(())
@@ -246,11 +254,12 @@ pub fn fentry_security_file_open_d_path(ctx: FEntryContext) -> i32 {
 /// `bpf_d_path`, without it from the dentry walk, and only one of them is compiled
 /// into each program.
 #[inline(always)]
-fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
+fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
         return Ok(());
     }
+    // SAFETY: only whether the entry is there is checked; the value is never read.
     if unsafe { PENDING_OPEN.get(&pid_tgid) }.is_some() {
         return Ok(());
     }
@@ -269,7 +278,7 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
         count(kind::OPEN, stat::FILTERED);
         return Ok(());
     }
-    let record = Record::start::<OpenRecord>().ok_or(-1i64)?;
+    let record = Record::start::<OpenRecord>()?;
     let (resolved_len, cut) = if hook_flags & flags::D_PATH != 0 {
         append_d_path(&record, file)
     } else {
@@ -292,6 +301,8 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), i64> {
         uid: bpf_get_current_uid_gid() as u32,
         kill: 0,
     };
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than an `OpenRecord`, and no one else's while the record lives.
     unsafe { record.fixed::<OpenRecord>().write(fixed) };
     record.submit();
     Ok(())

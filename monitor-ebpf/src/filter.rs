@@ -6,14 +6,52 @@ use aya_ebpf::{
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_probe_read_kernel, bpf_probe_read_user_str,
     },
-    maps::lpm_trie::Key,
+    macros::map,
+    maps::{
+        Array, HashMap, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
-use monitor_common::{KIND_SLOTS, ScopeFilter, filter};
+use monitor_common::{KIND_SLOTS, KindFilter, ScopeFilter, filter};
 
-use crate::maps::{
-    EXCLUDED_V4, EXCLUDED_V6, FILTER_GENERATION, FILTERS, HOST_CGROUPS, NAMES, PATH_PROBE, PATHS,
-    PORTS,
-};
+use crate::maps::HOST_CGROUPS;
+
+/// The kernel filter per kind, twice: entry `generation * KIND_SLOTS + kind`. The agent
+/// writes the generation not in use, then switches `FILTER_GENERATION`, so a reload
+/// changes every table at once.
+#[map]
+pub static FILTERS: Array<KindFilter> = Array::with_max_entries(2 * KIND_SLOTS, 0);
+#[map]
+pub static FILTER_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Destination networks no rule can match a connect to, keyed by the generation byte
+/// and the address; the value holds the scopes (bit per `filter::SCOPE_*`) for which
+/// the network is excluded. Deny slots keep their networks here too, under their
+/// marks (`deny::within_mark`, `deny::excluded_mark`).
+#[map]
+pub static EXCLUDED_V4: LpmTrie<[u8; 5], u32> = LpmTrie::with_max_entries(1024, 0);
+#[map]
+pub static EXCLUDED_V6: LpmTrie<[u8; 17], u32> = LpmTrie::with_max_entries(1024, 0);
+
+/// The paths (exact, or prefixes) some rule could match, per generation and scope (see
+/// `monitor_common::filter::PATH_KEY_BYTES`); the value is unused.
+#[map]
+pub static PATHS: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_entries(8192, 0);
+
+/// Destination ports of connects, per generation and scope (`filter::port_key`): the
+/// ones a scope admits alone, or the ones it drops (its `ports` mode says which).
+#[map]
+pub static PORTS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// The last components (file names) some rule could match, keyed like `PATHS` (an
+/// exact name with its NUL).
+#[map]
+pub static NAMES: LpmTrie<[u8; filter::PATH_KEY_BYTES], u8> = LpmTrie::with_max_entries(8192, 0);
+
+/// Where an open's path is read and looked up at syscall entry: a path-table key is
+/// too large for the stack.
+#[map]
+pub static PATH_PROBE: PerCpuArray<PathProbe> = PerCpuArray::with_max_entries(2, 0);
 
 /// A path-table key being built, with room for the word-wise scan to read past the
 /// key's last byte, and the scan's state.
@@ -65,7 +103,9 @@ pub fn applies(kind: u16) -> Option<Applies> {
     if kind_filter.active == 0 {
         return None;
     }
+    // SAFETY: a BPF helper without memory arguments.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: only whether the cgroup is listed is checked; the value is never read.
     let scope = if unsafe { HOST_CGROUPS.get(&cgroup) }.is_some() {
         filter::SCOPE_HOST
     } else {
@@ -90,10 +130,15 @@ impl Applies {
         let Some(probe) = PATH_PROBE.get_ptr_mut(0) else {
             return true;
         };
+        // SAFETY: a per-CPU map value, valid for the program's run; slot 0 is this
+        // function's alone (`admits_name` takes 1); other CPUs have copies of their own.
         let probe = unsafe { &mut *probe };
         probe.key.data[0] = self.generation;
         probe.key.data[1] = self.scope as u8;
+        // SAFETY: PATH_KEY_HEADER is less than the PATH_KEY_BYTES of the key's data.
         let text = unsafe { probe.key.data.as_mut_ptr().add(filter::PATH_KEY_HEADER) };
+        // SAFETY: the helper checks the source address (a bad one fails the read); it
+        // writes at most MAX_FILTER_PATH bytes at `text`: the rest of the key's data.
         let n = unsafe {
             bpf_probe_read_user_str(
                 text as *mut c_void,
@@ -123,11 +168,15 @@ impl Applies {
         let Some(probe) = PATH_PROBE.get_ptr_mut(1) else {
             return true;
         };
+        // SAFETY: a per-CPU map value, valid for the program's run; slot 1 is this
+        // function's alone (the caller holds 0); other CPUs have copies of their own.
         let probe = unsafe { &mut *probe };
         probe.key.data[0] = self.generation;
         probe.key.data[1] = self.scope as u8;
         // The name and its NUL.
         let name_len = (len - last_slash) & 0xff;
+        // SAFETY: the helper checks the source (a bad address fails the read); it writes at
+        // most 255 bytes after the header: the key's 254 bytes left and the `_slack` after.
         let copied = unsafe {
             bpf_probe_read_kernel(
                 probe.key.data.as_mut_ptr().add(filter::PATH_KEY_HEADER) as *mut c_void,
@@ -150,6 +199,7 @@ impl Applies {
             return true;
         }
         let key = filter::port_key(self.generation, self.scope as u8, port);
+        // SAFETY: only whether the port is listed is checked; the value is never read.
         let listed = unsafe { PORTS.get(&key) }.is_some();
         if mode == filter::PORTS_ONLY {
             listed
@@ -194,9 +244,12 @@ impl Applies {
 /// bytes at a time.
 #[inline(always)]
 fn judged(text: *const u8, len: usize, scan: &mut Scan) -> Option<usize> {
+    // SAFETY: `text` is the start of the path in this CPU's path probe (a map value, valid
+    // for the program's run); the reads below stay within its key and `_slack`.
     if unsafe { *text } != b'/' {
         return None;
     }
+    // SAFETY: at most 255 bytes past `text`, so inside the key's data or its `_slack`.
     if len > 1 && unsafe { *text.add((len - 1) & 0xff) } == b'/' {
         return None;
     }
@@ -208,6 +261,8 @@ fn judged(text: *const u8, len: usize, scan: &mut Scan) -> Option<usize> {
         if i >= words {
             break;
         }
+        // SAFETY: `i * 8 + 8` is at most PATH_KEY_BYTES: the word ends at most 2 bytes into
+        // the `_slack` after the key's data; unaligned, so read with `read_unaligned`.
         let w = unsafe { core::ptr::read_unaligned(text.add(i * 8) as *const u64) };
         let mut slash = bytes_equal(w, SLASHES);
         let mut dot = bytes_equal(w, DOTS);
@@ -217,6 +272,8 @@ fn judged(text: *const u8, len: usize, scan: &mut Scan) -> Option<usize> {
             slash &= keep;
             dot &= keep;
         }
+        // SAFETY: pointers from references to fields of `scan`: valid and aligned. Volatile
+        // so the state is loaded from map memory (see `Scan`).
         let (slash_before, dot_before) = unsafe {
             (
                 core::ptr::read_volatile(&scan.slash_before),
@@ -231,6 +288,7 @@ fn judged(text: *const u8, len: usize, scan: &mut Scan) -> Option<usize> {
         if pairs | across != 0 {
             return None;
         }
+        // SAFETY: pointers from references to fields of `scan`: valid and aligned.
         unsafe {
             if slash != 0 {
                 core::ptr::write_volatile(
@@ -242,6 +300,7 @@ fn judged(text: *const u8, len: usize, scan: &mut Scan) -> Option<usize> {
             core::ptr::write_volatile(&mut scan.dot_before, dot >> 56);
         }
     }
+    // SAFETY: a pointer from a reference to a field of `scan`: valid and aligned.
     Some(unsafe { core::ptr::read_volatile(&scan.last_slash) } as usize & 0xff)
 }
 

@@ -3,7 +3,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_uid_gid, bpf_probe_read_kernel, generated::bpf_get_current_task,
 };
 use monitor_common::{
-    Capabilities, KernelOffsets, MAX_CGROUP_NAME, SocketFacts, TaskIdentity, exe,
+    Capabilities, Fault, KernelOffsets, MAX_CGROUP_NAME, SocketFacts, TaskIdentity, exe,
 };
 
 use crate::record::Record;
@@ -11,6 +11,8 @@ use crate::record::Record;
 /// The offset of a member, as patched in by the agent.
 macro_rules! offset {
     ($member:ident) => {
+        // SAFETY: a reference to a static: valid and aligned. Volatile so that the value
+        // the agent patched in at load time is read, not the `UNSET` the compiler saw.
         unsafe { core::ptr::read_volatile(&crate::maps::OFFSETS.$member) }
     };
 }
@@ -19,15 +21,18 @@ pub(crate) use offset;
 /// Reads a `T` at `base + offset`; an absent member or a null base is an error, so a
 /// kernel without the member degrades to a missing field instead of a wrong one.
 #[inline(always)]
-pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
+pub fn read<T>(base: u64, offset: u32) -> Result<T, Fault> {
     if base == 0 || offset == KernelOffsets::ABSENT {
-        return Err(-1);
+        return Err(Fault::ReadFailed);
     }
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.map_err(|e| e as i64)
+    // SAFETY: the helper checks the address; a bad one fails the read, never faults.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }
+        .map_err(|_| Fault::ReadFailed)
 }
 
 #[inline(always)]
 pub fn current_task() -> u64 {
+    // SAFETY: a BPF helper without memory arguments.
     unsafe { bpf_get_current_task() }
 }
 
@@ -146,19 +151,23 @@ pub fn identity(task: u64) -> TaskIdentity {
 
 /// The `struct file *` behind `fd` in the current task's file table.
 #[inline(always)]
-pub fn file_of_fd(task: u64, fd: i64) -> Result<u64, i64> {
+pub fn file_of_fd(task: u64, fd: i64) -> Result<u64, Fault> {
     if fd < 0 {
-        return Err(-1);
+        return Err(Fault::ReadFailed);
     }
     let files = read::<u64>(task, offset!(task_files))?;
     let fdt = read::<u64>(files, offset!(files_fdt))?;
     let max_fds = read::<u32>(fdt, offset!(fdtable_max_fds))?;
     if fd as u64 >= max_fds as u64 {
-        return Err(-1);
+        return Err(Fault::ReadFailed);
     }
     let fd_array = read::<u64>(fdt, offset!(fdtable_fd))?;
     let file = read::<u64>(fd_array, (fd as u32) * 8)?;
-    if file == 0 { Err(-1) } else { Ok(file) }
+    if file == 0 {
+        Err(Fault::ReadFailed)
+    } else {
+        Ok(file)
+    }
 }
 
 /// Appends the name of the task's cgroup v2 directory (e.g. a container id); returns
@@ -282,6 +291,8 @@ pub fn socket_facts_into(file: u64, out: *mut SocketFacts) {
     let Ok(sk) = read::<u64>(socket, offset!(socket_sk)) else {
         return;
     };
+    // SAFETY: both callers pass a `SocketFacts` of their own (on the stack, or in their
+    // claimed scratch record) that nothing else touches during this call.
     let out = unsafe { &mut *out };
     // `struct sock` starts with its `struct sock_common`.
     out.family = read::<u16>(sk, offset!(sock_common_family)).unwrap_or(0);
@@ -303,12 +314,14 @@ pub fn socket_facts_into(file: u64, out: *mut SocketFacts) {
 
 /// Reads `dst.len()` bytes at `base + offset` straight into `dst`.
 #[inline(always)]
-fn read_into(base: u64, offset: u32, dst: &mut [u8]) -> Result<(), i64> {
+fn read_into(base: u64, offset: u32, dst: &mut [u8]) -> Result<(), Fault> {
     if base == 0 || offset == KernelOffsets::ABSENT {
-        return Err(-1);
+        return Err(Fault::ReadFailed);
     }
     unsafe {
+        // SAFETY: the helper checks the source address (a bad one fails the read, never
+        // faults) and writes exactly `dst.len()` bytes, into `dst`.
         aya_ebpf::helpers::bpf_probe_read_kernel_buf((base + offset as u64) as *const u8, dst)
     }
-    .map_err(|e| e as i64)
+    .map_err(|_| Fault::ReadFailed)
 }

@@ -8,16 +8,38 @@
 //! program, would take it past the verifier's budget).
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_ktime_get_ns,
-    generated::{bpf_probe_read_user_str, bpf_send_signal},
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_ktime_get_ns,
+        generated::{bpf_probe_read_user_str, bpf_send_signal},
+    },
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, lpm_trie::Key},
 };
-use monitor_common::{filter, kill};
+use monitor_common::{KillSlot, KillWindow, filter, kill};
 
-use crate::maps::{
-    EXEMPT_COMMS, KILL_PROBE, KILL_SLOTS, KILL_VERDICT, KILL_WINDOWS, KILLS_ACTIVE, PATHS,
-    current_scope,
-};
+use crate::{filter::PATHS, maps::current_scope};
+
+/// The in-kernel kills (see `monitor_common::kill`): the slots, how many are active
+/// (entry 0; 0 skips the rest), and each response's window for its cap.
+#[map]
+pub static KILL_SLOTS: Array<KillSlot> = Array::with_max_entries(kill::SLOTS as u32, 0);
+#[map]
+pub static KILLS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+pub static KILL_WINDOWS: Array<KillWindow> = Array::with_max_entries(kill::SLOTS as u32, 0);
+/// Where an open's exit reads its path for the kill slots.
+#[map]
+pub static KILL_PROBE: PerCpuArray<Key<[u8; filter::PATH_KEY_BYTES]>> =
+    PerCpuArray::with_max_entries(1, 0);
+/// Where an open's verdict is handed to its record (see `kill::judge_open`).
+#[map]
+pub static KILL_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Task names (comm, NUL-padded) no kill acts on: the container runtimes, kubelet,
+/// and the processes the settings exempt.
+#[map]
+pub static EXEMPT_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(256, 0);
 
 const SIGKILL: u32 = 9;
 
@@ -41,6 +63,8 @@ pub fn judge_open(open: &OpenFacts) -> u32 {
     let Some(verdict) = KILL_VERDICT.get_ptr_mut(0) else {
         return 0;
     };
+    // SAFETY: a per-CPU map value, valid for the program's whole run and aligned for a u32;
+    // no other CPU writes this CPU's copy.
     unsafe {
         core::ptr::write_volatile(verdict, judge(open));
         core::ptr::read_volatile(verdict)
@@ -58,7 +82,11 @@ fn judge(open: &OpenFacts) -> u32 {
     let Some(probe) = KILL_PROBE.get_ptr_mut(0) else {
         return 0;
     };
+    // SAFETY: a per-CPU map value, valid for the program's whole run; only this function
+    // uses the map, and no other CPU writes this CPU's copy.
     let probe = unsafe { &mut *probe };
+    // SAFETY: the helper checks the source (a bad address fails the read) and writes at
+    // most MAX_FILTER_PATH bytes after the key's header: the rest of its data.
     let n = unsafe {
         bpf_probe_read_user_str(
             probe.data.as_mut_ptr().add(filter::PATH_KEY_HEADER) as *mut c_void,
@@ -106,6 +134,7 @@ fn act(tgid: u32, window: u32, per_minute: u32) -> u32 {
     if tgid == 1 {
         return kill::EXEMPT;
     }
+    // SAFETY: only whether the name is listed is checked; the value is never read.
     if let Ok(comm) = bpf_get_current_comm()
         && unsafe { EXEMPT_COMMS.get(&comm) }.is_some()
     {
@@ -114,7 +143,10 @@ fn act(tgid: u32, window: u32, per_minute: u32) -> u32 {
     let Some(w) = KILL_WINDOWS.get_ptr_mut(window) else {
         return kill::FAILED;
     };
+    // SAFETY: an array map value, valid for the program's whole run (array entries are
+    // never deleted); CPUs racing on it can at worst pass the cap, as said below.
     let w = unsafe { &mut *w };
+    // SAFETY: a BPF helper without memory arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     // Not atomic: CPUs killing at the same instant may each pass a cap that has one
     // kill left, so a burst can exceed it by the CPUs that raced.
@@ -125,6 +157,7 @@ fn act(tgid: u32, window: u32, per_minute: u32) -> u32 {
     if w.kills >= u64::from(per_minute) {
         return kill::CAPPED;
     }
+    // SAFETY: a BPF helper without memory arguments (it signals the current task).
     if unsafe { bpf_send_signal(SIGKILL) } != 0 {
         return kill::FAILED;
     }

@@ -5,19 +5,23 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf, bpf_probe_read_user,
     },
-    macros::{fentry, lsm, tracepoint},
+    macros::{fentry, lsm, map, tracepoint},
+    maps::LruHashMap,
     programs::{FEntryContext, LsmContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
-use monitor_common::{ConnectRecord, MAX_UNIX_PATH, SocketFacts, flags, kind, stat};
+use monitor_common::{ConnectRecord, Fault, MAX_UNIX_PATH, SocketFacts, flags, kind, stat};
 
 use crate::{
     filter,
     kernel::{current_task, file_of_fd, socket_facts_into},
-    maps::{PENDING_CONNECT, count, wanted},
+    maps::wanted,
     process::{syscall_arg, syscall_ret},
-    record::Record,
+    record::{Record, count, count_fault, counted},
 };
+
+#[map]
+pub static PENDING_CONNECT: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(8192, 0);
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -56,7 +60,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         deny: 0,
     };
     if PENDING_CONNECT.insert(&pid_tgid, &pending, 0).is_err() {
-        count(kind::CONNECT, stat::ERRORS);
+        count_fault(kind::CONNECT, Fault::PendingFull);
         warn!(
             &ctx,
             "connect by {} not recorded: pending-connect table full",
@@ -88,7 +92,11 @@ pub fn fentry_security_socket_connect(ctx: FEntryContext) -> i32 {
 fn save_kernel_address(address: u64, hook_flags: u16) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(pending) = PENDING_CONNECT.get_ptr_mut(&pid_tgid) {
+        // SAFETY: the entry is this thread's (keyed by pid_tgid) and only this thread's
+        // programs use it, one after another; its map memory stays valid meanwhile.
         let pending = unsafe { &mut *pending };
+        // SAFETY: the helper checks the source address (a bad one fails the read, never
+        // faults) and writes exactly the length of `kernel_addr`, into it.
         if unsafe { bpf_probe_read_kernel_buf(address as *const u8, &mut pending.kernel_addr) }
             .is_ok()
         {
@@ -99,18 +107,17 @@ fn save_kernel_address(address: u64, hook_flags: u16) {
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    if emit_connect(&ctx).is_err() {
-        count(kind::CONNECT, stat::ERRORS);
-    }
-    0
+    counted(kind::CONNECT, emit_connect(&ctx)) as u32
 }
 
 #[inline(always)]
-fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
+fn emit_connect(ctx: &TracePointContext) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = PENDING_CONNECT.get_ptr(&pid_tgid) else {
         return Ok(());
     };
+    // SAFETY: the fields are copied at once from this thread's entry (keyed by pid_tgid),
+    // which only this thread's programs write, and which is removed only below.
     let (fd, user_addr, addrlen, hook_flags, deny) = unsafe {
         (
             (*pending).fd,
@@ -122,6 +129,8 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let kernel = hook_flags != 0;
     // The kernel's copy stays in the map entry until this record is written.
+    // SAFETY: only an address is taken: the bytes are read through the probe-read helpers,
+    // which check it.
     let sockaddr = if kernel {
         unsafe { (*pending).kernel_addr.as_ptr() as u64 }
     } else {
@@ -156,9 +165,12 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         count(kind::CONNECT, stat::FILTERED);
         return Ok(());
     }
-    let Some(record) = Record::start::<ConnectRecord>() else {
-        let _ = PENDING_CONNECT.remove(&pid_tgid);
-        return Err(-1);
+    let record = match Record::start::<ConnectRecord>() {
+        Ok(record) => record,
+        Err(fault) => {
+            let _ = PENDING_CONNECT.remove(&pid_tgid);
+            return Err(fault);
+        }
     };
     let mut unix_path_len = 0usize;
     if family == AF_UNIX {
@@ -191,6 +203,8 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         deny,
         local_addr: sock.local_addr,
     };
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than a `ConnectRecord`, and no one else's while the record lives.
     unsafe { record.fixed::<ConnectRecord>().write(fixed) };
     record.submit();
     Ok(())
@@ -198,8 +212,10 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// A `T` at `offset` in the caller's sockaddr, or in the kernel's copy of it.
 #[inline(always)]
-fn sockaddr_read<T>(sockaddr: u64, offset: u64, kernel: bool) -> Result<T, i64> {
+fn sockaddr_read<T>(sockaddr: u64, offset: u64, kernel: bool) -> Result<T, Fault> {
     let src = (sockaddr + offset) as *const T;
+    // SAFETY: the helpers check the address: a bad one fails the read (an error), never
+    // faults.
     unsafe {
         if kernel {
             bpf_probe_read_kernel(src)
@@ -207,5 +223,5 @@ fn sockaddr_read<T>(sockaddr: u64, offset: u64, kernel: bool) -> Result<T, i64> 
             bpf_probe_read_user(src)
         }
     }
-    .map_err(|e| e as i64)
+    .map_err(|_| Fault::ReadFailed)
 }

@@ -3,13 +3,14 @@
 //! tracepoint).
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::{fentry, lsm, raw_tracepoint, tracepoint},
+    macros::{fentry, lsm, map, raw_tracepoint, tracepoint},
+    maps::LruHashMap,
     programs::{FEntryContext, LsmContext, RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    ExecRecord, ExitRecord, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_ENV_BYTES, MAX_PATH_BYTES,
-    exe, flags, kind, stat, syscall,
+    ExecRecord, ExitRecord, Fault, ForkRecord, MAX_ARGS, MAX_ARGS_BYTES, MAX_ENV_BYTES,
+    MAX_PATH_BYTES, exe, flags, kind, syscall,
 };
 
 use crate::{
@@ -17,10 +18,18 @@ use crate::{
         append_cgroup_name, capabilities, current_task, exe_facts, identity, offset, parent_tgid,
         process_start, read, sid, tty, vpgid, vpid,
     },
-    maps::{EXEC_FILE, PENDING_EXEC, count, counted, wanted},
+    maps::wanted,
     path::{AT_FDCWD, append_d_path, append_file_path},
-    record::Record,
+    record::{Record, count_fault, counted},
 };
+
+#[map]
+pub static PENDING_EXEC: LruHashMap<u32, PendingExec> = LruHashMap::with_max_entries(8192, 0);
+/// The file an exec runs, as the LSM `bprm_check_security` hook resolved it, kept
+/// for the exec's exit tracepoint. Keyed like `PENDING_EXEC`; one path per exec in
+/// flight, so a few hundred entries cover every CPU.
+#[map]
+pub static EXEC_FILE: LruHashMap<u32, ExecFile> = LruHashMap::with_max_entries(512, 0);
 
 #[derive(Clone, Copy)]
 pub struct PendingExec {
@@ -44,12 +53,15 @@ struct Session {
 /// Argument `n` of a syscall entry tracepoint (they start at byte 16, 8 bytes each).
 #[inline(always)]
 pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
+    // SAFETY: `read_at` goes through `bpf_probe_read_kernel`, which checks the address: an
+    // offset past the tracepoint's record fails the read (an error), never faults.
     unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
 }
 
 /// Return value of a syscall exit tracepoint.
 #[inline(always)]
 pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: as in `syscall_arg`.
     unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0)
 }
 
@@ -102,7 +114,7 @@ fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) {
     // A file left by an exec whose exit was never seen must not pass for this one's.
     let _ = EXEC_FILE.remove(&tgid);
     if PENDING_EXEC.insert(&tgid, &pending, 0).is_err() {
-        count(kind::EXEC, stat::ERRORS);
+        count_fault(kind::EXEC, Fault::PendingFull);
         warn!(
             ctx,
             "exec by {} not recorded: pending-exec table full", tgid
@@ -114,18 +126,12 @@ fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) {
 /// is reported by `sched_process_exec`, which leaves no pending entry behind.)
 #[tracepoint]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    if emit_failed_exec(&ctx).is_err() {
-        count(kind::EXEC, stat::ERRORS);
-    }
-    0
+    counted(kind::EXEC, emit_failed_exec(&ctx)) as u32
 }
 
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    if emit_failed_exec(&ctx).is_err() {
-        count(kind::EXEC, stat::ERRORS);
-    }
-    0
+    counted(kind::EXEC, emit_failed_exec(&ctx)) as u32
 }
 
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
@@ -139,20 +145,22 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn take_pending_exec(tgid: u32) -> Option<PendingExec> {
+    // SAFETY: the value is copied at once; the entry is keyed by this process's tgid, and
+    // the map's element memory stays valid while the program runs.
     let pending = (unsafe { PENDING_EXEC.get(&tgid) }).copied()?;
     let _ = PENDING_EXEC.remove(&tgid);
     Some(pending)
 }
 
 #[inline(always)]
-fn emit_exec_image() -> Result<(), i64> {
+fn emit_exec_image() -> Result<(), Fault> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(pending) = take_pending_exec(tgid) else {
         // Not saved at entry: the kind is off, or this is the agent.
         return Ok(());
     };
     let task = current_task();
-    let record = Record::start::<ExecRecord>().ok_or(-1i64)?;
+    let record = Record::start::<ExecRecord>()?;
     let mut header_flags = 0u16;
 
     // The caller's memory is gone; the new image tells its file and argv.
@@ -211,7 +219,7 @@ fn emit_exec_image() -> Result<(), i64> {
 }
 
 #[inline(always)]
-fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), Fault> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(pending) = take_pending_exec(tgid) else {
         // Not saved at entry, or already reported by `sched_process_exec`.
@@ -220,10 +228,10 @@ fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let result = syscall_ret(ctx);
     if result == 0 {
         // A success `sched_process_exec` did not see: its program is not attached.
-        return Err(-1);
+        return Err(Fault::MissedHook);
     }
     let task = current_task();
-    let record = Record::start::<ExecRecord>().ok_or(-1i64)?;
+    let record = Record::start::<ExecRecord>()?;
     let mut header_flags = 0u16;
     let (filename_len, cut) = record.user_str(pending.filename, MAX_PATH_BYTES);
     if cut {
@@ -258,6 +266,8 @@ fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), i64> {
 /// its length.
 #[inline(always)]
 fn append_exec_file(record: &Record, tgid: u32, header_flags: &mut u16) -> usize {
+    // SAFETY: the map's element memory stays valid while the program runs: a concurrent
+    // change could only garble what is copied (a probe read, its length capped).
     let Some(file) = (unsafe { EXEC_FILE.get(&tgid) }) else {
         return 0;
     };
@@ -308,6 +318,8 @@ fn submit_exec(
         _pad3: 0,
         caps: capabilities(task),
     };
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than an `ExecRecord`, and no one else's while the record lives.
     unsafe { record.fixed::<ExecRecord>().write(fixed) };
     record.submit();
 }
@@ -361,33 +373,40 @@ pub fn fentry_security_bprm_check(ctx: FEntryContext) -> i32 {
 }
 
 #[inline(always)]
-fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), i64> {
+fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), Fault> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // Only execs the entry tracepoint saw (kind on, not the agent), and only the
     // first handler's file.
+    // SAFETY: only whether the entries are there is checked; the values are never read.
     if unsafe { PENDING_EXEC.get(&tgid) }.is_none() || unsafe { EXEC_FILE.get(&tgid) }.is_some() {
         return Ok(());
     }
     // The path is assembled in the record scratch, laid out as an `ExecFile`, and
     // copied from there into the map (a map value is too large for the stack).
-    let staging = Record::begin::<ExecFileHead>(kind::EXEC).ok_or(-1i64)?;
+    let staging = Record::begin::<ExecFileHead>(kind::EXEC)?;
     let (len, cut) = if hook_flags & flags::D_PATH != 0 {
         // A plain load, not a probe read: the verifier must see `bprm->file` as the
         // `struct file *` it is to let `bpf_d_path` have its `f_path`.
         let field = bprm + offset!(binprm_file) as u64;
+        // SAFETY: `bprm` is the hook's `struct linux_binprm *`: the verifier checks this
+        // load against its BTF type and makes it one that cannot fault.
         let file = unsafe { core::ptr::read_volatile(field as *const u64) };
         append_d_path(&staging, file)
     } else {
         append_file_path(&staging, read::<u64>(bprm, offset!(binprm_file))?)
     };
     let value = staging.fixed::<ExecFile>();
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: aligned,
+    // larger than an `ExecFile`, and map memory, so every byte of it is initialized.
     unsafe {
         let cut = if cut { flags::FILE_TRUNCATED } else { 0 };
         (*value).head = ExecFileHead {
             len: len as u32,
             flags: (hook_flags | cut) as u32,
         };
-        EXEC_FILE.insert(&tgid, &*value, 0).map_err(|e| e as i64)
+        EXEC_FILE
+            .insert(&tgid, &*value, 0)
+            .map_err(|_| Fault::PendingFull)
     }
 }
 
@@ -401,6 +420,8 @@ fn append_argv(record: &Record, argv: u64) -> (usize, bool) {
     let start = record.len();
     for i in 0..MAX_ARGS {
         let written = record.len().wrapping_sub(start);
+        // SAFETY: the helper checks the address: a bad one fails the read (an error), never
+        // faults.
         let Ok(arg) = (unsafe { bpf_probe_read_user((argv + 8 * i as u64) as *const u64) }) else {
             return (written, false);
         };
@@ -421,14 +442,11 @@ fn append_argv(record: &Record, argv: u64) -> (usize, bool) {
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
-    if emit_fork(&ctx).is_err() {
-        count(kind::FORK, stat::ERRORS);
-    }
-    0
+    counted(kind::FORK, emit_fork(&ctx))
 }
 
 #[inline(always)]
-fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
+fn emit_fork(ctx: &RawTracePointContext) -> Result<(), Fault> {
     let parent: u64 = ctx.arg(0);
     let child: u64 = ctx.arg(1);
     let parent_pid = read::<u32>(parent, offset!(task_tgid))?;
@@ -441,7 +459,7 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         // A new thread, not a new process.
         return Ok(());
     }
-    let record = Record::start::<ForkRecord>().ok_or(-1i64)?;
+    let record = Record::start::<ForkRecord>()?;
     let fixed = ForkRecord {
         header: record.header(0),
         child_pid,
@@ -450,6 +468,8 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         parent_ppid: parent_tgid(parent),
         child_vpid: vpid(child),
     };
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than a `ForkRecord`, and no one else's while the record lives.
     unsafe { record.fixed::<ForkRecord>().write(fixed) };
     record.submit();
     Ok(())
@@ -457,14 +477,11 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    if emit_exit().is_err() {
-        count(kind::EXIT, stat::ERRORS);
-    }
-    0
+    counted(kind::EXIT, emit_exit()) as u32
 }
 
 #[inline(always)]
-fn emit_exit() -> Result<(), i64> {
+fn emit_exit() -> Result<(), Fault> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !wanted(kind::EXIT, tgid) {
         return Ok(());
@@ -476,13 +493,15 @@ fn emit_exit() -> Result<(), i64> {
     if live != 0 {
         return Ok(());
     }
-    let record = Record::start::<ExitRecord>().ok_or(-1i64)?;
+    let record = Record::start::<ExitRecord>()?;
     let fixed = ExitRecord {
         header: record.header(0),
         exit_code: read::<i32>(task, offset!(task_exit_code)).unwrap_or(0),
         ppid: parent_tgid(task),
         start_boot_ns: process_start(task),
     };
+    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than an `ExitRecord`, and no one else's while the record lives.
     unsafe { record.fixed::<ExitRecord>().write(fixed) };
     record.submit();
     Ok(())

@@ -12,7 +12,10 @@
 //! two paths through a loop that wrote different amounts look alike to it and it can
 //! prune one of them; with the position in a register, every path of a 48-step path
 //! walk had to be verified separately (more than the 1M-instruction budget).
-use core::ffi::c_void;
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
+};
 
 use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
@@ -23,18 +26,104 @@ use aya_ebpf::helpers::{
         bpf_probe_read_user_str,
     },
 };
-use monitor_common::{EventHeader, KindRecord, WAKEUP_INTERVAL_NS, stat};
-
-use crate::maps::{EVENTS, LAST_WAKEUP, SCRATCH, count};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    DEFAULT_RING_BUFFER_BYTES, EventHeader, Fault, KindRecord, WAKEUP_INTERVAL_NS, stat,
+};
 
 const CURSOR_MASK: usize = 0x3FFF;
 const LEN_MASK: usize = 0x1FFF;
 const SCRATCH_BYTES: usize = CURSOR_MASK + 1 + LEN_MASK + 1;
 
+/// Records in the making a CPU can hold at once. Two: a program preempted mid-record
+/// (LSM hooks and fentry run with only migration disabled on preemptible kernels, and
+/// so do syscall tracepoints on PREEMPT_RT) and the one that runs meanwhile. A third
+/// finds none and drops its record as [`Fault::ScratchBusy`].
+const SCRATCH_SLOTS: u32 = 2;
+
+/// Records for the agent. Its size is set by the agent at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 0);
+
+/// Per-kind, per-CPU counters: sent, dropped, filtered and each [`Fault`] (see
+/// `monitor_common::stat`).
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::SLOTS, 0);
+
+/// Where records are assembled before they are copied into the ring buffer: records
+/// are variable-sized and too large for the 512-byte BPF stack.
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(SCRATCH_SLOTS, 0);
+
+/// When the programs last woke the agent (`bpf_ktime_get_ns`), on any CPU: shared,
+/// not per CPU, so that wake-ups stay rare however many CPUs write. Races between CPUs
+/// only ever cause an extra wake-up.
+#[map]
+pub static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count(kind: u16, which: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(stat::index(kind, which)) {
+        // SAFETY: a per-CPU map value, valid for the whole run of the program, and no
+        // other CPU writes this CPU's copy.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_fault(kind: u16, fault: Fault) {
+    count(kind, stat::fault(fault));
+}
+
+/// What a hook's entry point returns: 0 (hooks never deny), after counting a failure
+/// of its inner function as a fault of `kind`.
+#[inline(always)]
+pub fn counted(kind: u16, result: Result<(), Fault>) -> i32 {
+    if let Err(fault) = result {
+        count_fault(kind, fault);
+    }
+    0
+}
+
 #[repr(C, align(8))]
 pub struct Scratch {
+    /// How many programs hold or are taking this slot: the holder's own claim, plus
+    /// any that came in while it held it (and are about to back off).
+    claims: u64,
     cursor: u64,
     bytes: [u8; SCRATCH_BYTES],
+}
+
+/// Takes the slot if nobody holds it. The claim is an atomic add without a fetch
+/// (`BPF_XADD`, which every kernel since 5.8 has, unlike compare-and-swap) followed by
+/// a read: a program that reads 1 holds the slot, since its own claim stays counted
+/// until it lets go and so any later claimant reads 2 or more. Two claimants that
+/// interleave both read 2 and both back off: a record lost and counted, never two
+/// writers in one slot.
+#[inline(always)]
+fn claim(slot: u32) -> Option<*mut Scratch> {
+    let scratch = SCRATCH.get_ptr_mut(slot)?;
+    // SAFETY: a per-CPU map value, valid for the whole run of the program and aligned
+    // for a u64.
+    let claims = unsafe { &raw mut (*scratch).claims };
+    add_claims(claims, 1);
+    // SAFETY: as above.
+    if unsafe { core::ptr::read_volatile(claims) } == 1 {
+        return Some(scratch);
+    }
+    add_claims(claims, u64::MAX);
+    None
+}
+
+/// `*claims += n` (wrapping) in one atomic instruction, whose old value is never
+/// read: that is what compiles to `BPF_XADD` rather than the fetching atomics of 5.12.
+#[inline(always)]
+fn add_claims(claims: *mut u64, n: u64) {
+    // SAFETY: `claims` points into a live per-CPU map value (see `claim`).
+    let _ = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(claims, n) };
 }
 
 /// Whether this record wakes the agent: only the first record after a quiet
@@ -47,7 +136,10 @@ fn wakeup_flag() -> u64 {
     let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
         return 0;
     };
+    // SAFETY: a BPF helper without memory arguments.
     let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: an array map value, valid for the program's whole run; CPUs race on it, but
+    // an aligned u64 load or store does not tear, and a lost update only adds a wake-up.
     unsafe {
         if now.wrapping_sub(*last) > WAKEUP_INTERVAL_NS {
             *last = now;
@@ -68,32 +160,38 @@ impl Record {
     /// Starts a record of `T`'s kind whose fixed part is a `T`; variable data is
     /// appended after it.
     #[inline(always)]
-    pub fn start<T: KindRecord>() -> Option<Self> {
+    pub fn start<T: KindRecord>() -> Result<Self, Fault> {
         Self::begin::<T>(T::KIND)
     }
 
     /// Starts bytes in scratch memory whose fixed part is a `T`, counted as `kind`'s
-    /// (a part of a later record, such as the file an exec runs).
+    /// (a part of a later record, such as the file an exec runs). The scratch slot is
+    /// this record's until it is dropped.
     #[inline(always)]
-    pub fn begin<T>(kind: u16) -> Option<Self> {
-        let scratch = SCRATCH.get_ptr_mut(0)?;
+    pub fn begin<T>(kind: u16) -> Result<Self, Fault> {
+        let scratch = claim(0).or_else(|| claim(1)).ok_or(Fault::ScratchBusy)?;
+        // SAFETY: `scratch` is the per-CPU map value `claim` returned: valid for the
+        // program's run.
         let record = Self {
             scratch,
             base: unsafe { (*scratch).bytes.as_mut_ptr() },
             kind,
         };
         record.set_cursor(core::mem::size_of::<T>());
-        Some(record)
+        Ok(record)
     }
 
     /// Bytes written so far, fixed part included.
     #[inline(always)]
     pub fn len(&self) -> usize {
+        // SAFETY: `scratch` is this record's claimed slot, a per-CPU map value valid for
+        // the program's run; no one else writes its cursor while the claim is held.
         unsafe { core::ptr::read_volatile(&(*self.scratch).cursor) as usize }
     }
 
     #[inline(always)]
     fn set_cursor(&self, cursor: usize) {
+        // SAFETY: as in `len`.
         unsafe { core::ptr::write_volatile(&mut (*self.scratch).cursor, cursor as u64) };
     }
 
@@ -112,11 +210,15 @@ impl Record {
     /// The byte at `at` (a position an earlier append reported).
     #[inline(always)]
     pub fn byte_at(&self, at: usize) -> u8 {
+        // SAFETY: `at & CURSOR_MASK` is less than the scratch buffer's CURSOR_MASK + 1 +
+        // LEN_MASK + 1 bytes.
         unsafe { *self.base.add(at & CURSOR_MASK) }
     }
 
     #[inline(always)]
     fn tail(&self) -> *mut c_void {
+        // SAFETY: the cursor masked with CURSOR_MASK leaves LEN_MASK + 1 bytes after it in
+        // the scratch buffer (CURSOR_MASK + 1 + LEN_MASK + 1 bytes).
         unsafe { self.base.add(self.len() & CURSOR_MASK) as *mut c_void }
     }
 
@@ -124,6 +226,8 @@ impl Record {
     /// whether it filled `max` (and so may have been cut).
     #[inline(always)]
     pub fn user_str(&self, src: u64, max: usize) -> (usize, bool) {
+        // SAFETY: the helper checks the source address (a bad one fails the read) and
+        // writes at most `max & LEN_MASK` bytes: `tail()` has LEN_MASK + 1 after it.
         let n = unsafe {
             bpf_probe_read_user_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
         };
@@ -139,6 +243,8 @@ impl Record {
     /// separators); returns the bytes appended.
     #[inline(always)]
     pub fn user_str_with_nul(&self, src: u64, max: usize) -> usize {
+        // SAFETY: the helper checks the source address (a bad one fails the read) and
+        // writes at most `max & LEN_MASK` bytes: `tail()` has LEN_MASK + 1 after it.
         let n = unsafe {
             bpf_probe_read_user_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
         };
@@ -152,6 +258,8 @@ impl Record {
     /// Appends a NUL-terminated kernel string without its NUL; returns its length.
     #[inline(always)]
     pub fn kernel_str(&self, src: u64, max: usize) -> usize {
+        // SAFETY: the helper checks the source address (a bad one fails the read) and
+        // writes at most `max & LEN_MASK` bytes: `tail()` has LEN_MASK + 1 after it.
         let n = unsafe {
             bpf_probe_read_kernel_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
         };
@@ -165,6 +273,8 @@ impl Record {
     /// Appends a NUL-terminated kernel string with its NUL; returns the bytes appended.
     #[inline(always)]
     pub fn kernel_str_with_nul(&self, src: u64, max: usize) -> usize {
+        // SAFETY: the helper checks the source address (a bad one fails the read) and
+        // writes at most `max & LEN_MASK` bytes: `tail()` has LEN_MASK + 1 after it.
         let n = unsafe {
             bpf_probe_read_kernel_str(self.tail(), (max & LEN_MASK) as u32, src as *const c_void)
         };
@@ -180,6 +290,8 @@ impl Record {
     /// whether it did not fit in `max` (then nothing is appended).
     #[inline(always)]
     pub fn d_path(&self, path: u64, max: usize) -> (usize, bool) {
+        // SAFETY: the verifier checks that `path` is a `struct path *`; the helper writes
+        // at most `max & LEN_MASK` bytes: `tail()` has LEN_MASK + 1 after it.
         let n = unsafe {
             bpf_d_path(
                 path as *mut aya_ebpf::bindings::path,
@@ -213,6 +325,8 @@ impl Record {
         if len == 0 {
             return 0;
         }
+        // SAFETY: the helpers check the source address (a bad one fails the read) and write
+        // `len` (masked with LEN_MASK) bytes: `tail()` has LEN_MASK + 1 after it.
         let ret = unsafe {
             if kernel {
                 bpf_probe_read_kernel(self.tail(), len as u32, src as *const c_void)
@@ -231,6 +345,7 @@ impl Record {
     #[inline(always)]
     pub fn header(&self, flags: u16) -> EventHeader {
         let pid_tgid = bpf_get_current_pid_tgid();
+        // SAFETY: BPF helpers without memory arguments.
         let mut header = EventHeader {
             kind: self.kind,
             flags,
@@ -241,6 +356,7 @@ impl Record {
             cgroup_id: unsafe { bpf_get_current_cgroup_id() },
             comm: [0; 16],
         };
+        // SAFETY: the helper writes at most 16 bytes, the size of `header.comm`.
         unsafe { bpf_get_current_comm(header.comm.as_mut_ptr() as *mut c_void, 16) };
         header
     }
@@ -249,10 +365,22 @@ impl Record {
     #[inline(always)]
     pub fn submit(self) {
         let size = self.len() & CURSOR_MASK;
+        // SAFETY: masked with CURSOR_MASK, `size` bytes fit in the scratch buffer:
+        // initialized map memory, unchanged while this record holds its claim.
         let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, size) };
         match EVENTS.output::<[u8]>(bytes, wakeup_flag()) {
             Ok(()) => count(self.kind, stat::SENT),
             Err(_) => count(self.kind, stat::DROPPED),
         }
+    }
+}
+
+impl Drop for Record {
+    /// Lets go of the scratch slot, whether the record was sent or abandoned.
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: `scratch` is the per-CPU map value `claim` returned; it stays valid
+        // for the program's run.
+        add_claims(unsafe { &raw mut (*self.scratch).claims }, u64::MAX);
     }
 }

@@ -6,23 +6,28 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user},
-    macros::{raw_tracepoint, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::LruHashMap,
     programs::{RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    DIR_FOR_STR0, DIR_FOR_STR1, MAX_PATH_BYTES, MAX_SOCKADDR, SNAPLEN, SocketFacts, SyscallRecord,
-    flags, kind, stat, syscall,
+    DIR_FOR_STR0, DIR_FOR_STR1, Fault, MAX_PATH_BYTES, MAX_SOCKADDR, SNAPLEN, SocketFacts,
+    SyscallRecord, flags, kind, stat, syscall,
 };
 
 use crate::{
     filter,
     kernel::{current_task, file_of_fd, offset, read, socket_facts_into},
-    maps::{PENDING_SYSCALL, count, counted, wanted},
+    maps::wanted,
     path::{AT_FDCWD, append_base_dir},
     process::{syscall_arg, syscall_ret},
-    record::Record,
+    record::{Record, count, count_fault, counted},
 };
+
+/// Arguments of the syscalls of `syscalls`, keyed by thread.
+#[map]
+pub static PENDING_SYSCALL: LruHashMap<u64, PendingSyscall> = LruHashMap::with_max_entries(8192, 0);
 
 /// No argument at this position.
 const NONE: usize = usize::MAX;
@@ -92,10 +97,7 @@ macro_rules! traced {
 
         #[tracepoint]
         pub fn $exit(ctx: TracePointContext) -> u32 {
-            if emit($id, $shape, 0, syscall_ret(&ctx)).is_err() {
-                count(kind::SYSCALL, stat::ERRORS);
-            }
-            0
+            counted(kind::SYSCALL, emit($id, $shape, 0, syscall_ret(&ctx))) as u32
         }
     };
 }
@@ -278,12 +280,16 @@ traced!(
 
 /// The kernel's numbers of `init_module` and `finit_module` on this architecture, set by
 /// the agent at load time (only the raw `sys_enter`/`sys_exit` fallback reads them).
+// SAFETY: no other symbol in the program is named `MODULE_SYSCALL_NRS` (the agent patches
+// it by that name).
 #[unsafe(no_mangle)]
 static MODULE_SYSCALL_NRS: [u64; 2] = [u64::MAX; 2];
 
 /// Which module syscall a syscall number is, if either.
 #[inline(always)]
 fn module_syscall(nr: u64) -> Option<u16> {
+    // SAFETY: a reference to a static: valid and aligned. Volatile so that the numbers the
+    // agent patched in at load time are read, not the ones the compiler saw.
     let nrs = unsafe { core::ptr::read_volatile(&MODULE_SYSCALL_NRS) };
     if nr == nrs[0] {
         Some(syscall::INIT_MODULE)
@@ -344,7 +350,7 @@ fn save<C: EbpfContext>(ctx: &C, id: u16, args: [u64; 6]) {
     }
     let pending = PendingSyscall { args };
     if PENDING_SYSCALL.insert(&pid_tgid, &pending, 0).is_err() {
-        count(kind::SYSCALL, stat::ERRORS);
+        count_fault(kind::SYSCALL, Fault::PendingFull);
         warn!(
             ctx,
             "syscall by {} not recorded: pending-syscall table full",
@@ -354,13 +360,15 @@ fn save<C: EbpfContext>(ctx: &C, id: u16, args: [u64; 6]) {
 }
 
 #[inline(always)]
-fn emit(id: u16, shape: Shape, header_flags: u16, result: i64) -> Result<(), i64> {
+fn emit(id: u16, shape: Shape, header_flags: u16, result: i64) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Read in place and removed last: a copy of the arguments on the stack would not
     // fit beside the rest in the biggest of these programs.
     let Some(pending) = PENDING_SYSCALL.get_ptr(&pid_tgid) else {
         return Ok(());
     };
+    // SAFETY: the entry is this thread's (keyed by pid_tgid) and removed only after this
+    // use; the map's element memory stays valid while the program runs.
     let emitted = emit_pending(id, shape, header_flags, unsafe { &(*pending).args }, result);
     let _ = PENDING_SYSCALL.remove(&pid_tgid);
     emitted
@@ -373,7 +381,7 @@ fn emit_pending(
     header_flags: u16,
     args: &[u64; 6],
     result: i64,
-) -> Result<(), i64> {
+) -> Result<(), Fault> {
     if let Some(f) = filter::applies(kind::SYSCALL)
         && !f.admits.admits_result(result)
     {
@@ -381,7 +389,7 @@ fn emit_pending(
         return Ok(());
     }
     let task = current_task();
-    let record = Record::start::<SyscallRecord>().ok_or(-1i64)?;
+    let record = Record::start::<SyscallRecord>()?;
     let start0 = record.len();
     let str0_len = append_string(&record, args, shape.strings[0]);
     let start1 = record.len();
@@ -423,6 +431,8 @@ fn emit_pending(
         data_len = record.user_bytes(buf, moved) as u16;
         if addr != 0 {
             // recvfrom's address length is a pointer to what the kernel wrote.
+            // SAFETY: the helper checks the address: a bad one fails the read (an error),
+            // never faults.
             let len = if id == syscall::RECVFROM {
                 unsafe { bpf_probe_read_user(addr_len_arg as *const u32) }.unwrap_or(0) as u64
             } else {
@@ -434,6 +444,8 @@ fn emit_pending(
     // Written in place: a record built on the stack and copied would not fit the
     // stack of the programs that hold more than one syscall's code.
     let fixed = record.fixed::<SyscallRecord>();
+    // SAFETY: `fixed` is the start of this record's claimed scratch bytes: 8-aligned,
+    // larger than a `SyscallRecord`, and no one else's while the record lives.
     unsafe {
         (*fixed).sock = SocketFacts::default();
         if shape.socket != NONE && result >= 0 {
@@ -493,6 +505,8 @@ fn arg(args: &[u64; 6], n: usize) -> u64 {
 /// base then length).
 #[inline(always)]
 fn message_parts(msg: u64) -> (u64, u64, u64, u64) {
+    // SAFETY: the helper checks the address: a bad one fails the read (an error), never
+    // faults.
     let user = |at: u64| unsafe { bpf_probe_read_user(at as *const u64) }.unwrap_or(0);
     let name = user(msg);
     let name_len = user(msg + 8) & 0xffff_ffff;

@@ -43,6 +43,10 @@ pub enum Command {
     /// (`file_open`, `socket_connect`, `bprm_check_security`) try a BPF LSM program,
     /// then fentry on the `security_*` function, with `bpf_d_path` before the dentry
     /// walk where a path is read; `(skipped)` means the tracepoints serve alone.
+    /// Then the records the kernel lost since the recorder was made (a pinned recorder
+    /// an agent left counts from its start), by kind and cause: `ring_full`,
+    /// `scratch_busy`, `read_failed`, `pending_full`, `missed_hook` (see
+    /// docs/operations.md, `kernel_faults_total`).
     Probes(ProbesArgs),
     /// Validate, list and test rule files (Falco's rule format).
     Rules(RulesArgs),

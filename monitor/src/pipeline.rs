@@ -22,7 +22,8 @@ use crate::{
     responses::KernelTables,
     rules::kernel_filter::KernelFilter,
     sensor::{
-        EventReader, RecorderReport, Sensor, SensorConfig, decode::decode, last_seen::LastSeen,
+        EventReader, Faults, RecorderReport, Sensor, SensorConfig, decode::decode,
+        last_seen::LastSeen,
     },
     signals::{StopSignals, StoppedDuringStart},
 };
@@ -255,10 +256,12 @@ pub struct Totals {
 pub struct KindTotals {
     pub sent: u64,
     pub received: u64,
+    /// Lost because the ring buffer was full.
     pub dropped: u64,
-    pub errors: u64,
     /// Dropped in the kernel by the filter: no active rule could match them.
     pub filtered: u64,
+    /// Lost in the kernel before the ring buffer, by cause.
+    pub faults: Faults,
     /// Received at a stop after its judging budget ran out: read, never judged.
     pub unjudged: u64,
 }
@@ -414,7 +417,7 @@ pub async fn run(
     ticker.tick().await;
     let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_dropped = 0u64;
+    let mut last_reported = Reported::default();
     let mut drops_seen = 0u64;
     // What the context lives on stays on whatever a reload asks for.
     let base_interest = if context.is_some() {
@@ -505,7 +508,7 @@ pub async fn run(
                     break;
                 }
             }
-            Step::Tick => last_dropped = report_drops(&sensor, last_dropped),
+            Step::Tick => last_reported = report_drops(&sensor, last_reported),
             Step::Housekeeping => {
                 noting.note();
                 let total_drops = total_dropped(&sensor);
@@ -646,7 +649,7 @@ pub async fn run(
     if let Some(learner) = &mut extras.learner {
         learner.persist();
     }
-    report_drops(&sensor, last_dropped);
+    report_drops(&sensor, last_reported);
     print_totals(
         &sensor,
         &counts,
@@ -936,13 +939,24 @@ fn total_dropped(sensor: &Sensor) -> u64 {
         .unwrap_or(0)
 }
 
-/// Logs kernel drops since the last report; returns the new total.
-fn report_drops(sensor: &Sensor, last: u64) -> u64 {
+/// Kernel losses already reported: ring-buffer drops, and records lost to faults.
+#[derive(Clone, Copy, Default)]
+struct Reported {
+    dropped: u64,
+    faults: u64,
+}
+
+/// Logs kernel losses since the last report, each with its cause; returns the new
+/// totals.
+fn report_drops(sensor: &Sensor, last: Reported) -> Reported {
     let Ok(counters) = sensor.counters() else {
         return last;
     };
-    let total: u64 = counters.iter().map(|(_, c)| c.dropped).sum();
-    if total > last {
+    let now = Reported {
+        dropped: counters.iter().map(|(_, c)| c.dropped).sum(),
+        faults: counters.iter().map(|(_, c)| c.faults.total()).sum(),
+    };
+    if now.dropped > last.dropped {
         let by_kind: Vec<String> = counters
             .iter()
             .filter(|(_, c)| c.dropped > 0)
@@ -951,11 +965,29 @@ fn report_drops(sensor: &Sensor, last: u64) -> u64 {
         tracing::warn!(
             "kernel dropped {} events since the last report (ring buffer full; totals: {}); \
              raise --ring-buffer-bytes or narrow --kinds",
-            total - last,
+            now.dropped - last.dropped,
             by_kind.join(" ")
         );
     }
-    total
+    if now.faults > last.faults {
+        let by_cause: Vec<String> = counters
+            .iter()
+            .flat_map(|(k, c)| {
+                c.faults
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(move |(fault, n)| format!("{k}/{}={n}", fault.name()))
+            })
+            .collect();
+        tracing::warn!(
+            "kernel lost {} records since the last report before they reached the ring \
+             buffer (totals by kind and cause: {}); see `monitor_kernel_faults_total` in \
+             docs/operations.md",
+            now.faults - last.faults,
+            by_cause.join(" ")
+        );
+    }
+    now
 }
 
 /// `left`: records of each kind left unread in a recorder kept for the next agent.
@@ -982,8 +1014,8 @@ fn print_totals(
                 sent: c.sent,
                 received,
                 dropped: c.dropped,
-                errors: c.errors,
                 filtered: c.filtered,
+                faults: c.faults,
                 unjudged: counts.unjudged.get(&kind).copied().unwrap_or(0),
             },
         );

@@ -684,7 +684,12 @@ fn judge(spec: &KernelSpec, console: &str) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     match between(console, PROBES_BEGIN, PROBES_END) {
-        Some((json, 0)) => match serde_json::from_str::<Vec<Value>>(json.trim()) {
+        Some((json, 0)) => match serde_json::from_str::<Value>(json.trim())
+            .map_err(|e| e.to_string())
+            .and_then(|v| match v["probes"].as_array() {
+                Some(reports) => Ok(reports.clone()),
+                None => Err("no `probes` array".into()),
+            }) {
             Ok(reports) => rows.extend(
                 program_types(spec, &reports)
                     .into_iter()

@@ -1,12 +1,26 @@
-//! `monitor probes`: what the probe table chose on this kernel.
+//! `monitor probes`: what the probe table chose on this kernel, and what the kernel
+//! programs lost and why.
 use anyhow::Result;
+use monitor_common::Fault;
+use serde_json::json;
 
 use crate::{cli::ProbesArgs, config::Loaded, kinds::Interest, sensor::Sensor};
 
 pub fn run(args: ProbesArgs, loaded: Loaded) -> Result<()> {
     let sensor = Sensor::start(&loaded.settings.sensor_config(Interest::all()))?;
+    // Since the recorder was made: an adopted recorder tells what it lost while no
+    // agent read it, and why.
+    let lost = sensor.lifetime_counters()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(sensor.probes())?);
+        let lost: serde_json::Map<String, serde_json::Value> = lost
+            .iter()
+            .map(|(kind, c)| {
+                let counts = json!({"ring_full": c.dropped, "faults": c.faults});
+                (kind.name().to_string(), counts)
+            })
+            .collect();
+        let report = json!({"probes": sensor.probes(), "lost": lost});
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!(
@@ -27,6 +41,20 @@ pub fn run(args: ProbesArgs, loaded: Loaded) -> Result<()> {
             report.chosen.unwrap_or("(skipped)"),
             detail
         );
+    }
+    println!();
+    println!("records lost in the kernel since the recorder was made, by cause:");
+    print!("{:<15} {:>12}", "kind", "ring_full");
+    for fault in Fault::ALL {
+        print!(" {:>12}", fault.name());
+    }
+    println!();
+    for (kind, c) in &lost {
+        print!("{:<15} {:>12}", kind.name(), c.dropped);
+        for (_, n) in c.faults.iter() {
+            print!(" {n:>12}");
+        }
+        println!();
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::{
     rules::Priority,
     server::{
         Metrics,
-        metrics::{SinkLabel, SinkLabels, kind},
+        metrics::{FaultLabels, SinkLabel, SinkLabels, kind},
     },
 };
 
@@ -64,11 +64,17 @@ pub fn refresh_metrics(
                 &metrics.kernel_drops.get_or_create(&label),
                 c.dropped,
             );
-            metrics.advance(
-                &format!("errors/{name}"),
-                &metrics.kernel_errors.get_or_create(&label),
-                c.errors,
-            );
+            for (fault, n) in c.faults.iter() {
+                let labels = FaultLabels {
+                    kind: name.to_string(),
+                    cause: fault.name().to_string(),
+                };
+                metrics.advance(
+                    &format!("faults/{name}/{}", fault.name()),
+                    &metrics.kernel_faults.get_or_create(&labels),
+                    n,
+                );
+            }
             metrics.advance(
                 &format!("filtered/{name}"),
                 &metrics.kernel_filtered.get_or_create(&label),

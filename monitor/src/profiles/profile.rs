@@ -10,8 +10,6 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::fleet::FleetEntry;
-
 type Hasher = foldhash::fast::RandomState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -309,16 +307,6 @@ impl Profile {
     /// `dir` as [`trim_dir`] gives it, outside the unprofiled directories.
     pub fn add_write_dir(&mut self, dir: &[u8], cap: usize) -> Added {
         self.write_dirs.add(dir, cap, |d| d.into())
-    }
-
-    /// Adds an entry learned elsewhere (the fleet's).
-    pub fn add_entry(&mut self, entry: &FleetEntry, cap: usize) -> Added {
-        match entry {
-            FleetEntry::Executable(p) => self.add_executable(p, cap),
-            FleetEntry::Destination(d) => self.add_destination(&d.host, d.port, d.proto, cap),
-            FleetEntry::Listen(port, proto) => self.add_listen(*port, *proto, cap),
-            FleetEntry::WriteDir(d) => self.add_write_dir(d, cap),
-        }
     }
 }
 

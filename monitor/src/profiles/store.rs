@@ -473,7 +473,7 @@ impl Profiles {
                     slot.dirty = true;
                 }
             }
-            Fact::Entry { entry, .. } => match slot.profile.add_entry(entry, cap) {
+            Fact::Entry { entry, .. } => match entry.add_to(&mut slot.profile, cap) {
                 Added::Known => {}
                 Added::Added => {
                     slot.dirty = true;

@@ -22,7 +22,7 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray},
     programs::links::PinnedLink,
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, KernelOffsets, stat};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, Fault, KernelOffsets, stat};
 use serde::Serialize;
 
 use crate::{event::EventKind, kinds::Interest, signals::StoppedDuringStart};
@@ -114,10 +114,46 @@ impl RecorderReport {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct KindCounters {
     pub sent: u64,
+    /// Lost because the ring buffer was full.
     pub dropped: u64,
-    pub errors: u64,
     /// Let go by the kernel filter.
     pub filtered: u64,
+    /// Lost before the ring buffer, by cause.
+    pub faults: Faults,
+}
+
+/// Records of one kind the programs lost before the ring buffer, by cause (in
+/// [`Fault::ALL`]'s order). Serialised as every cause's name and count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults([u64; Fault::ALL.len()]);
+
+impl Faults {
+    pub fn get(&self, fault: Fault) -> u64 {
+        self.0[fault as usize]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Fault, u64)> + '_ {
+        Fault::ALL.iter().map(|&fault| (fault, self.get(fault)))
+    }
+
+    fn since(&self, base: &Faults) -> Faults {
+        Faults(std::array::from_fn(|i| self.0[i].saturating_sub(base.0[i])))
+    }
+}
+
+impl Serialize for Faults {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(Fault::ALL.len()))?;
+        for (fault, n) in self.iter() {
+            map.serialize_entry(fault.name(), &n)?;
+        }
+        map.end()
+    }
 }
 
 impl Sensor {
@@ -322,7 +358,11 @@ impl Sensor {
     /// the unread records stay in the buffer. The agent's pid is cleared and the drops
     /// it saw are kept, so the next agent can tell the drops of the gap.
     pub fn keep_recording(mut self) -> Result<()> {
-        let drops: u64 = self.raw_counters()?.iter().map(|(_, c)| c.dropped).sum();
+        let drops: u64 = self
+            .lifetime_counters()?
+            .iter()
+            .map(|(_, c)| c.dropped)
+            .sum();
         self.set_agent(0, Some(drops))?;
         // Closing the pinned links' fds leaves their pins, which hold the programs.
         self.links.clear();
@@ -420,7 +460,7 @@ impl Sensor {
             let mut agent: Array<_, u64> = Array::try_from(self.map_mut("AGENT")?)?;
             let seen_by_last_agent = agent.get(&1, 0)?;
             agent.set(1, 0, 0)?;
-            let counters = self.raw_counters()?;
+            let counters = self.lifetime_counters()?;
             let dropped: u64 = counters.iter().map(|(_, c)| c.dropped).sum();
             self.dropped_without_agent = dropped.saturating_sub(seen_by_last_agent);
             self.baseline = counters.into_iter().collect();
@@ -447,33 +487,37 @@ impl Sensor {
     /// (with an adopted recorder: from the adoption, plus the backlog it found as
     /// sent).
     pub fn counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
-        let mut counters = self.raw_counters()?;
+        let mut counters = self.lifetime_counters()?;
         for (kind, c) in &mut counters {
             let base = self.baseline.get(kind).copied().unwrap_or_default();
             c.sent =
                 c.sent.saturating_sub(base.sent) + self.backlog.get(kind).copied().unwrap_or(0);
             c.dropped = c.dropped.saturating_sub(base.dropped);
-            c.errors = c.errors.saturating_sub(base.errors);
             c.filtered = c.filtered.saturating_sub(base.filtered);
+            c.faults = c.faults.since(&base.faults);
         }
         Ok(counters)
     }
 
     /// The kernel's counters as they stand, since the recorder was made.
-    fn raw_counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
+    pub fn lifetime_counters(&self) -> Result<Vec<(EventKind, KindCounters)>> {
         let mut out = Vec::new();
         for &kind in EventKind::ALL {
             let sum = |which: u32| -> Result<u64> {
                 let per_cpu = self.stats.get(&stat::index(kind.id(), which), 0)?;
                 Ok(per_cpu.iter().sum())
             };
+            let mut faults = Faults::default();
+            for fault in Fault::ALL {
+                faults.0[fault as usize] = sum(stat::fault(fault))?;
+            }
             out.push((
                 kind,
                 KindCounters {
                     sent: sum(stat::SENT)?,
                     dropped: sum(stat::DROPPED)?,
-                    errors: sum(stat::ERRORS)?,
                     filtered: sum(stat::FILTERED)?,
+                    faults,
                 },
             ));
         }
@@ -552,8 +596,8 @@ const MODULE_SYSCALL_NRS: [u64; 2] = [libc::SYS_init_module as u64, libc::SYS_fi
 
 /// Creates the maps and prepares (but does not load) the programs, with this
 /// kernel's offsets patched in. With `pins`, the maps the recorder shares are the
-/// pinned ones (created and pinned when not there yet).
-fn load_object(
+/// pinned ones (created and pinned when not there yet). Needs root, like the daemon.
+pub fn load_object(
     offsets: &KernelOffsets,
     ring_buffer_bytes: u32,
     pins: Option<&recorder::Pins>,

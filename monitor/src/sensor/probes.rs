@@ -748,21 +748,6 @@ fn describe_error(err: &ProgramError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sensor::{btf::KernelLayout, load_object};
-
-    /// A tracefs without any events stands in for a kernel that lacks them; the
-    /// programs and maps are the real ones (this needs root, like the daemon).
-    fn object_and_empty_tracefs() -> (Ebpf, KernelEnv) {
-        let offsets = KernelLayout::open(Path::new(crate::sensor::btf::VMLINUX_BTF))
-            .and_then(|layout| layout.offsets())
-            .expect("kernel BTF");
-        let ebpf = load_object(&offsets, 4096, None).expect("load object (run tests as root)");
-        let tracefs =
-            std::env::temp_dir().join(format!("monitor-fake-tracefs-{}", std::process::id()));
-        std::fs::create_dir_all(tracefs.join("events")).unwrap();
-        let kernel = KernelEnv::new(&tracefs, Path::new(crate::sensor::btf::VMLINUX_BTF));
-        (ebpf, kernel)
-    }
 
     fn source(name: &str) -> &'static Source {
         SOURCES.iter().find(|s| s.name == name).expect("source")
@@ -812,54 +797,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn a_missing_required_tracepoint_is_a_clear_error() {
-        let (mut ebpf, kernel) = object_and_empty_tracefs();
-        let err = attach_source(&mut ebpf, &kernel, source("execve"), None).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot observe `execve` (exec events): syscall tracepoints: \
-             tracepoint/syscalls/sys_enter_execve does not exist on this kernel; monitor \
-             needs syscall and sched tracepoints (CONFIG_FTRACE_SYSCALLS) and BPF ring \
-             buffers (kernel >= 5.8)"
-        );
-    }
-
-    #[test]
-    fn a_missing_optional_tracepoint_is_skipped_with_the_reason() {
-        let (mut ebpf, kernel) = object_and_empty_tracefs();
-        let report = attach_source(&mut ebpf, &kernel, source("openat2"), None).unwrap();
-        assert_eq!(report.chosen, None);
-        assert_eq!(
-            report.refused,
-            vec![
-                "syscall tracepoints: tracepoint/syscalls/sys_enter_openat2 does not exist on this kernel"
-            ]
-        );
-    }
-
-    /// A kernel whose BTF lacks `linux_binprm.file` (simulated: the offsets of this
-    /// kernel with that one marked absent) skips the exec hook that reads it, saying
-    /// why, instead of attaching a program that could only count read errors.
-    #[test]
-    fn a_source_reading_an_absent_member_is_skipped_naming_it() {
-        let (mut ebpf, kernel) = object_and_empty_tracefs();
-        let mut offsets = KernelLayout::open(Path::new(crate::sensor::btf::VMLINUX_BTF))
-            .and_then(|layout| layout.offsets())
-            .expect("kernel BTF");
-        offsets.binprm_file = KernelOffsets::ABSENT;
-        let kernel = kernel.with_absent_members(&offsets);
-        assert_eq!(kernel.absent_members, ["linux_binprm.file"]);
-        let report =
-            attach_source(&mut ebpf, &kernel, source("bprm_check_security"), None).unwrap();
-        assert_eq!(report.chosen, None);
-        assert_eq!(
-            report.refused,
-            [
-                "every candidate: the kernel's BTF has no `linux_binprm.file`, which its programs read"
-            ]
-        );
     }
 }

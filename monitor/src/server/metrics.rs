@@ -21,6 +21,13 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub kind: String,
+    /// `monitor_common::Fault::name`.
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabels {
     pub rule: String,
     pub priority: String,
@@ -66,7 +73,7 @@ pub struct Metrics {
     pub events: Family<KindLabel, Counter>,
     pub kernel_sent: Family<KindLabel, Counter>,
     pub kernel_drops: Family<KindLabel, Counter>,
-    pub kernel_errors: Family<KindLabel, Counter>,
+    pub kernel_faults: Family<FaultLabels, Counter>,
     pub kernel_filtered: Family<KindLabel, Counter>,
     pub malformed: Counter,
     pub rule_matches: Family<RuleLabels, Counter>,
@@ -199,10 +206,11 @@ impl Default for Metrics {
                 "kernel_drops",
                 "Events lost in the kernel because the ring buffer was full, by kind"
             ),
-            kernel_errors: register!(
+            kernel_faults: register!(
                 r,
-                "kernel_errors",
-                "Events the kernel programs could not read completely, by kind"
+                "kernel_faults",
+                "Records the kernel programs lost before the ring buffer, by kind and cause \
+                 (scratch_busy, read_failed, pending_full, missed_hook)"
             ),
             kernel_filtered: register!(
                 r,

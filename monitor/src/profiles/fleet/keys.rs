@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::super::{
-    profile::{Destination, Profile, Proto},
+    profile::{Added, Destination, Profile, Proto},
     workload::WorkloadId,
 };
 use crate::output::escape::{bytes_to_text, text_to_bytes};
@@ -118,6 +118,16 @@ impl FleetEntry {
             EntryValue::Listen { port, proto } => FleetEntry::Listen(port, proto),
             EntryValue::WriteDir(d) => FleetEntry::WriteDir(text_to_bytes(&d).into()),
         })
+    }
+
+    /// Adds this entry, learned elsewhere, to `profile`.
+    pub fn add_to(&self, profile: &mut Profile, cap: usize) -> Added {
+        match self {
+            FleetEntry::Executable(p) => profile.add_executable(p, cap),
+            FleetEntry::Destination(d) => profile.add_destination(&d.host, d.port, d.proto, cap),
+            FleetEntry::Listen(port, proto) => profile.add_listen(*port, *proto, cap),
+            FleetEntry::WriteDir(d) => profile.add_write_dir(d, cap),
+        }
     }
 
     /// Every entry of a profile.
