@@ -15,7 +15,7 @@ use crate::{
     maps::wanted,
     path::{AT_FDCWD, append_d_path, append_file_path},
     process::{syscall_arg, syscall_ret},
-    record::{Record, count, count_fault, counted},
+    record::{Record, count, counted},
 };
 
 #[map]
@@ -33,10 +33,10 @@ pub struct PendingOpen {
 }
 
 #[inline(always)]
-fn save_open(ctx: &TracePointContext, pending: PendingOpen) {
+fn save_open(ctx: &TracePointContext, pending: PendingOpen) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::OPEN, (pid_tgid >> 32) as u32) {
-        return;
+        return Ok(());
     }
     if let Some(filter) = filter::applies(kind::OPEN)
         && !(filter
@@ -45,46 +45,50 @@ fn save_open(ctx: &TracePointContext, pending: PendingOpen) {
             && filter.admits_path(pending.path))
     {
         count(kind::OPEN, stat::FILTERED);
-        return;
+        return Ok(());
     }
-    if PENDING_OPEN.insert(&pid_tgid, &pending, 0).is_err() {
-        count_fault(kind::OPEN, Fault::PendingFull);
+    PENDING_OPEN.insert(&pid_tgid, &pending, 0).map_err(|_| {
         warn!(
             ctx,
             "open by {} not recorded: pending-open table full",
             pid_tgid >> 32
         );
-    }
+        Fault::PendingFull
+    })
 }
 
 #[tracepoint]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    save_open(
-        &ctx,
-        PendingOpen {
-            path: syscall_arg(&ctx, 0),
-            flags: syscall_arg(&ctx, 1) as u32 as u64,
-            mode: syscall_arg(&ctx, 2) as u32,
-            dirfd: AT_FDCWD,
-            syscall: syscall::OPEN,
-        },
-    );
-    0
+    counted(
+        kind::OPEN,
+        save_open(
+            &ctx,
+            PendingOpen {
+                path: syscall_arg(&ctx, 0),
+                flags: syscall_arg(&ctx, 1) as u32 as u64,
+                mode: syscall_arg(&ctx, 2) as u32,
+                dirfd: AT_FDCWD,
+                syscall: syscall::OPEN,
+            },
+        ),
+    ) as u32
 }
 
 #[tracepoint]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    save_open(
-        &ctx,
-        PendingOpen {
-            dirfd: syscall_arg(&ctx, 0) as i32,
-            path: syscall_arg(&ctx, 1),
-            flags: syscall_arg(&ctx, 2) as u32 as u64,
-            mode: syscall_arg(&ctx, 3) as u32,
-            syscall: syscall::OPENAT,
-        },
-    );
-    0
+    counted(
+        kind::OPEN,
+        save_open(
+            &ctx,
+            PendingOpen {
+                dirfd: syscall_arg(&ctx, 0) as i32,
+                path: syscall_arg(&ctx, 1),
+                flags: syscall_arg(&ctx, 2) as u32 as u64,
+                mode: syscall_arg(&ctx, 3) as u32,
+                syscall: syscall::OPENAT,
+            },
+        ),
+    ) as u32
 }
 
 /// `openat2(dirfd, path, struct open_how *how, size)`: flags and mode live in `how`.
@@ -96,32 +100,36 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     let how_flags = unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0);
     // SAFETY: as above.
     let how_mode = unsafe { bpf_probe_read_user((how + 8) as *const u64) }.unwrap_or(0);
-    save_open(
-        &ctx,
-        PendingOpen {
-            dirfd: syscall_arg(&ctx, 0) as i32,
-            path: syscall_arg(&ctx, 1),
-            flags: how_flags,
-            mode: how_mode as u32,
-            syscall: syscall::OPENAT2,
-        },
-    );
-    0
+    counted(
+        kind::OPEN,
+        save_open(
+            &ctx,
+            PendingOpen {
+                dirfd: syscall_arg(&ctx, 0) as i32,
+                path: syscall_arg(&ctx, 1),
+                flags: how_flags,
+                mode: how_mode as u32,
+                syscall: syscall::OPENAT2,
+            },
+        ),
+    ) as u32
 }
 
 #[tracepoint]
 pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
-    save_open(
-        &ctx,
-        PendingOpen {
-            path: syscall_arg(&ctx, 0),
-            flags: O_CREAT_WRONLY_TRUNC,
-            mode: syscall_arg(&ctx, 1) as u32,
-            dirfd: AT_FDCWD,
-            syscall: syscall::CREAT,
-        },
-    );
-    0
+    counted(
+        kind::OPEN,
+        save_open(
+            &ctx,
+            PendingOpen {
+                path: syscall_arg(&ctx, 0),
+                flags: O_CREAT_WRONLY_TRUNC,
+                mode: syscall_arg(&ctx, 1) as u32,
+                dirfd: AT_FDCWD,
+                syscall: syscall::CREAT,
+            },
+        ),
+    ) as u32
 }
 
 #[tracepoint]

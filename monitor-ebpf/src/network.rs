@@ -17,7 +17,7 @@ use crate::{
     kernel::{current_task, file_of_fd, socket_facts_into},
     maps::wanted,
     process::{syscall_arg, syscall_ret},
-    record::{Record, count, count_fault, counted},
+    record::{Record, count, counted},
 };
 
 #[map]
@@ -47,27 +47,31 @@ pub struct PendingConnect {
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    counted(kind::CONNECT, save_connect(&ctx)) as u32
+}
+
+#[inline(always)]
+fn save_connect(ctx: &TracePointContext) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::CONNECT, (pid_tgid >> 32) as u32) {
-        return 0;
+        return Ok(());
     }
     let pending = PendingConnect {
-        fd: syscall_arg(&ctx, 0) as i32 as i64,
-        addr: syscall_arg(&ctx, 1),
-        addrlen: syscall_arg(&ctx, 2),
+        fd: syscall_arg(ctx, 0) as i32 as i64,
+        addr: syscall_arg(ctx, 1),
+        addrlen: syscall_arg(ctx, 2),
         kernel_addr: [0; SOCKADDR_STORAGE],
         copied: 0,
         deny: 0,
     };
-    if PENDING_CONNECT.insert(&pid_tgid, &pending, 0).is_err() {
-        count_fault(kind::CONNECT, Fault::PendingFull);
+    PENDING_CONNECT.insert(&pid_tgid, &pending, 0).map_err(|_| {
         warn!(
-            &ctx,
+            ctx,
             "connect by {} not recorded: pending-connect table full",
             pid_tgid >> 32
         );
-    }
-    0
+        Fault::PendingFull
+    })
 }
 
 /// LSM `socket_connect`: runs inside `connect` after the kernel copied the address

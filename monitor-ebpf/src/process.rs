@@ -20,7 +20,7 @@ use crate::{
     },
     maps::wanted,
     path::{AT_FDCWD, append_d_path, append_file_path},
-    record::{Record, count_fault, counted},
+    record::{Record, counted},
 };
 
 #[map]
@@ -67,43 +67,47 @@ pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    save_exec(
-        &ctx,
-        PendingExec {
-            filename: syscall_arg(&ctx, 0),
-            argv: syscall_arg(&ctx, 1),
-            dirfd: AT_FDCWD,
-            at_flags: 0,
-            syscall: syscall::EXECVE,
-            session: Session::default(),
-        },
-    );
-    0
+    counted(
+        kind::EXEC,
+        save_exec(
+            &ctx,
+            PendingExec {
+                filename: syscall_arg(&ctx, 0),
+                argv: syscall_arg(&ctx, 1),
+                dirfd: AT_FDCWD,
+                at_flags: 0,
+                syscall: syscall::EXECVE,
+                session: Session::default(),
+            },
+        ),
+    ) as u32
 }
 
 #[tracepoint]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    save_exec(
-        &ctx,
-        PendingExec {
-            dirfd: syscall_arg(&ctx, 0) as i32,
-            filename: syscall_arg(&ctx, 1),
-            argv: syscall_arg(&ctx, 2),
-            at_flags: syscall_arg(&ctx, 4) as u32,
-            syscall: syscall::EXECVEAT,
-            session: Session::default(),
-        },
-    );
-    0
+    counted(
+        kind::EXEC,
+        save_exec(
+            &ctx,
+            PendingExec {
+                dirfd: syscall_arg(&ctx, 0) as i32,
+                filename: syscall_arg(&ctx, 1),
+                argv: syscall_arg(&ctx, 2),
+                at_flags: syscall_arg(&ctx, 4) as u32,
+                syscall: syscall::EXECVEAT,
+                session: Session::default(),
+            },
+        ),
+    ) as u32
 }
 
 /// Keyed by thread group id: a successful exec from a non-leader thread returns in
 /// the leader's pid, so the thread id would not find the entry again.
 #[inline(always)]
-fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) {
+fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) -> Result<(), Fault> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !wanted(kind::EXEC, tgid) {
-        return;
+        return Ok(());
     }
     let task = current_task();
     pending.session = Session {
@@ -113,13 +117,13 @@ fn save_exec(ctx: &TracePointContext, mut pending: PendingExec) {
     };
     // A file left by an exec whose exit was never seen must not pass for this one's.
     let _ = EXEC_FILE.remove(&tgid);
-    if PENDING_EXEC.insert(&tgid, &pending, 0).is_err() {
-        count_fault(kind::EXEC, Fault::PendingFull);
+    PENDING_EXEC.insert(&tgid, &pending, 0).map_err(|_| {
         warn!(
             ctx,
             "exec by {} not recorded: pending-exec table full", tgid
         );
-    }
+        Fault::PendingFull
+    })
 }
 
 /// A failed exec: the caller's memory still holds what it asked for. (A successful one

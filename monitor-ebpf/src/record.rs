@@ -73,17 +73,12 @@ pub fn count(kind: u16, which: u32) {
     }
 }
 
-#[inline(always)]
-pub fn count_fault(kind: u16, fault: Fault) {
-    count(kind, stat::fault(fault));
-}
-
 /// What a hook's entry point returns: 0 (hooks never deny), after counting a failure
 /// of its inner function as a fault of `kind`.
 #[inline(always)]
 pub fn counted(kind: u16, result: Result<(), Fault>) -> i32 {
     if let Err(fault) = result {
-        count_fault(kind, fault);
+        count(kind, stat::fault(fault));
     }
     0
 }

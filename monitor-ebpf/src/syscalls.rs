@@ -22,7 +22,7 @@ use crate::{
     maps::wanted,
     path::{AT_FDCWD, append_base_dir},
     process::{syscall_arg, syscall_ret},
-    record::{Record, count, count_fault, counted},
+    record::{Record, count, counted},
 };
 
 /// Arguments of the syscalls of `syscalls`, keyed by thread.
@@ -91,8 +91,8 @@ macro_rules! traced {
         #[tracepoint]
         pub fn $enter(ctx: TracePointContext) -> u32 {
             let arg = |n| syscall_arg(&ctx, n);
-            save(&ctx, $id, [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)]);
-            0
+            let args = [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)];
+            counted(kind::SYSCALL, save(&ctx, $id, args)) as u32
         }
 
         #[tracepoint]
@@ -308,13 +308,14 @@ fn module_syscall(nr: u64) -> Option<u16> {
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn raw_sys_enter_module(ctx: RawTracePointContext) -> i32 {
     let nr: u64 = ctx.arg(1);
-    if let Some(id) = module_syscall(nr) {
-        let regs: u64 = ctx.arg(0);
-        let offsets = offset!(pt_regs_args);
-        let reg = |n: usize| read::<u64>(regs, offsets[n]).unwrap_or(0);
-        save(&ctx, id, [reg(0), reg(1), reg(2), reg(3), reg(4), reg(5)]);
-    }
-    0
+    let Some(id) = module_syscall(nr) else {
+        return 0;
+    };
+    let regs: u64 = ctx.arg(0);
+    let offsets = offset!(pt_regs_args);
+    let reg = |n: usize| read::<u64>(regs, offsets[n]).unwrap_or(0);
+    let args = [reg(0), reg(1), reg(2), reg(3), reg(4), reg(5)];
+    counted(kind::SYSCALL, save(&ctx, id, args))
 }
 
 /// `sys_exit(struct pt_regs *regs, long ret)`; the syscall's number is still in the
@@ -337,26 +338,26 @@ pub fn raw_sys_exit_module(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn save<C: EbpfContext>(ctx: &C, id: u16, args: [u64; 6]) {
+fn save<C: EbpfContext>(ctx: &C, id: u16, args: [u64; 6]) -> Result<(), Fault> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted(kind::SYSCALL, (pid_tgid >> 32) as u32) {
-        return;
+        return Ok(());
     }
     if let Some(f) = filter::applies(kind::SYSCALL)
         && !f.admits.admits_syscall(id)
     {
         count(kind::SYSCALL, stat::FILTERED);
-        return;
+        return Ok(());
     }
     let pending = PendingSyscall { args };
-    if PENDING_SYSCALL.insert(&pid_tgid, &pending, 0).is_err() {
-        count_fault(kind::SYSCALL, Fault::PendingFull);
+    PENDING_SYSCALL.insert(&pid_tgid, &pending, 0).map_err(|_| {
         warn!(
             ctx,
             "syscall by {} not recorded: pending-syscall table full",
             pid_tgid >> 32
         );
-    }
+        Fault::PendingFull
+    })
 }
 
 #[inline(always)]
