@@ -181,7 +181,7 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), Fault> {
         path: pending.path,
         tgid: (pid_tgid >> 32) as u32,
     });
-    let record = Record::start::<OpenRecord>()?;
+    let record = Record::<OpenRecord>::start()?;
     let mut header_flags = 0u16;
 
     let (path_len, cut) = record.user_str(pending.path, MAX_PATH_BYTES);
@@ -210,9 +210,7 @@ fn emit_open(ctx: &TracePointContext) -> Result<(), Fault> {
         uid: bpf_get_current_uid_gid() as u32,
         kill,
     };
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than an `OpenRecord`, and no one else's while the record lives.
-    unsafe { record.fixed::<OpenRecord>().write(fixed) };
+    record.set_fixed(fixed);
     record.submit();
     Ok(())
 }
@@ -286,7 +284,7 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), Fault> {
         count(kind::OPEN, stat::FILTERED);
         return Ok(());
     }
-    let record = Record::start::<OpenRecord>()?;
+    let record = Record::<OpenRecord>::start()?;
     let (resolved_len, cut) = if hook_flags & flags::D_PATH != 0 {
         append_d_path(&record, file)
     } else {
@@ -309,9 +307,7 @@ fn enhanced_open(file: u64, hook_flags: u16) -> Result<(), Fault> {
         uid: bpf_get_current_uid_gid() as u32,
         kill: 0,
     };
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than an `OpenRecord`, and no one else's while the record lives.
-    unsafe { record.fixed::<OpenRecord>().write(fixed) };
+    record.set_fixed(fixed);
     record.submit();
     Ok(())
 }

@@ -6,7 +6,7 @@ use monitor_common::{
     Capabilities, Fault, KernelOffsets, MAX_CGROUP_NAME, SocketFacts, TaskIdentity, exe,
 };
 
-use crate::record::Record;
+use crate::record::RecordBytes;
 
 /// The offset of a member, as patched in by the agent.
 macro_rules! offset {
@@ -173,7 +173,7 @@ pub fn file_of_fd(task: u64, fd: i64) -> Result<u64, Fault> {
 /// Appends the name of the task's cgroup v2 directory (e.g. a container id); returns
 /// its length.
 #[inline(always)]
-pub fn append_cgroup_name(record: &Record, task: u64) -> usize {
+pub fn append_cgroup_name(record: &RecordBytes, task: u64) -> usize {
     let name = read::<u64>(task, offset!(task_cgroups))
         .and_then(|css_set| read::<u64>(css_set, offset!(css_set_dfl_cgrp)))
         .and_then(|cgroup| read::<u64>(cgroup, offset!(cgroup_kn)))

@@ -1,7 +1,11 @@
-//! monitor's kernel programs. One module per hook family; shared maps in `maps`.
+//! monitor's kernel programs. One module per hook family, each owning its maps;
+//! `record` owns the ring buffer, the scratch slots and the counters, `filter` its
+//! tables, and `maps` only the switches every probe reads.
 //!
-//! Every entry point is thin: it calls a fallible inner function and, when that fails,
-//! the failure is counted in `STATS` (never a panic, which the verifier would refuse).
+//! Every program that records has one shape, `counted(kind, inner(..))`: the inner
+//! function returns a typed [`monitor_common::Fault`] when it loses a record, and the
+//! failure is counted in `STATS` under its cause (never a panic, which the verifier
+//! would refuse).
 #![no_std]
 #![no_main]
 // For `atomic_xadd`: the BPF target has no atomic read-modify-write types.

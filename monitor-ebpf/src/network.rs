@@ -169,7 +169,7 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), Fault> {
         count(kind::CONNECT, stat::FILTERED);
         return Ok(());
     }
-    let record = match Record::start::<ConnectRecord>() {
+    let record = match Record::<ConnectRecord>::start() {
         Ok(record) => record,
         Err(fault) => {
             let _ = PENDING_CONNECT.remove(&pid_tgid);
@@ -207,9 +207,7 @@ fn emit_connect(ctx: &TracePointContext) -> Result<(), Fault> {
         deny,
         local_addr: sock.local_addr,
     };
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than a `ConnectRecord`, and no one else's while the record lives.
-    unsafe { record.fixed::<ConnectRecord>().write(fixed) };
+    record.set_fixed(fixed);
     record.submit();
     Ok(())
 }

@@ -5,19 +5,19 @@ use monitor_common::{MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH};
 
 use crate::{
     kernel::{file_of_fd, offset, read},
-    record::Record,
+    record::RecordBytes,
 };
 
 /// Appends the reversed path of `file` (see `monitor_common`); returns its length and
 /// whether it was cut short.
 #[inline(always)]
-pub fn append_file_path(record: &Record, file: u64) -> (usize, bool) {
+pub fn append_file_path(record: &RecordBytes, file: u64) -> (usize, bool) {
     append_path_of(record, file + offset!(file_f_path) as u64)
 }
 
 /// Appends the reversed path of a `struct path`.
 #[inline(always)]
-pub fn append_path_of(record: &Record, path: u64) -> (usize, bool) {
+pub fn append_path_of(record: &RecordBytes, path: u64) -> (usize, bool) {
     let (Ok(vfsmount), Ok(dentry)) = (
         read::<u64>(path, offset!(path_mnt)),
         read::<u64>(path, offset!(path_dentry)),
@@ -30,7 +30,7 @@ pub fn append_path_of(record: &Record, path: u64) -> (usize, bool) {
 /// Appends the reversed path of the directory a relative path given with `dirfd`
 /// starts from: the file behind `dirfd`, or with `AT_FDCWD` the working directory.
 #[inline(always)]
-pub fn append_base_dir(record: &Record, task: u64, dirfd: i32) -> usize {
+pub fn append_base_dir(record: &RecordBytes, task: u64, dirfd: i32) -> usize {
     if dirfd == AT_FDCWD {
         let Ok(fs) = read::<u64>(task, offset!(task_fs)) else {
             return 0;
@@ -53,14 +53,14 @@ pub const AT_FDCWD: i32 = -100;
 /// `file_open`, fentry on an allowlist with `security_file_open`) load with it; the
 /// probe table falls back to [`append_file_path`] where it is refused.
 #[inline(always)]
-pub fn append_d_path(record: &Record, file: u64) -> (usize, bool) {
+pub fn append_d_path(record: &RecordBytes, file: u64) -> (usize, bool) {
     // `file` came from the program's context, so the verifier knows it as a `struct
     // file *`; the offset is a load-time constant, so it sees `&file->f_path`.
     record.d_path(file + offset!(file_f_path) as u64, MAX_PATH_BYTES)
 }
 
 #[inline(always)]
-fn append_path(record: &Record, vfsmount: u64, mut dentry: u64) -> (usize, bool) {
+fn append_path(record: &RecordBytes, vfsmount: u64, mut dentry: u64) -> (usize, bool) {
     // `struct mount` embeds the `struct vfsmount` the path points to.
     let mount_mnt = offset!(mount_mnt) as u64;
     let mut mount = vfsmount.wrapping_sub(mount_mnt);

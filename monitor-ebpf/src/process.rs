@@ -20,7 +20,7 @@ use crate::{
     },
     maps::wanted,
     path::{AT_FDCWD, append_d_path, append_file_path},
-    record::{Record, counted},
+    record::{Record, RecordBytes, counted},
 };
 
 #[map]
@@ -164,7 +164,7 @@ fn emit_exec_image() -> Result<(), Fault> {
         return Ok(());
     };
     let task = current_task();
-    let record = Record::start::<ExecRecord>()?;
+    let record = Record::<ExecRecord>::start()?;
     let mut header_flags = 0u16;
 
     // The caller's memory is gone; the new image tells its file and argv.
@@ -235,7 +235,7 @@ fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), Fault> {
         return Err(Fault::MissedHook);
     }
     let task = current_task();
-    let record = Record::start::<ExecRecord>()?;
+    let record = Record::<ExecRecord>::start()?;
     let mut header_flags = 0u16;
     let (filename_len, cut) = record.user_str(pending.filename, MAX_PATH_BYTES);
     if cut {
@@ -269,7 +269,7 @@ fn emit_failed_exec(ctx: &TracePointContext) -> Result<(), Fault> {
 /// Appends the file `bprm_check_security` saw for this exec, if it saw one; returns
 /// its length.
 #[inline(always)]
-fn append_exec_file(record: &Record, tgid: u32, header_flags: &mut u16) -> usize {
+fn append_exec_file(record: &RecordBytes, tgid: u32, header_flags: &mut u16) -> usize {
     // SAFETY: the map's element memory stays valid while the program runs: a concurrent
     // change could only garble what is copied (a probe read, its length capped).
     let Some(file) = (unsafe { EXEC_FILE.get(&tgid) }) else {
@@ -296,7 +296,7 @@ struct ExecParts {
 
 #[inline(always)]
 fn submit_exec(
-    record: Record,
+    record: Record<ExecRecord>,
     task: u64,
     header_flags: u16,
     pending: &PendingExec,
@@ -322,9 +322,7 @@ fn submit_exec(
         _pad3: 0,
         caps: capabilities(task),
     };
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than an `ExecRecord`, and no one else's while the record lives.
-    unsafe { record.fixed::<ExecRecord>().write(fixed) };
+    record.set_fixed(fixed);
     record.submit();
 }
 
@@ -387,7 +385,7 @@ fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), Fault> {
     }
     // The path is assembled in the record scratch, laid out as an `ExecFile`, and
     // copied from there into the map (a map value is too large for the stack).
-    let staging = Record::begin::<ExecFileHead>(kind::EXEC)?;
+    let staging = Record::<ExecFileHead>::begin(kind::EXEC)?;
     let (len, cut) = if hook_flags & flags::D_PATH != 0 {
         // A plain load, not a probe read: the verifier must see `bprm->file` as the
         // `struct file *` it is to let `bpf_d_path` have its `f_path`.
@@ -399,25 +397,20 @@ fn save_exec_file(bprm: u64, hook_flags: u16) -> Result<(), Fault> {
     } else {
         append_file_path(&staging, read::<u64>(bprm, offset!(binprm_file))?)
     };
-    let value = staging.fixed::<ExecFile>();
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: aligned,
-    // larger than an `ExecFile`, and map memory, so every byte of it is initialized.
-    unsafe {
-        let cut = if cut { flags::FILE_TRUNCATED } else { 0 };
-        (*value).head = ExecFileHead {
-            len: len as u32,
-            flags: (hook_flags | cut) as u32,
-        };
-        EXEC_FILE
-            .insert(&tgid, &*value, 0)
-            .map_err(|_| Fault::PendingFull)
-    }
+    let cut = if cut { flags::FILE_TRUNCATED } else { 0 };
+    staging.set_fixed(ExecFileHead {
+        len: len as u32,
+        flags: (hook_flags | cut) as u32,
+    });
+    EXEC_FILE
+        .insert(&tgid, staging.as_whole::<ExecFile>(), 0)
+        .map_err(|_| Fault::PendingFull)
 }
 
 /// Copies a user `argv` array (NULL-terminated pointers to strings) as NUL-separated
 /// bytes; returns the length and whether entries or bytes were cut.
 #[inline(always)]
-fn append_argv(record: &Record, argv: u64) -> (usize, bool) {
+fn append_argv(record: &RecordBytes, argv: u64) -> (usize, bool) {
     if argv == 0 {
         return (0, false);
     }
@@ -463,7 +456,7 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), Fault> {
         // A new thread, not a new process.
         return Ok(());
     }
-    let record = Record::start::<ForkRecord>()?;
+    let record = Record::<ForkRecord>::start()?;
     let fixed = ForkRecord {
         header: record.header(0),
         child_pid,
@@ -472,9 +465,7 @@ fn emit_fork(ctx: &RawTracePointContext) -> Result<(), Fault> {
         parent_ppid: parent_tgid(parent),
         child_vpid: vpid(child),
     };
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than a `ForkRecord`, and no one else's while the record lives.
-    unsafe { record.fixed::<ForkRecord>().write(fixed) };
+    record.set_fixed(fixed);
     record.submit();
     Ok(())
 }
@@ -497,16 +488,14 @@ fn emit_exit() -> Result<(), Fault> {
     if live != 0 {
         return Ok(());
     }
-    let record = Record::start::<ExitRecord>()?;
+    let record = Record::<ExitRecord>::start()?;
     let fixed = ExitRecord {
         header: record.header(0),
         exit_code: read::<i32>(task, offset!(task_exit_code)).unwrap_or(0),
         ppid: parent_tgid(task),
         start_boot_ns: process_start(task),
     };
-    // SAFETY: `fixed()` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than an `ExitRecord`, and no one else's while the record lives.
-    unsafe { record.fixed::<ExitRecord>().write(fixed) };
+    record.set_fixed(fixed);
     record.submit();
     Ok(())
 }

@@ -15,6 +15,7 @@
 use core::{
     ffi::c_void,
     intrinsics::{AtomicOrdering, atomic_xadd},
+    marker::PhantomData,
 };
 
 use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
@@ -145,37 +146,109 @@ fn wakeup_flag() -> u64 {
     }
 }
 
-pub struct Record {
+/// A record in the making whose fixed part is a `T`, in a claimed scratch slot: the
+/// variable data is appended through [`RecordBytes`] (which it derefs to), the fixed
+/// part is written last, when its lengths are known. Only a `T` that is a kind's
+/// record can be submitted.
+pub struct Record<T> {
+    bytes: RecordBytes,
+    fixed: PhantomData<T>,
+}
+
+/// The bytes of a record in the making: its claimed scratch slot and write position.
+/// Path and string helpers take this, whatever the record's fixed part.
+pub struct RecordBytes {
     scratch: *mut Scratch,
     base: *mut u8,
     kind: u16,
 }
 
-impl Record {
+impl<T: KindRecord> Record<T> {
     /// Starts a record of `T`'s kind whose fixed part is a `T`; variable data is
     /// appended after it.
     #[inline(always)]
-    pub fn start<T: KindRecord>() -> Result<Self, Fault> {
-        Self::begin::<T>(T::KIND)
+    pub fn start() -> Result<Self, Fault> {
+        Self::begin(T::KIND)
     }
 
+    /// Copies the record into the ring buffer, counting it as sent or dropped.
+    #[inline(always)]
+    pub fn submit(self) {
+        let size = self.len() & CURSOR_MASK;
+        // SAFETY: masked with CURSOR_MASK, `size` bytes fit in the scratch buffer:
+        // they are this record's claimed bytes, initialized map memory.
+        let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, size) };
+        match EVENTS.output::<[u8]>(bytes, wakeup_flag()) {
+            Ok(()) => count(self.kind, stat::SENT),
+            Err(_) => count(self.kind, stat::DROPPED),
+        }
+    }
+}
+
+impl<T> Record<T> {
     /// Starts bytes in scratch memory whose fixed part is a `T`, counted as `kind`'s
     /// (a part of a later record, such as the file an exec runs). The scratch slot is
     /// this record's until it is dropped.
     #[inline(always)]
-    pub fn begin<T>(kind: u16) -> Result<Self, Fault> {
+    pub fn begin(kind: u16) -> Result<Self, Fault> {
+        const { assert!(core::mem::size_of::<T>() <= CURSOR_MASK) };
         let scratch = claim(0).or_else(|| claim(1)).ok_or(Fault::ScratchBusy)?;
         // SAFETY: `scratch` is the per-CPU map value `claim` returned: valid for the
         // program's run.
-        let record = Self {
+        let base = unsafe { (*scratch).bytes.as_mut_ptr() };
+        let bytes = RecordBytes {
             scratch,
-            base: unsafe { (*scratch).bytes.as_mut_ptr() },
+            base,
             kind,
         };
-        record.set_cursor(core::mem::size_of::<T>());
-        Ok(record)
+        bytes.set_cursor(core::mem::size_of::<T>());
+        Ok(Self {
+            bytes,
+            fixed: PhantomData,
+        })
     }
 
+    /// Writes the whole fixed part.
+    #[inline(always)]
+    pub fn set_fixed(&self, fixed: T) {
+        // SAFETY: the slot's first bytes are this record's, 8-aligned (`Scratch` is
+        // `align(8)` and `bytes` follows two u64s) and larger than a `T` (checked in
+        // `begin`).
+        unsafe { (self.base as *mut T).write(fixed) };
+    }
+
+    /// The fixed part in place, for records too large to build on the stack. It holds
+    /// whatever the slot's last record left: the caller writes every field. `T` is a
+    /// plain `#[repr(C)]` record of integers, valid for any bytes.
+    #[inline(always)]
+    pub fn fixed_mut(&mut self) -> &mut T {
+        // SAFETY: as in `set_fixed`; `&mut self` makes this the only reference to it.
+        unsafe { &mut *(self.base as *mut T) }
+    }
+}
+
+impl<T> Record<T> {
+    /// The slot's bytes as one `U` that starts with the fixed part: a map value built
+    /// in scratch memory (a head followed by a path) because it is too large for the
+    /// stack. `U` is a plain record of integers, valid for any bytes.
+    #[inline(always)]
+    pub fn as_whole<U>(&self) -> &U {
+        const { assert!(core::mem::size_of::<U>() <= SCRATCH_BYTES) };
+        // SAFETY: the slot is this record's, 8-aligned and at least a `U` long (checked
+        // above); map memory, so every byte is initialized.
+        unsafe { &*(self.base as *const U) }
+    }
+}
+
+impl<T> core::ops::Deref for Record<T> {
+    type Target = RecordBytes;
+
+    fn deref(&self) -> &RecordBytes {
+        &self.bytes
+    }
+}
+
+impl RecordBytes {
     /// Bytes written so far, fixed part included.
     #[inline(always)]
     pub fn len(&self) -> usize {
@@ -193,13 +266,6 @@ impl Record {
     #[inline(always)]
     fn advance(&self, n: usize) {
         self.set_cursor(self.len() + n);
-    }
-
-    /// The fixed part, to be filled in completely by the caller (scratch memory holds
-    /// the previous record's bytes).
-    #[inline(always)]
-    pub fn fixed<T>(&self) -> *mut T {
-        self.base as *mut T
     }
 
     /// The byte at `at` (a position an earlier append reported).
@@ -355,22 +421,9 @@ impl Record {
         unsafe { bpf_get_current_comm(header.comm.as_mut_ptr() as *mut c_void, 16) };
         header
     }
-
-    /// Copies the record into the ring buffer, counting it as sent or dropped.
-    #[inline(always)]
-    pub fn submit(self) {
-        let size = self.len() & CURSOR_MASK;
-        // SAFETY: masked with CURSOR_MASK, `size` bytes fit in the scratch buffer:
-        // initialized map memory, unchanged while this record holds its claim.
-        let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, size) };
-        match EVENTS.output::<[u8]>(bytes, wakeup_flag()) {
-            Ok(()) => count(self.kind, stat::SENT),
-            Err(_) => count(self.kind, stat::DROPPED),
-        }
-    }
 }
 
-impl Drop for Record {
+impl Drop for RecordBytes {
     /// Lets go of the scratch slot, whether the record was sent or abandoned.
     #[inline(always)]
     fn drop(&mut self) {

@@ -22,7 +22,7 @@ use crate::{
     maps::wanted,
     path::{AT_FDCWD, append_base_dir},
     process::{syscall_arg, syscall_ret},
-    record::{Record, count, counted},
+    record::{Record, RecordBytes, count, counted},
 };
 
 /// Arguments of the syscalls of `syscalls`, keyed by thread.
@@ -390,7 +390,7 @@ fn emit_pending(
         return Ok(());
     }
     let task = current_task();
-    let record = Record::start::<SyscallRecord>()?;
+    let mut record = Record::<SyscallRecord>::start()?;
     let start0 = record.len();
     let str0_len = append_string(&record, args, shape.strings[0]);
     let start1 = record.len();
@@ -444,41 +444,38 @@ fn emit_pending(
     }
     // Written in place: a record built on the stack and copied would not fit the
     // stack of the programs that hold more than one syscall's code.
-    let fixed = record.fixed::<SyscallRecord>();
-    // SAFETY: `fixed` is the start of this record's claimed scratch bytes: 8-aligned,
-    // larger than a `SyscallRecord`, and no one else's while the record lives.
-    unsafe {
-        (*fixed).sock = SocketFacts::default();
-        if shape.socket != NONE && result >= 0 {
-            let fd = if shape.socket == RESULT {
-                result
-            } else {
-                arg(args, shape.socket) as i32 as i64
-            };
-            if let Ok(file) = file_of_fd(task, fd) {
-                socket_facts_into(file, &mut (*fixed).sock);
-            }
+    let fixed = record.fixed_mut();
+    fixed.sock = SocketFacts::default();
+    if shape.socket != NONE && result >= 0 {
+        let fd = if shape.socket == RESULT {
+            result
+        } else {
+            arg(args, shape.socket) as i32 as i64
+        };
+        if let Ok(file) = file_of_fd(task, fd) {
+            socket_facts_into(file, &mut fixed.sock);
         }
-        (*fixed).header = record.header(header_flags);
-        (*fixed).syscall = id;
-        (*fixed).str0_len = str0_len;
-        (*fixed).str1_len = str1_len;
-        (*fixed).dir_len = dir_len;
-        (*fixed).uid = bpf_get_current_uid_gid() as u32;
-        (*fixed).dir_for = dir_for;
-        (*fixed).data_len = data_len;
-        (*fixed).result = result;
-        (*fixed).args = [args[0], args[1], args[2], args[3], args[4]];
-        (*fixed).addr_len = addr_len;
-        (*fixed)._pad = [0; 3];
     }
+    fixed.syscall = id;
+    fixed.str0_len = str0_len;
+    fixed.str1_len = str1_len;
+    fixed.dir_len = dir_len;
+    fixed.uid = bpf_get_current_uid_gid() as u32;
+    fixed.dir_for = dir_for;
+    fixed.data_len = data_len;
+    fixed.result = result;
+    fixed.args = [args[0], args[1], args[2], args[3], args[4]];
+    fixed.addr_len = addr_len;
+    fixed._pad = [0; 3];
+    let header = record.header(header_flags);
+    record.fixed_mut().header = header;
     record.submit();
     Ok(())
 }
 
 /// Appends the string argument at `at`, if any; returns its length.
 #[inline(always)]
-fn append_string(record: &Record, args: &[u64; 6], at: usize) -> u16 {
+fn append_string(record: &RecordBytes, args: &[u64; 6], at: usize) -> u16 {
     if at == NONE {
         return 0;
     }
