@@ -88,11 +88,76 @@ pub struct FieldInfo {
     pub description: &'static str,
 }
 
+/// The class a field belongs to: Falco's libs' (`evt`, `proc`, `fd`, `container`,
+/// `k8s`) and this agent's own (`stats` for `container_stats` measures, `workload`).
+/// Each class's values are read in a file of its own (`event_fields/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldClass {
+    Evt,
+    Proc,
+    Fd,
+    Container,
+    Stats,
+    K8s,
+    Workload,
+}
+
+impl FieldClass {
+    /// The class of a field from its `FieldId` variant's name, at compile time.
+    const fn of_variant(variant: &str) -> FieldClass {
+        const fn starts(s: &[u8], prefix: &[u8]) -> bool {
+            if s.len() < prefix.len() {
+                return false;
+            }
+            let mut i = 0;
+            while i < prefix.len() {
+                if s[i] != prefix[i] {
+                    return false;
+                }
+                i += 1;
+            }
+            true
+        }
+        let v = variant.as_bytes();
+        if starts(v, b"Evt") {
+            FieldClass::Evt
+        } else if starts(v, b"Proc")
+            || starts(v, b"Thread")
+            || starts(v, b"User")
+            || starts(v, b"Group")
+        {
+            FieldClass::Proc
+        } else if starts(v, b"Fd") || starts(v, b"Fs") {
+            FieldClass::Fd
+        } else if starts(v, b"Container") {
+            FieldClass::Container
+        } else if starts(v, b"Stat") {
+            FieldClass::Stats
+        } else if starts(v, b"K8s") {
+            FieldClass::K8s
+        } else if starts(v, b"Workload") {
+            FieldClass::Workload
+        } else {
+            panic!("a FieldId variant without a class prefix")
+        }
+    }
+}
+
 macro_rules! catalog {
     ($( $id:ident => $name:literal, $ty:ident, $arg:ident, $avail:literal, $desc:literal; )*) => {
         /// Identifies a catalog field.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum FieldId { $($id,)* }
+
+        /// Each field's class, in `FieldId` order; computed at compile time (a variant
+        /// without a class prefix fails the build).
+        const CLASSES: &[FieldClass] = &[ $( FieldClass::of_variant(stringify!($id)), )* ];
+
+        impl FieldId {
+            pub const fn class(self) -> FieldClass {
+                CLASSES[self as usize]
+            }
+        }
 
         /// Every field, in display order.
         pub static CATALOG: &[FieldInfo] = &[
