@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 
 use super::{
-    compile::{CheckNode, EvalCtx, Matcher, NO_SLOT, Node},
+    eval::EvalCtx,
     fields::FieldId,
     source::{FieldSource, FieldValue, ResolvedField},
     specialize::few_values,
+    tree::{CheckNode, Matcher, NO_SLOT, Node},
 };
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;

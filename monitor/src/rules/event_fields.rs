@@ -821,7 +821,6 @@ fn mount_key_matches(key: &str, value: &str) -> bool {
     })
 }
 
-
 /// Resolves `.` and `..` in an absolute path without touching the filesystem.
 /// `path` normalized, without a copy when it already is.
 fn normalized(path: Cow<'_, str>) -> Cow<'_, str> {

@@ -11,7 +11,9 @@
 pub mod compile;
 mod dispatch;
 pub mod error;
+pub mod eval;
 pub mod event_fields;
+pub mod event_types;
 pub mod fields;
 pub mod fixtures;
 pub mod json_event;
@@ -25,6 +27,7 @@ pub mod response;
 pub mod source;
 pub mod specialize;
 pub mod text;
+pub mod tree;
 pub mod yaml;
 
 #[cfg(test)]
@@ -36,19 +39,20 @@ use std::{
     sync::Arc,
 };
 
-pub use compile::Scratch;
 pub use error::{LoadErrors, RuleError};
+pub use eval::Scratch;
 pub use json_event::JsonEvent;
 pub use live_event::LiveEvent;
 pub use loader::Priority;
 pub use source::{EventType, FieldArg, FieldSource, FieldValue, ResolvedField};
 
-use compile::{Compiler, Node, Scope};
+use compile::{Compiler, Scope};
 use dispatch::TypeRules;
 use loader::{Definitions, ExceptionDef, RuleDef};
 use output::OutputTemplate;
 use parser::{Check, Expr, FieldExpr, Op, Rhs, Value};
 use text::{Loc, SourceFile};
+use tree::Node;
 use yaml::Kind;
 
 use crate::kinds::Interest;
@@ -349,15 +353,15 @@ impl Engine {
         use fields::FieldId::*;
         let mut names = BTreeSet::new();
         for rule in &self.rules {
-            compile::for_each_check(rule.condition_node(), &mut |c| {
+            event_types::for_each_check(rule.condition_node(), &mut |c| {
                 if !matches!(c.field.id, FdSipName | FdRipName | FdCipName | FdLipName) {
                     return;
                 }
                 match &c.matcher {
-                    compile::Matcher::StrEq(v) => {
+                    tree::Matcher::StrEq(v) => {
                         names.insert(v.to_string());
                     }
-                    compile::Matcher::StrIn(set) => {
+                    tree::Matcher::StrIn(set) => {
                         names.extend(set.iter().map(|v| v.to_string()));
                     }
                     _ => {}
@@ -715,15 +719,15 @@ fn build(defs: &Definitions, errors: &mut Vec<RuleError>) -> Engine {
             continue;
         };
         let (node, output) = compiled;
-        let (set, _) = compile::event_types(&node);
-        let types = compile::our_types(&set);
+        let (set, _) = event_types::event_types(&node);
+        let types = event_types::our_types(&set);
         if !r.enabled {
             summaries.push(summary(RuleStatus::Disabled));
             continue;
         }
         if types.is_empty() {
             let reason = match &set {
-                compile::TypeSet::Only(s) if !s.is_empty() => format!(
+                event_types::TypeSet::Only(s) if !s.is_empty() => format!(
                     "needs evt.type in ({}), which this agent does not produce",
                     s.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),

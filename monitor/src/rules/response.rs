@@ -3,7 +3,7 @@
 //! their scope; acting on them is `crate::responses`.
 use std::sync::Arc;
 
-use super::{Scratch, compile::Node, source::FieldSource, text::Loc};
+use super::{Scratch, source::FieldSource, text::Loc, tree::Node};
 
 /// What a response does to the process whose event matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -5,10 +5,10 @@
 //! Evaluation has no side effects, so the order of operands changes only the cost,
 //! never the result.
 use super::{
-    compile::{CheckNode, Matcher, Memo, Node},
     fields::FieldId,
     parser::Op,
     source::EventType,
+    tree::{CheckNode, Matcher, Memo, Node},
 };
 
 /// `node` as it evaluates on events of type `t`.

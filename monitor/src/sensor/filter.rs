@@ -235,7 +235,7 @@ fn excluded_networks(rules: &KernelFilter) -> Vec<ExcludedNet> {
         for (outer, outer_bits, outer_scopes) in &all {
             if outer.is_ipv4() == addr.is_ipv4()
                 && outer_bits <= bits
-                && crate::rules::compile::ip_in(*addr, *outer, *outer_bits)
+                && crate::rules::tree::ip_in(*addr, *outer, *outer_bits)
             {
                 *scopes |= outer_scopes;
             }

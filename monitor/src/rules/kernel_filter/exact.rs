@@ -14,10 +14,10 @@ use monitor_common::{ScopeFilter, filter, kill};
 use super::{
     super::{
         CompiledRule,
-        compile::{CheckNode, Matcher, Node, ip_in},
         fields::FieldId,
         source::{EventType, FieldArg},
         specialize::specialize,
+        tree::{CheckNode, Matcher, Node, ip_in},
     },
     ALL_RESULTS, IP_FAMILIES, MAX_PORT_ENTRIES, Net, PathBound, PortBound, Region, SCOPE_CONTAINER,
     SCOPE_HOST, check_regions,

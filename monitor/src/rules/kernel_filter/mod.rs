@@ -20,10 +20,11 @@ use monitor_common::{KindFilter, ScopeFilter, filter, kill};
 
 use super::{
     CompiledRule,
-    compile::{CheckNode, Matcher, Node, for_each_check, ip_in},
+    event_types::for_each_check,
     fields::FieldId,
     source::{EventType, FieldArg, FieldValue},
     specialize::specialize,
+    tree::{CheckNode, Matcher, Node, ip_in},
 };
 use crate::{
     context::EnrichedEvent,

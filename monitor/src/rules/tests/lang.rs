@@ -323,7 +323,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
 
 #[test]
 fn contains_alternatives_share_one_automaton() {
-    use crate::rules::compile::{Matcher, Node};
+    use crate::rules::tree::{Matcher, Node};
     let engine = engine_for(
         "proc.cmdline contains a or proc.cmdline contains bb or proc.cmdline icontains X or proc.name startswith Ba or proc.name startswith z",
     )
