@@ -2,6 +2,7 @@
 use super::*;
 
 impl<'a, R: Record<'a>> EventView<R> {
+    #[inline(always)]
     pub(super) fn container_value(&self, f: &ResolvedField) -> FieldValue<'a> {
         use FieldId::*;
         match f.id {

@@ -2,6 +2,7 @@
 use super::*;
 
 impl<'a, R: Record<'a>> EventView<R> {
+    #[inline(always)]
     pub(super) fn k8s_value(&self, f: &ResolvedField) -> FieldValue<'a> {
         use FieldId::*;
         match f.id {

@@ -2,6 +2,7 @@
 use super::*;
 
 impl<'a, R: Record<'a>> EventView<R> {
+    #[inline(always)]
     pub(super) fn proc_value(&self, f: &ResolvedField) -> FieldValue<'a> {
         use FieldId::*;
         let index = match f.arg {
