@@ -192,7 +192,9 @@ impl<T> Record<T> {
     #[inline(always)]
     pub fn begin(kind: u16) -> Result<Self, Fault> {
         const { assert!(core::mem::size_of::<T>() <= CURSOR_MASK) };
-        let scratch = claim(0).or_else(|| claim(1)).ok_or(Fault::ScratchBusy)?;
+        let scratch = (0..SCRATCH_SLOTS)
+            .find_map(claim)
+            .ok_or(Fault::ScratchBusy)?;
         // SAFETY: `scratch` is the per-CPU map value `claim` returned: valid for the
         // program's run.
         let base = unsafe { (*scratch).bytes.as_mut_ptr() };
@@ -225,9 +227,7 @@ impl<T> Record<T> {
         // SAFETY: as in `set_fixed`; `&mut self` makes this the only reference to it.
         unsafe { &mut *(self.base as *mut T) }
     }
-}
 
-impl<T> Record<T> {
     /// The slot's bytes as one `U` that starts with the fixed part: a map value built
     /// in scratch memory (a head followed by a path) because it is too large for the
     /// stack. `U` is a plain record of integers, valid for any bytes.

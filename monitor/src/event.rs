@@ -5,7 +5,11 @@
 //! escaped, by an output format.
 use std::net::IpAddr;
 
+mod container_stats;
+
 pub use crate::kinds::{EventKind, EventType, KindSet};
+pub(crate) use container_stats::container_measures;
+pub use container_stats::{ContainerStats, Measure};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -111,120 +115,6 @@ pub enum Detail {
     Open(Open),
     Syscall(SyscallDetail),
     ContainerStats(Box<ContainerStats>),
-}
-
-/// One measure of a container: the last sample and its means over the last minute
-/// and the last five minutes (over the samples a younger container has). Integers:
-/// millicores, bytes, percent (rounded), counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Measure {
-    pub now: Option<u64>,
-    pub mean_1m: Option<u64>,
-    pub mean_5m: Option<u64>,
-}
-
-/// A container's resource usage (from its cgroups) and activity (from its events),
-/// made by the agent every `stats.interval` for each running container.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContainerStats {
-    /// CPU in use, in thousandths of a core.
-    pub cpu_millicores: Measure,
-    /// CPU in use as a share of the container's CPU limit, where it has one.
-    pub cpu_limit_pct: Measure,
-    pub cpu_limit_millicores: Option<u64>,
-    pub memory_bytes: Measure,
-    pub memory_limit_pct: Measure,
-    pub memory_limit_bytes: Option<u64>,
-    /// OOM kills in the container's memory cgroup since it was made, and since the
-    /// previous sample.
-    pub oom_kills: Option<u64>,
-    pub new_oom_kills: Option<u64>,
-    pub pids: Measure,
-    pub pids_limit_pct: Measure,
-    pub pids_limit: Option<u64>,
-    /// Events of the last minute.
-    pub execs_per_min: u64,
-    pub connects_per_min: u64,
-    pub failed_connects_per_min: u64,
-    /// Distinct (address, port) pairs connected to.
-    pub destinations_per_min: u64,
-    /// Seconds between this sample and the previous one.
-    pub interval_secs: u64,
-}
-
-impl ContainerStats {
-    /// Every measure by its name in the event JSON's `stats` object (one table for
-    /// the JSON writer, the recorded reader and the rule fields).
-    pub fn entries(&self) -> [(&'static str, Option<u64>); 28] {
-        [
-            ("cpu_millicores", self.cpu_millicores.now),
-            ("cpu_millicores_1m", self.cpu_millicores.mean_1m),
-            ("cpu_millicores_5m", self.cpu_millicores.mean_5m),
-            ("cpu_limit_pct", self.cpu_limit_pct.now),
-            ("cpu_limit_pct_1m", self.cpu_limit_pct.mean_1m),
-            ("cpu_limit_pct_5m", self.cpu_limit_pct.mean_5m),
-            ("cpu_limit_millicores", self.cpu_limit_millicores),
-            ("memory_bytes", self.memory_bytes.now),
-            ("memory_bytes_1m", self.memory_bytes.mean_1m),
-            ("memory_bytes_5m", self.memory_bytes.mean_5m),
-            ("memory_limit_pct", self.memory_limit_pct.now),
-            ("memory_limit_pct_1m", self.memory_limit_pct.mean_1m),
-            ("memory_limit_pct_5m", self.memory_limit_pct.mean_5m),
-            ("memory_limit_bytes", self.memory_limit_bytes),
-            ("oom_kills", self.oom_kills),
-            ("new_oom_kills", self.new_oom_kills),
-            ("pids", self.pids.now),
-            ("pids_1m", self.pids.mean_1m),
-            ("pids_5m", self.pids.mean_5m),
-            ("pids_limit_pct", self.pids_limit_pct.now),
-            ("pids_limit_pct_1m", self.pids_limit_pct.mean_1m),
-            ("pids_limit_pct_5m", self.pids_limit_pct.mean_5m),
-            ("pids_limit", self.pids_limit),
-            ("execs_per_min", Some(self.execs_per_min)),
-            ("connects_per_min", Some(self.connects_per_min)),
-            (
-                "failed_connects_per_min",
-                Some(self.failed_connects_per_min),
-            ),
-            ("destinations_per_min", Some(self.destinations_per_min)),
-            ("interval_secs", Some(self.interval_secs)),
-        ]
-    }
-
-    /// The measures named as [`ContainerStats::entries`] names them (a recorded event).
-    pub fn from_entries(get: impl Fn(&str) -> Option<u64>) -> ContainerStats {
-        let measure = |name: &str| Measure {
-            now: get(name),
-            mean_1m: get(&format!("{name}_1m")),
-            mean_5m: get(&format!("{name}_5m")),
-        };
-        ContainerStats {
-            cpu_millicores: measure("cpu_millicores"),
-            cpu_limit_pct: measure("cpu_limit_pct"),
-            cpu_limit_millicores: get("cpu_limit_millicores"),
-            memory_bytes: measure("memory_bytes"),
-            memory_limit_pct: measure("memory_limit_pct"),
-            memory_limit_bytes: get("memory_limit_bytes"),
-            oom_kills: get("oom_kills"),
-            new_oom_kills: get("new_oom_kills"),
-            pids: measure("pids"),
-            pids_limit_pct: measure("pids_limit_pct"),
-            pids_limit: get("pids_limit"),
-            execs_per_min: get("execs_per_min").unwrap_or(0),
-            connects_per_min: get("connects_per_min").unwrap_or(0),
-            failed_connects_per_min: get("failed_connects_per_min").unwrap_or(0),
-            destinations_per_min: get("destinations_per_min").unwrap_or(0),
-            interval_secs: get("interval_secs").unwrap_or(0),
-        }
-    }
-
-    /// One measure by its `stats` key.
-    pub fn get(&self, key: &str) -> Option<u64> {
-        self.entries()
-            .into_iter()
-            .find(|(name, _)| *name == key)
-            .and_then(|(_, value)| value)
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

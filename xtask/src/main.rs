@@ -1,6 +1,7 @@
 //! Developer automation for monitor. `cargo xtask --help` lists the commands; the
 //! README's two commands are `cargo xtask run` and `cargo xtask test`.
 mod bench;
+mod busy;
 mod docs;
 mod engine_bench;
 mod fleet_bench;
@@ -52,6 +53,11 @@ enum Command {
         /// kernel matrix.
         #[arg(long)]
         quick: bool,
+        /// Run N busy containers in the background for the whole run (kernel matrix
+        /// included): each execs, opens files and connects all the time, as a node's
+        /// containers do. The suite must pass alongside them.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        busy: usize,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -80,15 +86,15 @@ fn main() -> ExitCode {
         Command::Run { args } => setup::run()
             .and_then(|()| util::build_release())
             .and_then(|()| util::run_monitor(&args)),
-        Command::Test { quick, args } => setup::run()
+        Command::Test { quick, busy, args } => setup::run()
             .and_then(|()| util::build_release())
-            .and_then(|()| util::run_tests(quick, &args))
-            .and_then(|()| {
+            .and_then(|()| busy::Busy::start(busy))
+            .and_then(|_busy| {
+                util::run_tests(quick, &args)?;
                 if args.is_empty() && !quick {
-                    kernels::run(&kernels::KernelsArgs::default())
-                } else {
-                    Ok(())
+                    kernels::run(&kernels::KernelsArgs::default())?;
                 }
+                Ok(())
             }),
         Command::TestKernels(args) => setup::run()
             .and_then(|()| util::build_release())

@@ -83,10 +83,10 @@ impl Sampler {
             let usage = resources.tick(now);
             let rates = self.activity.rates(&container.id, now);
             let stats = ContainerStats {
-                execs_per_min: rates.execs,
-                connects_per_min: rates.connects,
-                failed_connects_per_min: rates.failed_connects,
-                destinations_per_min: rates.destinations,
+                execs_per_min: Some(rates.execs),
+                connects_per_min: Some(rates.connects),
+                failed_connects_per_min: Some(rates.failed_connects),
+                destinations_per_min: Some(rates.destinations),
                 interval_secs,
                 ..measures(resources, &usage, now)
             };

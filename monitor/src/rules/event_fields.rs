@@ -60,7 +60,6 @@ macro_rules! keys {
 keys!(T, "Top-level keys." { address, address_names, ancestors, args, backlog, boot_ns, child_pid, cmd, comm, container, data, dirfd, domain, error, exe, exit_code, family, fd, filename, flags, gid, hostname, kind, length, linkpath, local_address, local_port, loginuid, mode, name, newfd, newpath, nstype, num, olddirfd, oldpath, path, pid, port, ppid, process, process_start_boot_ns, protocol, request, resolved_linkpath, resolved_name, resolved_newpath, resolved_oldpath, resolved_path, result, server_name, signal, size, sock_type, stats, syscall, workload, target, target_pid, target_uid, tid, time, uargs, uid, unix_path });
 keys!(P, "Keys of `process`." { args, cap_effective, cap_inheritable, cap_permitted, cmdline, container_start, cwd, env, exe, exe_from_memfd, exe_sha256, exe_upper_layer, exe_writable, exepath, gid, group, loginname, loginuid, name, pid, ppid, sid, start_boot_ns, tty, uid, user, vpgid, vpid });
 keys!(C, "Keys of `container`." { host_ipc, host_network, host_pid, id, image, image_digest, image_id, image_repository, image_tag, labels, mounts, name, pod, privileged, runtime, start_ts, started_at, user });
-keys!(S, "Keys of `stats` (a container_stats event)." { cpu_millicores, cpu_millicores_1m, cpu_millicores_5m, cpu_limit_pct, cpu_limit_pct_1m, cpu_limit_pct_5m, cpu_limit_millicores, memory_bytes, memory_bytes_1m, memory_bytes_5m, memory_limit_pct, memory_limit_pct_1m, memory_limit_pct_5m, memory_limit_bytes, oom_kills, new_oom_kills, pids, pids_1m, pids_5m, pids_limit_pct, pids_limit_pct_1m, pids_limit_pct_5m, pids_limit, execs_per_min, connects_per_min, failed_connects_per_min, destinations_per_min, interval_secs });
 keys!(W, "Keys of `workload`." { id, kind, name, namespace, learning, new });
 keys!(A, "Keys of an entry of `ancestors`." { pid, name, exe, exepath, cmdline });
 keys!(Pod, "Keys of `container.pod`." { ip, name, namespace, uid });
@@ -154,8 +153,8 @@ pub trait Record<'a> {
     fn top(&self, k: T) -> Raw<'a>;
     fn process(&self, k: P) -> Raw<'a>;
     fn container(&self, k: C) -> Raw<'a>;
-    /// A measure of a container_stats event.
-    fn stats(&self, k: S) -> Raw<'a>;
+    /// A measure of a container_stats event, by its key in the event JSON's `stats`.
+    fn stats(&self, key: &str) -> Raw<'a>;
     /// A key of the event's workload (learned profiles).
     fn workload(&self, k: W) -> Raw<'a>;
     /// A key of `container.pod`.

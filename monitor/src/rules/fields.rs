@@ -144,29 +144,72 @@ impl FieldClass {
 }
 
 macro_rules! catalog {
-    ($( $id:ident => $name:literal, $ty:ident, $arg:ident, $avail:literal, $desc:literal; )*) => {
+    (
+        before { $( $id:ident => $name:literal, $ty:ident, $arg:ident, $avail:literal, $desc:literal; )* }
+        after { $( $id2:ident => $name2:literal, $ty2:ident, $arg2:ident, $avail2:literal, $desc2:literal; )* }
+        @measures { $( $field:ident => $mname:literal [$now:ident $(, $m1:ident, $m5:ident)?] $mdesc:literal; )* }
+    ) => {
         /// Identifies a catalog field.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum FieldId { $($id,)* }
+        pub enum FieldId { $($id,)* $( $now, $($m1, $m5,)? )* $($id2,)* }
 
         /// Each field's class, in `FieldId` order; computed at compile time (a variant
         /// without a class prefix fails the build).
-        const CLASSES: &[FieldClass] = &[ $( FieldClass::of_variant(stringify!($id)), )* ];
+        const CLASSES: &[FieldClass] = &[
+            $( FieldClass::of_variant(stringify!($id)), )*
+            $( FieldClass::of_variant(stringify!($now)),
+               $( FieldClass::of_variant(stringify!($m1)), FieldClass::of_variant(stringify!($m5)), )? )*
+            $( FieldClass::of_variant(stringify!($id2)), )*
+        ];
 
         impl FieldId {
             pub const fn class(self) -> FieldClass {
                 CLASSES[self as usize]
+            }
+
+            /// The key of a `stats` field's measure in a `container_stats` event.
+            #[inline(always)]
+            pub fn stats_key(self) -> Option<&'static str> {
+                match self {
+                    $(
+                        FieldId::$now => Some(stringify!($field)),
+                        $(
+                            FieldId::$m1 => Some(concat!(stringify!($field), "_1m")),
+                            FieldId::$m5 => Some(concat!(stringify!($field), "_5m")),
+                        )?
+                    )*
+                    _ => None,
+                }
             }
         }
 
         /// Every field, in display order.
         pub static CATALOG: &[FieldInfo] = &[
             $( FieldInfo { id: FieldId::$id, name: $name, ty: FieldType::$ty, arg: ArgKind::$arg, available: $avail, description: $desc }, )*
+            $(
+                FieldInfo { id: FieldId::$now, name: $mname, ty: FieldType::U64, arg: ArgKind::None, available: true, description: measure_doc!($mdesc $(, $m1)?) },
+                $(
+                    FieldInfo { id: FieldId::$m1, name: concat!($mname, "_1m"), ty: FieldType::U64, arg: ArgKind::None, available: true, description: concat!("container_stats events: ", $mdesc, " Mean over the last minute.") },
+                    FieldInfo { id: FieldId::$m5, name: concat!($mname, "_5m"), ty: FieldType::U64, arg: ArgKind::None, available: true, description: concat!("container_stats events: ", $mdesc, " Mean over the last five minutes.") },
+                )?
+            )*
+            $( FieldInfo { id: FieldId::$id2, name: $name2, ty: FieldType::$ty2, arg: ArgKind::$arg2, available: $avail2, description: $desc2 }, )*
         ];
     };
 }
 
-catalog! {
+/// The description of a measure's field: a series' plain field is its last sample.
+macro_rules! measure_doc {
+    ($desc:literal) => {
+        concat!("container_stats events: ", $desc)
+    };
+    ($desc:literal, $m1:ident) => {
+        concat!("container_stats events: ", $desc, " Last sample.")
+    };
+}
+
+crate::event::container_measures!(catalog
+before {
     EvtType => "evt.type", Str, None, true, "Syscall name of the event: execve, execveat, clone (clone3, fork, vfork), procexit, connect, open, openat, openat2, creat, and the syscall kind's ptrace, symlink, symlinkat, link, linkat, init_module, finit_module, socket, dup, dup2, dup3, setns, unshare, setuid, chmod, fchmod, fchmodat, bpf, unlink, unlinkat, rename, renameat, renameat2, mkdir, mkdirat, rmdir, userfaultfd, memfd_create, listen, accept, accept4, sendto, sendmsg, recvfrom, recvmsg.";
     EvtDir => "evt.dir", Str, None, true, "Direction; always `<` here, every event is a completed syscall.";
     EvtRes => "evt.res", Str, None, true, "Result as text: SUCCESS for a non-negative return, else the errno name (ENOENT, EACCES, ...).";
@@ -285,34 +328,8 @@ catalog! {
     ContainerLabels => "container.labels", Str, None, true, "The container's labels as `key:value` pairs joined by `, ` (sorted; `io.kubernetes.*` left out).";
     ContainerLabel => "container.label", Str, Key, true, "One container label: container.label[app] or container.label.app.";
     ContainerStartTs => "container.start_ts", U64, None, true, "Container start time, nanoseconds since the epoch.";
-    StatCpuMillicores => "container.cpu.millicores", U64, None, true, "container_stats events: CPU in use, in thousandths of a core (1000 = one core busy). Last sample.";
-    StatCpuMillicores1m => "container.cpu.millicores_1m", U64, None, true, "container_stats events: CPU in use, in thousandths of a core (1000 = one core busy). Mean over the last minute.";
-    StatCpuMillicores5m => "container.cpu.millicores_5m", U64, None, true, "container_stats events: CPU in use, in thousandths of a core (1000 = one core busy). Mean over the last five minutes.";
-    StatCpuLimitPct => "container.cpu.limit_pct", U64, None, true, "container_stats events: CPU in use as a percentage of the container's CPU limit (no value without a limit). Last sample.";
-    StatCpuLimitPct1m => "container.cpu.limit_pct_1m", U64, None, true, "container_stats events: CPU in use as a percentage of the container's CPU limit (no value without a limit). Mean over the last minute.";
-    StatCpuLimitPct5m => "container.cpu.limit_pct_5m", U64, None, true, "container_stats events: CPU in use as a percentage of the container's CPU limit (no value without a limit). Mean over the last five minutes.";
-    StatCpuLimitMillicores => "container.cpu.limit_millicores", U64, None, true, "container_stats events: The container's CPU limit (quota / period), in thousandths of a core; no value without a limit.";
-    StatMemoryBytes => "container.memory.bytes", U64, None, true, "container_stats events: Memory charged to the container's cgroup, in bytes. Last sample.";
-    StatMemoryBytes1m => "container.memory.bytes_1m", U64, None, true, "container_stats events: Memory charged to the container's cgroup, in bytes. Mean over the last minute.";
-    StatMemoryBytes5m => "container.memory.bytes_5m", U64, None, true, "container_stats events: Memory charged to the container's cgroup, in bytes. Mean over the last five minutes.";
-    StatMemoryLimitPct => "container.memory.limit_pct", U64, None, true, "container_stats events: Memory in use as a percentage of the container's memory limit (no value without a limit). Last sample.";
-    StatMemoryLimitPct1m => "container.memory.limit_pct_1m", U64, None, true, "container_stats events: Memory in use as a percentage of the container's memory limit (no value without a limit). Mean over the last minute.";
-    StatMemoryLimitPct5m => "container.memory.limit_pct_5m", U64, None, true, "container_stats events: Memory in use as a percentage of the container's memory limit (no value without a limit). Mean over the last five minutes.";
-    StatMemoryLimitBytes => "container.memory.limit_bytes", U64, None, true, "container_stats events: The container's memory limit in bytes; no value without a limit.";
-    StatOomKills => "container.memory.oom_kills", U64, None, true, "container_stats events: Processes the kernel's OOM killer killed in the container since it started.";
-    StatNewOomKills => "container.memory.new_oom_kills", U64, None, true, "container_stats events: OOM kills in the container since the previous sample.";
-    StatPids => "container.pids.count", U64, None, true, "container_stats events: Tasks (processes and threads) in the container. Last sample.";
-    StatPids1m => "container.pids.count_1m", U64, None, true, "container_stats events: Tasks (processes and threads) in the container. Mean over the last minute.";
-    StatPids5m => "container.pids.count_5m", U64, None, true, "container_stats events: Tasks (processes and threads) in the container. Mean over the last five minutes.";
-    StatPidsLimitPct => "container.pids.limit_pct", U64, None, true, "container_stats events: Tasks as a percentage of the container's pids.max (no value without a limit). Last sample.";
-    StatPidsLimitPct1m => "container.pids.limit_pct_1m", U64, None, true, "container_stats events: Tasks as a percentage of the container's pids.max (no value without a limit). Mean over the last minute.";
-    StatPidsLimitPct5m => "container.pids.limit_pct_5m", U64, None, true, "container_stats events: Tasks as a percentage of the container's pids.max (no value without a limit). Mean over the last five minutes.";
-    StatPidsLimit => "container.pids.limit", U64, None, true, "container_stats events: The container's pids.max; no value without a limit.";
-    StatExecsPerMin => "container.execs_per_min", U64, None, true, "container_stats events: Programs executed in the container in the last minute.";
-    StatConnectsPerMin => "container.connects_per_min", U64, None, true, "container_stats events: Connects (to IP addresses, loopback included) made in the container in the last minute.";
-    StatFailedConnectsPerMin => "container.failed_connects_per_min", U64, None, true, "container_stats events: Connects that failed (refused, unreachable, timed out; not in progress) in the last minute.";
-    StatDestinationsPerMin => "container.destinations_per_min", U64, None, true, "container_stats events: Distinct (address, port) pairs the container connected to, or tried to, in the last minute.";
-
+}
+after {
     WorkloadIdField => "workload.id", Str, None, true, "The container's workload as its learned profile is kept: `deployment/NAMESPACE/NAME` (also daemonset, statefulset, job, cronjob, pod) from the pod's labels, else `image/REPOSITORY`; none on the host or without profiles.";
     WorkloadKindField => "workload.kind", Str, None, true, "The workload's kind: deployment, daemonset, statefulset, job, cronjob, pod or image.";
     WorkloadName => "workload.name", Str, None, true, "The workload's name (the image repository for `image` workloads).";
@@ -327,7 +344,7 @@ catalog! {
     K8sPodIp => "k8s.pod.ip", Str, None, true, "The pod's primary IP address, as its sandbox reports it (CRI).";
     K8sPodLabels => "k8s.pod.labels", Str, None, true, "The pod's labels as `key:value` pairs joined by `, ` (sorted; `io.kubernetes.*` left out), from its sandbox (CRI).";
     K8sPodLabel => "k8s.pod.label", Str, Key, true, "One pod label: k8s.pod.label[app] or k8s.pod.label.app.";
-}
+});
 
 impl FieldId {
     pub fn info(self) -> &'static FieldInfo {
@@ -439,5 +456,29 @@ mod tests {
         assert!(resolve("proc.name", Some("1")).is_err());
         assert!(resolve("proc.aname", Some("x")).is_err());
         assert!(resolve("container.label", None).is_err());
+    }
+
+    #[test]
+    fn every_stats_field_reads_a_key_the_event_writes() {
+        let written: Vec<&str> = crate::event::ContainerStats::default()
+            .entries()
+            .iter()
+            .map(|(key, _)| *key)
+            .collect();
+        let stats: Vec<&FieldInfo> = CATALOG
+            .iter()
+            .filter(|f| f.id.class() == FieldClass::Stats)
+            .collect();
+        for field in &stats {
+            let key = field
+                .id
+                .stats_key()
+                .unwrap_or_else(|| panic!("{}", field.name));
+            assert!(written.contains(&key), "{} reads {key}", field.name);
+        }
+        // Every key but interval_secs is a field's.
+        assert_eq!(stats.len(), written.len() - 1);
+        assert_eq!(FieldId::StatPids5m.stats_key(), Some("pids_5m"));
+        assert_eq!(FieldId::ProcName.stats_key(), None);
     }
 }

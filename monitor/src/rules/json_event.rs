@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::{context::runtime::Mount, event::EventKind};
 
 use super::{
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, W, env_value},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, W, env_value},
     recorded::mounts_of,
     source::EventType,
 };
@@ -148,8 +148,8 @@ impl<'a> Record<'a> for JsonRecord<'a> {
         raw(self.top[T::workload as usize].and_then(|w| w.get(k.name())))
     }
 
-    fn stats(&self, k: S) -> Raw<'a> {
-        raw(self.top[T::stats as usize].and_then(|s| s.get(k.name())))
+    fn stats(&self, key: &str) -> Raw<'a> {
+        raw(self.top[T::stats as usize].and_then(|s| s.get(key)))
     }
 
     fn pod(&self, k: Pod) -> Raw<'a> {

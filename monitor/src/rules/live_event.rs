@@ -6,7 +6,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 use super::{
     Alert, CompiledRule, Engine, Scratch,
-    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, S, T, W, env_value},
+    event_fields::{A, ArgList, C, EventView, P, Pod, Raw, Record, T, W, env_value},
     response::CompiledResponse,
     source::EventType,
 };
@@ -450,9 +450,9 @@ impl<'a> Record<'a> for LiveRecord<'a> {
         }
     }
 
-    fn stats(&self, k: S) -> Raw<'a> {
+    fn stats(&self, key: &str) -> Raw<'a> {
         match &self.event.detail {
-            Detail::ContainerStats(x) => Raw::opt(x.get(k.name()), Raw::U64),
+            Detail::ContainerStats(x) => Raw::opt(x.get(key), Raw::U64),
             _ => Raw::Absent,
         }
     }
