@@ -21,7 +21,10 @@ use monitor::{
     rules::Priority,
 };
 use serde_json::{Map, Value, json};
-use support::receivers::{Receiver, Rsyslog, lines, temp_dir, wait_until};
+use support::{
+    receivers::{Receiver, Rsyslog, lines, temp_dir},
+    wait_until,
+};
 
 const TIME: &str = "2024-05-06T07:08:09.123456789Z";
 

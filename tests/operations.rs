@@ -19,8 +19,8 @@ use std::{
 use serde_json::Value;
 use support::{
     Monitor,
-    receivers::{Receiver, Rsyslog, temp_dir, wait_until},
-    serial,
+    receivers::{Receiver, Rsyslog, temp_dir},
+    serial, wait_until,
 };
 
 /// A rule that fires on opens below `dir`, so the test decides exactly how often.

@@ -131,14 +131,8 @@ fn a_thousand_identical_alerts_become_one_alert_and_a_summary_with_aggregation()
 
     // Without aggregation: every alert, and no more.
     let wait_count = |monitor: &Monitor, count: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while monitor.events().iter().filter(|a| ours(a)).count() < count {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "fewer than {count} alerts"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let seen = monitor.wait_for_count(count, ours);
+        assert!(seen >= count, "{seen} alerts, fewer than {count}");
     };
     wait_count(&every, READS as usize);
     let every = every.finish(libc::SIGINT);

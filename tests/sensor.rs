@@ -15,7 +15,6 @@ use std::{
     },
     path::PathBuf,
     process::Command,
-    time::Duration,
 };
 
 use serde_json::{Value, json};
@@ -555,17 +554,7 @@ fn burst_of_opens_arrives_completely() {
     let pid = std::process::id();
     // Delivered while the agent runs: a stop judges its backlog for a bounded time only
     // (what it cannot judge is counted, as `unjudged`).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while monitor
-        .events()
-        .iter()
-        .filter(|e| is_open_of(e, pid, &path))
-        .count()
-        < BURST
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    monitor.wait_for_count(BURST, |e| is_open_of(e, pid, &path));
     let (events, totals) = monitor.stop();
     let seen = events.iter().filter(|e| is_open_of(e, pid, &path)).count();
     let open = &totals["kinds"]["open"];
@@ -617,12 +606,7 @@ fn concurrent_records_never_mix_their_bytes() {
     let ours = |e: &Value| {
         e["kind"] == "open" && e["pid"] == pid && str_of(e, "path").starts_with(&prefix)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while monitor.events().iter().filter(|e| ours(e)).count() < THREADS * opens
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    monitor.wait_for_count(THREADS * opens, ours);
     let (events, totals) = monitor.stop();
     let mut seen = 0;
     for e in events.iter().filter(|e| ours(e)) {

@@ -4,9 +4,10 @@
 use std::{
     path::Path,
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use super::wait_until;
 
 /// busybox plus a user (`appuser`, uid 4242) that only exists in this image, and a
 /// shadow file for the sensitive-read rules.
@@ -97,14 +98,6 @@ impl Drop for Cleanup {
                 .stderr(Stdio::null())
                 .status();
         }
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -35,6 +35,34 @@ pub fn site_rules(what: &str, more: &str) -> std::path::PathBuf {
     site
 }
 
+/// Polls `cond` every 100 ms until it holds, for at most `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `count` until it reaches `target`, for as long as it keeps rising, and returns
+/// the last count. A busy machine (the kernel matrix's emulated guests share the host's
+/// cores) slows how fast the agent works through a burst without losing any of it, so
+/// no fixed deadline fits: only a count that stops rising for 30 s has stopped.
+pub fn wait_for_count(target: usize, mut count: impl FnMut() -> usize) -> usize {
+    const STALL: Duration = Duration::from_secs(30);
+    let mut last = count();
+    let mut rose = Instant::now();
+    while last < target && rose.elapsed() < STALL {
+        thread::sleep(Duration::from_millis(200));
+        let now = count();
+        if now > last {
+            last = now;
+            rose = Instant::now();
+        }
+    }
+    last
+}
+
 /// Tests that count events system-wide must not overlap with other tests' workloads.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -287,6 +315,23 @@ impl Monitor {
     /// Every event seen so far.
     pub fn events(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// How many events so far match `pred`, counted without copying them (a burst's
+    /// tens of thousands, polled).
+    pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| pred(e))
+            .count()
+    }
+
+    /// Waits until `target` events match `pred`, for as long as more keep arriving
+    /// ([`wait_for_count`]); returns how many did.
+    pub fn wait_for_count(&self, target: usize, pred: impl Fn(&Value) -> bool) -> usize {
+        wait_for_count(target, || self.count(&pred))
     }
 
     pub fn wait_for_within(

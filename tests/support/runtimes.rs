@@ -7,9 +7,10 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use super::wait_until;
 
 use super::docker::{self, IMAGE, docker};
 
@@ -17,14 +18,6 @@ pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
 /// The CRI plugin's pod sandbox image: the test image with a command that waits.
 pub const PAUSE_IMAGE: &str = "monitor-test/pause:v1";
-
-fn wait_until(what: &str, timeout: Duration, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)

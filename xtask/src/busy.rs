@@ -57,11 +57,7 @@ impl Drop for Busy {
         if self.names.is_empty() {
             return;
         }
-        let running = Command::new("docker")
-            .args(["ps", "-q", "--filter", &format!("label={LABEL}")])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-            .unwrap_or(0);
+        let running = labelled(false).len();
         step(&format!(
             "busy containers: {running} of {} still running at the end; removing them",
             self.names.len()
@@ -72,16 +68,7 @@ impl Drop for Busy {
 
 /// Busy containers of an earlier run that was interrupted.
 fn remove_leftovers() {
-    let Ok(out) = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label={LABEL}")])
-        .output()
-    else {
-        return;
-    };
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let ids = labelled(true);
     if !ids.is_empty() {
         let _ = Command::new("docker")
             .args(["rm", "-f"])
@@ -89,4 +76,23 @@ fn remove_leftovers() {
             .stdout(std::process::Stdio::null())
             .status();
     }
+}
+
+/// The ids of the containers with the busy label: running ones, or `all`.
+fn labelled(all: bool) -> Vec<String> {
+    let filter = format!("label={LABEL}");
+    let mut args = vec!["ps", "-q", "--filter", &filter];
+    if all {
+        args.push("--all");
+    }
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }

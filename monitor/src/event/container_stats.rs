@@ -75,6 +75,17 @@ macro_rules! measure {
         $out[$at + 2] = (concat!(stringify!($field), "_5m"), series.mean_5m);
         $at += 3;
     };
+    (@get $self:ident, $key:ident, $field:ident) => {
+        ($key == stringify!($field)).then_some($self.$field)
+    };
+    (@get $self:ident, $key:ident, $field:ident, $m1:ident) => {
+        match $key.strip_prefix(stringify!($field)) {
+            Some("") => Some($self.$field.now),
+            Some("_1m") => Some($self.$field.mean_1m),
+            Some("_5m") => Some($self.$field.mean_5m),
+            _ => None,
+        }
+    };
     (@read $get:ident, $field:ident) => { $get(stringify!($field)) };
     (@read $get:ident, $field:ident, $m1:ident) => {
         Measure {
@@ -119,20 +130,20 @@ macro_rules! container_stats {
                     interval_secs: get("interval_secs").unwrap_or(0),
                 }
             }
+
+            /// One measure by its `stats` key.
+            pub fn get(&self, key: &str) -> Option<u64> {
+                $(
+                    if let Some(value) = measure!(@get self, key, $field $(, $m1)?) {
+                        return value;
+                    }
+                )*
+                (key == "interval_secs").then_some(self.interval_secs)
+            }
         }
     };
 }
 container_measures!(container_stats);
-
-impl ContainerStats {
-    /// One measure by its `stats` key.
-    pub fn get(&self, key: &str) -> Option<u64> {
-        self.entries()
-            .into_iter()
-            .find(|(name, _)| *name == key)
-            .and_then(|(_, value)| value)
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -165,5 +176,23 @@ mod tests {
                 .and_then(|(_, v)| *v)
         });
         assert_eq!(read, stats);
+    }
+
+    #[test]
+    fn get_finds_every_key_that_entries_writes() {
+        let keys = ContainerStats::default().entries().map(|(key, _)| key);
+        // A distinct value per key, so a key read from its neighbour's field shows.
+        let stats = ContainerStats::from_entries(|key| {
+            keys.iter()
+                .position(|k| *k == key)
+                .map(|at| at as u64 + 100)
+        });
+        for (key, value) in stats.entries() {
+            assert!(value.is_some(), "{key}");
+            assert_eq!(stats.get(key), value, "{key}");
+        }
+        assert_eq!(stats.get("pids_limit"), Some(122));
+        assert_eq!(stats.get("pids_limit_1m"), None);
+        assert_eq!(stats.get("pids_limit_pct_9m"), None);
     }
 }

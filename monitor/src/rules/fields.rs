@@ -189,8 +189,8 @@ macro_rules! catalog {
             $(
                 FieldInfo { id: FieldId::$now, name: $mname, ty: FieldType::U64, arg: ArgKind::None, available: true, description: measure_doc!($mdesc $(, $m1)?) },
                 $(
-                    FieldInfo { id: FieldId::$m1, name: concat!($mname, "_1m"), ty: FieldType::U64, arg: ArgKind::None, available: true, description: concat!("container_stats events: ", $mdesc, " Mean over the last minute.") },
-                    FieldInfo { id: FieldId::$m5, name: concat!($mname, "_5m"), ty: FieldType::U64, arg: ArgKind::None, available: true, description: concat!("container_stats events: ", $mdesc, " Mean over the last five minutes.") },
+                    FieldInfo { id: FieldId::$m1, name: concat!($mname, "_1m"), ty: FieldType::U64, arg: ArgKind::None, available: true, description: measure_doc!($mdesc, "Mean over the last minute.") },
+                    FieldInfo { id: FieldId::$m5, name: concat!($mname, "_5m"), ty: FieldType::U64, arg: ArgKind::None, available: true, description: measure_doc!($mdesc, "Mean over the last five minutes.") },
                 )?
             )*
             $( FieldInfo { id: FieldId::$id2, name: $name2, ty: FieldType::$ty2, arg: ArgKind::$arg2, available: $avail2, description: $desc2 }, )*
@@ -198,13 +198,14 @@ macro_rules! catalog {
     };
 }
 
-/// The description of a measure's field: a series' plain field is its last sample.
+/// The description of a measure's field: a series' plain field is its last sample,
+/// its `_1m` and `_5m` fields name their window.
 macro_rules! measure_doc {
-    ($desc:literal) => {
-        concat!("container_stats events: ", $desc)
-    };
     ($desc:literal, $m1:ident) => {
-        concat!("container_stats events: ", $desc, " Last sample.")
+        measure_doc!($desc, "Last sample.")
+    };
+    ($desc:literal $(, $window:literal)?) => {
+        concat!("container_stats events: ", $desc $(, " ", $window)?)
     };
 }
 
