@@ -23,6 +23,7 @@ use monitor::{
 use serde_json::{Map, Value, json};
 use support::{
     receivers::{Receiver, Rsyslog, lines, temp_dir},
+    schemas::{Ecs, Ocsf},
     wait_until,
 };
 
@@ -42,6 +43,7 @@ fn alert(rule: &str, priority: Priority, output: &str, n: u64) -> Alert {
         tags: vec!["container".into(), "shell".into()],
         output_fields: fields,
         exec_id: Some(format!("exec-{n}")),
+        event_type: None,
         ancestors: vec![],
         container: None,
         aggregated: None,
@@ -248,6 +250,60 @@ fn assert_numbered(alerts: &[Value], count: u64) {
             "exec_id": "exec-0", "ancestors": [], "container": null
         })
     );
+}
+
+/// An HTTP sink of a document format posts that format's documents, one per request
+/// or batched as arrays, each valid against the published schema's field list.
+#[test]
+fn http_sinks_post_ocsf_and_ecs_documents() {
+    let (ocsf, ecs) = (Ocsf::load(), Ecs::load());
+    for (format, batch) in [
+        (Format::Ocsf, 1),
+        (Format::OcsfActivity, 3),
+        (Format::Ecs, 3),
+    ] {
+        let mut receiver = Receiver::new();
+        receiver.start();
+        let spool = temp_dir(&format!("http-{format:?}"));
+        let mut sink = http_sink(receiver.port, &spool, batch);
+        sink.format = Some(format);
+        let d = Dispatcher::new(&AlertsConfig {
+            sinks: vec![sink],
+            rate_limit: None,
+            aggregation: None,
+        })
+        .unwrap();
+        for n in 0..5 {
+            let mut alert = numbered(n);
+            alert.event_type = Some("execve".into());
+            d.submit(alert);
+        }
+        wait_until("5 documents", Duration::from_secs(20), || {
+            receiver.count() >= 5
+        });
+        let stats = shutdown(d);
+        assert_eq!(stats.sinks[0].delivered, 5, "{format:?}");
+        let docs = receiver.alerts();
+        assert_eq!(docs.len(), 5, "{format:?}: {docs:?}");
+        for (n, doc) in docs.iter().enumerate() {
+            assert_eq!(doc["message"], format!("alert {n:04} from a test"));
+            if format == Format::Ecs {
+                assert_eq!(ecs.errors(doc), Vec::<String>::new(), "{doc}");
+                assert_eq!(doc["monitor"]["output_fields"]["n"], n);
+                assert_eq!(doc["process"]["entity_id"], format!("exec-{n}"));
+                assert_eq!(
+                    doc["event"]["category"],
+                    json!(["intrusion_detection", "process"])
+                );
+            } else {
+                assert_eq!(ocsf.errors(doc), Vec::<String>::new(), "{doc}");
+                assert_eq!(doc["unmapped"]["output_fields"]["n"], n);
+                let class = if format == Format::Ocsf { 2004 } else { 1007 };
+                assert_eq!(doc["class_uid"], class, "{doc}");
+            }
+        }
+        fs::remove_dir_all(spool).unwrap();
+    }
 }
 
 #[test]

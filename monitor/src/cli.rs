@@ -558,13 +558,18 @@ impl RunArgs {
     }
 }
 
+/// The alert formats that are JSON documents, as flags and config name them.
+const DOCUMENT_FORMATS: [&str; 5] = ["json", "falco", "ocsf", "ocsf-activity", "ecs"];
+
 /// Where `monitor run` sends alerts, besides stdout.
 #[derive(Args, Debug, Clone)]
 pub struct AlertArgs {
-    /// Format of alerts on stdout: json (one object per line), text (one line per
-    /// alert), or auto (colored text on a terminal, JSON otherwise).
+    /// Format of alerts on stdout: json (Falco's alert, an object per line; also
+    /// `falco`), text (a line per alert), ocsf (OCSF 1.8.0 Detection Finding),
+    /// ocsf-activity (OCSF activity class of the event), ecs (ECS 9.4.0), or auto
+    /// (colored text on a terminal, JSON otherwise).
     /// [config: outputs.stdout.format; default: auto]
-    #[arg(long, value_parser = ["json", "text", "auto"])]
+    #[arg(long, value_parser = DOCUMENT_FORMATS.iter().chain(&["text", "auto"]).copied().collect::<Vec<_>>())]
     pub stdout_format: Option<String>,
 
     /// Color the priority of text alerts on stdout: auto (on a terminal, unless
@@ -577,9 +582,9 @@ pub struct AlertArgs {
     #[arg(long, value_name = "PATH")]
     pub alert_file: Option<PathBuf>,
 
-    /// Format of the alert file: json or text. [config: outputs.file.format;
-    /// default: json]
-    #[arg(long, value_parser = ["json", "text"])]
+    /// Format of the alert file: json (also `falco`), text, ocsf, ocsf-activity or
+    /// ecs (as --stdout-format). [config: outputs.file.format; default: json]
+    #[arg(long, value_parser = DOCUMENT_FORMATS.iter().chain(&["text"]).copied().collect::<Vec<_>>())]
     pub alert_file_format: Option<String>,
 
     /// Size past which the alert file is rotated (PATH.1, PATH.2, ...).
@@ -620,6 +625,12 @@ pub struct AlertArgs {
     /// [config: outputs.http.ca_file]
     #[arg(long, value_name = "PATH")]
     pub http_ca_file: Option<PathBuf>,
+
+    /// The document each HTTP alert is: json (Falco's alert; also `falco`), ocsf,
+    /// ocsf-activity or ecs (as --stdout-format). [config: outputs.http.format;
+    /// default: json]
+    #[arg(long, value_parser = DOCUMENT_FORMATS.to_vec())]
+    pub http_format: Option<String>,
 
     /// Keep alerts a sink could not take in DIR/<sink> on disk, and deliver them when
     /// it is back (also after a restart). [config: outputs.spool.dir]
@@ -722,6 +733,12 @@ impl AlertArgs {
             "outputs.http.ca_file",
             "--http-ca-file",
             self.http_ca_file.as_ref(),
+        );
+        given(
+            out,
+            "outputs.http.format",
+            "--http-format",
+            self.http_format.as_ref(),
         );
         given(
             out,
@@ -829,10 +846,12 @@ pub struct ReplayArgs {
     /// The alerts' `hostname` (default: this machine's, as `monitor run` gives it).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// `json`: the alert objects `monitor run` sends (one per line); `text`: its
-    /// one-line text form.
-    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
-    pub format: String,
+    /// What to print for each alert, as a sink of that format sends it: `json` (the
+    /// Falco alert objects `monitor run` sends, one per line; also `falco`), `text`
+    /// (its one-line text form), `ocsf` (OCSF 1.8.0 Detection Finding),
+    /// `ocsf-activity` (OCSF activity class of the event) or `ecs` (ECS 9.4.0).
+    #[arg(long, value_enum, default_value_t = crate::alerts::Format::Json)]
+    pub format: crate::alerts::Format,
 }
 
 #[derive(Args, Debug)]

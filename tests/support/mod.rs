@@ -8,6 +8,7 @@ pub mod nats;
 pub mod netns;
 pub mod receivers;
 pub mod runtimes;
+pub mod schemas;
 
 use std::{
     io::{BufRead, BufReader},

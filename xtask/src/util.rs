@@ -92,7 +92,14 @@ pub fn run_monitor(args: &[String]) -> Result<()> {
 
 /// The end-to-end test binaries of the quick tier: each runs in well under a minute
 /// and needs no image build, no second runtime and no NATS cluster.
-pub const QUICK_TESTS: &[&str] = &["sensor", "responses", "alerts", "operations", "signals"];
+pub const QUICK_TESTS: &[&str] = &[
+    "sensor",
+    "responses",
+    "alerts",
+    "operations",
+    "signals",
+    "formats",
+];
 
 pub fn run_tests(quick: bool, args: &[String]) -> Result<()> {
     if !is_root() {

@@ -245,6 +245,7 @@ mod tests {
             tags: vec!["container".into()],
             output_fields: fields.as_object().unwrap().clone(),
             exec_id: Some(format!("e{pid}")),
+            event_type: None,
             ancestors: vec![],
             container: None,
             aggregated: None,

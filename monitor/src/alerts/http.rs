@@ -16,7 +16,7 @@ use tokio_rustls::{
     rustls::{self, RootCertStore, pki_types::ServerName},
 };
 
-use super::model::Alert;
+use super::model::{Alert, Format};
 
 pub struct HttpTransport {
     uri: Uri,
@@ -26,6 +26,7 @@ pub struct HttpTransport {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     headers: Vec<(HeaderName, HeaderValue)>,
     batch: usize,
+    format: Format,
     timeout: Duration,
     conn: Option<SendRequest<Full<Bytes>>>,
 }
@@ -35,9 +36,16 @@ impl HttpTransport {
         url: &str,
         headers: &std::collections::BTreeMap<String, String>,
         batch: usize,
+        format: Format,
         ca_file: Option<&Path>,
         timeout: Duration,
     ) -> Result<HttpTransport, String> {
+        if !format.is_json() {
+            return Err(format!(
+                "url `{url}`: HTTP sinks send JSON documents: format json (falco), ocsf, \
+                 ocsf-activity or ecs, not text"
+            ));
+        }
         let uri: Uri = url.parse().map_err(|e| format!("url `{url}`: {e}"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
@@ -103,6 +111,7 @@ impl HttpTransport {
             tls,
             headers,
             batch: batch.max(1),
+            format,
             timeout,
             conn: None,
         })
@@ -130,19 +139,26 @@ impl HttpTransport {
         }
     }
 
-    /// Posts the alerts: one request per alert when `batch` is 1, else one request
-    /// with a JSON array. Succeeds only on a 2xx answer.
+    /// Posts the alerts, each a document of the sink's format: one request per alert
+    /// when `batch` is 1, else one request with a JSON array. Succeeds only on a 2xx
+    /// answer.
     pub async fn send(&mut self, alerts: &[Arc<Alert>]) -> Result<(), (usize, String)> {
         if self.batch == 1 {
             for (done, alert) in alerts.iter().enumerate() {
-                self.post(Bytes::from(alert.to_json()))
+                self.post(Bytes::from(alert.render(self.format, false)))
                     .await
                     .map_err(|e| (done, e))?;
             }
             Ok(())
         } else {
-            let list: Vec<&Alert> = alerts.iter().map(|a| &**a).collect();
-            let body = serde_json::to_vec(&list).map_err(|e| (0, e.to_string()))?;
+            let mut body = String::from("[");
+            for (i, alert) in alerts.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&alert.render(self.format, false));
+            }
+            body.push(']');
             self.post(Bytes::from(body)).await.map_err(|e| (0, e))
         }
     }

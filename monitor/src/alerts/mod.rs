@@ -23,6 +23,7 @@
 //! memory queue is.
 pub mod aggregate;
 pub mod config;
+pub mod formats;
 pub mod http;
 pub mod model;
 pub mod rate;
@@ -286,6 +287,7 @@ pub fn internal_alert(
         tags: vec!["monitor".into()],
         output_fields,
         exec_id: None,
+        event_type: None,
         ancestors: vec![],
         container: None,
         aggregated: None,

@@ -26,6 +26,11 @@ pub struct Alert {
     /// The process's exec id (`process.exec_id` of the event), when known.
     #[serde(default)]
     pub exec_id: Option<String>,
+    /// The event's `evt.type` (`execve`, `openat`, `connect`, ...): what OCSF and ECS
+    /// documents classify the alert by. Absent on the agent's own alerts (losses,
+    /// suppressed alerts), which no event raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
     #[serde(default)]
     pub ancestors: Vec<Ancestor>,
     #[serde(default)]
@@ -64,6 +69,9 @@ pub struct Container {
     pub id: Option<String>,
     pub name: Option<String>,
     pub image: Option<String>,
+    /// The image's id (the runtime's `sha256:...`), which OCSF identifies an image by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     #[serde(default)]
     pub labels: Map<String, Value>,
     /// Kubernetes pod name.
@@ -132,6 +140,7 @@ impl AlertSubject for Value {
                 id: text(&c["id"]),
                 name: text(&c["name"]),
                 image: text(&c["image"]),
+                image_id: text(&c["image_id"]),
                 labels: c["labels"].as_object().cloned().unwrap_or_default(),
                 pod,
                 namespace,
@@ -170,6 +179,7 @@ impl Alert {
             tags: alert.tags,
             output_fields: alert.output_fields,
             exec_id: subject.exec_id(),
+            event_type: Some(alert.event_type.as_str().to_string()),
             ancestors: subject.ancestors(),
             container: subject.container(),
             aggregated: None,
@@ -275,19 +285,29 @@ fn priority_color(p: Priority) -> &'static str {
 }
 
 /// Output format of a sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
+    /// Falco's alert JSON with this agent's extensions, an object per line (also
+    /// `falco`).
+    #[serde(alias = "falco")]
+    #[value(alias = "falco")]
     Json,
+    /// A line for people: time, priority, rule, output, container.
     Text,
+    /// OCSF 1.8.0 Detection Finding (class 2004).
+    Ocsf,
+    /// OCSF 1.8.0 activity class of the event (Process 1007, File System 1001,
+    /// Network 4001) with the Security Control profile.
+    OcsfActivity,
+    /// ECS 9.4.0, `event.kind: alert`.
+    Ecs,
 }
 
-impl Alert {
-    pub fn render(&self, format: Format, color: bool) -> String {
-        match format {
-            Format::Json => self.to_json(),
-            Format::Text => self.to_text(color),
-        }
+impl Format {
+    /// Whether the format is a JSON document (all but `text`).
+    pub fn is_json(self) -> bool {
+        self != Format::Text
     }
 }
 
@@ -307,6 +327,7 @@ mod tests {
             tags: vec!["t".into()],
             output_fields: Map::new(),
             exec_id: None,
+            event_type: None,
             ancestors: vec![],
             container: None,
             aggregated: None,
@@ -397,9 +418,11 @@ mod tests {
             output_fields: Map::new(),
             tags: vec![],
             source: "syscall",
+            event_type: crate::rules::EventType::Openat,
         };
         let a = Alert::from_rule_alert(rule_alert, "host1", &event);
         assert_eq!(a.exec_id.as_deref(), Some("e1"));
+        assert_eq!(a.event_type.as_deref(), Some("openat"));
         assert_eq!(
             a.ancestors,
             vec![Ancestor {

@@ -57,6 +57,16 @@ impl Transport {
                 structured_data,
                 max_message_bytes,
             } => {
+                if config
+                    .format
+                    .is_some_and(|f| f != Format::Json && f != Format::Text)
+                {
+                    return Err(
+                        "syslog sends RFC 5424 messages: the ocsf, ocsf-activity and ecs \
+                         formats are for stdout, file and http sinks"
+                            .into(),
+                    );
+                }
                 if *facility > 23 {
                     return Err(format!("syslog facility {facility}: must be 0..=23"));
                 }
@@ -77,6 +87,7 @@ impl Transport {
                 url,
                 headers,
                 *batch,
+                config.format.unwrap_or(Format::Json),
                 ca_file.as_deref(),
                 Duration::from_millis(*timeout_ms),
             )?),

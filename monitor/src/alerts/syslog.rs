@@ -251,6 +251,7 @@ mod tests {
             tags: vec![],
             output_fields: Default::default(),
             exec_id: Some("e1".into()),
+            event_type: None,
             ancestors: vec![],
             container: None,
             aggregated: None,

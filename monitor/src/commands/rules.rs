@@ -270,11 +270,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
             alert.response = engine
                 .response_for(rule, &ev, &mut scratch)
                 .map(|response| crate::responses::preview(response, &rule.name, &kernel));
-            if args.format == "text" {
-                writeln!(out, "{}", alert.to_text(false))?;
-            } else {
-                writeln!(out, "{}", alert.to_json())?;
-            }
+            writeln!(out, "{}", alert.render(args.format, false))?;
             alerts += 1;
         }
     }

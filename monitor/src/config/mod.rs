@@ -117,12 +117,16 @@ pub struct OutputSettings {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum StdoutFormat {
     /// Colored text on a terminal, JSON lines otherwise.
     Auto,
+    #[serde(alias = "falco")]
     Json,
     Text,
+    Ocsf,
+    OcsfActivity,
+    Ecs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +181,8 @@ pub struct HttpSettings {
     pub batch: usize,
     pub ca_file: Option<PathBuf>,
     pub timeout_ms: u64,
+    /// The document each alert is: json (Falco's), ocsf, ocsf-activity or ecs.
+    pub format: Format,
     #[serde(with = "priority_setting")]
     pub min_priority: Priority,
 }
@@ -364,6 +370,7 @@ impl Default for HttpSettings {
             batch: 1,
             ca_file: None,
             timeout_ms: 5000,
+            format: Format::Json,
             min_priority: Priority::Debug,
         }
     }
@@ -486,6 +493,14 @@ impl Settings {
             bad(
                 "outputs.http.url",
                 format!("`{url}`: expected an http:// or https:// URL"),
+            );
+        }
+        if !self.outputs.http.format.is_json() {
+            bad(
+                "outputs.http.format",
+                "HTTP sinks send JSON documents: json (falco), ocsf, ocsf-activity or ecs, \
+                 not text"
+                    .into(),
             );
         }
         if self.outputs.rate_limit.per_rule_per_second < 0.0 {
@@ -706,6 +721,9 @@ impl Settings {
             s.format = match o.stdout.format {
                 StdoutFormat::Json => Some(Format::Json),
                 StdoutFormat::Text => Some(Format::Text),
+                StdoutFormat::Ocsf => Some(Format::Ocsf),
+                StdoutFormat::OcsfActivity => Some(Format::OcsfActivity),
+                StdoutFormat::Ecs => Some(Format::Ecs),
                 StdoutFormat::Auto => None,
             };
             s.min_priority = o.stdout.min_priority;
@@ -742,6 +760,7 @@ impl Settings {
                 timeout_ms: o.http.timeout_ms,
             });
             s.min_priority = o.http.min_priority;
+            s.format = Some(o.http.format);
             s.spool = spool("http");
             sinks.push(s);
         }

@@ -60,7 +60,7 @@ fn unknown_key_is_reported_at_the_key() {
     assert_eq!(
         error(text, &[]),
         "FILE:5:5: outputs.http.urll: unknown field `urll`, expected one of `url`, \
-         `headers`, `batch`, `ca_file`, `timeout_ms`, `min_priority`"
+         `headers`, `batch`, `ca_file`, `timeout_ms`, `format`, `min_priority`"
     );
 }
 

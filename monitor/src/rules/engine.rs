@@ -100,6 +100,8 @@ pub struct Alert {
     pub output_fields: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
     pub source: &'static str,
+    /// The event's `evt.type`.
+    pub event_type: super::EventType,
 }
 
 /// A loaded and compiled ruleset.
@@ -258,6 +260,7 @@ impl Engine {
             output_fields,
             tags: rule.tags.clone(),
             source: "syscall",
+            event_type: src.event_type(),
         }
     }
 

@@ -180,6 +180,7 @@ impl AlertSubject for LiveEvent<'_> {
             id: Some(c.id.to_string()),
             name: meta.map(|m| m.name.clone()),
             image: meta.map(|m| m.image.clone()),
+            image_id: meta.and_then(|m| m.image_id.clone()),
             labels: meta
                 .map(|m| {
                     m.labels
